@@ -1,0 +1,172 @@
+# libinternlm -- plain Makefile.
+#
+#   make                  library (lib/), CLI (build/internlm)
+#   make test             build and run every test suite (installs missing packages)
+#   make demo             the main job on a built-in default (installs missing packages)
+#   make bench            benchmarks (GEMM against the measured peak)
+#   make asan             tests under AddressSanitizer + UBSan (in build/asan)
+#   make install PREFIX=/usr/local
+#   make config           what was detected
+#
+# Options: CUDA=0 (no CUDA backend even when nvcc exists), MPI=0, BUILD=dir,
+# LIBDIR=dir, SANITIZE=1.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define ILM_VERSION_MAJOR \([0-9]*\)/\1/p' include/internlm.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define ILM_VERSION_MINOR \([0-9]*\)/\1/p' include/internlm.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define ILM_VERSION_PATCH \([0-9]*\)/\1/p' include/internlm.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX  ?= /usr/local
+BUILD   ?= build
+LIBDIR  ?= lib
+CC      ?= cc
+CXX     ?= c++
+PKG_CONFIG ?= pkg-config
+
+# ---- detection -------------------------------------------------------------
+
+NVCC := $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+CUDA ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+MPI  ?= $(shell $(PKG_CONFIG) --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+
+BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(or $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null),-lopenblas)
+JSON_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcjson 2>/dev/null)
+JSON_LIBS   := $(or $(shell $(PKG_CONFIG) --libs libcjson 2>/dev/null),-lcjson)
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS   := $(or $(shell $(PKG_CONFIG) --libs check 2>/dev/null),-lcheck -lsubunit -lrt -lm -lpthread)
+
+# ---- flags -----------------------------------------------------------------
+
+OPT      ?= -O2 -g
+WARN     := -Wall -Wextra -Werror
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(BLAS_CFLAGS) $(JSON_CFLAGS)
+CFLAGS   += -std=c11 $(WARN) $(OPT) -fPIC -fvisibility=hidden -fopenmp
+LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) -lm -lpthread
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/bench/*.c)
+CU_SRC  :=
+ifeq ($(CUDA),1)
+LIB_SRC := $(filter-out src/backend/nocuda.c,$(LIB_SRC))
+CU_SRC  := $(wildcard src/backend/cuda/*.cu)
+CPPFLAGS += -DILM_HAVE_CUDA
+# Hopper (sm_90, the H100/H200 we test on) and Ampere, plus PTX for newer GPUs.
+NVCCFLAGS ?= -O2 -std=c++17 -gencode arch=compute_80,code=sm_80 \
+             -gencode arch=compute_90,code=[sm_90,compute_90]
+LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lnccl -lstdc++
+endif
+ifeq ($(MPI),1)
+# MPI is detected here; src/comm/ (the MPI and NCCL collectives) will use
+# these flags.  Nothing links it until that code exists.
+MPI_CFLAGS := $(shell $(PKG_CONFIG) --cflags ompi-c)
+MPI_LIBS   := $(shell $(PKG_CONFIG) --libs ompi-c)
+endif
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+CLI_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tools/cli/*.c))
+TEST_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/*.c))
+
+SONAME  := libinternlm.so.$(VERSION_MAJOR)
+SHARED  := $(LIBDIR)/libinternlm.so.$(VERSION)
+STATIC  := $(LIBDIR)/libinternlm.a
+CLI     := $(BUILD)/internlm
+RUNNER  := $(BUILD)/test_runner
+
+.PHONY: all test demo bench asan install uninstall config clean deps
+all: $(SHARED) $(STATIC) $(CLI)
+
+# ---- build rules -----------------------------------------------------------
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DILM_BUILDING_LIBRARY $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(filter-out $(BLAS_CFLAGS),$(CPPFLAGS)) -DILM_BUILDING_LIBRARY $(NVCCFLAGS) \
+	    -Xcompiler -fPIC,-fvisibility=hidden,-Wall -c $< -o $@
+
+$(SHARED): $(LIB_OBJ) src/internlm.map
+	@mkdir -p $(LIBDIR)
+	$(CC) -shared -fopenmp $(LDFLAGS) -Wl,-soname,$(SONAME) \
+	    -Wl,--version-script=src/internlm.map -Wl,--no-undefined \
+	    -o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf libinternlm.so.$(VERSION) $(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(LIBDIR)/libinternlm.so
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(LIBDIR)
+	rm -f $@
+	ar rcs $@ $^
+
+# The CLI uses the public API only and finds the library next to it, both in
+# the build tree (build/../lib, or lib/ below BUILD) and when installed.
+$(CLI): $(CLI_OBJ) $(SHARED)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) -L$(LIBDIR) -linternlm $(JSON_LIBS) \
+	    -Wl,-rpath,'$$ORIGIN/../lib' -Wl,-rpath,'$$ORIGIN/lib'
+
+# Tests link the static library, so they can reach internal ilm__ functions.
+$(RUNNER): $(TEST_OBJ) $(STATIC)
+	$(CC) -fopenmp $(LDFLAGS) -o $@ $(TEST_OBJ) $(STATIC) $(CHECK_LIBS) $(LDLIBS)
+
+$(TEST_OBJ): CPPFLAGS += $(CHECK_CFLAGS)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+
+# ---- user-facing targets ---------------------------------------------------
+
+deps:
+	@tools/deps.sh
+
+# The tests run from the repository root; they find the build through these
+# variables.  Check's summary line is the last thing printed.
+test: deps
+	@$(MAKE) --no-print-directory all $(RUNNER)
+	ILM_BUILD=$(BUILD) ILM_LIBDIR=$(LIBDIR) ILM_CUDA=$(CUDA) ILM_SANITIZE=$(SANITIZE) $(RUNNER)
+
+asan:
+	@$(MAKE) --no-print-directory test BUILD=build/asan LIBDIR=build/asan/lib SANITIZE=1 CUDA=0 OPT="-O1 -g"
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tools/demo.sh $(CLI)
+
+bench: all
+	$(CLI) bench gemm
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/internlm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libinternlm.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libinternlm.so
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@LIBS_PRIVATE@|$(LDLIBS) -fopenmp|g' \
+	    pkgconfig/libinternlm.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libinternlm.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/internlm.h $(DESTDIR)$(PREFIX)/lib/libinternlm.* \
+	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/libinternlm.pc $(DESTDIR)$(PREFIX)/bin/internlm
+
+config:
+	@echo "libinternlm $(VERSION)"
+	@echo "  cc:       $(shell $(CC) --version | head -n 1)"
+	@echo "  openmp:   yes (-fopenmp)"
+	@echo "  blas:     $(BLAS_LIBS) $(BLAS_CFLAGS)"
+	@echo "  json:     $(JSON_LIBS)"
+	@echo "  check:    $(CHECK_LIBS)"
+	@echo "  cuda:     $(if $(filter 1,$(CUDA)),yes: $(NVCC) ($(CUDA_HOME)),no)"
+	@echo "  mpi:      $(if $(filter 1,$(MPI)),detected: $(MPI_LIBS) (used by src/comm when it lands),no)"
+	@echo "  sanitize: $(if $(filter 1,$(SANITIZE)),address+undefined,no)"
+	@echo "  build:    $(BUILD)  lib: $(LIBDIR)  prefix: $(PREFIX)"
+
+clean:
+	rm -rf build $(LIBDIR)/libinternlm.*

@@ -1,0 +1,270 @@
+/*
+ * internlm.h -- the public interface of libinternlm.
+ *
+ * libinternlm is an embeddable C11 library for the whole life of a large
+ * language model in the InternLM ecosystem: data (clean, dedup, tokenize,
+ * pack), pretraining, fine-tuning (SFT, LoRA, QLoRA), evaluation, deployment
+ * (KV-cache inference, batching, a server) and agents.  This header is the
+ * only public header and is meant to be read top to bottom: the conventions
+ * first, then the core utilities, then one section per handle in pipeline
+ * order (corpus, tokenizer, model, session, trainer, evaluator, agent, bench).
+ *
+ * Conventions that hold for every function below:
+ *
+ *  - Names are ilm_<object>_<verb>.  Every handle is opaque.
+ *  - Functions that can fail return an ilm_status; ILM_OK (0) is success and
+ *    every error is negative.  After a failure, ilm_last_error() returns a
+ *    message for the calling thread that says what failed and on what.
+ *  - Constructors hand the new object back through an out parameter and
+ *    leave it NULL on failure.  Destructors return void and accept NULL.
+ *  - Strings and buffers that the library allocates for the caller are freed
+ *    with ilm_free().  Each function says who owns what.
+ *  - Configuration is JSON text, validated strictly: an unknown key or a value
+ *    of the wrong type is ILM_ERR_CONFIG with a message naming the key path.
+ *  - The library never calls exit() or abort() and never prints, unless a log
+ *    callback (ilm_set_log_callback) asks for its messages.
+ *  - Threads: every function in the core section may be called from any
+ *    thread unless its comment says otherwise.  A model is immutable after
+ *    loading and may be shared; each session, trainer, evaluator and agent is
+ *    used by one thread at a time.
+ *
+ * ABI policy (docs/ABI.md): within one major version the ABI only grows.
+ * Status values are pinned forever; new behaviour gets new symbols.
+ */
+#ifndef INTERNLM_H
+#define INTERNLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ILM_API marks a symbol exported from the shared library.  The library is
+ * built with -fvisibility=hidden, so only what carries ILM_API (and matches
+ * the linker version script's ilm_* pattern) is visible to users. */
+#if defined(_WIN32)
+#  if defined(ILM_BUILDING_LIBRARY)
+#    define ILM_API __declspec(dllexport)
+#  else
+#    define ILM_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define ILM_API __attribute__((visibility("default")))
+#else
+#  define ILM_API
+#endif
+
+/* ===================================================================== */
+/*  Version                                                              */
+/* ===================================================================== */
+
+#define ILM_VERSION_MAJOR 0
+#define ILM_VERSION_MINOR 1
+#define ILM_VERSION_PATCH 0
+#define ILM_VERSION_NUMBER \
+    (ILM_VERSION_MAJOR * 10000 + ILM_VERSION_MINOR * 100 + ILM_VERSION_PATCH)
+
+/*! ilm_version() :
+ *  @return the version of the library actually linked, as
+ *          MAJOR*10000 + MINOR*100 + PATCH.  Compare it with
+ *          ILM_VERSION_NUMBER to detect a header/library mismatch. */
+ILM_API unsigned ilm_version(void);
+
+/*! ilm_version_string() :
+ *  @return the version as "MAJOR.MINOR.PATCH"; a static string, never freed. */
+ILM_API const char *ilm_version_string(void);
+
+/*! ilm_build_info() :
+ *  @return a static JSON object describing how the library was built:
+ *          {"version", "compiler", "openmp", "blas", "cuda"}.
+ *          Never freed.  Handy for bug reports and `internlm --version`. */
+ILM_API const char *ilm_build_info(void);
+
+/* ===================================================================== */
+/*  Status codes                                                         */
+/* ===================================================================== */
+
+/* The table below is the single definition of every status: its name, its
+ * value and its one-line meaning.  Values are pinned: they are never
+ * renumbered or reused, new codes are added at the end. */
+#define ILM_STATUS_MAP(X)                                                     \
+    X(ILM_OK,               0,  "success")                                    \
+    X(ILM_ERR_INVALID_ARG, -1,  "invalid argument")                           \
+    X(ILM_ERR_NOMEM,       -2,  "out of memory")                              \
+    X(ILM_ERR_IO,          -3,  "input/output error")                         \
+    X(ILM_ERR_FORMAT,      -4,  "malformed or unsupported file contents")     \
+    X(ILM_ERR_CONFIG,      -5,  "invalid configuration")                      \
+    X(ILM_ERR_UNSUPPORTED, -6,  "not supported by this build or library")     \
+    X(ILM_ERR_BACKEND,     -7,  "compute backend failure")                    \
+    X(ILM_ERR_COMM,        -8,  "communication failure")                      \
+    X(ILM_ERR_CANCELLED,   -9,  "cancelled by the caller")                    \
+    X(ILM_ERR_NO_DEVICE,   -10, "no usable device")                           \
+    X(ILM_ERR_STATE,       -11, "call not valid in the object's state")       \
+    X(ILM_ERR_RANGE,       -12, "value or size out of range")                 \
+    X(ILM_ERR_NOT_FOUND,   -13, "not found")                                  \
+    X(ILM_ERR_INTERNAL,    -14, "internal error (a bug in libinternlm)")
+
+typedef enum ilm_status {
+#define ILM_STATUS_ENUM_(name, value, text) name = value,
+    ILM_STATUS_MAP(ILM_STATUS_ENUM_)
+#undef ILM_STATUS_ENUM_
+} ilm_status;
+
+/*! ilm_status_str() :
+ *  @return the name of a status ("ILM_ERR_CONFIG"), or "ILM_ERR_UNKNOWN" for a
+ *          value this version does not know.  Static string, never freed. */
+ILM_API const char *ilm_status_str(ilm_status s);
+
+/*! ilm_status_desc() :
+ *  @return the one-line meaning of a status ("invalid configuration"). */
+ILM_API const char *ilm_status_desc(ilm_status s);
+
+/*! ilm_last_error() :
+ *  @return the detailed message of the calling thread's last failure, e.g.
+ *          "config: unknown key 'bench.sizez'".  The string belongs to the
+ *          thread and stays valid until that thread's next failing call.
+ *          Returns "" when the thread has not failed yet.  A successful
+ *          call does not clear it: read it only right after a failure. */
+ILM_API const char *ilm_last_error(void);
+
+/* ===================================================================== */
+/*  Memory                                                               */
+/* ===================================================================== */
+
+/*! ilm_allocator :
+ *  Hooks through which the library allocates all host memory it owns.
+ *  `user` is passed back to each hook.  Sizes are in bytes. */
+typedef struct ilm_allocator {
+    void *(*malloc_fn)(void *user, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void  (*free_fn)(void *user, void *ptr);
+    void  *user;
+} ilm_allocator;
+
+/*! ilm_set_allocator() :
+ *  Installs allocator hooks (all three functions must be set), or restores
+ *  the C library's malloc/realloc/free when `a` is NULL.  The struct is
+ *  copied.  Call it before creating any object, and do not change it while
+ *  objects or library-allocated buffers exist: memory is released through
+ *  the hooks installed at the time of release.  Not thread-safe with other
+ *  library calls.
+ *  @return ILM_OK, or ILM_ERR_INVALID_ARG if a hook is missing. */
+ILM_API ilm_status ilm_set_allocator(const ilm_allocator *a);
+
+/*! ilm_free() :
+ *  Frees a string or buffer that the library allocated for the caller
+ *  (each function says when).  NULL is accepted. */
+ILM_API void ilm_free(void *ptr);
+
+/* ===================================================================== */
+/*  Logging, progress and threads                                        */
+/* ===================================================================== */
+
+typedef enum ilm_log_level {
+    ILM_LOG_ERROR = 0,
+    ILM_LOG_WARN  = 1,
+    ILM_LOG_INFO  = 2,
+    ILM_LOG_DEBUG = 3
+} ilm_log_level;
+
+/*! ilm_log_fn :
+ *  Receives one complete message (no trailing newline) at a level.  May be
+ *  called from any thread the library runs work on, so it must be
+ *  thread-safe.  `msg` is valid only during the call. */
+typedef void (*ilm_log_fn)(void *user, ilm_log_level level, const char *msg);
+
+/*! ilm_set_log_callback() :
+ *  Routes library messages at `max_level` or more severe to `fn`.  With fn
+ *  NULL (the default) the library is silent.  Not thread-safe with other
+ *  library calls: set it once at start-up. */
+ILM_API void ilm_set_log_callback(ilm_log_fn fn, void *user,
+                                  ilm_log_level max_level);
+
+/*! ilm_progress_fn :
+ *  Called by long-running functions to report progress: `stage` names the
+ *  current phase ("gemm 1024", "tokenize"), `done` of `total` units are
+ *  finished (total 0 when unknown).  Return 0 to continue; any non-zero
+ *  value cancels the work, which then returns ILM_ERR_CANCELLED.  Called on
+ *  the thread that called the long-running function. */
+typedef int (*ilm_progress_fn)(void *user, const char *stage,
+                               uint64_t done, uint64_t total);
+
+/*! ilm_set_num_threads() :
+ *  Sets how many CPU threads the library's parallel work uses (OpenMP and
+ *  the BLAS).  n <= 0 restores the default: the number of available cores.
+ *  Affects work started afterwards, from any thread. */
+ILM_API void ilm_set_num_threads(int n);
+
+/*! ilm_get_num_threads() :
+ *  @return the number of CPU threads parallel work will use. */
+ILM_API int ilm_get_num_threads(void);
+
+/* ===================================================================== */
+/*  Devices                                                              */
+/* ===================================================================== */
+
+/*! ilm_cuda_device_count() :
+ *  Counts the CUDA GPUs this process can use.
+ *  @return ILM_OK with *count >= 1;
+ *          ILM_ERR_NO_DEVICE (and *count = 0) when CUDA is built in but no
+ *          GPU or driver is usable, with the CUDA runtime's reason in
+ *          ilm_last_error();
+ *          ILM_ERR_UNSUPPORTED (and *count = 0) when the library was built
+ *          without CUDA. */
+ILM_API ilm_status ilm_cuda_device_count(int *count);
+
+/*! ilm_cuda_device_info() :
+ *  Describes GPU `index` as a JSON object {"index", "name",
+ *  "compute_capability", "total_memory", "multiprocessors", "cuda_runtime",
+ *  "cublas", "cublaslt", "nccl", "probe_kernel"}, after launching a small
+ *  kernel on it and checking its output ("probe_kernel": "ok").  *json is
+ *  allocated by the library: ilm_free() it.
+ *  @return ILM_OK, ILM_ERR_RANGE for a bad index, or the statuses of
+ *          ilm_cuda_device_count(). */
+ILM_API ilm_status ilm_cuda_device_info(int index, char **json);
+
+/* ===================================================================== */
+/*  Handles                                                              */
+/* ===================================================================== */
+
+/* Every object the library hands out is one of these opaque handles.  Their
+ * functions are declared in the sections below as they are implemented. */
+typedef struct ilm_corpus    ilm_corpus;    /* a corpus: ingest to shards    */
+typedef struct ilm_tokenizer ilm_tokenizer; /* text <-> token ids            */
+typedef struct ilm_model     ilm_model;     /* weights + architecture        */
+typedef struct ilm_session   ilm_session;   /* inference context + KV cache  */
+typedef struct ilm_trainer   ilm_trainer;   /* optimizer, schedule, data     */
+typedef struct ilm_evaluator ilm_evaluator; /* benchmarks and metrics        */
+typedef struct ilm_agent     ilm_agent;     /* tool-calling loop             */
+typedef struct ilm_comm      ilm_comm;      /* communicator for collectives  */
+
+/* ===================================================================== */
+/*  Benchmarks                                                           */
+/* ===================================================================== */
+
+/*! ilm_bench_gemm() :
+ *  Measures fp32 GEMM throughput (C = A·B, square n×n, row-major) on the
+ *  CPU backend and the machine's fp32 peak, measured with an FMA-throughput
+ *  loop on every thread at once.
+ *  @config : JSON text or NULL for defaults.  Keys (all optional):
+ *            "sizes"     array of n (default [256, 512, 1024, 2048]),
+ *            "threads"   integer (default: ilm_get_num_threads()),
+ *            "min_time"  seconds spent per size (default 1.0),
+ *            "min_reps"  repetitions per size at least (default 3).
+ *  @progress, @user : optional progress callback (stage "gemm <n>").
+ *  @result : on ILM_OK, a JSON object allocated by the library (ilm_free):
+ *            {"threads", "peak_gflops", "peak_isa", "blas", "results":
+ *            [{"n", "reps", "best_gflops", "median_gflops",
+ *            "fraction_of_peak"}]}.
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_CANCELLED or ILM_ERR_NOMEM. */
+ILM_API ilm_status ilm_bench_gemm(const char *config,
+                                  ilm_progress_fn progress, void *user,
+                                  char **result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* INTERNLM_H */

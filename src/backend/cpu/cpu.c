@@ -1,0 +1,60 @@
+/*
+ * src/backend/cpu/ -- the CPU backend: the reference implementation of
+ * every op in backend.h, and the fast path on machines without a GPU.
+ * GEMM goes to OpenBLAS through CBLAS; element-wise and quantized ops are
+ * our own, parallelised with OpenMP.
+ */
+#include "backend/backend.h"
+
+#include <cblas.h>
+#include <string.h>
+
+static void *cpu_alloc(const ilm__backend *be, size_t bytes)
+{
+    (void)be;
+    void *p = ilm__malloc(bytes);
+    if (!p) ilm__error(ILM_ERR_NOMEM, "cpu: cannot allocate %zu bytes", bytes);
+    return p;
+}
+
+static void cpu_free(const ilm__backend *be, void *ptr)
+{
+    (void)be;
+    ilm__free(ptr);
+}
+
+static ilm_status cpu_copy(const ilm__backend *be, void *dst, const void *src, size_t bytes)
+{
+    (void)be;
+    if (bytes) memmove(dst, src, bytes);
+    return ILM_OK;
+}
+
+static ilm_status cpu_gemm_f32(const ilm__backend *be, bool trans_a, bool trans_b,
+                               int M, int N, int K, float alpha,
+                               const float *A, int lda, const float *B, int ldb,
+                               float beta, float *C, int ldc)
+{
+    (void)be;
+    ILM_RETURN_IF(M < 0 || N < 0 || K < 0, ILM_ERR_INVALID_ARG,
+                  "gemm: negative size %dx%dx%d", M, N, K);
+    ILM_RETURN_IF(lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N,
+                  ILM_ERR_INVALID_ARG, "gemm: leading dimension smaller than a row");
+    if (M == 0 || N == 0) return ILM_OK;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
+                lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, beta, C, ldc);
+    return ILM_OK;
+}
+
+static const ilm__backend cpu_backend = {
+    .name = "cpu",
+    .kind = ILM__BACKEND_CPU,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .gemm_f32 = cpu_gemm_f32,
+};
+
+const ilm__backend *ilm__backend_cpu(void) { return &cpu_backend; }

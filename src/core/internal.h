@@ -1,0 +1,188 @@
+/*
+ * src/core/internal.h -- what every other folder of the library uses: error
+ * reporting, the allocator, logging, JSON config helpers, file I/O (mmap
+ * views, atomic writes), the deterministic RNG and thread control.
+ *
+ * Internal: nothing here is part of the ABI.  Non-static symbols are named
+ * ilm__*, which the linker version script keeps out of the export table.
+ */
+#ifndef ILM_CORE_INTERNAL_H
+#define ILM_CORE_INTERNAL_H
+
+#include "internlm.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#ifdef __cplusplus
+extern "C" { /* the CUDA backend (.cu, compiled as C++) uses this header */
+#endif
+
+#if defined(__GNUC__)
+#  define ILM__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#  define ILM__PRINTF(fmt, args)
+#endif
+
+/* ---- errors (status.c) ------------------------------------------------ */
+
+/* Records `fmt` as the calling thread's last error message and returns `s`,
+ * so that error paths read `return ilm__error(ILM_ERR_IO, "...", ...);`. */
+ilm_status ilm__error(ilm_status s, const char *fmt, ...) ILM__PRINTF(2, 3);
+ilm_status ilm__verror(ilm_status s, const char *fmt, va_list ap);
+
+/* Early-return helpers in the manner of zstd's RETURN_ERROR_IF and
+ * FORWARD_IF_ERROR: they keep error paths to one line each. */
+#define ILM_RETURN_IF(cond, status, ...)                                      \
+    do {                                                                      \
+        if (cond) return ilm__error((status), __VA_ARGS__);                   \
+    } while (0)
+
+#define ILM_FORWARD(expr)                                                     \
+    do {                                                                      \
+        ilm_status ilm__fwd_ = (expr);                                        \
+        if (ilm__fwd_ != ILM_OK) return ilm__fwd_;                            \
+    } while (0)
+
+/* ---- memory (alloc.c) ------------------------------------------------- */
+
+/* All host memory the library owns goes through the allocator hook.  Sizes
+ * that overflow, like calloc's, are reported as ILM_ERR_NOMEM by callers. */
+void *ilm__malloc(size_t size);
+void *ilm__calloc(size_t n, size_t size);
+void *ilm__realloc(void *ptr, size_t size);
+void  ilm__free(void *ptr);
+char *ilm__strdup(const char *s);
+char *ilm__strndup(const char *s, size_t n);
+/* printf into a freshly allocated string; NULL on allocation failure. */
+char *ilm__asprintf(const char *fmt, ...) ILM__PRINTF(1, 2);
+
+/* ---- logging (log.c) -------------------------------------------------- */
+
+void ilm__log(ilm_log_level level, const char *fmt, ...) ILM__PRINTF(2, 3);
+
+/* ---- threads (threads.c) ---------------------------------------------- */
+
+/* The thread count to use for parallel work (see ilm_set_num_threads). */
+int ilm__num_threads(void);
+
+/* Monotonic wall clock in seconds. */
+double ilm__now(void);
+
+/* ---- JSON configuration (json.c) -------------------------------------- */
+
+/* Parses JSON text into *out (free with cJSON_Delete).  `what` names the
+ * text in error messages ("config", "tokenizer.json").  NULL or empty text
+ * gives an empty object, so every config argument may be NULL. */
+ilm_status ilm__json_parse(const char *text, const char *what, cJSON **out);
+
+typedef enum ilm__jtype {
+    ILM__J_BOOL,      /* out: bool *                                         */
+    ILM__J_INT,       /* out: int64_t *; integral, within [min, max]          */
+    ILM__J_NUMBER,    /* out: double *; within [min, max]                     */
+    ILM__J_STRING,    /* out: const char ** (points into the cJSON tree)      */
+    ILM__J_OBJECT,    /* out: const cJSON ** (validate it with another call) */
+    ILM__J_ARRAY      /* out: const cJSON ** (elements checked by the caller)*/
+} ilm__jtype;
+
+/* One permitted key of a JSON object.  A key absent from the object leaves
+ * *out untouched (so callers preset defaults) unless `required` is set.
+ * For numbers, min < max enables the range check. */
+typedef struct ilm__jfield {
+    const char *key;
+    ilm__jtype  type;
+    void       *out;
+    bool        required;
+    double      min, max;
+} ilm__jfield;
+
+/* Validates `obj` strictly against `fields`: it must be an object, every key
+ * must be listed, every value of the listed type and range.  `path` is the
+ * object's key path for messages ("" for the root, "train.optimizer").  On
+ * failure returns ILM_ERR_CONFIG with a message naming the full key path,
+ * e.g. "config: unknown key 'bench.sizez'". */
+ilm_status ilm__json_fields(const cJSON *obj, const char *path,
+                            const ilm__jfield *fields, size_t n_fields);
+
+/* Reads an array of integers in [min, max] (key path for messages) into a
+ * freshly allocated array (*out, ilm__free) of *n elements. */
+ilm_status ilm__json_int_array(const cJSON *arr, const char *path,
+                               int64_t min, int64_t max,
+                               int64_t **out, size_t *n);
+
+/* Prints `json` without formatting into a string allocated through the
+ * library allocator (so the caller may ilm_free it). */
+ilm_status ilm__json_print(const cJSON *json, char **out);
+
+/* ---- files (file.c) --------------------------------------------------- */
+
+/* A read-only view of a whole file.  Regular files are mmap'd; an empty
+ * file gives size 0 and a non-NULL data pointer that must not be read. */
+typedef struct ilm__mmap {
+    const uint8_t *data;
+    size_t         size;
+    bool           mapped; /* false for the empty-file case */
+} ilm__mmap;
+
+/* Opens `path` read-only.  Missing, unreadable or non-regular files are
+ * ILM_ERR_IO with the path and the system's reason in the message. */
+ilm_status ilm__mmap_open(const char *path, ilm__mmap *out);
+void       ilm__mmap_close(ilm__mmap *m);
+
+/* Writes a file atomically: the content goes to a temporary file in the
+ * same directory, which is fsynced, renamed over `path`, and the directory
+ * fsynced.  Readers see either the old file or the complete new one, even if
+ * the process dies at any point.  `write_fn` produces the content by calling
+ * ilm__write_all on the descriptor it is given; if it fails, the temporary
+ * file is removed, `path` is untouched and its status is returned. */
+typedef ilm_status (*ilm__write_fn)(int fd, void *ctx);
+ilm_status ilm__atomic_write(const char *path, ilm__write_fn write_fn,
+                             void *ctx);
+/* The common case: the content is one buffer. */
+ilm_status ilm__atomic_write_buf(const char *path, const void *data,
+                                 size_t size);
+/* write(2) until done, retrying on EINTR; ILM_ERR_IO on failure. */
+ilm_status ilm__write_all(int fd, const void *data, size_t size);
+/* fsync a directory so a rename inside it is durable. */
+ilm_status ilm__fsync_dir(const char *dir);
+
+/* ---- deterministic RNG (rng.c) ---------------------------------------- */
+
+/* Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2,
+ * 3", SC 2011), the counter-based generator cuRAND and JAX also use.  Block
+ * i of stream s under seed k is philox(counter = {i_lo, i_hi, s_lo, s_hi},
+ * key = {k_lo, k_hi}); a block gives four 32-bit words, consumed in order.
+ * Only integer arithmetic is involved, so the same (seed, stream) gives the
+ * same words on every platform and backend, and a GPU thread can compute
+ * element j directly from its counter without any shared state. */
+typedef struct ilm__rng {
+    uint64_t seed;
+    uint64_t stream;
+    uint64_t block;   /* index of the next block to generate */
+    uint32_t buf[4];
+    int      used;    /* words of buf already consumed (4 = empty) */
+} ilm__rng;
+
+void     ilm__philox4x32_10(const uint32_t ctr[4], const uint32_t key[2],
+                            uint32_t out[4]);
+void     ilm__rng_init(ilm__rng *r, uint64_t seed, uint64_t stream);
+uint32_t ilm__rng_u32(ilm__rng *r);
+uint64_t ilm__rng_u64(ilm__rng *r);
+/* Uniform float in [0, 1) with 24 random bits: (u32 >> 8) * 2^-24. */
+float    ilm__rng_uniform(ilm__rng *r);
+/* Uniform integer in [0, n) without modulo bias (Lemire's method). */
+uint32_t ilm__rng_below(ilm__rng *r, uint32_t n);
+/* Standard normal by the Marsaglia polar method, computed in double with a
+ * logarithm built from basic IEEE operations only (no libm), so the result
+ * is bit-identical wherever double arithmetic is IEEE and not contracted. */
+float    ilm__rng_normal(ilm__rng *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ILM_CORE_INTERNAL_H */

@@ -1,0 +1,76 @@
+/* The test runner: every suite, fork mode, Check's summary line last. */
+#include "tests.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *test_build_dir(void)
+{
+    const char *b = getenv("ILM_BUILD");
+    return b && *b ? b : "build";
+}
+
+const char *test_lib_dir(void)
+{
+    const char *l = getenv("ILM_LIBDIR");
+    return l && *l ? l : "lib";
+}
+
+int test_sanitized(void)
+{
+    const char *s = getenv("ILM_SANITIZE");
+    return s && strcmp(s, "1") == 0;
+}
+
+int test_run(const char *cmd, char **out)
+{
+    char *full = NULL;
+    size_t n = strlen(cmd) + 16;
+    full = malloc(n);
+    snprintf(full, n, "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 1024) buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int st = pclose(p);
+    if (out) *out = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+char *test_tmpdir(void)
+{
+    char tmpl[] = "/tmp/ilm-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+void test_rmtree(const char *dir)
+{
+    if (!dir || strncmp(dir, "/tmp/ilm-test-", 14) != 0) return;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) { /* best effort */ }
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite_core());
+    srunner_add_suite(sr, suite_backend());
+    srunner_add_suite(sr, suite_abi());
+    srunner_add_suite(sr, suite_cli());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

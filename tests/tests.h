@@ -1,0 +1,35 @@
+/*
+ * tests/ -- Check suites, one per area, run by one runner in Check's fork
+ * mode (a crash in one test cannot hide the others).  The runner starts in
+ * the repository root; the Makefile passes the build's folders in ILM_BUILD
+ * and ILM_LIBDIR.
+ */
+#ifndef ILM_TESTS_H
+#define ILM_TESTS_H
+
+#include <check.h>
+#include <stddef.h>
+
+Suite *suite_core(void);
+Suite *suite_backend(void);
+Suite *suite_abi(void);
+Suite *suite_cli(void);
+
+/* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
+ * `make`. */
+const char *test_build_dir(void);
+const char *test_lib_dir(void);
+/* Whether this run is a sanitizer build (make asan). */
+int test_sanitized(void);
+
+/* Runs `cmd` through sh with stdout and stderr captured (stderr after
+ * stdout) into a malloc'd string (*out, may be NULL); returns the exit
+ * status, or -1 if it did not exit normally. */
+int test_run(const char *cmd, char **out);
+
+/* A fresh empty directory under /tmp, malloc'd path; removed by
+ * test_rmtree. */
+char *test_tmpdir(void);
+void test_rmtree(const char *dir);
+
+#endif

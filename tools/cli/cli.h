@@ -1,0 +1,40 @@
+/*
+ * tools/cli/ -- the `internlm` command-line tool: one subcommand per stage
+ * of the chain, built on the public API only (it is the first user of
+ * include/internlm.h, and proves the header is enough).
+ */
+#ifndef ILM_CLI_H
+#define ILM_CLI_H
+
+#include "internlm.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit codes: 0 success, 1 the library reported an error, 2 bad usage. */
+enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
+
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+    const char *summary;
+} cli_command;
+
+/* Prints "internlm: ILM_ERR_X: <last error>" to stderr; returns CLI_ERROR. */
+int cli_fail(ilm_status s);
+/* Prints "internlm <cmd>: <message>" and a hint to stderr; returns CLI_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+/* True when argv[i] is -h or --help. */
+bool cli_is_help(const char *arg);
+/* Looks up `name` in a NULL-terminated table and runs it; prints the table
+ * as help when the name is missing or unknown. */
+int cli_dispatch(const char *prog, const cli_command *table, int argc, char **argv);
+/* A progress callback that draws a one-line bar on stderr when it is a
+ * terminal, and stays quiet otherwise. */
+int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
+
+int cmd_version(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

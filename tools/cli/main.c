@@ -1,0 +1,113 @@
+/* The `internlm` command: dispatch to subcommands and shared helpers. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_fail(ilm_status s)
+{
+    fprintf(stderr, "internlm: %s: %s\n", ilm_status_str(s), ilm_last_error());
+    return CLI_ERROR;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "internlm %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'internlm %s --help')\n", cmd);
+    va_end(ap);
+    return CLI_USAGE;
+}
+
+bool cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+static void print_table(FILE *f, const char *prog, const cli_command *table)
+{
+    fprintf(f, "usage: %s <command> [options]\n\ncommands:\n", prog);
+    for (const cli_command *c = table; c->name; c++)
+        fprintf(f, "  %-12s %s\n", c->name, c->summary);
+    fprintf(f, "\nRun '%s <command> --help' for a command's options.\n", prog);
+}
+
+int cli_dispatch(const char *prog, const cli_command *table, int argc, char **argv)
+{
+    if (argc < 1 || cli_is_help(argv[0]) || strcmp(argv[0], "help") == 0) {
+        print_table(argc < 1 ? stderr : stdout, prog, table);
+        return argc < 1 ? CLI_USAGE : CLI_OK;
+    }
+    for (const cli_command *c = table; c->name; c++)
+        if (strcmp(c->name, argv[0]) == 0) return c->run(argc, argv);
+    fprintf(stderr, "%s: unknown command '%s'\n\n", prog, argv[0]);
+    print_table(stderr, prog, table);
+    return CLI_USAGE;
+}
+
+int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total)
+{
+    (void)user;
+    if (!isatty(STDERR_FILENO)) return 0;
+    if (total) {
+        int width = 30, fill = (int)(done * (uint64_t)width / (done > total ? done : total));
+        fprintf(stderr, "\r%-16s [%.*s%*s] %llu/%llu", stage, fill,
+                "##############################", width - fill, "",
+                (unsigned long long)done, (unsigned long long)total);
+    } else {
+        fprintf(stderr, "\r%-16s %llu", stage, (unsigned long long)done);
+    }
+    fflush(stderr);
+    return 0;
+}
+
+int cmd_version(int argc, char **argv)
+{
+    if (argc > 1 && cli_is_help(argv[1])) {
+        printf("usage: internlm version\n\nPrints the library version and how it was built (JSON).\n");
+        return CLI_OK;
+    }
+    printf("internlm %s\n%s\n", ilm_version_string(), ilm_build_info());
+    return CLI_OK;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    if (argc > 1 && cli_is_help(argv[1])) {
+        printf("usage: internlm info\n\n"
+               "Prints the build, the CPU threads in use and the CUDA devices found.\n");
+        return CLI_OK;
+    }
+    printf("libinternlm %s\nbuild:   %s\nthreads: %d\n", ilm_version_string(),
+           ilm_build_info(), ilm_get_num_threads());
+    int n = 0;
+    ilm_status s = ilm_cuda_device_count(&n);
+    if (s != ILM_OK) {
+        printf("cuda:    none (%s: %s)\n", ilm_status_str(s), ilm_last_error());
+        return CLI_OK;
+    }
+    for (int i = 0; i < n; i++) {
+        char *json = NULL;
+        s = ilm_cuda_device_info(i, &json);
+        if (s != ILM_OK) return cli_fail(s);
+        printf("cuda %d:  %s\n", i, json);
+        ilm_free(json);
+    }
+    return CLI_OK;
+}
+
+static const cli_command commands[] = {
+    { "bench", cmd_bench, "benchmarks against a peer measured in the same run" },
+    { "info", cmd_info, "build features, threads and devices" },
+    { "version", cmd_version, "print the version and build facts" },
+    { NULL, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) return cmd_version(1, argv + 1);
+    return cli_dispatch("internlm", commands, argc - 1, argv + 1);
+}
