@@ -34,6 +34,9 @@ BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(or $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null),-lopenblas)
 JSON_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcjson 2>/dev/null)
 JSON_LIBS   := $(or $(shell $(PKG_CONFIG) --libs libcjson 2>/dev/null),-lcjson)
+PCRE_CFLAGS := $(shell $(PKG_CONFIG) --cflags libpcre2-8 2>/dev/null)
+PCRE_LIBS   := $(or $(shell $(PKG_CONFIG) --libs libpcre2-8 2>/dev/null),-lpcre2-8)
+UTF8PROC_LIBS := $(or $(shell $(PKG_CONFIG) --libs libutf8proc 2>/dev/null),-lutf8proc)
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS   := $(or $(shell $(PKG_CONFIG) --libs check 2>/dev/null),-lcheck -lsubunit -lrt -lm -lpthread)
 
@@ -41,16 +44,17 @@ CHECK_LIBS   := $(or $(shell $(PKG_CONFIG) --libs check 2>/dev/null),-lcheck -ls
 
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
-CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(BLAS_CFLAGS) $(JSON_CFLAGS)
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PCRE_CFLAGS)
 CFLAGS   += -std=c11 $(WARN) $(OPT) -fPIC -fvisibility=hidden -fopenmp
-LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) -lm -lpthread
+LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) $(PCRE_LIBS) $(UTF8PROC_LIBS) -lm -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/bench/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/formats/*.c \
+                     src/tokenizer/*.c src/bench/*.c)
 CU_SRC  :=
 ifeq ($(CUDA),1)
 LIB_SRC := $(filter-out src/backend/nocuda.c,$(LIB_SRC))
@@ -162,6 +166,7 @@ config:
 	@echo "  openmp:   yes (-fopenmp)"
 	@echo "  blas:     $(BLAS_LIBS) $(BLAS_CFLAGS)"
 	@echo "  json:     $(JSON_LIBS)"
+	@echo "  regex:    $(PCRE_LIBS)  unicode: $(UTF8PROC_LIBS)"
 	@echo "  check:    $(CHECK_LIBS)"
 	@echo "  cuda:     $(if $(filter 1,$(CUDA)),yes: $(NVCC) ($(CUDA_HOME)),no)"
 	@echo "  mpi:      $(if $(filter 1,$(MPI)),detected: $(MPI_LIBS) (used by src/comm when it lands),no)"

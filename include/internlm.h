@@ -241,6 +241,143 @@ typedef struct ilm_agent     ilm_agent;     /* tool-calling loop             */
 typedef struct ilm_comm      ilm_comm;      /* communicator for collectives  */
 
 /* ===================================================================== */
+/*  Tokenizer                                                            */
+/* ===================================================================== */
+
+/* An ilm_tokenizer turns text into token ids and back exactly as the
+ * reference libraries do for the files real models ship: SentencePiece BPE
+ * (sentencepiece) and byte-level BPE (Hugging Face tokenizers).  It is
+ * immutable after loading: any number of threads may encode and decode with
+ * one tokenizer at the same time. */
+
+/* Flags for ilm_tokenizer_encode(). */
+#define ILM_TOKENIZE_SPECIAL 0x1u /* recognise special / added tokens such as
+                                     "<|im_start|>" written in the text; without
+                                     it such text is encoded as plain text, so
+                                     user input cannot inject control tokens */
+#define ILM_TOKENIZE_BOS     0x2u /* prepend the BOS token (if the vocabulary
+                                     has one) */
+#define ILM_TOKENIZE_EOS     0x4u /* append the EOS token (if any) */
+
+/* Flags for ilm_tokenizer_decode(). */
+#define ILM_DECODE_SKIP_SPECIAL 0x1u /* render control / special tokens as
+                                        nothing (SentencePiece always does so
+                                        for control pieces) */
+
+/*! ilm_tokenizer_load() :
+ *  Loads a tokenizer from `path`, which is one of
+ *   - a SentencePiece model file (tokenizer.model: BPE models),
+ *   - a Hugging Face tokenizer.json (byte-level BPE),
+ *   - a Hugging Face model directory (its tokenizer.model or tokenizer.json,
+ *     plus tokenizer_config.json for added and special tokens),
+ *   - a GGUF file (its tokenizer.ggml.* vocabulary: "llama" is
+ *     SentencePiece BPE, "gpt2" byte-level BPE).
+ *  @return ILM_OK; ILM_ERR_IO if the file cannot be read; ILM_ERR_FORMAT if it
+ *          is malformed (the message names the file and what is wrong);
+ *          ILM_ERR_UNSUPPORTED for a tokenizer kind this library does not
+ *          implement (SentencePiece unigram, WordPiece, ...), never a wrong
+ *          encoding.  *out is NULL on failure; free with ilm_tokenizer_free. */
+ILM_API ilm_status ilm_tokenizer_load(const char *path, ilm_tokenizer **out);
+
+/*! ilm_tokenizer_free() : frees the tokenizer; NULL is accepted. */
+ILM_API void ilm_tokenizer_free(ilm_tokenizer *tok);
+
+/*! ilm_tokenizer_encode() :
+ *  Encodes `len` bytes of UTF-8 `text` (invalid bytes are handled as the
+ *  reference library does) into token ids.  Without flags it matches
+ *  sentencepiece's encode(text) and tokenizers' encode(text,
+ *  add_special_tokens=False) with special tokens split as text.
+ *  @flags : ILM_TOKENIZE_* or 0.
+ *  @ids, @n_ids : on ILM_OK, an array of *n_ids ids allocated by the library
+ *                 (free with ilm_free; non-NULL even when empty).
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG or ILM_ERR_NOMEM. */
+ILM_API ilm_status ilm_tokenizer_encode(const ilm_tokenizer *tok, const char *text,
+                                        size_t len, unsigned flags,
+                                        int32_t **ids, size_t *n_ids);
+
+/*! ilm_tokenizer_decode() :
+ *  Turns ids back into text, as the reference decoders do: "▁" becomes a
+ *  space, byte-fallback pieces are joined back into UTF-8, the dummy prefix
+ *  space is removed, byte-level pieces are mapped back to bytes.  Bytes that
+ *  do not form valid UTF-8 are replaced by U+FFFD.
+ *  @flags : ILM_DECODE_* or 0.
+ *  @text, @len : on ILM_OK, a NUL-terminated string of *len bytes allocated
+ *                by the library (ilm_free).
+ *  @return ILM_OK, ILM_ERR_RANGE for an id outside the vocabulary,
+ *          ILM_ERR_NOMEM. */
+ILM_API ilm_status ilm_tokenizer_decode(const ilm_tokenizer *tok, const int32_t *ids,
+                                        size_t n_ids, unsigned flags,
+                                        char **text, size_t *len);
+
+/*! ilm_tokenizer_vocab_size() : @return the number of ids (max id + 1). */
+ILM_API int32_t ilm_tokenizer_vocab_size(const ilm_tokenizer *tok);
+
+/*! ilm_tokenizer_bos() / ilm_tokenizer_eos() :
+ *  @return the BOS / EOS id the files name, or -1 if there is none. */
+ILM_API int32_t ilm_tokenizer_bos(const ilm_tokenizer *tok);
+ILM_API int32_t ilm_tokenizer_eos(const ilm_tokenizer *tok);
+
+/*! ilm_tokenizer_piece() :
+ *  @return the piece of `id` as stored in the vocabulary ("▁the",
+ *          "<0x0A>", "Ġthe"), or NULL for an id out of range.  The string
+ *          belongs to the tokenizer. */
+ILM_API const char *ilm_tokenizer_piece(const ilm_tokenizer *tok, int32_t id);
+
+/*! ilm_tokenizer_piece_id() :
+ *  @return the id of the piece (or added token) `piece`, or -1. */
+ILM_API int32_t ilm_tokenizer_piece_id(const ilm_tokenizer *tok, const char *piece);
+
+/*! ilm_tokenizer_info() :
+ *  Describes the tokenizer as JSON: {"kind": "sentencepiece-bpe" |
+ *  "byte-level-bpe", "vocab_size", "bos", "eos", "unk", "add_bos",
+ *  "add_eos", ...options of the kind}.  *json is allocated (ilm_free). */
+ILM_API ilm_status ilm_tokenizer_info(const ilm_tokenizer *tok, char **json);
+
+/* A streaming decoder turns ids into text one at a time, for token-by-token
+ * generation: it emits only complete UTF-8 characters, holding back the
+ * bytes of a character split across tokens.  The concatenation of
+ * everything it emits equals ilm_tokenizer_decode() of all the ids.  Used by
+ * one thread at a time; the tokenizer must outlive it. */
+typedef struct ilm_detokenizer ilm_detokenizer;
+
+/*! ilm_detokenizer_create() : @flags ILM_DECODE_*; free with
+ *  ilm_detokenizer_free. */
+ILM_API ilm_status ilm_detokenizer_create(const ilm_tokenizer *tok, unsigned flags,
+                                          ilm_detokenizer **out);
+
+/*! ilm_detokenizer_push() :
+ *  Adds one id.  *text (not NUL-terminated) and *len receive the text that
+ *  became complete, possibly empty; it stays valid until the next call on
+ *  this decoder.  @return ILM_OK, ILM_ERR_RANGE for a bad id. */
+ILM_API ilm_status ilm_detokenizer_push(ilm_detokenizer *d, int32_t id,
+                                        const char **text, size_t *len);
+
+/*! ilm_detokenizer_flush() :
+ *  Emits what is held back (an incomplete character becomes U+FFFD) and
+ *  resets the decoder for a new sequence. */
+ILM_API ilm_status ilm_detokenizer_flush(ilm_detokenizer *d, const char **text,
+                                         size_t *len);
+
+ILM_API void ilm_detokenizer_free(ilm_detokenizer *d);
+
+/*! ilm_tokenizer_train() :
+ *  Learns a SentencePiece-BPE vocabulary from text files and writes a
+ *  tokenizer.model that the sentencepiece library loads and that encodes
+ *  the same ids there and in this library.
+ *  @config : JSON.  "input": [paths] (required), "out": path (required),
+ *            "vocab_size": integer (required), "byte_fallback": bool
+ *            (default true), "split_digits": bool (default true),
+ *            "user_defined_symbols": [strings], "character_coverage":
+ *            number in (0, 1] (default 0.9995), "add_dummy_prefix": bool
+ *            (default false), "max_sentence_length": bytes (default 4192),
+ *            "input_sentence_size": lines to sample, 0 = all (default 0),
+ *            "seed": integer.
+ *  @progress, @user : optional progress callback, which may cancel.
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_IO, ILM_ERR_CANCELLED. */
+ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progress,
+                                       void *user);
+
+/* ===================================================================== */
 /*  Benchmarks                                                           */
 /* ===================================================================== */
 

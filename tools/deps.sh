@@ -3,13 +3,14 @@
 # As root it runs apt-get; otherwise it prints the exact command and stops.
 set -eu
 
-PKGS="build-essential pkg-config check libcjson-dev libopenblas-dev libopenmpi-dev openmpi-bin binutils"
+PKGS="build-essential pkg-config check libcjson-dev libopenblas-dev libopenmpi-dev openmpi-bin binutils
+      libpcre2-dev libutf8proc-dev zlib1g-dev python3-pip"
 
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+[ -z "$missing" ] && exec "$(dirname "$0")/fetch_models.sh"
 
 cmd="apt-get update && apt-get install -y --no-install-recommends$missing"
 if [ "$(id -u)" -ne 0 ]; then
@@ -21,3 +22,4 @@ echo "installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >&2
 apt-get install -y -q --no-install-recommends $missing >&2
+exec "$(dirname "$0")/fetch_models.sh"

@@ -118,6 +118,65 @@ ilm_status ilm__json_int_array(const cJSON *arr, const char *path,
  * library allocator (so the caller may ilm_free it). */
 ilm_status ilm__json_print(const cJSON *json, char **out);
 
+/* ---- growable buffers and a string-keyed hash map (buf.c, strmap.c) -- */
+
+/* A growable byte buffer.  Zero-initialise; free with ilm__buf_free.  The
+ * contents are kept NUL-terminated (the NUL is not counted in n). */
+typedef struct ilm__buf {
+    char  *p;
+    size_t n, cap;
+} ilm__buf;
+
+ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n);
+ilm_status ilm__buf_putc(ilm__buf *b, char c);
+ilm_status ilm__buf_printf(ilm__buf *b, const char *fmt, ...) ILM__PRINTF(2, 3);
+void       ilm__buf_free(ilm__buf *b);
+
+/* A growable array of token ids.  Zero-initialise; free with ilm__free(v). */
+typedef struct ilm__ids {
+    int32_t *v;
+    size_t   n, cap;
+} ilm__ids;
+
+ilm_status ilm__ids_push(ilm__ids *a, int32_t id);
+
+/* Open-addressing hash map from byte strings to int32 values.  Keys are
+ * borrowed, not copied: they must outlive the map.  Zero-initialise. */
+typedef struct ilm__strmap {
+    const char **keys;
+    uint32_t    *lens;
+    int32_t     *vals;
+    size_t       cap, count; /* cap is 0 or a power of two */
+} ilm__strmap;
+
+uint64_t   ilm__hash_bytes(const void *data, size_t n);
+/* Inserts or replaces; ILM_ERR_NOMEM on failure. */
+ilm_status ilm__strmap_put(ilm__strmap *m, const char *key, size_t len, int32_t val);
+/* The value of `key`, or -1 when absent. */
+int32_t    ilm__strmap_get(const ilm__strmap *m, const char *key, size_t len);
+void       ilm__strmap_free(ilm__strmap *m);
+
+/* Open-addressing hash map from uint64 keys to int32 values (e.g. a pair of
+ * token ids to a merge rank).  Zero-initialise. */
+typedef struct ilm__u64map {
+    uint64_t *keys;
+    int32_t  *vals; /* -1 marks an empty slot: values must be >= 0 */
+    size_t    cap, count;
+} ilm__u64map;
+
+ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val);
+int32_t    ilm__u64map_get(const ilm__u64map *m, uint64_t key);
+void       ilm__u64map_free(ilm__u64map *m);
+
+/* ---- UTF-8 (utf8.c) ---------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when the
+ * bytes there are not valid UTF-8 (overlong, surrogate, > U+10FFFF,
+ * truncated).  *cp receives the code point when valid. */
+size_t ilm__utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* Writes the UTF-8 of cp into out (4 bytes room); returns its length. */
+size_t ilm__utf8_encode(uint32_t cp, char *out);
+
 /* ---- files (file.c) --------------------------------------------------- */
 
 /* A read-only view of a whole file.  Regular files are mmap'd; an empty

@@ -1,0 +1,147 @@
+/*
+ * src/tokenizer/internal.h -- the ilm_tokenizer object shared by the files
+ * of this folder:
+ *
+ *   tokenizer.c   the handle: loading dispatch (file kinds), added/special
+ *                 tokens, encode/decode entry points, streaming decoder
+ *   spm_model.c   SentencePiece ModelProto reader (protobuf wire format)
+ *   spm_bpe.c     SentencePiece normalizer + BPE encoder, piece decoding
+ *   hf_json.c     Hugging Face tokenizer.json (byte-level BPE) loader
+ *   bytelevel.c   byte-level BPE encoder (PCRE2 pre-tokenizer, merges)
+ *   gguf_vocab.c  tokenizer.ggml.* vocabularies from GGUF files
+ *   spm_write.c   SentencePiece ModelProto writer
+ *   train.c       the SentencePiece-BPE trainer
+ *
+ * A tokenizer is immutable once loaded; encoders may keep thread-safe
+ * caches but no other mutable state.
+ */
+#ifndef ILM_TOKENIZER_INTERNAL_H
+#define ILM_TOKENIZER_INTERNAL_H
+
+#include "core/internal.h"
+
+/* Piece types, numbered as SentencePiece's ModelProto.SentencePiece.Type. */
+enum {
+    ILM__PIECE_NORMAL       = 1,
+    ILM__PIECE_UNKNOWN      = 2,
+    ILM__PIECE_CONTROL      = 3,
+    ILM__PIECE_USER_DEFINED = 4,
+    ILM__PIECE_UNUSED       = 5,
+    ILM__PIECE_BYTE         = 6
+};
+
+typedef enum ilm__tok_kind {
+    ILM__TOK_SPM_BPE  = 1, /* SentencePiece BPE (LLaMA-2, Mistral, InternLM2) */
+    ILM__TOK_BYTE_BPE = 2  /* byte-level BPE (GPT-2, LLaMA-3, SmolLM2)       */
+} ilm__tok_kind;
+
+/* A token recognised in text before the encoder runs (HF "added tokens",
+ * SentencePiece control pieces).  `special` ones are recognised only with
+ * ILM_TOKENIZE_SPECIAL; the others always. */
+typedef struct ilm__added_token {
+    char   *text;
+    size_t  len;
+    int32_t id;
+    bool    special;
+    bool    lstrip, rstrip; /* HF: swallow whitespace on that side */
+} ilm__added_token;
+
+/* SentencePiece normalizer and encoder options (NormalizerSpec and the parts
+ * of TrainerSpec that change encoding).  Filled by the loader, then
+ * ilm__spm_finish() builds the derived tables. */
+typedef struct ilm__spm {
+    bool add_dummy_prefix;
+    bool remove_extra_whitespaces;
+    bool escape_whitespaces;
+    bool treat_whitespace_as_suffix;
+    bool byte_fallback;
+    bool split_digits; /* informational: encoding does not consult it */
+    char *normalizer_name;
+    uint8_t *charsmap; /* precompiled_charsmap (double-array trie + strings) */
+    size_t   charsmap_len;
+    /* derived by ilm__spm_finish: */
+    int32_t  byte_id[256];  /* id of piece <0xNN>, -1 when absent */
+    int32_t  max_user_len;  /* longest user-defined piece, 0 when none */
+    ilm__strmap user_defined; /* user-defined pieces, matched in text */
+} ilm__spm;
+
+struct ilm__bbpe; /* byte-level BPE state, private to bytelevel.c */
+
+struct ilm_tokenizer {
+    ilm__tok_kind kind;
+    /* Vocabulary: n_vocab pieces, indexed by id.  piece[i] is NUL-terminated
+     * (piece_len excludes the NUL); a gap in a file's ids is an empty
+     * UNUSED piece. */
+    int32_t   n_vocab;
+    char    **piece;
+    uint32_t *piece_len;
+    float    *score;
+    uint8_t  *type;
+    ilm__strmap piece_ids; /* piece text -> id; keys borrow piece[] */
+    int32_t bos_id, eos_id, unk_id, pad_id; /* -1 when absent */
+    bool    add_bos, add_eos;               /* the files' defaults (info only) */
+    ilm__added_token *added;
+    size_t            n_added;
+    ilm__spm          spm;  /* kind == ILM__TOK_SPM_BPE */
+    struct ilm__bbpe *bbpe; /* kind == ILM__TOK_BYTE_BPE */
+};
+
+/* ---- vocabulary building (tokenizer.c) --------------------------------- */
+
+/* A zeroed tokenizer of `kind` with ids -1; *out is freed with
+ * ilm_tokenizer_free on any later failure. */
+ilm_status ilm__tok_new(ilm__tok_kind kind, ilm_tokenizer **out);
+/* Sizes the vocabulary to n pieces (all empty UNUSED until set). */
+ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n);
+/* Sets piece `id` (copied).  `what` names the file for messages.  A piece
+ * that already exists under another id is ILM_ERR_FORMAT. */
+ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
+                              float score, uint8_t type, const char *what);
+/* Adds a token recognised in text (copied).  An id beyond the vocabulary
+ * grows it; the piece of that id becomes `text`. */
+ilm_status ilm__tok_add_token(ilm_tokenizer *t, const char *text, size_t len, int32_t id,
+                              bool special, bool lstrip, bool rstrip);
+
+/* ---- SentencePiece (spm_model.c, spm_bpe.c) ---------------------------- */
+
+/* Parses a serialized ModelProto into t (a fresh ILM__TOK_SPM_BPE
+ * tokenizer).  Non-BPE model types are ILM_ERR_UNSUPPORTED. */
+ilm_status ilm__spm_load_model(ilm_tokenizer *t, const uint8_t *data, size_t size,
+                               const char *path);
+/* Builds the derived tables once the vocabulary and options are set. */
+ilm_status ilm__spm_finish(ilm_tokenizer *t);
+/* Encodes plain text (no added-token handling) exactly like
+ * sentencepiece's EncodeAsIds, appending to out. */
+ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
+                           ilm__ids *out);
+/* Appends the bytes id decodes to: "▁" -> " ", <0xNN> -> byte NN,
+ * control pieces -> nothing, unknown -> " ⁇ ".  `first` is true for the
+ * first piece of a sequence (its dummy-prefix space is dropped). */
+ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first,
+                                ilm__buf *out);
+void ilm__spm_free(ilm__spm *s);
+
+/* ---- byte-level BPE (hf_json.c, bytelevel.c) --------------------------- */
+
+/* Loads a parsed tokenizer.json into t (fresh, ILM__TOK_BYTE_BPE).  Models
+ * other than byte-level BPE are ILM_ERR_UNSUPPORTED. */
+ilm_status ilm__bbpe_load_json(ilm_tokenizer *t, const cJSON *root, const char *path);
+/* Encodes plain text (no added-token handling), appending to out. */
+ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len,
+                            ilm__ids *out);
+/* Appends the bytes id decodes to (byte-to-unicode mapping undone; added
+ * tokens decode to their text). */
+ilm_status ilm__bbpe_piece_bytes(const ilm_tokenizer *t, int32_t id, ilm__buf *out);
+void ilm__bbpe_free(struct ilm__bbpe *b);
+
+/* ---- GGUF vocabularies (gguf_vocab.c) ---------------------------------- */
+
+/* Loads tokenizer.ggml.* from the GGUF file at path into *out. */
+ilm_status ilm__tok_load_gguf(const char *path, ilm_tokenizer **out);
+
+/* ---- writing and training (spm_write.c, train.c) ----------------------- */
+
+/* Serializes t (ILM__TOK_SPM_BPE) as a ModelProto, atomically to path. */
+ilm_status ilm__spm_write_model(const ilm_tokenizer *t, const char *path);
+
+#endif /* ILM_TOKENIZER_INTERNAL_H */
