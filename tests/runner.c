@@ -25,6 +25,26 @@ int test_sanitized(void)
     return s && strcmp(s, "1") == 0;
 }
 
+static const char *existing(const char *dir, const char *rel, const char *hint)
+{
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    if (access(path, R_OK) == 0) return path;
+    printf("skip: %s not found (%s)\n", path, hint);
+    return NULL;
+}
+
+const char *test_pydeps_file(const char *rel)
+{
+    return existing(".cache/pydeps", rel, "run tools/fetch_models.sh");
+}
+
+const char *test_shared_file(const char *rel)
+{
+    const char *d = getenv("ILM_SHARED_DATA");
+    return existing(d && *d ? d : "../shared/data", rel, "the shared data folder");
+}
+
 int test_run(const char *cmd, char **out)
 {
     char *full = NULL;

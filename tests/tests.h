@@ -22,6 +22,15 @@ const char *test_lib_dir(void);
 /* Whether this run is a sanitizer build (make asan). */
 int test_sanitized(void);
 
+/* The path of a real model file fetched by tools/fetch_models.sh into
+ * .cache/pydeps (e.g. "mistral_common/data/tokenizer.model.v1"), or NULL
+ * (after printing why the caller skips) when it is not there.  Static
+ * storage: copy it before the next call. */
+const char *test_pydeps_file(const char *rel);
+/* The path of a file under the shared data folder (../shared/data, or
+ * ILM_SHARED_DATA), or NULL after printing a skip message. */
+const char *test_shared_file(const char *rel);
+
 /* Runs `cmd` through sh with stdout and stderr captured (stderr after
  * stdout) into a malloc'd string (*out, may be NULL); returns the exit
  * status, or -1 if it did not exit normally. */
