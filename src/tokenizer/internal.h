@@ -66,6 +66,11 @@ typedef struct ilm__spm {
     int32_t  byte_id[256];  /* id of piece <0xNN>, -1 when absent */
     int32_t  max_user_len;  /* longest user-defined piece, 0 when none */
     uint8_t  user_first[32]; /* bitmap of first bytes of user-defined pieces */
+    /* Characters that some mergeable piece has right before / after a
+     * "▁" (ASCII bitmaps, plus one flag for all others): BPE is cut into
+     * independent segments where no piece can span (see spm_bpe.c). */
+    uint8_t  pre_space[16], post_space[16];
+    bool     pre_space_other, post_space_other;
     ilm__strmap user_defined; /* user-defined pieces, matched in text */
     const uint8_t  *trie;   /* the charsmap's double array (LE uint32 units) */
     size_t          trie_units;

@@ -27,6 +27,11 @@
 
 /* ---- set-up ------------------------------------------------------------ */
 
+static bool is_space_at(const char *text, size_t i, size_t n)
+{
+    return i <= n && n - i >= SPACE_SYMBOL_LEN && memcmp(text + i, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0;
+}
+
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -42,6 +47,19 @@ int ilm__spm_byte_piece(const char *s, size_t n)
         v = v * 16 + d;
     }
     return v;
+}
+
+/* Records a character next to a "▁" in a piece, by one of its bytes:
+ * ASCII in the bitmap, anything else in the catch-all flag. */
+static void note_char(uint8_t bitmap[16], bool *other, uint8_t byte)
+{
+    if (byte < 0x80) bitmap[byte >> 3] |= (uint8_t)(1u << (byte & 7));
+    else *other = true;
+}
+
+static bool has_char(const uint8_t bitmap[16], bool other, uint8_t byte)
+{
+    return byte < 0x80 ? (bitmap[byte >> 3] >> (byte & 7)) & 1 : other;
 }
 
 ilm_status ilm__spm_finish(ilm_tokenizer *t)
@@ -69,6 +87,23 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t)
              * are recognised only when the caller asks for special tokens. */
             ILM_FORWARD(ilm__tok_add_token(t, p, len, id, true, false, false));
             t->added[t->n_added - 1].from_vocab = true;
+        }
+    }
+    /* Where merges can never cross (see bpe()): the characters pieces have
+     * next to a "▁". */
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        uint8_t ty = t->type[id];
+        if (ty != ILM__PIECE_NORMAL && ty != ILM__PIECE_USER_DEFINED && ty != ILM__PIECE_UNUSED)
+            continue;
+        const char *p = t->piece[id];
+        size_t len = t->piece_len[id];
+        for (size_t k = 0; k < len; k++) {
+            if (!is_space_at(p, k, len)) continue;
+            if (k > 0 && !(k >= SPACE_SYMBOL_LEN && is_space_at(p, k - SPACE_SYMBOL_LEN, len)))
+                note_char(s->pre_space, &s->pre_space_other, (uint8_t)p[k - 1]);
+            size_t after = k + SPACE_SYMBOL_LEN;
+            if (after < len && !is_space_at(p, after, len))
+                note_char(s->post_space, &s->post_space_other, (uint8_t)p[after]);
         }
     }
     /* sentencepiece refuses these models; so do we. */
@@ -375,48 +410,87 @@ static ilm_status resegment(bpe_ctx *c, const char *p, size_t n, emit_state *es,
     return resegment(c, p + left, n - (size_t)left, es, out);
 }
 
+/* One symbol's length at text[i]: a whole user-defined piece (frozen), or
+ * one character read off its lead byte like sentencepiece's OneCharLen
+ * (the normalized text is valid UTF-8). */
+static size_t symbol_len(const ilm__spm *s, const char *text, size_t i, size_t n, bool *frozen)
+{
+    static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
+    size_t len = user_prefix(s, text + i, n - i, NULL);
+    *frozen = len > 0;
+    if (!len) len = len_of_nibble[(uint8_t)text[i] >> 4];
+    return len > n - i ? n - i : len;
+}
+
+/* Merges the symbols first..last (a segment no merge can cross) to the
+ * end, then emits them. */
+static ilm_status merge_segment(bpe_ctx *c, int32_t first, int32_t last, emit_state *es,
+                                ilm__ids *out)
+{
+    c->sym[first].prev = -1;
+    c->sym[last].next = -1;
+    c->agenda.n = 0;
+    ilm_status st = ILM_OK;
+    for (int32_t i = first + 1; i <= last && st == ILM_OK; i++) st = maybe_add_pair(c, i - 1, i);
+    while (st == ILM_OK && c->agenda.n) {
+        pair top = heap_pop(&c->agenda);
+        symbol *l = &c->sym[top.left], *r = &c->sym[top.right];
+        /* Stale entries: a side was merged away or grew since queued. */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != top.len)
+            continue;
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0) c->sym[r->next].prev = top.left;
+        r->len = 0;
+        st = maybe_add_pair(c, l->prev, top.left);
+        if (st == ILM_OK) st = maybe_add_pair(c, top.left, l->next);
+    }
+    for (int32_t i = first; i >= 0 && st == ILM_OK; i = c->sym[i].next)
+        st = resegment(c, c->text + c->sym[i].start, c->sym[i].len, es, out);
+    return st;
+}
+
+/* BPE over the normalized text.  The result equals merging the whole text
+ * at once, but the text is cut into segments that no merge can cross, so
+ * the agenda stays small: on both sides of a frozen symbol, and between a
+ * "▁" and a neighbouring character that no mergeable piece has next to a
+ * "▁" on that side (pieces mostly start with "▁", so this cuts at nearly
+ * every word). */
 static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
     ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
+    const ilm__spm *s = &t->spm;
     bpe_ctx c = { .t = t, .text = text };
     c.sym = ilm__malloc(n * sizeof *c.sym);
     ILM_RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
     int32_t count = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = user_prefix(&t->spm, text + i, n - i, NULL);
-        bool frozen = len > 0;
-        if (!frozen) {
-            /* One character, its length read off the lead byte like
-             * sentencepiece's OneCharLen (the text is valid UTF-8 here). */
-            static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1,
-                                                       1, 1, 1, 1, 2, 2, 3, 4 };
-            len = len_of_nibble[(uint8_t)text[i] >> 4];
-            if (len > n - i) len = n - i;
-        }
-        c.sym[count] = (symbol){ count - 1, -1, (uint32_t)i, (uint32_t)len, frozen };
-        if (count) c.sym[count - 1].next = count;
+        bool frozen;
+        size_t len = symbol_len(s, text, i, n, &frozen);
+        c.sym[count] = (symbol){ count - 1, count + 1, (uint32_t)i, (uint32_t)len, frozen };
         count++;
         i += len;
     }
-    ilm_status st = ILM_OK;
-    for (int32_t i = 1; i < count && st == ILM_OK; i++) st = maybe_add_pair(&c, i - 1, i);
-    while (st == ILM_OK && c.agenda.n) {
-        pair top = heap_pop(&c.agenda);
-        symbol *l = &c.sym[top.left], *r = &c.sym[top.right];
-        /* Stale entries: a side was merged away or grew since queued. */
-        if (l->len == 0 || r->len == 0 || l->len + r->len != top.len || l->next != top.right)
-            continue;
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0) c.sym[r->next].prev = top.left;
-        r->len = 0;
-        st = maybe_add_pair(&c, l->prev, top.left);
-        if (st == ILM_OK) st = maybe_add_pair(&c, top.left, l->next);
-    }
     emit_state es = { false };
-    for (int32_t i = 0; i >= 0 && st == ILM_OK && count; i = c.sym[i].next)
-        st = resegment(&c, text + c.sym[i].start, c.sym[i].len, &es, out);
+    ilm_status st = ILM_OK;
+    int32_t first = 0;
+    for (int32_t i = 1; i <= count && st == ILM_OK; i++) {
+        bool cut = i == count || c.sym[i].frozen || c.sym[i - 1].frozen;
+        if (!cut) {
+            /* Symbols are single characters here: a cut between a "▁" and
+             * another character is safe when no piece holds that pair. */
+            uint8_t prev = (uint8_t)text[c.sym[i - 1].start], cur = (uint8_t)text[c.sym[i].start];
+            bool here = is_space_at(text, c.sym[i].start, n);
+            bool before = is_space_at(text, c.sym[i - 1].start, n);
+            cut = (here && !before && !has_char(s->pre_space, s->pre_space_other, prev)) ||
+                  (before && !here && !has_char(s->post_space, s->post_space_other, cur));
+        }
+        if (cut) {
+            st = merge_segment(&c, first, i - 1, &es, out);
+            first = i;
+        }
+    }
     ilm__free(c.sym);
     ilm__free(c.agenda.v);
     ilm__strmap_free(&c.rev_merge);
