@@ -141,12 +141,15 @@ typedef struct ilm__ids {
 ilm_status ilm__ids_push(ilm__ids *a, int32_t id);
 
 /* Open-addressing hash map from byte strings to int32 values.  Keys are
- * borrowed, not copied: they must outlive the map.  Zero-initialise. */
+ * borrowed, not copied: they must outlive the map.  Zero-initialise.  The
+ * slot table holds only a hash tag and an entry index (8 bytes a slot), so
+ * a failed lookup, the common case in BPE, touches one cache line. */
 typedef struct ilm__strmap {
-    const char **keys;
+    uint64_t    *slots; /* tag << 32 | (entry + 1); 0 = empty */
+    const char **keys;  /* entries, in insertion order */
     uint32_t    *lens;
     int32_t     *vals;
-    size_t       cap, count; /* cap is 0 or a power of two */
+    size_t       cap, count, entries_cap; /* cap is 0 or a power of two */
 } ilm__strmap;
 
 uint64_t   ilm__hash_bytes(const void *data, size_t n);
