@@ -44,6 +44,8 @@ typedef struct ilm__added_token {
     int32_t id;
     bool    special;
     bool    lstrip, rstrip; /* HF: swallow whitespace on that side */
+    bool    from_vocab;     /* a vocabulary piece (SentencePiece control):
+                               decoded by the kind's decoder, not as text */
 } ilm__added_token;
 
 /* SentencePiece normalizer and encoder options (NormalizerSpec and the parts
@@ -57,12 +59,18 @@ typedef struct ilm__spm {
     bool byte_fallback;
     bool split_digits; /* informational: encoding does not consult it */
     char *normalizer_name;
+    char *unk_surface; /* how <unk> decodes; NULL means " \u2047 " */
     uint8_t *charsmap; /* precompiled_charsmap (double-array trie + strings) */
     size_t   charsmap_len;
     /* derived by ilm__spm_finish: */
     int32_t  byte_id[256];  /* id of piece <0xNN>, -1 when absent */
     int32_t  max_user_len;  /* longest user-defined piece, 0 when none */
+    uint8_t  user_first[32]; /* bitmap of first bytes of user-defined pieces */
     ilm__strmap user_defined; /* user-defined pieces, matched in text */
+    const uint8_t  *trie;   /* the charsmap's double array (LE uint32 units) */
+    size_t          trie_units;
+    const char     *norm_strings; /* NUL-separated replacements */
+    size_t          norm_strings_len;
 } ilm__spm;
 
 struct ilm__bbpe; /* byte-level BPE state, private to bytelevel.c */
@@ -84,6 +92,10 @@ struct ilm_tokenizer {
     size_t            n_added;
     ilm__spm          spm;  /* kind == ILM__TOK_SPM_BPE */
     struct ilm__bbpe *bbpe; /* kind == ILM__TOK_BYTE_BPE */
+    /* Private to tokenizer.c: string storage and the added-token index. */
+    struct ilm__arena *arena;
+    ilm__u64map        added_of_id;   /* id -> index in added[] */
+    uint8_t            added_first[32]; /* bitmap of first bytes */
 };
 
 /* ---- vocabulary building (tokenizer.c) --------------------------------- */
@@ -114,12 +126,20 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t);
  * sentencepiece's EncodeAsIds, appending to out. */
 ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
                            ilm__ids *out);
+/* The same for a part of a text split at added tokens: the dummy prefix is
+ * added only to the part that starts the text (HF's prepend_scheme
+ * "first"). */
+ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
+                                bool at_text_start, ilm__ids *out);
 /* Appends the bytes id decodes to: "▁" -> " ", <0xNN> -> byte NN,
  * control pieces -> nothing, unknown -> " ⁇ ".  `first` is true for the
  * first piece of a sequence (its dummy-prefix space is dropped). */
 ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first,
                                 ilm__buf *out);
 void ilm__spm_free(ilm__spm *s);
+/* "<0x41>" -> 0x41; -1 unless the piece is exactly <0xNN> (upper-case hex,
+ * as sentencepiece writes them). */
+int ilm__spm_byte_piece(const char *piece, size_t len);
 
 /* ---- byte-level BPE (hf_json.c, bytelevel.c) --------------------------- */
 

@@ -36,5 +36,7 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 #endif

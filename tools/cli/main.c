@@ -101,7 +101,9 @@ int cmd_info(int argc, char **argv)
 
 static const cli_command commands[] = {
     { "bench", cmd_bench, "benchmarks against a peer measured in the same run" },
+    { "detokenize", cmd_detokenize, "ids (standard input) to text" },
     { "info", cmd_info, "build features, threads and devices" },
+    { "tokenize", cmd_tokenize, "text to token ids" },
     { "version", cmd_version, "print the version and build facts" },
     { NULL, NULL, NULL },
 };

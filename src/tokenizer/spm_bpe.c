@@ -1,0 +1,481 @@
+/*
+ * SentencePiece BPE: the normalizer and the encoder, with exactly
+ * sentencepiece's behaviour (normalizer.cc, bpe_model.cc and the byte
+ * fallback of sentencepiece_processor.cc, read for their semantics):
+ *
+ *  1. Normalize: at each position a user-defined piece passes through
+ *     untouched; otherwise the longest match in the precompiled charsmap
+ *     (a Darts double-array trie) is replaced by its string; otherwise one
+ *     UTF-8 character is copied, and a malformed byte becomes U+FFFD.
+ *     Whitespace: leading spaces dropped and runs collapsed when
+ *     remove_extra_whitespaces, "▁" as a dummy prefix when add_dummy_prefix,
+ *     every ' ' escaped to "▁" when escape_whitespaces.
+ *  2. Split into symbols: user-defined pieces whole (frozen), else single
+ *     characters.
+ *  3. Repeatedly merge the adjacent pair whose concatenation is a vocabulary
+ *     piece with the highest score (ties: leftmost first).
+ *  4. Emit ids; an unknown symbol becomes its UTF-8 bytes as <0xNN> pieces
+ *     with byte fallback, else <unk> (a run of unknowns is one <unk>).
+ */
+#include "tokenizer/internal.h"
+
+#include <string.h>
+
+#define SPACE_SYMBOL "\xE2\x96\x81" /* U+2581, "▁" */
+#define SPACE_SYMBOL_LEN 3
+#define DEFAULT_UNK_SURFACE " \xE2\x81\x87 " /* " ⁇ " */
+
+/* ---- set-up ------------------------------------------------------------ */
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int ilm__spm_byte_piece(const char *s, size_t n)
+{
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        int c = s[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+ilm_status ilm__spm_finish(ilm_tokenizer *t)
+{
+    ilm__spm *s = &t->spm;
+    for (int b = 0; b < 256; b++) s->byte_id[b] = -1;
+    int n_bytes = 0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *p = t->piece[id];
+        uint32_t len = t->piece_len[id];
+        if (t->type[id] == ILM__PIECE_BYTE) {
+            int v = ilm__spm_byte_piece(p, len);
+            ILM_RETURN_IF(v < 0, ILM_ERR_FORMAT,
+                          "tokenizer: byte piece %d ('%s') is not <0xNN>", id, p);
+            ILM_RETURN_IF(s->byte_id[v] >= 0, ILM_ERR_FORMAT,
+                          "tokenizer: byte piece <0x%02X> appears twice", v);
+            s->byte_id[v] = id;
+            n_bytes++;
+        } else if (t->type[id] == ILM__PIECE_USER_DEFINED && len > 0) {
+            ILM_FORWARD(ilm__strmap_put(&s->user_defined, p, len, id));
+            if ((int32_t)len > s->max_user_len) s->max_user_len = (int32_t)len;
+            s->user_first[(uint8_t)p[0] >> 3] |= (uint8_t)(1u << ((uint8_t)p[0] & 7));
+        } else if (t->type[id] == ILM__PIECE_CONTROL) {
+            /* Control pieces never come out of text in sentencepiece; they
+             * are recognised only when the caller asks for special tokens. */
+            ILM_FORWARD(ilm__tok_add_token(t, p, len, id, true, false, false));
+            t->added[t->n_added - 1].from_vocab = true;
+        }
+    }
+    /* sentencepiece refuses these models; so do we. */
+    ILM_RETURN_IF(s->byte_fallback && n_bytes != 256, ILM_ERR_FORMAT,
+                  "tokenizer: byte_fallback is set but there are %d byte pieces, not 256", n_bytes);
+    ILM_RETURN_IF(!s->byte_fallback && n_bytes > 0, ILM_ERR_FORMAT,
+                  "tokenizer: byte pieces are present although byte_fallback is off");
+    ILM_RETURN_IF(t->unk_id < 0, ILM_ERR_FORMAT, "tokenizer: no unknown piece");
+
+    if (s->charsmap_len) {
+        ILM_RETURN_IF(s->charsmap_len < 4, ILM_ERR_FORMAT, "tokenizer: charsmap of %zu bytes",
+                      s->charsmap_len);
+        uint32_t trie_bytes = le32(s->charsmap);
+        ILM_RETURN_IF(trie_bytes % 4 != 0 || trie_bytes == 0 ||
+                          trie_bytes > s->charsmap_len - 4,
+                      ILM_ERR_FORMAT, "tokenizer: charsmap trie of %u bytes in a %zu-byte map",
+                      trie_bytes, s->charsmap_len);
+        s->trie = s->charsmap + 4;
+        s->trie_units = trie_bytes / 4;
+        s->norm_strings = (const char *)s->charsmap + 4 + trie_bytes;
+        s->norm_strings_len = s->charsmap_len - 4 - trie_bytes;
+    }
+    return ILM_OK;
+}
+
+void ilm__spm_free(ilm__spm *s)
+{
+    ilm__free(s->normalizer_name);
+    ilm__free(s->unk_surface);
+    ilm__free(s->charsmap);
+    ilm__strmap_free(&s->user_defined);
+    *s = (ilm__spm){ 0 };
+}
+
+/* ---- normalizer -------------------------------------------------------- */
+
+/* Longest user-defined piece that prefixes s[0..n), or 0. */
+static size_t user_prefix(const ilm__spm *s, const char *p, size_t n, int32_t *id)
+{
+    uint8_t c = (uint8_t)p[0];
+    if (!s->max_user_len || !(s->user_first[c >> 3] & (1u << (c & 7)))) return 0;
+    for (size_t len = n < (size_t)s->max_user_len ? n : (size_t)s->max_user_len; len > 0; len--) {
+        int32_t v = ilm__strmap_get(&s->user_defined, p, len);
+        if (v >= 0) {
+            if (id) *id = v;
+            return len;
+        }
+    }
+    return 0;
+}
+
+/* Darts-clone double-array unit fields. */
+static uint32_t unit_at(const ilm__spm *s, size_t i) { return le32(s->trie + 4 * i); }
+static bool     unit_has_leaf(uint32_t u) { return (u >> 8) & 1; }
+static uint32_t unit_value(uint32_t u) { return u & 0x7FFFFFFFu; }
+static uint32_t unit_label(uint32_t u) { return u & (0x80000000u | 0xFFu); }
+static uint32_t unit_offset(uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); }
+
+/* Longest charsmap rule matching a prefix of p[0..n): its length, with
+ * *repl / *repl_len the replacement.  0 when none matches.  Every index is
+ * checked, so a corrupt map cannot read out of bounds. */
+static size_t charsmap_match(const ilm__spm *s, const char *p, size_t n, const char **repl,
+                             size_t *repl_len)
+{
+    if (!s->trie) return 0;
+    size_t best = 0;
+    uint32_t best_value = 0;
+    size_t pos = 0;
+    uint32_t u = unit_at(s, 0);
+    pos ^= unit_offset(u);
+    for (size_t i = 0; i < n; i++) {
+        pos ^= (uint8_t)p[i];
+        if (pos >= s->trie_units) break;
+        u = unit_at(s, pos);
+        if (unit_label(u) != (uint8_t)p[i]) break;
+        pos ^= unit_offset(u);
+        if (pos >= s->trie_units) break;
+        if (unit_has_leaf(u)) {
+            best = i + 1;
+            best_value = unit_value(unit_at(s, pos));
+        }
+    }
+    if (!best || best_value >= s->norm_strings_len) return 0;
+    const char *r = s->norm_strings + best_value;
+    const char *nul = memchr(r, '\0', s->norm_strings_len - best_value);
+    if (!nul) return 0;
+    *repl = r;
+    *repl_len = (size_t)(nul - r);
+    return best;
+}
+
+/* normalizer.cc's NormalizePrefix: what the text at p becomes, and how
+ * many input bytes that consumes. */
+static size_t normalize_prefix(const ilm__spm *s, const char *p, size_t n, const char **out,
+                               size_t *out_len)
+{
+    size_t len = user_prefix(s, p, n, NULL);
+    if (len) {
+        *out = p;
+        *out_len = len;
+        return len;
+    }
+    len = charsmap_match(s, p, n, out, out_len);
+    if (len) return len;
+    uint32_t cp;
+    len = ilm__utf8_decode(p, n, &cp);
+    if (len == 0) {
+        *out = "\xEF\xBF\xBD"; /* U+FFFD for one malformed byte */
+        *out_len = 3;
+        return 1;
+    }
+    *out = p;
+    *out_len = len;
+    return len;
+}
+
+static ilm_status add_space(const ilm__spm *s, ilm__buf *b)
+{
+    return s->escape_whitespaces ? ilm__buf_append(b, SPACE_SYMBOL, SPACE_SYMBOL_LEN)
+                                 : ilm__buf_putc(b, ' ');
+}
+
+static bool ends_with(const ilm__buf *b, const char *s, size_t n)
+{
+    return b->n >= n && memcmp(b->p + b->n - n, s, n) == 0;
+}
+
+static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dummy_prefix,
+                            ilm__buf *out)
+{
+    const char *sp;
+    size_t sp_len, used;
+    out->n = 0;
+    if (n == 0) return ILM_OK;
+    if (s->remove_extra_whitespaces) { /* drop leading whitespace */
+        while (n && (used = normalize_prefix(s, p, n, &sp, &sp_len)) &&
+               sp_len == 1 && sp[0] == ' ') {
+            p += used;
+            n -= used;
+        }
+        if (n == 0) return ILM_OK;
+    }
+    if (!s->treat_whitespace_as_suffix && dummy_prefix) ILM_FORWARD(add_space(s, out));
+    bool prev_space = s->remove_extra_whitespaces;
+    while (n) {
+        used = normalize_prefix(s, p, n, &sp, &sp_len);
+        if (prev_space)
+            while (sp_len && sp[0] == ' ') {
+                sp++;
+                sp_len--;
+            }
+        if (sp_len) {
+            for (size_t i = 0; i < sp_len; i++) {
+                if (s->escape_whitespaces && sp[i] == ' ') ILM_FORWARD(add_space(s, out));
+                else ILM_FORWARD(ilm__buf_putc(out, sp[i]));
+            }
+            prev_space = sp[sp_len - 1] == ' ';
+        }
+        p += used;
+        n -= used;
+        if (!s->remove_extra_whitespaces) prev_space = false;
+    }
+    if (s->remove_extra_whitespaces) {
+        const char *ws = s->escape_whitespaces ? SPACE_SYMBOL : " ";
+        size_t wl = s->escape_whitespaces ? SPACE_SYMBOL_LEN : 1;
+        while (ends_with(out, ws, wl)) out->n -= wl;
+        if (out->p) out->p[out->n] = '\0';
+    }
+    if (s->treat_whitespace_as_suffix && dummy_prefix) ILM_FORWARD(add_space(s, out));
+    return ILM_OK;
+}
+
+/* ---- BPE --------------------------------------------------------------- */
+
+typedef struct symbol {
+    int32_t  prev, next;
+    uint32_t start, len; /* bytes of the normalized text; len 0 = merged away */
+    bool     frozen;     /* a user-defined piece: never merged */
+} symbol;
+
+typedef struct pair {
+    float    score;
+    int32_t  left, right;
+    uint32_t len; /* byte length of the merged piece when queued */
+} pair;
+
+/* A max-heap on (score, then smaller left). */
+typedef struct heap {
+    pair  *v;
+    size_t n, cap;
+} heap;
+
+static bool pair_before(const pair *a, const pair *b)
+{
+    if (a->score != b->score) return a->score > b->score;
+    return a->left < b->left;
+}
+
+static ilm_status heap_push(heap *h, pair x)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 256;
+        pair *v = ilm__realloc(h->v, cap * sizeof *v);
+        ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "tokenizer: out of memory");
+        h->v = v;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && pair_before(&x, &h->v[(i - 1) / 2])) {
+        h->v[i] = h->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->v[i] = x;
+    return ILM_OK;
+}
+
+static pair heap_pop(heap *h)
+{
+    pair top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && pair_before(&h->v[c + 1], &h->v[c])) c++;
+        if (!pair_before(&h->v[c], &last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
+
+/* Pieces BPE may merge into: sentencepiece's pieces_ map holds the NORMAL,
+ * USER_DEFINED and UNUSED pieces (control, unknown and byte pieces live
+ * elsewhere). */
+static int32_t mergeable_id(const ilm_tokenizer *t, const char *p, size_t n)
+{
+    int32_t id = ilm__strmap_get(&t->piece_ids, p, n);
+    if (id < 0) return -1;
+    uint8_t ty = t->type[id];
+    return ty == ILM__PIECE_NORMAL || ty == ILM__PIECE_USER_DEFINED || ty == ILM__PIECE_UNUSED
+               ? id : -1;
+}
+
+typedef struct bpe_ctx {
+    const ilm_tokenizer *t;
+    const char *text; /* the normalized text */
+    symbol     *sym;
+    heap        agenda;
+    ilm__strmap rev_merge; /* merged UNUSED piece -> length of its left part */
+} bpe_ctx;
+
+static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
+{
+    if (left < 0 || right < 0 || c->sym[left].frozen || c->sym[right].frozen) return ILM_OK;
+    const char *p = c->text + c->sym[left].start;
+    uint32_t len = c->sym[left].len + c->sym[right].len;
+    int32_t id = mergeable_id(c->t, p, len);
+    if (id < 0) return ILM_OK;
+    if (c->t->type[id] == ILM__PIECE_UNUSED)
+        ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)c->sym[left].len));
+    return heap_push(&c->agenda, (pair){ c->t->score[id], left, right, len });
+}
+
+/* The id of a final symbol, like ModelInterface::PieceToId: any piece of
+ * the vocabulary, else <unk>. */
+static int32_t piece_to_id(const ilm_tokenizer *t, const char *p, size_t n)
+{
+    int32_t id = ilm__strmap_get(&t->piece_ids, p, n);
+    return id >= 0 ? id : t->unk_id;
+}
+
+typedef struct emit_state {
+    bool prev_unk;
+} emit_state;
+
+static ilm_status emit(const ilm_tokenizer *t, const char *p, size_t n, int32_t id,
+                       emit_state *es, ilm__ids *out)
+{
+    bool unk = id == t->unk_id;
+    if (unk && t->spm.byte_fallback) {
+        for (size_t i = 0; i < n; i++) ILM_FORWARD(ilm__ids_push(out, t->spm.byte_id[(uint8_t)p[i]]));
+    } else if (!(unk && es->prev_unk)) {
+        /* A run of unknown symbols becomes one <unk>, as sentencepiece
+         * merges them so the decoder can copy the surface. */
+        ILM_FORWARD(ilm__ids_push(out, id));
+    }
+    es->prev_unk = unk;
+    return ILM_OK;
+}
+
+/* Undoes merges into UNUSED pieces, which must not appear in the output
+ * (bpe_model.cc's resegment). */
+static ilm_status resegment(bpe_ctx *c, const char *p, size_t n, emit_state *es, ilm__ids *out)
+{
+    int32_t id = piece_to_id(c->t, p, n);
+    if (c->t->type[id] != ILM__PIECE_UNUSED) return emit(c->t, p, n, id, es, out);
+    /* An unused piece never comes out: split it back into the two pieces
+     * it was merged from, or, when it is a single character, treat it as
+     * unknown (what sentencepiece 0.2 does). */
+    int32_t left = ilm__strmap_get(&c->rev_merge, p, n);
+    if (left <= 0 || (size_t)left >= n) return emit(c->t, p, n, c->t->unk_id, es, out);
+    ILM_FORWARD(resegment(c, p, (size_t)left, es, out));
+    return resegment(c, p + left, n - (size_t)left, es, out);
+}
+
+static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__ids *out)
+{
+    if (n == 0) return ILM_OK;
+    ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
+    bpe_ctx c = { .t = t, .text = text };
+    c.sym = ilm__malloc(n * sizeof *c.sym);
+    ILM_RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
+    int32_t count = 0;
+    for (size_t i = 0; i < n;) {
+        size_t len = user_prefix(&t->spm, text + i, n - i, NULL);
+        bool frozen = len > 0;
+        if (!frozen) {
+            /* One character, its length read off the lead byte like
+             * sentencepiece's OneCharLen (the text is valid UTF-8 here). */
+            static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1,
+                                                       1, 1, 1, 1, 2, 2, 3, 4 };
+            len = len_of_nibble[(uint8_t)text[i] >> 4];
+            if (len > n - i) len = n - i;
+        }
+        c.sym[count] = (symbol){ count - 1, -1, (uint32_t)i, (uint32_t)len, frozen };
+        if (count) c.sym[count - 1].next = count;
+        count++;
+        i += len;
+    }
+    ilm_status st = ILM_OK;
+    for (int32_t i = 1; i < count && st == ILM_OK; i++) st = maybe_add_pair(&c, i - 1, i);
+    while (st == ILM_OK && c.agenda.n) {
+        pair top = heap_pop(&c.agenda);
+        symbol *l = &c.sym[top.left], *r = &c.sym[top.right];
+        /* Stale entries: a side was merged away or grew since queued. */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != top.len || l->next != top.right)
+            continue;
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0) c.sym[r->next].prev = top.left;
+        r->len = 0;
+        st = maybe_add_pair(&c, l->prev, top.left);
+        if (st == ILM_OK) st = maybe_add_pair(&c, top.left, l->next);
+    }
+    emit_state es = { false };
+    for (int32_t i = 0; i >= 0 && st == ILM_OK && count; i = c.sym[i].next)
+        st = resegment(&c, text + c.sym[i].start, c.sym[i].len, &es, out);
+    ilm__free(c.sym);
+    ilm__free(c.agenda.v);
+    ilm__strmap_free(&c.rev_merge);
+    return st;
+}
+
+ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
+                                bool at_text_start, ilm__ids *out)
+{
+    ilm__buf norm = { 0 };
+    ilm_status st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, &norm);
+    if (st == ILM_OK) st = bpe(t, norm.p, norm.n, out);
+    ilm__buf_free(&norm);
+    return st;
+}
+
+ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len, ilm__ids *out)
+{
+    return ilm__spm_encode_part(t, text, len, true, out);
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first, ilm__buf *out)
+{
+    const char *p = t->piece[id];
+    size_t n = t->piece_len[id];
+    switch (t->type[id]) {
+    case ILM__PIECE_CONTROL:
+        return ILM_OK; /* invisible */
+    case ILM__PIECE_UNKNOWN: {
+        const char *u = t->spm.unk_surface ? t->spm.unk_surface : DEFAULT_UNK_SURFACE;
+        return ilm__buf_append(out, u, strlen(u));
+    }
+    case ILM__PIECE_BYTE:
+        return ilm__buf_putc(out, (char)ilm__spm_byte_piece(p, n));
+    default:
+        break;
+    }
+    /* The dummy prefix (or the space remove_extra_whitespaces kept) of the
+     * first piece is dropped, as sentencepiece's decoder does. */
+    if (first && !t->spm.treat_whitespace_as_suffix &&
+        (t->spm.add_dummy_prefix || t->spm.remove_extra_whitespaces) && n >= SPACE_SYMBOL_LEN &&
+        memcmp(p, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {
+        p += SPACE_SYMBOL_LEN;
+        n -= SPACE_SYMBOL_LEN;
+    }
+    for (size_t i = 0; i < n;) {
+        if (n - i >= SPACE_SYMBOL_LEN && memcmp(p + i, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {
+            ILM_FORWARD(ilm__buf_putc(out, ' '));
+            i += SPACE_SYMBOL_LEN;
+        } else {
+            size_t j = i + 1;
+            while (j < n && !(n - j >= SPACE_SYMBOL_LEN &&
+                              memcmp(p + j, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0))
+                j++;
+            ILM_FORWARD(ilm__buf_append(out, p + i, j - i));
+            i = j;
+        }
+    }
+    return ILM_OK;
+}

@@ -1,0 +1,155 @@
+/* `internlm tokenize`, `internlm detokenize` and `internlm tokenizer train`. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads all of `f` into a malloc'd, NUL-terminated buffer; NULL on
+ * failure. */
+static char *slurp(FILE *f, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(buf, (cap *= 2) + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf) buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static const char tokenize_help[] =
+    "usage: internlm tokenize --tokenizer PATH [--special] [--bos] [--eos] [--file F]\n"
+    "\n"
+    "Encodes text (from F, or standard input) and prints the ids on one line,\n"
+    "separated by spaces.  Without flags the ids equal sentencepiece's\n"
+    "encode(text) and tokenizers' encode(text, add_special_tokens=False).\n"
+    "\n"
+    "  --tokenizer PATH  tokenizer.model, tokenizer.json, a model directory or .gguf\n"
+    "  --special         recognise special tokens such as <|im_start|> in the text\n"
+    "  --bos, --eos      add the BOS / EOS token\n"
+    "  --file F          read the text from F\n";
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *tok_path = NULL, *file = NULL;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            fputs(tokenize_help, stdout);
+            return CLI_OK;
+        } else if (strcmp(a, "--tokenizer") == 0 && i + 1 < argc) tok_path = argv[++i];
+        else if (strcmp(a, "--file") == 0 && i + 1 < argc) file = argv[++i];
+        else if (strcmp(a, "--special") == 0) flags |= ILM_TOKENIZE_SPECIAL;
+        else if (strcmp(a, "--bos") == 0) flags |= ILM_TOKENIZE_BOS;
+        else if (strcmp(a, "--eos") == 0) flags |= ILM_TOKENIZE_EOS;
+        else return cli_usage_error("tokenize", "unknown or incomplete option '%s'", a);
+    }
+    if (!tok_path) return cli_usage_error("tokenize", "--tokenizer PATH is required");
+    FILE *in = file ? fopen(file, "rb") : stdin;
+    if (!in) {
+        fprintf(stderr, "internlm tokenize: cannot open '%s': %s\n", file, strerror(errno));
+        return CLI_ERROR;
+    }
+    size_t len = 0;
+    char *text = slurp(in, &len);
+    if (file) fclose(in);
+    if (!text) {
+        fprintf(stderr, "internlm tokenize: cannot read the input\n");
+        return CLI_ERROR;
+    }
+    ilm_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ilm_status s = ilm_tokenizer_load(tok_path, &tok);
+    if (s == ILM_OK) s = ilm_tokenizer_encode(tok, text, len, flags, &ids, &n);
+    free(text);
+    if (s != ILM_OK) {
+        ilm_tokenizer_free(tok);
+        return cli_fail(s);
+    }
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    printf("\n");
+    ilm_free(ids);
+    ilm_tokenizer_free(tok);
+    return CLI_OK;
+}
+
+static const char detokenize_help[] =
+    "usage: internlm detokenize --tokenizer PATH [--skip-special]\n"
+    "\n"
+    "Reads ids (separated by spaces or newlines) from standard input and prints\n"
+    "the text they decode to.\n";
+
+int cmd_detokenize(int argc, char **argv)
+{
+    const char *tok_path = NULL;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            fputs(detokenize_help, stdout);
+            return CLI_OK;
+        } else if (strcmp(a, "--tokenizer") == 0 && i + 1 < argc) tok_path = argv[++i];
+        else if (strcmp(a, "--skip-special") == 0) flags |= ILM_DECODE_SKIP_SPECIAL;
+        else return cli_usage_error("detokenize", "unknown or incomplete option '%s'", a);
+    }
+    if (!tok_path) return cli_usage_error("detokenize", "--tokenizer PATH is required");
+    size_t len = 0, n = 0, cap = 1024;
+    char *input = slurp(stdin, &len);
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!input || !ids) {
+        free(input);
+        free(ids);
+        fprintf(stderr, "internlm detokenize: out of memory\n");
+        return CLI_ERROR;
+    }
+    int rc = CLI_OK;
+    for (char *p = input, *end; p < input + len;) {
+        while (p < input + len && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')) p++;
+        if (p >= input + len) break;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < INT32_MIN || v > INT32_MAX) {
+            rc = cli_usage_error("detokenize", "not an id: '%.20s'", p);
+            break;
+        }
+        if (n == cap) {
+            int32_t *more = realloc(ids, (cap *= 2) * sizeof *ids);
+            if (!more) {
+                rc = cli_fail(ILM_ERR_NOMEM);
+                break;
+            }
+            ids = more;
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    free(input);
+    if (rc != CLI_OK) {
+        free(ids);
+        return rc;
+    }
+    ilm_tokenizer *tok = NULL;
+    char *text = NULL;
+    size_t text_len = 0;
+    ilm_status s = ilm_tokenizer_load(tok_path, &tok);
+    if (s == ILM_OK) s = ilm_tokenizer_decode(tok, ids, n, flags, &text, &text_len);
+    free(ids);
+    ilm_tokenizer_free(tok);
+    if (s != ILM_OK) return cli_fail(s);
+    fwrite(text, 1, text_len, stdout);
+    ilm_free(text);
+    return CLI_OK;
+}
