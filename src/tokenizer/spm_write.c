@@ -15,7 +15,7 @@
  *   TrainerSpec     3 model_type (BPE = 2), 4 vocab_size,
  *                   24 treat_whitespace_as_suffix, 25 split_digits,
  *                   35 byte_fallback, 40..43 unk/bos/eos/pad id,
- *                   45..48 unk/bos/eos/pad piece
+ *                   44 unk_surface, 45..48 unk/bos/eos/pad piece
  *   NormalizerSpec  1 name, 2 precompiled_charsmap (bytes),
  *                   3 add_dummy_prefix, 4 remove_extra_whitespaces,
  *                   5 escape_whitespaces
@@ -88,6 +88,8 @@ static ilm_status put_trainer_spec(ilm__buf *b, const ilm_tokenizer *t)
     ILM_FORWARD(put_bool(b, 35, t->spm.byte_fallback));
     const int32_t ids[4] = { t->unk_id, t->bos_id, t->eos_id, t->pad_id };
     for (uint32_t i = 0; i < 4; i++) ILM_FORWARD(put_int32(b, 40 + i, ids[i]));
+    if (t->spm.unk_surface)
+        ILM_FORWARD(put_bytes(b, 44, t->spm.unk_surface, strlen(t->spm.unk_surface)));
     /* The pieces fields are informational for sentencepiece (it finds the
      * special ids by type), but its trainer writes them and tools read them. */
     for (uint32_t i = 0; i < 4; i++) {
