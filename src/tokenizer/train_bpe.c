@@ -473,14 +473,14 @@ static ilm_status run_merges(engine *e, int32_t n_merges, int32_t *order, int32_
             continue;
         }
         if (is_new) order[(*n_order)++] = c;
-        /* The list may grow while we walk it (a pair (c, c) is a different
-         * pair, but realloc of this one cannot happen: its own changes are
-         * skipped below), so take a private copy of its bounds. */
+        /* Take the word list out of the pair: merging may grow e->pairs
+         * (moving p) and the pair's own count changes are moot, as it ends
+         * at zero; banning it meanwhile makes pair_change skip them. */
         int32_t *ws = p->words;
         uint32_t nw = p->n_words;
         p->words = NULL;
         p->n_words = p->cap_words = 0;
-        p->banned = true; /* its own count changes during the merge are moot */
+        p->banned = true;
         ilm_status mst = ILM_OK;
         for (uint32_t i = 0; i < nw && mst == ILM_OK; i++) {
             int32_t w = ws[i];
