@@ -15,6 +15,7 @@ Suite *suite_backend(void);
 Suite *suite_abi(void);
 Suite *suite_cli(void);
 Suite *suite_tokenizer(void);
+Suite *suite_tok_train(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */

@@ -32,15 +32,3 @@ ilm_status ilm__tok_load_gguf(const char *path, ilm_tokenizer **out)
     (void)path; (void)out;
     return PENDING("GGUF vocabulary loading");
 }
-
-ilm_status ilm__spm_write_model(const ilm_tokenizer *t, const char *path)
-{
-    (void)t; (void)path;
-    return PENDING("writing tokenizer.model");
-}
-
-ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progress, void *user)
-{
-    (void)config; (void)progress; (void)user;
-    return PENDING("tokenizer training");
-}
