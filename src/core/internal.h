@@ -160,11 +160,16 @@ int32_t    ilm__strmap_get(const ilm__strmap *m, const char *key, size_t len);
 void       ilm__strmap_free(ilm__strmap *m);
 
 /* Open-addressing hash map from uint64 keys to int32 values (e.g. a pair of
- * token ids to a merge rank).  Zero-initialise. */
+ * token ids to a merge rank).  Key and value share a slot, so a lookup
+ * touches one cache line.  Zero-initialise. */
+typedef struct ilm__u64slot {
+    uint64_t key;
+    int32_t  val; /* -1 marks an empty slot: values must be >= 0 */
+} ilm__u64slot;
+
 typedef struct ilm__u64map {
-    uint64_t *keys;
-    int32_t  *vals; /* -1 marks an empty slot: values must be >= 0 */
-    size_t    cap, count;
+    ilm__u64slot *slots;
+    size_t        cap, count;
 } ilm__u64map;
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val);

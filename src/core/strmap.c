@@ -113,25 +113,18 @@ void ilm__strmap_free(ilm__strmap *m)
 static ilm_status u64map_grow(ilm__u64map *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    ilm__u64map n = { 0 };
-    n.keys = ilm__malloc(cap * sizeof *n.keys);
-    n.vals = ilm__malloc(cap * sizeof *n.vals);
-    if (!n.keys || !n.vals) {
-        ilm__u64map_free(&n);
-        return ilm__error(ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
-    }
-    memset(n.vals, 0xff, cap * sizeof *n.vals); /* all -1: empty */
-    n.cap = cap;
+    ilm__u64slot *slots = ilm__malloc(cap * sizeof *slots);
+    ILM_RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
+    for (size_t i = 0; i < cap; i++) slots[i].val = -1;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->vals[i] >= 0) {
-            size_t j = mix64(m->keys[i]) & (cap - 1);
-            while (n.vals[j] >= 0) j = (j + 1) & (cap - 1);
-            n.keys[j] = m->keys[i];
-            n.vals[j] = m->vals[i];
+        if (m->slots[i].val >= 0) {
+            size_t j = mix64(m->slots[i].key) & (cap - 1);
+            while (slots[j].val >= 0) j = (j + 1) & (cap - 1);
+            slots[j] = m->slots[i];
         }
-    n.count = m->count;
-    ilm__u64map_free(m);
-    *m = n;
+    ilm__free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
     return ILM_OK;
 }
 
@@ -140,15 +133,14 @@ ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val)
     ILM_RETURN_IF(val < 0, ILM_ERR_INTERNAL, "hash map: negative value");
     if (2 * (m->count + 1) > m->cap) ILM_FORWARD(u64map_grow(m));
     size_t j = mix64(key) & (m->cap - 1);
-    while (m->vals[j] >= 0) {
-        if (m->keys[j] == key) {
-            m->vals[j] = val;
+    while (m->slots[j].val >= 0) {
+        if (m->slots[j].key == key) {
+            m->slots[j].val = val;
             return ILM_OK;
         }
         j = (j + 1) & (m->cap - 1);
     }
-    m->keys[j] = key;
-    m->vals[j] = val;
+    m->slots[j] = (ilm__u64slot){ key, val };
     m->count++;
     return ILM_OK;
 }
@@ -157,16 +149,14 @@ int32_t ilm__u64map_get(const ilm__u64map *m, uint64_t key)
 {
     if (!m->cap) return -1;
     size_t j = mix64(key) & (m->cap - 1);
-    while (m->vals[j] >= 0) {
-        if (m->keys[j] == key) return m->vals[j];
-        j = (j + 1) & (m->cap - 1);
+    for (;; j = (j + 1) & (m->cap - 1)) {
+        const ilm__u64slot *s = &m->slots[j];
+        if (s->val < 0 || s->key == key) return s->val;
     }
-    return -1;
 }
 
 void ilm__u64map_free(ilm__u64map *m)
 {
-    ilm__free(m->keys);
-    ilm__free(m->vals);
+    ilm__free(m->slots);
     *m = (ilm__u64map){ 0 };
 }
