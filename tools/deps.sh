@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config check libcjson-dev libopenblas-dev libopenmpi-dev openmpi-bin binutils
-      libpcre2-dev libutf8proc-dev zlib1g-dev python3-pip"
+      libpcre2-dev libutf8proc-dev zlib1g-dev python3-pip fortunes fortunes-zh"
 
 missing=""
 for p in $PKGS; do
