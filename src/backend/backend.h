@@ -41,6 +41,40 @@ struct ilm__backend {
                            int M, int N, int K, float alpha,
                            const float *A, int lda, const float *B, int ldb,
                            float beta, float *C, int ldc);
+
+    /* ---- the forward pass of LLaMA-shaped models (fp32 activations) ---- */
+
+    /* y[T,C] = x[T,C] / sqrt(mean(x^2) + eps) * w[C]; y may be x. */
+    ilm_status (*rmsnorm)(const ilm__backend *be, const float *x, const float *w, float *y,
+                          int64_t T, int64_t C, float eps);
+
+    /* Rotates x[T, NH, D] in place: pair (a, b) of each head turns by the
+     * angle whose cosine and sine are cos[t, i] and sin[t, i] (tables
+     * [T, D/2] from the model).  The pairs are (i, i + D/2), HF's
+     * "rotate_half", or (2i, 2i+1) when interleaved. */
+    ilm_status (*rope)(const ilm__backend *be, float *x, int64_t T, int64_t NH, int64_t D,
+                       const float *cos, const float *sin, bool interleaved);
+
+    /* Causal attention of T queries at positions p0 .. p0+T-1 over keys
+     * and values at positions 0 .. p0+T-1:
+     *   q[T, H, D]; k, v: position s, kv-head j at k + s*kv_stride + j*D;
+     *   out[T, H, D].  Query head h reads kv head h / (H / KV); scores are
+     * scaled by 1/sqrt(D), softmax in fp32. */
+    ilm_status (*attention)(const ilm__backend *be, const float *q, const float *k,
+                            const float *v, float *out, int64_t T, int64_t p0, int64_t H,
+                            int64_t KV, int64_t D, int64_t kv_stride);
+
+    /* out[n] = silu(gate[n]) * up[n]. */
+    ilm_status (*swiglu)(const ilm__backend *be, const float *gate, const float *up, float *out,
+                         int64_t n);
+
+    /* y[n] += x[n]. */
+    ilm_status (*add)(const ilm__backend *be, float *y, const float *x, int64_t n);
+
+    /* y[M,N] = x[M,K] W[N,K]^T with W's rows stored in ggml type `wtype`
+     * (f32, f16, bf16 or a quantized type), row-major. */
+    ilm_status (*linear)(const ilm__backend *be, uint32_t wtype, const void *W, int64_t N,
+                         int64_t K, const float *x, int64_t M, float *y);
 };
 
 /* The CPU backend: always available, the reference for all others. */

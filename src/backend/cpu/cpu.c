@@ -4,7 +4,7 @@
  * GEMM goes to OpenBLAS through CBLAS; element-wise and quantized ops are
  * our own, parallelised with OpenMP.
  */
-#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -47,6 +47,18 @@ static ilm_status cpu_gemm_f32(const ilm__backend *be, bool trans_a, bool trans_
     return ILM_OK;
 }
 
+/* f32 weights go straight to the BLAS; the other types arrive with the
+ * quantized kernels (src/tensor/). */
+static ilm_status cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W, int64_t N,
+                             int64_t K, const float *x, int64_t M, float *y)
+{
+    ILM_RETURN_IF(N > INT32_MAX || K > INT32_MAX || M > INT32_MAX, ILM_ERR_RANGE,
+                  "linear: %lldx%lldx%lld is too large", (long long)M, (long long)N, (long long)K);
+    ILM_RETURN_IF(wtype != 0, ILM_ERR_UNSUPPORTED, "linear: weight type %u", wtype);
+    return cpu_gemm_f32(be, false, true, (int)M, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f,
+                        y, (int)N);
+}
+
 static const ilm__backend cpu_backend = {
     .name = "cpu",
     .kind = ILM__BACKEND_CPU,
@@ -55,6 +67,12 @@ static const ilm__backend cpu_backend = {
     .to_device = cpu_copy,
     .to_host = cpu_copy,
     .gemm_f32 = cpu_gemm_f32,
+    .rmsnorm = ilm__cpu_rmsnorm,
+    .rope = ilm__cpu_rope,
+    .attention = ilm__cpu_attention,
+    .swiglu = ilm__cpu_swiglu,
+    .add = ilm__cpu_add,
+    .linear = cpu_linear,
 };
 
 const ilm__backend *ilm__backend_cpu(void) { return &cpu_backend; }
