@@ -137,7 +137,7 @@ static int longer_first(const void *a, const void *b)
 /* Once loaded: index the added tokens for matching and decoding. */
 static ilm_status finalize(ilm_tokenizer *t)
 {
-    qsort(t->added, t->n_added, sizeof *t->added, longer_first);
+    if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, longer_first);
     memset(t->added_first, 0, sizeof t->added_first);
     ilm__u64map_free(&t->added_of_id);
     for (size_t i = 0; i < t->n_added; i++) {
