@@ -14,6 +14,8 @@ Suite *suite_core(void);
 Suite *suite_backend(void);
 Suite *suite_abi(void);
 Suite *suite_cli(void);
+Suite *suite_gguf(void);
+Suite *suite_bytelevel(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */

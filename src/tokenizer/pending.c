@@ -7,32 +7,6 @@
 
 #define PENDING(what) ilm__error(ILM_ERR_UNSUPPORTED, "tokenizer: %s is not implemented yet", what)
 
-ilm_status ilm__bbpe_load_json(ilm_tokenizer *t, const cJSON *root, const char *path)
-{
-    (void)t; (void)root; (void)path;
-    return PENDING("tokenizer.json");
-}
-
-ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len, ilm__ids *out)
-{
-    (void)t; (void)text; (void)len; (void)out;
-    return PENDING("byte-level BPE");
-}
-
-ilm_status ilm__bbpe_piece_bytes(const ilm_tokenizer *t, int32_t id, ilm__buf *out)
-{
-    (void)t; (void)id; (void)out;
-    return PENDING("byte-level BPE");
-}
-
-void ilm__bbpe_free(struct ilm__bbpe *b) { (void)b; }
-
-ilm_status ilm__tok_load_gguf(const char *path, ilm_tokenizer **out)
-{
-    (void)path; (void)out;
-    return PENDING("GGUF vocabulary loading");
-}
-
 ilm_status ilm__spm_write_model(const ilm_tokenizer *t, const char *path)
 {
     (void)t; (void)path;
