@@ -46,7 +46,7 @@ OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PCRE_CFLAGS)
 CFLAGS   += -std=c11 $(WARN) $(OPT) -fPIC -fvisibility=hidden -fopenmp
-LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) $(PCRE_LIBS) $(UTF8PROC_LIBS) -lm -lpthread
+LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) $(PCRE_LIBS) $(UTF8PROC_LIBS) -lz -lm -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

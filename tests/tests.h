@@ -14,6 +14,7 @@ Suite *suite_core(void);
 Suite *suite_backend(void);
 Suite *suite_abi(void);
 Suite *suite_cli(void);
+Suite *suite_tokenizer(void);
 Suite *suite_gguf(void);
 Suite *suite_bytelevel(void);
 

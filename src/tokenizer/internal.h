@@ -132,10 +132,12 @@ ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
 ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
                                 bool at_text_start, ilm__ids *out);
 /* Appends the bytes id decodes to: "▁" -> " ", <0xNN> -> byte NN,
- * control pieces -> nothing, unknown -> " ⁇ ".  `first` is true for the
- * first piece of a sequence (its dummy-prefix space is dropped). */
-ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first,
-                                ilm__buf *out);
+ * control pieces -> nothing, unknown -> " ⁇ ".  `bos_ws` says the text
+ * so far is empty and a leading "▁" is the normalizer's to drop;
+ * *consumed_bos_ws reports a dropped dummy prefix (sentencepiece's
+ * is_bos_ws / bos_ws_seen pair, kept by the caller across pieces). */
+ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool bos_ws,
+                                bool *consumed_bos_ws, ilm__buf *out);
 void ilm__spm_free(ilm__spm *s);
 /* "<0x41>" -> 0x41; -1 unless the piece is exactly <0xNN> (upper-case hex,
  * as sentencepiece writes them). */

@@ -440,10 +440,12 @@ ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
 
 /* ---- decoding ---------------------------------------------------------- */
 
-ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first, ilm__buf *out)
+ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool bos_ws,
+                                bool *consumed_bos_ws, ilm__buf *out)
 {
     const char *p = t->piece[id];
     size_t n = t->piece_len[id];
+    *consumed_bos_ws = false;
     switch (t->type[id]) {
     case ILM__PIECE_CONTROL:
         return ILM_OK; /* invisible */
@@ -456,13 +458,14 @@ ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool first, 
     default:
         break;
     }
-    /* The dummy prefix (or the space remove_extra_whitespaces kept) of the
-     * first piece is dropped, as sentencepiece's decoder does. */
-    if (first && !t->spm.treat_whitespace_as_suffix &&
-        (t->spm.add_dummy_prefix || t->spm.remove_extra_whitespaces) && n >= SPACE_SYMBOL_LEN &&
-        memcmp(p, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {
+    /* At the start of the text the space the normalizer added is dropped.
+     * With remove_extra_whitespaces every leading one goes (the state stays
+     * "at the start"); otherwise only the first (the dummy prefix). */
+    if (bos_ws && (t->spm.add_dummy_prefix || t->spm.remove_extra_whitespaces) &&
+        n >= SPACE_SYMBOL_LEN && memcmp(p, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {
         p += SPACE_SYMBOL_LEN;
         n -= SPACE_SYMBOL_LEN;
+        *consumed_bos_ws = !t->spm.remove_extra_whitespaces;
     }
     for (size_t i = 0; i < n;) {
         if (n - i >= SPACE_SYMBOL_LEN && memcmp(p + i, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {

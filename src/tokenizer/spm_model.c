@@ -312,11 +312,11 @@ ilm_status ilm__spm_load_model(ilm_tokenizer *t, const uint8_t *data, size_t siz
             ILM_FORWARD(parse_normalizer(&sub, &t->spm));
         }
     }
+    ILM_RETURN_IF(n_pieces == 0, ILM_ERR_FORMAT, "%s: no pieces (not a SentencePiece model?)", path);
     ILM_RETURN_IF(!have_trainer || sp.model_type != 2, ILM_ERR_UNSUPPORTED,
                   "%s: SentencePiece model type %s is not supported (only BPE)", path,
                   sp.model_type == 1 ? "unigram" : sp.model_type == 3 ? "word"
                                                : sp.model_type == 4 ? "char" : "unknown");
-    ILM_RETURN_IF(n_pieces == 0, ILM_ERR_FORMAT, "%s: no pieces (not a SentencePiece model?)", path);
     ILM_RETURN_IF(n_pieces > INT32_MAX / 2, ILM_ERR_FORMAT, "%s: %zu pieces", path, n_pieces);
     ILM_FORWARD(ilm__tok_vocab_resize(t, (int32_t)n_pieces));
 

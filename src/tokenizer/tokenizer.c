@@ -442,24 +442,37 @@ static size_t utf8_repair(const char *bytes, size_t n, bool per_byte, bool final
     return i;
 }
 
-/* The bytes of one id; *first tracks the start of the sequence for the
- * SentencePiece dummy prefix. */
-static ilm_status piece_bytes(const ilm_tokenizer *t, int32_t id, unsigned flags, bool *first,
+/* Where decoding stands: sentencepiece drops the normalizer's leading
+ * space while nothing has been decoded yet (see ilm__spm_piece_bytes). */
+typedef struct dec_state {
+    bool bos_ws, bos_ws_seen, any;
+} dec_state;
+
+static const dec_state dec_start = { true, false, false };
+
+/* Appends the bytes of one id. */
+static ilm_status piece_bytes(const ilm_tokenizer *t, int32_t id, unsigned flags, dec_state *ds,
                               ilm__buf *out)
 {
     ILM_RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_RANGE,
                   "tokenizer: id %d is outside the vocabulary of %d", id, t->n_vocab);
+    size_t before = out->n;
     int32_t k = t->n_added ? ilm__u64map_get(&t->added_of_id, (uint64_t)id) : -1;
+    bool byte = t->kind == ILM__TOK_SPM_BPE && t->type[id] == ILM__PIECE_BYTE;
+    if (!byte && (ds->bos_ws_seen || ds->any)) ds->bos_ws = false;
+    bool consumed = false;
+    ilm_status st = ILM_OK;
     if (k >= 0 && !t->added[k].from_vocab) {
         const ilm__added_token *a = &t->added[k];
-        if (a->special && (flags & ILM_DECODE_SKIP_SPECIAL)) return ILM_OK;
-        *first = false;
-        return ilm__buf_append(out, a->text, a->len);
+        if (!(a->special && (flags & ILM_DECODE_SKIP_SPECIAL))) st = ilm__buf_append(out, a->text, a->len);
+    } else if (t->kind == ILM__TOK_BYTE_BPE) {
+        st = ilm__bbpe_piece_bytes(t, id, out);
+    } else {
+        st = ilm__spm_piece_bytes(t, id, ds->bos_ws, &consumed, out);
     }
-    if (t->kind == ILM__TOK_BYTE_BPE) return ilm__bbpe_piece_bytes(t, id, out);
-    ILM_FORWARD(ilm__spm_piece_bytes(t, id, *first, out));
-    if (t->type[id] != ILM__PIECE_CONTROL) *first = false;
-    return ILM_OK;
+    if (!byte) ds->bos_ws_seen = consumed;
+    ds->any |= out->n > before;
+    return st;
 }
 
 ilm_status ilm_tokenizer_decode(const ilm_tokenizer *t, const int32_t *ids, size_t n_ids,
@@ -470,9 +483,9 @@ ilm_status ilm_tokenizer_decode(const ilm_tokenizer *t, const int32_t *ids, size
     if (len) *len = 0;
     ILM_RETURN_IF(!t || (!ids && n_ids), ILM_ERR_INVALID_ARG, "ilm_tokenizer_decode: NULL input");
     ilm__buf raw = { 0 }, out = { 0 };
-    bool first = true;
+    dec_state ds = dec_start;
     ilm_status st = ILM_OK;
-    for (size_t i = 0; i < n_ids && st == ILM_OK; i++) st = piece_bytes(t, ids[i], flags, &first, &raw);
+    for (size_t i = 0; i < n_ids && st == ILM_OK; i++) st = piece_bytes(t, ids[i], flags, &ds, &raw);
     if (st == ILM_OK) utf8_repair(raw.p, raw.n, t->kind == ILM__TOK_SPM_BPE, true, &out, &st);
     if (st == ILM_OK && !out.p) st = ilm__buf_append(&out, "", 0);
     ilm__buf_free(&raw);
@@ -489,9 +502,9 @@ ilm_status ilm_tokenizer_decode(const ilm_tokenizer *t, const int32_t *ids, size
 
 struct ilm_detokenizer {
     const ilm_tokenizer *t;
-    unsigned flags;
-    bool     first;
-    ilm__buf pending; /* bytes not yet emitted (an incomplete character) */
+    unsigned  flags;
+    dec_state state;
+    ilm__buf  pending; /* bytes not yet emitted (an incomplete character) */
     ilm__buf out;     /* what the last call returned */
 };
 
@@ -504,7 +517,7 @@ ilm_status ilm_detokenizer_create(const ilm_tokenizer *t, unsigned flags, ilm_de
     ILM_RETURN_IF(!d, ILM_ERR_NOMEM, "detokenizer: out of memory");
     d->t = t;
     d->flags = flags;
-    d->first = true;
+    d->state = dec_start;
     *out = d;
     return ILM_OK;
 }
@@ -527,7 +540,7 @@ static ilm_status drain(ilm_detokenizer *d, bool final, const char **text, size_
 ilm_status ilm_detokenizer_push(ilm_detokenizer *d, int32_t id, const char **text, size_t *len)
 {
     ILM_RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_push: NULL argument");
-    ILM_FORWARD(piece_bytes(d->t, id, d->flags, &d->first, &d->pending));
+    ILM_FORWARD(piece_bytes(d->t, id, d->flags, &d->state, &d->pending));
     return drain(d, false, text, len);
 }
 
@@ -535,7 +548,7 @@ ilm_status ilm_detokenizer_flush(ilm_detokenizer *d, const char **text, size_t *
 {
     ILM_RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_flush: NULL argument");
     ILM_FORWARD(drain(d, true, text, len));
-    d->first = true;
+    d->state = dec_start;
     return ILM_OK;
 }
 
