@@ -151,9 +151,12 @@ START_TEST(smollm2_gguf_matches_tokenizers)
 }
 END_TEST
 
-/* Invalid UTF-8: each byte that does not start a valid sequence is read as
- * U+FFFD (llama.cpp's rule; HF only sees valid strings).  The fixture
- * holds llama.cpp's ids when llama-cpp-python was available. */
+/* Invalid UTF-8: each byte that does not start a valid sequence (RFC 3629:
+ * no overlong forms, surrogates or code points past U+10FFFF) is read as
+ * U+FFFD -- llama.cpp's rule for bytes no decoder accepts; HF only ever
+ * sees valid strings.  llama.cpp itself is laxer on overlong forms and
+ * surrogates and aborts past U+10FFFF, so only the bytes where it is
+ * well-defined are in the fixture from it. */
 START_TEST(invalid_utf8_is_replaced_per_byte)
 {
     const char *p = test_pydeps_file(SMOLLM2);
@@ -177,6 +180,31 @@ START_TEST(invalid_utf8_is_replaced_per_byte)
         ck_assert_mem_eq(a, b, na * sizeof *a);
         ilm_free(a);
         ilm_free(b);
+    }
+    /* llama.cpp's own ids for these bytes, when the fixture script could
+     * ask it (keys are the input in hex). */
+    ilm__mmap m;
+    if (ilm__mmap_open("tests/fixtures/tokenizer/smollm2_invalid_utf8.json", &m) == ILM_OK) {
+        cJSON *j = cJSON_ParseWithLength((const char *)m.data, m.size), *e;
+        ilm__mmap_close(&m);
+        ck_assert_ptr_nonnull(j);
+        cJSON_ArrayForEach(e, j) {
+            char bytes[64];
+            size_t n = strlen(e->string) / 2;
+            for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                sscanf(e->string + 2 * i, "%2x", &v);
+                bytes[i] = (char)v;
+            }
+            int32_t *ids;
+            size_t ni;
+            ck_assert_int_eq(ilm_tokenizer_encode(t, bytes, n, 0, &ids, &ni), ILM_OK);
+            ck_assert_uint_eq(ni, (size_t)cJSON_GetArraySize(e));
+            for (size_t i = 0; i < ni; i++)
+                ck_assert_int_eq(ids[i], cJSON_GetArrayItem(e, (int)i)->valueint);
+            ilm_free(ids);
+        }
+        cJSON_Delete(j);
     }
     /* Random bytes: always ILM_OK, every id in range. */
     uint32_t x = 12345;

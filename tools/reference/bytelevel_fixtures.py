@@ -195,8 +195,13 @@ def llama_cpp_check(path, tok, texts):
             if diff <= 5:
                 print("llama.cpp differs from tokenizers on", repr(text[:60]))
     print(f"llama.cpp vs tokenizers: {diff} of {len(texts)} texts differ")
-    # Invalid UTF-8: llama.cpp's answer is the reference for our choice.
-    cases = [b"abc\xffdef", b"\xe4\xb8", b"x\xe4\xb8\xadz\xc0\xafy", b"\x80\x80 \xf5"]
+    # Invalid UTF-8: llama.cpp's answer is the reference for our choice
+    # (one U+FFFD per byte that starts no valid sequence).  Only bytes that
+    # no UTF-8 decoder accepts: llama.cpp reads overlong forms such as
+    # C0 AF as '/', passes surrogates through as raw bytes, and aborts on
+    # F4 90 80 80 (above U+10FFFF), where we replace each byte.
+    cases = [b"abc\xffdef", b"\xe4\xb8", b"x\xe4\xb8\xadz\xe4y", b"\x80\x80 \xf5",
+             b"\xf0\x9f\x98 \xbf\xbf"]
     out = {c.hex(): llm.tokenize(c, add_bos=False, special=False) for c in cases}
     with open(os.path.join(FIX, "tokenizer", "smollm2_invalid_utf8.json"), "w") as f:
         json.dump(out, f, indent=0)
