@@ -400,6 +400,21 @@ ILM_API ilm_status ilm_bench_gemm(const char *config,
                                   ilm_progress_fn progress, void *user,
                                   char **result);
 
+/*! ilm_bench_tokenize() :
+ *  Measures encoding throughput: the file is split into lines (one
+ *  document each) and every line is encoded, first on one thread, then on
+ *  `threads` threads at once; the best of repeated passes is reported.
+ *  @config : JSON: "tokenizer" (path, required), "file" (path, required),
+ *            "threads" (default: ilm_get_num_threads()), "min_time"
+ *            (seconds per measurement, default 1.0).
+ *  @result : on ILM_OK, JSON allocated by the library (ilm_free):
+ *            {"bytes", "documents", "tokens", "threads", "load_seconds",
+ *            "single_thread_mb_s", "batch_mb_s", ...}.
+ *  @return ILM_OK, ILM_ERR_CONFIG, the loader's errors, ILM_ERR_CANCELLED. */
+ILM_API ilm_status ilm_bench_tokenize(const char *config,
+                                      ilm_progress_fn progress, void *user,
+                                      char **result);
+
 #ifdef __cplusplus
 }
 #endif

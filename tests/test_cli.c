@@ -28,7 +28,9 @@ END_TEST
 START_TEST(cli_help_everywhere)
 {
     static const char *helps[] = { "--help", "help", "bench --help", "bench gemm --help",
-                                   "version --help", "info --help" };
+                                   "bench tokenize --help", "version --help", "info --help",
+                                   "tokenize --help", "detokenize --help", "tokenizer --help",
+                                   "tokenizer train --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -91,6 +93,57 @@ START_TEST(cli_info)
 }
 END_TEST
 
+START_TEST(cli_tokenize_detokenize_train)
+{
+    const char *model = test_shared_file("tokenizers/internlm2.model");
+    char cmd[4096], *out = NULL;
+    if (model) {
+        snprintf(cmd, sizeof cmd, "printf 'Hello world' | %s/internlm tokenize --tokenizer %s",
+                 test_build_dir(), model);
+        ck_assert_int_eq(test_run(cmd, &out), 0);
+        ck_assert_str_eq(out, "9843 2028\n"); /* sentencepiece's ids */
+        free(out);
+        snprintf(cmd, sizeof cmd, "echo '1 9843 2028' | %s/internlm detokenize --tokenizer %s",
+                 test_build_dir(), model);
+        ck_assert_int_eq(test_run(cmd, &out), 0);
+        ck_assert_str_eq(out, "Hello world");
+        free(out);
+        snprintf(cmd, sizeof cmd, "printf 'hi' | %s/internlm tokenize --bos --tokenizer %s",
+                 test_build_dir(), model);
+        ck_assert_int_eq(test_run(cmd, &out), 0);
+        ck_assert_int_eq(strncmp(out, "1 ", 2), 0);
+        free(out);
+        snprintf(cmd, sizeof cmd, "echo '1 x' | %s/internlm detokenize --tokenizer %s",
+                 test_build_dir(), model);
+        ck_assert_int_eq(test_run(cmd, &out), 2);
+        free(out);
+    }
+    char *dir = test_tmpdir();
+    snprintf(cmd, sizeof cmd,
+             "%s/internlm tokenizer train --input tests/fixtures/tokenizer/train/train.txt "
+             "--vocab-size 2000 --out %s/t.model --user-defined-symbols '<|im_start|>,<|im_end|>' && "
+             "printf 'abc <|im_start|>' | %s/internlm tokenize --tokenizer %s/t.model | "
+             "%s/internlm detokenize --tokenizer %s/t.model",
+             test_build_dir(), dir, test_build_dir(), dir, test_build_dir(), dir);
+    ck_assert_msg(test_run(cmd, &out) == 0, "%s", out);
+    ck_assert_str_eq(out, "abc <|im_start|>");
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/internlm tokenize --tokenizer %s/missing.model < /dev/null",
+             test_build_dir(), dir);
+    ck_assert_int_eq(test_run(cmd, &out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "ILM_ERR_IO"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/internlm tokenizer train --input x", test_build_dir());
+    ck_assert_int_eq(test_run(cmd, &out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "ILM_ERR_CONFIG"));
+    free(out);
+    ck_assert_int_eq(cli("tokenize", &out), 2);
+    free(out);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *suite_cli(void)
 {
     Suite *s = suite_create("cli");
@@ -102,6 +155,7 @@ Suite *suite_cli(void)
     tcase_add_test(t, cli_library_errors_name_the_status);
     tcase_add_test(t, cli_bench_gemm_json_and_table);
     tcase_add_test(t, cli_info);
+    tcase_add_test(t, cli_tokenize_detokenize_train);
     suite_add_tcase(s, t);
     return s;
 }

@@ -141,12 +141,15 @@ typedef struct ilm__ids {
 ilm_status ilm__ids_push(ilm__ids *a, int32_t id);
 
 /* Open-addressing hash map from byte strings to int32 values.  Keys are
- * borrowed, not copied: they must outlive the map.  Zero-initialise. */
+ * borrowed, not copied: they must outlive the map.  Zero-initialise.  The
+ * slot table holds only a hash tag and an entry index (8 bytes a slot), so
+ * a failed lookup, the common case in BPE, touches one cache line. */
 typedef struct ilm__strmap {
-    const char **keys;
+    uint64_t    *slots; /* tag << 32 | (entry + 1); 0 = empty */
+    const char **keys;  /* entries, in insertion order */
     uint32_t    *lens;
     int32_t     *vals;
-    size_t       cap, count; /* cap is 0 or a power of two */
+    size_t       cap, count, entries_cap; /* cap is 0 or a power of two */
 } ilm__strmap;
 
 uint64_t   ilm__hash_bytes(const void *data, size_t n);
@@ -157,11 +160,16 @@ int32_t    ilm__strmap_get(const ilm__strmap *m, const char *key, size_t len);
 void       ilm__strmap_free(ilm__strmap *m);
 
 /* Open-addressing hash map from uint64 keys to int32 values (e.g. a pair of
- * token ids to a merge rank).  Zero-initialise. */
+ * token ids to a merge rank).  Key and value share a slot, so a lookup
+ * touches one cache line.  Zero-initialise. */
+typedef struct ilm__u64slot {
+    uint64_t key;
+    int32_t  val; /* -1 marks an empty slot: values must be >= 0 */
+} ilm__u64slot;
+
 typedef struct ilm__u64map {
-    uint64_t *keys;
-    int32_t  *vals; /* -1 marks an empty slot: values must be >= 0 */
-    size_t    cap, count;
+    ilm__u64slot *slots;
+    size_t        cap, count;
 } ilm__u64map;
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val);

@@ -64,8 +64,22 @@ typedef struct ilm__spm {
     size_t   charsmap_len;
     /* derived by ilm__spm_finish: */
     int32_t  byte_id[256];  /* id of piece <0xNN>, -1 when absent */
+    uint64_t user_lens;     /* bit k-1: a user-defined piece of k bytes (k<64) */
+    bool     user_long;     /* some user-defined piece is longer than 63 bytes */
     int32_t  max_user_len;  /* longest user-defined piece, 0 when none */
-    uint8_t  user_first[32]; /* bitmap of first bytes of user-defined pieces */
+    uint8_t *user_first2;   /* 65536-bit bitmap of the first two bytes of user-
+                               defined pieces (one-byte pieces: byte, 0) */
+    /* Characters that some mergeable piece has right before / after a
+     * "▁" (ASCII bitmaps, plus one flag for all others): BPE is cut into
+     * independent segments where no piece can span (see spm_bpe.c). */
+    uint8_t  pre_space[16], post_space[16];
+    bool     pre_space_other, post_space_other;
+    /* BPE on ids: (left id << 32 | right id) -> id of the mergeable piece
+     * that is their concatenation, for every split of every such piece;
+     * and the id of each single character (ASCII table, then code point). */
+    ilm__u64map merge_of;
+    int32_t    *bmp_id;  /* id of each Basic Multilingual Plane character, -1 */
+    ilm__u64map char_id; /* the others, by code point */
     ilm__strmap user_defined; /* user-defined pieces, matched in text */
     const uint8_t  *trie;   /* the charsmap's double array (LE uint32 units) */
     size_t          trie_units;

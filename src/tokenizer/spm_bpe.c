@@ -27,6 +27,11 @@
 
 /* ---- set-up ------------------------------------------------------------ */
 
+static bool is_space_at(const char *text, size_t i, size_t n)
+{
+    return i <= n && n - i >= SPACE_SYMBOL_LEN && memcmp(text + i, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0;
+}
+
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -42,6 +47,50 @@ int ilm__spm_byte_piece(const char *s, size_t n)
         v = v * 16 + d;
     }
     return v;
+}
+
+/* Records a character next to a "▁" in a piece, by one of its bytes:
+ * ASCII in the bitmap, anything else in the catch-all flag. */
+static void note_char(uint8_t bitmap[16], bool *other, uint8_t byte)
+{
+    if (byte < 0x80) bitmap[byte >> 3] |= (uint8_t)(1u << (byte & 7));
+    else *other = true;
+}
+
+static bool has_char(const uint8_t bitmap[16], bool other, uint8_t byte)
+{
+    return byte < 0x80 ? (bitmap[byte >> 3] >> (byte & 7)) & 1 : other;
+}
+
+/* The id tables BPE runs on (see ilm__spm.merge_of).  A pair is listed for
+ * every split of a mergeable piece whose two halves are both pieces, so
+ * merging ids finds exactly the merges that looking up the concatenated
+ * text would. */
+static ilm_status build_merge_tables(ilm_tokenizer *t)
+{
+    ilm__spm *s = &t->spm;
+    s->bmp_id = ilm__malloc(65536 * sizeof *s->bmp_id);
+    ILM_RETURN_IF(!s->bmp_id, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    memset(s->bmp_id, 0xff, 65536 * sizeof *s->bmp_id);
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *p = t->piece[id];
+        size_t len = t->piece_len[id];
+        uint32_t cp;
+        if (len && ilm__utf8_decode(p, len, &cp) == len) { /* a single character */
+            if (cp < 65536) s->bmp_id[cp] = id;
+            else ILM_FORWARD(ilm__u64map_put(&s->char_id, cp, id));
+        }
+        uint8_t ty = t->type[id];
+        if (ty != ILM__PIECE_NORMAL && ty != ILM__PIECE_USER_DEFINED && ty != ILM__PIECE_UNUSED)
+            continue;
+        for (size_t k = 1; k < len; k++) {
+            if (((uint8_t)p[k] & 0xC0) == 0x80) continue; /* inside a character */
+            int32_t l = ilm__strmap_get(&t->piece_ids, p, k);
+            int32_t r = l < 0 ? -1 : ilm__strmap_get(&t->piece_ids, p + k, len - k);
+            if (r >= 0) ILM_FORWARD(ilm__u64map_put(&s->merge_of, (uint64_t)l << 32 | (uint32_t)r, id));
+        }
+    }
+    return ILM_OK;
 }
 
 ilm_status ilm__spm_finish(ilm_tokenizer *t)
@@ -63,7 +112,12 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t)
         } else if (t->type[id] == ILM__PIECE_USER_DEFINED && len > 0) {
             ILM_FORWARD(ilm__strmap_put(&s->user_defined, p, len, id));
             if ((int32_t)len > s->max_user_len) s->max_user_len = (int32_t)len;
-            s->user_first[(uint8_t)p[0] >> 3] |= (uint8_t)(1u << ((uint8_t)p[0] & 7));
+            if (len < 64) s->user_lens |= 1ull << (len - 1);
+            else s->user_long = true;
+            if (!s->user_first2) s->user_first2 = ilm__calloc(65536 / 8, 1);
+            ILM_RETURN_IF(!s->user_first2, ILM_ERR_NOMEM, "tokenizer: out of memory");
+            unsigned key = (uint8_t)p[0] << 8 | (len > 1 ? (uint8_t)p[1] : 0);
+            s->user_first2[key >> 3] |= (uint8_t)(1u << (key & 7));
         } else if (t->type[id] == ILM__PIECE_CONTROL) {
             /* Control pieces never come out of text in sentencepiece; they
              * are recognised only when the caller asks for special tokens. */
@@ -71,6 +125,24 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t)
             t->added[t->n_added - 1].from_vocab = true;
         }
     }
+    /* Where merges can never cross (see bpe()): the characters pieces have
+     * next to a "▁". */
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        uint8_t ty = t->type[id];
+        if (ty != ILM__PIECE_NORMAL && ty != ILM__PIECE_USER_DEFINED && ty != ILM__PIECE_UNUSED)
+            continue;
+        const char *p = t->piece[id];
+        size_t len = t->piece_len[id];
+        for (size_t k = 0; k < len; k++) {
+            if (!is_space_at(p, k, len)) continue;
+            if (k > 0 && !(k >= SPACE_SYMBOL_LEN && is_space_at(p, k - SPACE_SYMBOL_LEN, len)))
+                note_char(s->pre_space, &s->pre_space_other, (uint8_t)p[k - 1]);
+            size_t after = k + SPACE_SYMBOL_LEN;
+            if (after < len && !is_space_at(p, after, len))
+                note_char(s->post_space, &s->post_space_other, (uint8_t)p[after]);
+        }
+    }
+    ILM_FORWARD(build_merge_tables(t));
     /* sentencepiece refuses these models; so do we. */
     ILM_RETURN_IF(s->byte_fallback && n_bytes != 256, ILM_ERR_FORMAT,
                   "tokenizer: byte_fallback is set but there are %d byte pieces, not 256", n_bytes);
@@ -100,17 +172,28 @@ void ilm__spm_free(ilm__spm *s)
     ilm__free(s->unk_surface);
     ilm__free(s->charsmap);
     ilm__strmap_free(&s->user_defined);
+    ilm__u64map_free(&s->merge_of);
+    ilm__u64map_free(&s->char_id);
+    ilm__free(s->bmp_id);
+    ilm__free(s->user_first2);
     *s = (ilm__spm){ 0 };
 }
 
 /* ---- normalizer -------------------------------------------------------- */
 
-/* Longest user-defined piece that prefixes s[0..n), or 0. */
+/* Longest user-defined piece that prefixes s[0..n), or 0.  The two-byte
+ * bitmap and the set of lengths keep the common case (no such piece here)
+ * to one bit test. */
 static size_t user_prefix(const ilm__spm *s, const char *p, size_t n, int32_t *id)
 {
-    uint8_t c = (uint8_t)p[0];
-    if (!s->max_user_len || !(s->user_first[c >> 3] & (1u << (c & 7)))) return 0;
+    if (!s->max_user_len) return 0;
+    unsigned key = (uint8_t)p[0] << 8 | (n > 1 ? (uint8_t)p[1] : 0);
+    unsigned one = (uint8_t)p[0] << 8;
+    bool two = (s->user_first2[key >> 3] >> (key & 7)) & 1;
+    if (!two && !((s->user_first2[one >> 3] >> (one & 7)) & 1)) return 0;
     for (size_t len = n < (size_t)s->max_user_len ? n : (size_t)s->max_user_len; len > 0; len--) {
+        if (len < 64 ? !((s->user_lens >> (len - 1)) & 1) : !s->user_long) continue;
+        if (len > 1 && !two) continue;
         int32_t v = ilm__strmap_get(&s->user_defined, p, len);
         if (v >= 0) {
             if (id) *id = v;
@@ -246,6 +329,7 @@ static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dum
 typedef struct symbol {
     int32_t  prev, next;
     uint32_t start, len; /* bytes of the normalized text; len 0 = merged away */
+    int32_t  id;         /* the piece it spells, -1 when none (unknown) */
     bool     frozen;     /* a user-defined piece: never merged */
 } symbol;
 
@@ -253,6 +337,7 @@ typedef struct pair {
     float    score;
     int32_t  left, right;
     uint32_t len; /* byte length of the merged piece when queued */
+    int32_t  id;  /* the merged piece */
 } pair;
 
 /* A max-heap on (score, then smaller left). */
@@ -324,13 +409,18 @@ typedef struct bpe_ctx {
 static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
 {
     if (left < 0 || right < 0 || c->sym[left].frozen || c->sym[right].frozen) return ILM_OK;
-    const char *p = c->text + c->sym[left].start;
-    uint32_t len = c->sym[left].len + c->sym[right].len;
-    int32_t id = mergeable_id(c->t, p, len);
+    const symbol *l = &c->sym[left], *r = &c->sym[right];
+    const char *p = c->text + l->start;
+    uint32_t len = l->len + r->len;
+    /* Both sides are pieces (nearly always): one integer lookup.  A side
+     * that is not a piece can still be part of one: look the text up. */
+    int32_t id = l->id >= 0 && r->id >= 0
+                     ? ilm__u64map_get(&c->t->spm.merge_of, (uint64_t)l->id << 32 | (uint32_t)r->id)
+                     : mergeable_id(c->t, p, len);
     if (id < 0) return ILM_OK;
     if (c->t->type[id] == ILM__PIECE_UNUSED)
-        ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)c->sym[left].len));
-    return heap_push(&c->agenda, (pair){ c->t->score[id], left, right, len });
+        ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)l->len));
+    return heap_push(&c->agenda, (pair){ c->t->score[id], left, right, len, id });
 }
 
 /* The id of a final symbol, like ModelInterface::PieceToId: any piece of
@@ -375,48 +465,107 @@ static ilm_status resegment(bpe_ctx *c, const char *p, size_t n, emit_state *es,
     return resegment(c, p + left, n - (size_t)left, es, out);
 }
 
+/* One symbol's length at text[i]: a whole user-defined piece (frozen), or
+ * one character read off its lead byte like sentencepiece's OneCharLen
+ * (the normalized text is valid UTF-8). */
+static size_t symbol_len(const ilm_tokenizer *t, const char *text, size_t i, size_t n,
+                         bool *frozen, int32_t *id)
+{
+    static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
+    const ilm__spm *s = &t->spm;
+    size_t len = user_prefix(s, text + i, n - i, id);
+    *frozen = len > 0;
+    if (len) return len;
+    uint8_t c = (uint8_t)text[i];
+    if (c < 0x80) {
+        *id = s->bmp_id[c];
+        return 1;
+    }
+    len = len_of_nibble[c >> 4];
+    if (len > n - i) len = n - i;
+    uint32_t cp;
+    if (ilm__utf8_decode(text + i, len, &cp) != len)
+        *id = ilm__strmap_get(&t->piece_ids, text + i, len);
+    else
+        *id = cp < 65536 ? s->bmp_id[cp] : ilm__u64map_get(&s->char_id, cp);
+    return len;
+}
+
+/* Merges the symbols first..last (a segment no merge can cross) to the
+ * end, then emits them. */
+static ilm_status merge_segment(bpe_ctx *c, int32_t first, int32_t last, emit_state *es,
+                                ilm__ids *out)
+{
+    c->sym[first].prev = -1;
+    c->sym[last].next = -1;
+    c->agenda.n = 0;
+    ilm_status st = ILM_OK;
+    for (int32_t i = first + 1; i <= last && st == ILM_OK; i++) st = maybe_add_pair(c, i - 1, i);
+    while (st == ILM_OK && c->agenda.n) {
+        pair top = heap_pop(&c->agenda);
+        symbol *l = &c->sym[top.left], *r = &c->sym[top.right];
+        /* Stale entries: a side was merged away or grew since queued. */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != top.len)
+            continue;
+        l->len += r->len;
+        l->id = top.id;
+        l->next = r->next;
+        if (r->next >= 0) c->sym[r->next].prev = top.left;
+        r->len = 0;
+        st = maybe_add_pair(c, l->prev, top.left);
+        if (st == ILM_OK) st = maybe_add_pair(c, top.left, l->next);
+    }
+    for (int32_t i = first; i >= 0 && st == ILM_OK; i = c->sym[i].next) {
+        const symbol *y = &c->sym[i];
+        st = y->id >= 0 && c->t->type[y->id] != ILM__PIECE_UNUSED
+                 ? emit(c->t, c->text + y->start, y->len, y->id, es, out)
+                 : resegment(c, c->text + y->start, y->len, es, out);
+    }
+    return st;
+}
+
+/* BPE over the normalized text.  The result equals merging the whole text
+ * at once, but the text is cut into segments that no merge can cross, so
+ * the agenda stays small: on both sides of a frozen symbol, and between a
+ * "▁" and a neighbouring character that no mergeable piece has next to a
+ * "▁" on that side (pieces mostly start with "▁", so this cuts at nearly
+ * every word). */
 static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
     ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
+    const ilm__spm *s = &t->spm;
     bpe_ctx c = { .t = t, .text = text };
     c.sym = ilm__malloc(n * sizeof *c.sym);
     ILM_RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
     int32_t count = 0;
     for (size_t i = 0; i < n;) {
-        size_t len = user_prefix(&t->spm, text + i, n - i, NULL);
-        bool frozen = len > 0;
-        if (!frozen) {
-            /* One character, its length read off the lead byte like
-             * sentencepiece's OneCharLen (the text is valid UTF-8 here). */
-            static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1,
-                                                       1, 1, 1, 1, 2, 2, 3, 4 };
-            len = len_of_nibble[(uint8_t)text[i] >> 4];
-            if (len > n - i) len = n - i;
-        }
-        c.sym[count] = (symbol){ count - 1, -1, (uint32_t)i, (uint32_t)len, frozen };
-        if (count) c.sym[count - 1].next = count;
+        bool frozen;
+        int32_t id = -1;
+        size_t len = symbol_len(t, text, i, n, &frozen, &id);
+        c.sym[count] = (symbol){ count - 1, count + 1, (uint32_t)i, (uint32_t)len, id, frozen };
         count++;
         i += len;
     }
-    ilm_status st = ILM_OK;
-    for (int32_t i = 1; i < count && st == ILM_OK; i++) st = maybe_add_pair(&c, i - 1, i);
-    while (st == ILM_OK && c.agenda.n) {
-        pair top = heap_pop(&c.agenda);
-        symbol *l = &c.sym[top.left], *r = &c.sym[top.right];
-        /* Stale entries: a side was merged away or grew since queued. */
-        if (l->len == 0 || r->len == 0 || l->len + r->len != top.len || l->next != top.right)
-            continue;
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0) c.sym[r->next].prev = top.left;
-        r->len = 0;
-        st = maybe_add_pair(&c, l->prev, top.left);
-        if (st == ILM_OK) st = maybe_add_pair(&c, top.left, l->next);
-    }
     emit_state es = { false };
-    for (int32_t i = 0; i >= 0 && st == ILM_OK && count; i = c.sym[i].next)
-        st = resegment(&c, text + c.sym[i].start, c.sym[i].len, &es, out);
+    ilm_status st = ILM_OK;
+    int32_t first = 0;
+    for (int32_t i = 1; i <= count && st == ILM_OK; i++) {
+        bool cut = i == count || c.sym[i].frozen || c.sym[i - 1].frozen;
+        if (!cut) {
+            /* Symbols are single characters here: a cut between a "▁" and
+             * another character is safe when no piece holds that pair. */
+            uint8_t prev = (uint8_t)text[c.sym[i - 1].start], cur = (uint8_t)text[c.sym[i].start];
+            bool here = is_space_at(text, c.sym[i].start, n);
+            bool before = is_space_at(text, c.sym[i - 1].start, n);
+            cut = (here && !before && !has_char(s->pre_space, s->pre_space_other, prev)) ||
+                  (before && !here && !has_char(s->post_space, s->post_space_other, cur));
+        }
+        if (cut) {
+            st = merge_segment(&c, first, i - 1, &es, out);
+            first = i;
+        }
+    }
     ilm__free(c.sym);
     ilm__free(c.agenda.v);
     ilm__strmap_free(&c.rev_merge);

@@ -57,48 +57,66 @@ static cJSON *parse_sizes(const char *s)
     return arr;
 }
 
-static int bench_gemm(int argc, char **argv)
+/* A command-line option that becomes a key of the benchmark's JSON config. */
+typedef struct bench_opt {
+    const char *flag, *key;
+    char type; /* 'i' integer, 'n' number, 's' string, 'l' list of integers */
+} bench_opt;
+
+/* Parses argv into a JSON config by `opts`; --json sets *json.  Returns
+ * CLI_OK or a usage error (after printing it); *help set means --help was
+ * asked for and printed. */
+static int parse_bench_args(const char *cmd, const char *help, const bench_opt *opts, int argc,
+                            char **argv, cJSON *cfg, bool *json, bool *helped)
 {
-    bool json = false;
-    cJSON *cfg = cJSON_CreateObject();
-    int rc = CLI_OK;
-    for (int i = 1; i < argc && rc == CLI_OK; i++) {
+    *json = *helped = false;
+    for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(a)) {
-            fputs(gemm_help, stdout);
-            cJSON_Delete(cfg);
+            fputs(help, stdout);
+            *helped = true;
             return CLI_OK;
-        } else if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--sizes") == 0 && v) {
-            cJSON *sizes = parse_sizes(v);
-            if (!sizes) rc = cli_usage_error("bench gemm", "--sizes wants N,N,... got '%s'", v);
-            else cJSON_AddItemToObject(cfg, "sizes", sizes);
-            i++;
-        } else if ((strcmp(a, "--threads") == 0 || strcmp(a, "--min-reps") == 0) && v) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || end == v) rc = cli_usage_error("bench gemm", "%s wants an integer", a);
-            else cJSON_AddNumberToObject(cfg, a[2] == 't' ? "threads" : "min_reps", (double)n);
-            i++;
-        } else if (strcmp(a, "--min-time") == 0 && v) {
-            char *end;
-            double t = strtod(v, &end);
-            if (*end || end == v) rc = cli_usage_error("bench gemm", "--min-time wants seconds");
-            else cJSON_AddNumberToObject(cfg, "min_time", t);
-            i++;
-        } else {
-            rc = cli_usage_error("bench gemm", "unknown or incomplete option '%s'", a);
         }
+        if (strcmp(a, "--json") == 0) {
+            *json = true;
+            continue;
+        }
+        const bench_opt *o = opts;
+        while (o->flag && strcmp(o->flag, a) != 0) o++;
+        if (!o->flag || !v) return cli_usage_error(cmd, "unknown or incomplete option '%s'", a);
+        char *end;
+        cJSON *val = NULL;
+        if (o->type == 's') {
+            val = cJSON_CreateString(v);
+        } else if (o->type == 'l') {
+            val = parse_sizes(v);
+        } else {
+            double d = strtod(v, &end);
+            if (*end == '\0' && end != v && (o->type == 'n' || d == (double)(long)d))
+                val = cJSON_CreateNumber(d);
+        }
+        if (!val) return cli_usage_error(cmd, "%s: bad value '%s'", a, v);
+        cJSON_AddItemToObject(cfg, o->key, val);
+        i++;
     }
-    char *cfg_text = cJSON_PrintUnformatted(cfg);
+    return CLI_OK;
+}
+
+typedef ilm_status (*bench_fn)(const char *, ilm_progress_fn, void *, char **);
+
+/* Runs one benchmark: options to config, the library call, then the table
+ * (print_table) or the JSON. */
+static int run_bench(const char *cmd, const char *help, const bench_opt *opts, bench_fn fn,
+                     void (*print_table)(const cJSON *), int argc, char **argv)
+{
+    bool json, helped;
+    cJSON *cfg = cJSON_CreateObject();
+    int rc = parse_bench_args(cmd, help, opts, argc, argv, cfg, &json, &helped);
+    char *cfg_text = rc == CLI_OK && !helped ? cJSON_PrintUnformatted(cfg) : NULL;
     cJSON_Delete(cfg);
-    if (rc != CLI_OK) {
-        cJSON_free(cfg_text);
-        return rc;
-    }
+    if (rc != CLI_OK || helped) return rc;
     char *result = NULL;
-    ilm_status s = ilm_bench_gemm(cfg_text, cli_progress, NULL, &result);
+    ilm_status s = fn(cfg_text, cli_progress, NULL, &result);
     cJSON_free(cfg_text);
     if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
     if (s != ILM_OK) return cli_fail(s);
@@ -106,15 +124,67 @@ static int bench_gemm(int argc, char **argv)
         printf("%s\n", result);
     } else {
         cJSON *r = cJSON_Parse(result);
-        print_gemm_table(r);
+        print_table(r);
         cJSON_Delete(r);
     }
     ilm_free(result);
     return CLI_OK;
 }
 
+static const bench_opt gemm_opts[] = {
+    { "--sizes", "sizes", 'l' }, { "--threads", "threads", 'i' },
+    { "--min-time", "min_time", 'n' }, { "--min-reps", "min_reps", 'i' }, { NULL, NULL, 0 },
+};
+
+static int bench_gemm(int argc, char **argv)
+{
+    return run_bench("bench gemm", gemm_help, gemm_opts, ilm_bench_gemm, print_gemm_table, argc,
+                     argv);
+}
+
+static const char tokenize_help[] =
+    "usage: internlm bench tokenize --tokenizer PATH --file F [options]\n"
+    "\n"
+    "Encodes every line of F as one document, on one thread and on all threads,\n"
+    "and prints MB/s.  tools/bench_tokenize.py runs sentencepiece and tokenizers\n"
+    "on the same file in the same run and prints the ratios.\n"
+    "\n"
+    "options:\n"
+    "  --tokenizer PATH  tokenizer.model, tokenizer.json, model directory or .gguf\n"
+    "  --file F          text file (one document per line)\n"
+    "  --threads N       threads for the batch measurement (default: all cores)\n"
+    "  --min-time S      seconds per measurement at least (default 1.0)\n"
+    "  --json            print the result as JSON\n";
+
+static void print_tokenize_table(const cJSON *r)
+{
+    printf("tokenizer %s on %s\n", cJSON_GetObjectItem(r, "tokenizer")->valuestring,
+           cJSON_GetObjectItem(r, "file")->valuestring);
+    printf("%.0f bytes, %.0f documents, %.0f tokens, loaded in %.3f s\n",
+           cJSON_GetObjectItem(r, "bytes")->valuedouble,
+           cJSON_GetObjectItem(r, "documents")->valuedouble,
+           cJSON_GetObjectItem(r, "tokens")->valuedouble,
+           cJSON_GetObjectItem(r, "load_seconds")->valuedouble);
+    printf("1 thread:   %8.2f MB/s\n%d threads: %8.2f MB/s\n",
+           cJSON_GetObjectItem(r, "single_thread_mb_s")->valuedouble,
+           cJSON_GetObjectItem(r, "threads")->valueint,
+           cJSON_GetObjectItem(r, "batch_mb_s")->valuedouble);
+}
+
+static const bench_opt tokenize_opts[] = {
+    { "--tokenizer", "tokenizer", 's' }, { "--file", "file", 's' },
+    { "--threads", "threads", 'i' }, { "--min-time", "min_time", 'n' }, { NULL, NULL, 0 },
+};
+
+static int bench_tokenize(int argc, char **argv)
+{
+    return run_bench("bench tokenize", tokenize_help, tokenize_opts, ilm_bench_tokenize,
+                     print_tokenize_table, argc, argv);
+}
+
 static const cli_command bench_commands[] = {
     { "gemm", bench_gemm, "fp32 GEMM GFLOP/s against the measured FMA peak" },
+    { "tokenize", bench_tokenize, "tokenizer MB/s on a text file" },
     { NULL, NULL, NULL },
 };
 

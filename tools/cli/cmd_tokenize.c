@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Reads all of `f` into a malloc'd, NUL-terminated buffer; NULL on
  * failure. */
@@ -152,4 +153,96 @@ int cmd_detokenize(int argc, char **argv)
     fwrite(text, 1, text_len, stdout);
     ilm_free(text);
     return CLI_OK;
+}
+
+static const char train_help[] =
+    "usage: internlm tokenizer train --input FILE [--input FILE ...] --vocab-size N\n"
+    "                                --out PATH [options]\n"
+    "\n"
+    "Learns a SentencePiece-BPE vocabulary from text files (one sentence per line)\n"
+    "and writes a tokenizer.model that sentencepiece loads.\n"
+    "\n"
+    "options:\n"
+    "  --input FILE               training text (repeat for several files)\n"
+    "  --vocab-size N             pieces in the model, special and byte pieces included\n"
+    "  --out PATH                 where to write the model\n"
+    "  --no-byte-fallback         unknown characters become <unk> (default: bytes)\n"
+    "  --no-split-digits          let digits merge (default: each digit alone)\n"
+    "  --add-dummy-prefix         prefix the text with a space, like LLaMA-2\n"
+    "  --user-defined-symbols S   comma-separated pieces always kept whole\n"
+    "  --character-coverage X     share of characters to keep (default 0.9995)\n"
+    "  --max-sentence-length N    skip longer lines (bytes, default 4192)\n"
+    "  --input-sentence-size N    sample N lines (default 0: all)\n"
+    "  --seed N                   seed for sampling\n";
+
+static int tokenizer_train(int argc, char **argv)
+{
+    cJSON *cfg = cJSON_CreateObject(), *inputs = cJSON_AddArrayToObject(cfg, "input");
+    int rc = CLI_OK;
+    for (int i = 1; i < argc && rc == CLI_OK; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (cli_is_help(a)) {
+            fputs(train_help, stdout);
+            cJSON_Delete(cfg);
+            return CLI_OK;
+        } else if (strcmp(a, "--no-byte-fallback") == 0) {
+            cJSON_AddFalseToObject(cfg, "byte_fallback");
+        } else if (strcmp(a, "--no-split-digits") == 0) {
+            cJSON_AddFalseToObject(cfg, "split_digits");
+        } else if (strcmp(a, "--add-dummy-prefix") == 0) {
+            cJSON_AddTrueToObject(cfg, "add_dummy_prefix");
+        } else if (!v) {
+            rc = cli_usage_error("tokenizer train", "unknown or incomplete option '%s'", a);
+        } else if (strcmp(a, "--input") == 0) {
+            cJSON_AddItemToArray(inputs, cJSON_CreateString(v));
+            i++;
+        } else if (strcmp(a, "--out") == 0) {
+            cJSON_AddStringToObject(cfg, "out", v);
+            i++;
+        } else if (strcmp(a, "--user-defined-symbols") == 0) {
+            cJSON *syms = cJSON_AddArrayToObject(cfg, "user_defined_symbols");
+            for (const char *p = v; *p;) {
+                const char *comma = strchr(p, ',');
+                size_t n = comma ? (size_t)(comma - p) : strlen(p);
+                char *sym = strndup(p, n);
+                cJSON_AddItemToArray(syms, cJSON_CreateString(sym));
+                free(sym);
+                p += n + (comma != NULL);
+            }
+            i++;
+        } else {
+            static const char *const num_flags[][2] = {
+                { "--vocab-size", "vocab_size" }, { "--character-coverage", "character_coverage" },
+                { "--max-sentence-length", "max_sentence_length" },
+                { "--input-sentence-size", "input_sentence_size" }, { "--seed", "seed" } };
+            const char *key = NULL;
+            for (size_t k = 0; k < sizeof num_flags / sizeof *num_flags; k++)
+                if (strcmp(a, num_flags[k][0]) == 0) key = num_flags[k][1];
+            double d = key ? strtod(v, &end) : 0;
+            if (!key || *end || end == v)
+                rc = cli_usage_error("tokenizer train", "unknown option or bad value: %s %s", a, v);
+            else
+                cJSON_AddNumberToObject(cfg, key, d);
+            i++;
+        }
+    }
+    char *text = rc == CLI_OK ? cJSON_PrintUnformatted(cfg) : NULL;
+    cJSON_Delete(cfg);
+    if (rc != CLI_OK) return rc;
+    ilm_status s = ilm_tokenizer_train(text, cli_progress, NULL);
+    cJSON_free(text);
+    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
+    if (s != ILM_OK) return cli_fail(s);
+    return CLI_OK;
+}
+
+static const cli_command tokenizer_commands[] = {
+    { "train", tokenizer_train, "learn a SentencePiece-BPE tokenizer.model from text" },
+    { NULL, NULL, NULL },
+};
+
+int cmd_tokenizer(int argc, char **argv)
+{
+    return cli_dispatch("internlm tokenizer", tokenizer_commands, argc - 1, argv + 1);
 }

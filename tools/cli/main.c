@@ -104,6 +104,7 @@ static const cli_command commands[] = {
     { "detokenize", cmd_detokenize, "ids (standard input) to text" },
     { "info", cmd_info, "build features, threads and devices" },
     { "tokenize", cmd_tokenize, "text to token ids" },
+    { "tokenizer", cmd_tokenizer, "tokenizer tools: train" },
     { "version", cmd_version, "print the version and build facts" },
     { NULL, NULL, NULL },
 };
