@@ -16,6 +16,8 @@ Suite *suite_abi(void);
 Suite *suite_cli(void);
 Suite *suite_tokenizer(void);
 Suite *suite_tok_train(void);
+Suite *suite_gguf(void);
+Suite *suite_bytelevel(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */
