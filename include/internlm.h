@@ -378,6 +378,132 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
                                        void *user);
 
 /* ===================================================================== */
+/*  Model                                                                */
+/* ===================================================================== */
+
+/* An ilm_model is an architecture and its weights: LLaMA-shaped models
+ * (SmolLM2, LLaMA-2/3, Mistral, InternLM3) and InternLM2.  Weights are
+ * memory-mapped from the files, not copied.  A model is immutable after
+ * loading: any number of threads may use it (through their own sessions)
+ * at once.  Free it after every session created from it. */
+
+/*! ilm_model_load() :
+ *  Loads a Hugging Face model directory (config.json + *.safetensors, with
+ *  model.safetensors.index.json when sharded; its tokenizer files too) or a
+ *  GGUF file.  @config : JSON or NULL (no keys yet).
+ *  @return ILM_OK; ILM_ERR_IO; ILM_ERR_FORMAT naming the file and tensor
+ *          (missing tensor, shape contradicting config.json, bad header);
+ *          ILM_ERR_UNSUPPORTED for an architecture this library does not
+ *          run.  Free with ilm_model_free. */
+ILM_API ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out);
+ILM_API void ilm_model_free(ilm_model *m);
+
+/*! ilm_model_info() : the architecture and memory as JSON (ilm_free). */
+ILM_API ilm_status ilm_model_info(const ilm_model *m, char **json);
+
+/*! ilm_model_memory() : bytes of weights (mapped) and buffers it owns. */
+ILM_API uint64_t ilm_model_memory(const ilm_model *m);
+
+/*! ilm_model_tokenizer() : the tokenizer that came with the model files,
+ *  owned by the model; NULL when there was none. */
+ILM_API const ilm_tokenizer *ilm_model_tokenizer(const ilm_model *m);
+
+/*! ilm_model_chat_template() : the built-in chat template the model uses:
+ *  "internlm2", "chatml", "llama2" or "llama3" (static string). */
+ILM_API const char *ilm_model_chat_template(const ilm_model *m);
+
+/* ===================================================================== */
+/*  Session                                                              */
+/* ===================================================================== */
+
+/* An ilm_session is one sequence being evaluated: a KV cache sized by a
+ * context length, the ids in it, and the logits after the last one.  Use a
+ * session from one thread at a time. */
+
+/*! ilm_session_create() :
+ *  @config : JSON or NULL: "context" (positions, default the model's
+ *            maximum, at most 2048).  Free with ilm_session_free. */
+ILM_API ilm_status ilm_session_create(const ilm_model *m, const char *config,
+                                      ilm_session **out);
+ILM_API void ilm_session_free(ilm_session *s);
+
+/*! ilm_session_eval() :
+ *  Appends n ids (a whole prompt in one call, or one generated id) and
+ *  runs them; *logits (optional) points at the [vocab] logits after the
+ *  last id, owned by the session and valid until its next call.
+ *  @return ILM_OK, ILM_ERR_RANGE when the context would overflow or an id
+ *          is outside the vocabulary. */
+ILM_API ilm_status ilm_session_eval(ilm_session *s, const int32_t *ids, size_t n,
+                                    const float **logits);
+
+/*! ilm_session_eval_all() : like ilm_session_eval, writing the logits of
+ *  every appended position into logits[n, vocab] (the caller's buffer). */
+ILM_API ilm_status ilm_session_eval_all(ilm_session *s, const int32_t *ids, size_t n,
+                                        float *logits);
+
+/*! ilm_session_logits() : the [vocab] logits after the last id, or NULL. */
+ILM_API const float *ilm_session_logits(const ilm_session *s);
+
+/*! ilm_session_length() / ilm_session_context() : ids held / capacity. */
+ILM_API size_t ilm_session_length(const ilm_session *s);
+ILM_API size_t ilm_session_context(const ilm_session *s);
+
+/*! ilm_session_tokens() : the ids in the session (*ids owned by it, valid
+ *  until its next call); returns their count. */
+ILM_API size_t ilm_session_tokens(const ilm_session *s, const int32_t **ids);
+
+/*! ilm_session_truncate() : keeps the first n ids (to reuse a prefix);
+ *  n = 0 resets.  The logits are gone until the next evaluation. */
+ILM_API ilm_status ilm_session_truncate(ilm_session *s, size_t n);
+
+/*! ilm_session_logprobs() :
+ *  Appends ids and writes out[i] = log p(ids[i] | everything before); for
+ *  i = 0 that needs ids already in the session (else out[0] is NaN). */
+ILM_API ilm_status ilm_session_logprobs(ilm_session *s, const int32_t *ids, size_t n,
+                                        double *out);
+
+/*! ilm_session_score() :
+ *  The evaluator's primitive: the sum of log p(cont | ctx) over the
+ *  continuation's ids and whether greedy decoding would have produced it.
+ *  The session's cached prefix shared with ctx is reused. */
+ILM_API ilm_status ilm_session_score(ilm_session *s, const int32_t *ctx, size_t n_ctx,
+                                     const int32_t *cont, size_t n_cont,
+                                     double *sum_logprob, int *is_greedy);
+
+/* ===================================================================== */
+/*  Generation and chat                                                  */
+/* ===================================================================== */
+
+/*! ilm_text_fn :
+ *  Receives generated text as it becomes final (complete UTF-8, never a
+ *  part of a stop string).  Return non-zero to stop generating. */
+typedef int (*ilm_text_fn)(void *user, const char *text, size_t len);
+
+/*! ilm_generate() :
+ *  Tokenizes `prompt`, appends it to the session and samples until an
+ *  end-of-turn id, a stop string or max_tokens.
+ *  @config : JSON or NULL: "max_tokens" (256), "temperature" (0.8; 0 is
+ *            greedy), "top_k" (40), "top_p" (0.95), "min_p" (0.05),
+ *            "repetition_penalty" (1.0), "repeat_last_n" (64), "seed" (0),
+ *            "stop" ([strings]), "special" (false: recognise special
+ *            tokens in the prompt; chat prompts need true), "add_bos"
+ *            (the tokenizer's default).
+ *  @on_text, @user : optional streaming callback.
+ *  @text : optional; the whole generated text (ilm_free), without the stop
+ *          string.
+ *  The same seed, prompt and session state give the same text. */
+ILM_API ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config,
+                                ilm_text_fn on_text, void *user, char **text);
+
+/*! ilm_chat_apply() :
+ *  Renders messages (JSON array of {"role", "content", "name"?}; roles
+ *  system, user, assistant, and environment for InternLM2) with the model's
+ *  chat template, ending with the assistant's opening.  *prompt is
+ *  allocated (ilm_free); generate from it with "special": true. */
+ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
+                                  char **prompt);
+
+/* ===================================================================== */
 /*  Benchmarks                                                           */
 /* ===================================================================== */
 
@@ -399,6 +525,20 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
 ILM_API ilm_status ilm_bench_gemm(const char *config,
                                   ilm_progress_fn progress, void *user,
                                   char **result);
+
+/*! ilm_bench_generate() :
+ *  Measures prompt processing and decoding speed of a model: a prompt of
+ *  "prompt_tokens" ids (default 512, drawn deterministically from the
+ *  vocabulary) in one evaluation, then "gen_tokens" (default 128) greedy
+ *  decode steps, each repeated "reps" times (default 3, best kept).
+ *  @config : JSON: "model" (path, required), "prompt_tokens", "gen_tokens",
+ *            "threads", "reps".
+ *  @result : JSON (ilm_free): {"model", "threads", "prompt_tokens",
+ *            "gen_tokens", "prompt_tokens_per_s", "decode_tokens_per_s",
+ *            "load_seconds", "weight_bytes"}. */
+ILM_API ilm_status ilm_bench_generate(const char *config,
+                                      ilm_progress_fn progress, void *user,
+                                      char **result);
 
 /*! ilm_bench_tokenize() :
  *  Measures encoding throughput: the file is split into lines (one

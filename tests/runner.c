@@ -90,6 +90,7 @@ int main(void)
     srunner_add_suite(sr, suite_abi());
     srunner_add_suite(sr, suite_cli());
     srunner_add_suite(sr, suite_tokenizer());
+    srunner_add_suite(sr, suite_model());
     srunner_add_suite(sr, suite_tok_train());
     srunner_add_suite(sr, suite_gguf());
     srunner_add_suite(sr, suite_bytelevel());

@@ -15,6 +15,7 @@ Suite *suite_backend(void);
 Suite *suite_abi(void);
 Suite *suite_cli(void);
 Suite *suite_tokenizer(void);
+Suite *suite_model(void);
 Suite *suite_tok_train(void);
 Suite *suite_gguf(void);
 Suite *suite_bytelevel(void);

@@ -182,8 +182,48 @@ static int bench_tokenize(int argc, char **argv)
                      print_tokenize_table, argc, argv);
 }
 
+static const char generate_help[] =
+    "usage: internlm bench generate --model PATH [options]\n"
+    "\n"
+    "Prompt processing and decode tokens/s of a model (greedy decoding of a fixed\n"
+    "pseudo-random prompt).  tools/bench_generate.py runs llama.cpp on the same\n"
+    "GGUF in the same run and prints the ratios.\n"
+    "\n"
+    "options:\n"
+    "  --model PATH         HF model directory or .gguf file\n"
+    "  --prompt-tokens N    prompt length (512)\n"
+    "  --gen-tokens N       tokens to generate (128)\n"
+    "  --threads N          threads (default: all cores)\n"
+    "  --reps N             repetitions, best kept (3)\n"
+    "  --json               print the result as JSON\n";
+
+static void print_generate_table(const cJSON *r)
+{
+    printf("model %s on %d threads (%.1f MB of weights, loaded in %.2f s)\n",
+           cJSON_GetObjectItem(r, "model")->valuestring, cJSON_GetObjectItem(r, "threads")->valueint,
+           cJSON_GetObjectItem(r, "weight_bytes")->valuedouble / 1e6,
+           cJSON_GetObjectItem(r, "load_seconds")->valuedouble);
+    printf("prompt %4d tokens: %9.1f tokens/s\n", cJSON_GetObjectItem(r, "prompt_tokens")->valueint,
+           cJSON_GetObjectItem(r, "prompt_tokens_per_s")->valuedouble);
+    printf("decode %4d tokens: %9.1f tokens/s\n", cJSON_GetObjectItem(r, "gen_tokens")->valueint,
+           cJSON_GetObjectItem(r, "decode_tokens_per_s")->valuedouble);
+}
+
+static const bench_opt generate_opts[] = {
+    { "--model", "model", 's' }, { "--prompt-tokens", "prompt_tokens", 'i' },
+    { "--gen-tokens", "gen_tokens", 'i' }, { "--threads", "threads", 'i' },
+    { "--reps", "reps", 'i' }, { NULL, NULL, 0 },
+};
+
+static int bench_generate(int argc, char **argv)
+{
+    return run_bench("bench generate", generate_help, generate_opts, ilm_bench_generate,
+                     print_generate_table, argc, argv);
+}
+
 static const cli_command bench_commands[] = {
     { "gemm", bench_gemm, "fp32 GEMM GFLOP/s against the measured FMA peak" },
+    { "generate", bench_generate, "prompt and decode tokens/s of a model" },
     { "tokenize", bench_tokenize, "tokenizer MB/s on a text file" },
     { NULL, NULL, NULL },
 };

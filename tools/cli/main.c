@@ -101,8 +101,12 @@ int cmd_info(int argc, char **argv)
 
 static const cli_command commands[] = {
     { "bench", cmd_bench, "benchmarks against a peer measured in the same run" },
+    { "chat", cmd_chat, "interactive chat with a model" },
     { "detokenize", cmd_detokenize, "ids (standard input) to text" },
+    { "generate", cmd_generate, "continue a prompt with a model" },
     { "info", cmd_info, "build features, threads and devices" },
+    { "perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's way)" },
+    { "score", cmd_score, "per-token log-probabilities of a sequence" },
     { "tokenize", cmd_tokenize, "text to token ids" },
     { "tokenizer", cmd_tokenizer, "tokenizer tools: train" },
     { "version", cmd_version, "print the version and build facts" },

@@ -1,0 +1,166 @@
+/* The forward pass of LLaMA-shaped models (and InternLM2, whose fused wqkv
+ * is split after the matmul) over a session's KV cache, on the backend op
+ * table.  Activations are fp32; weights stay in their stored type. */
+#include "model/internal.h"
+#include "tensor/tensor.h"
+
+#include <string.h>
+
+ilm_status ilm__kv_init(const ilm_model *m, int64_t capacity, ilm__kv *kv)
+{
+    const ilm__arch *a = &m->arch;
+    *kv = (ilm__kv){ .capacity = capacity, .rope_base = a->rope_theta };
+    size_t per = (size_t)a->n_layers * (size_t)capacity * (size_t)a->n_kv_heads * (size_t)a->head_dim;
+    ILM_RETURN_IF(capacity <= 0 || per / (size_t)capacity > SIZE_MAX / 16, ILM_ERR_RANGE,
+                  "session: context of %lld tokens is too large", (long long)capacity);
+    kv->k = ilm__malloc(per * sizeof *kv->k);
+    kv->v = ilm__malloc(per * sizeof *kv->v);
+    /* Dynamic NTK changes the base as the sequence grows: keep the keys
+     * unrotated too, so they can be rotated again with the new base. */
+    if (a->rope_scaling == ILM__ROPE_SCALING_DYNAMIC) kv->k_raw = ilm__malloc(per * sizeof *kv->k);
+    if (!kv->k || !kv->v || (a->rope_scaling == ILM__ROPE_SCALING_DYNAMIC && !kv->k_raw)) {
+        ilm__kv_free(kv);
+        return ilm__error(ILM_ERR_NOMEM, "session: cannot allocate a KV cache of %zu MB",
+                          2 * per * sizeof(float) >> 20);
+    }
+    return ILM_OK;
+}
+
+void ilm__kv_free(ilm__kv *kv)
+{
+    ilm__free(kv->k);
+    ilm__free(kv->v);
+    ilm__free(kv->k_raw);
+    ilm__free(kv->scratch);
+    *kv = (ilm__kv){ 0 };
+}
+
+/* Grows the session's scratch to n floats. */
+static float *scratch(ilm__kv *kv, size_t n)
+{
+    if (n > kv->scratch_cap) {
+        float *p = ilm__realloc(kv->scratch, n * sizeof *p);
+        if (!p) return NULL;
+        kv->scratch = p;
+        kv->scratch_cap = n;
+    }
+    return kv->scratch;
+}
+
+static ilm_status embed(const ilm_model *m, const int32_t *ids, int64_t T, float *x)
+{
+    const ilm__weight *e = &m->tok_embd;
+    uint32_t block, bytes;
+    ILM_RETURN_IF(!ilm__ggml_type_info(e->type, &block, &bytes), ILM_ERR_INTERNAL,
+                  "model: embedding type %u", e->type);
+    size_t row_bytes = (size_t)(e->cols / block) * bytes;
+    for (int64_t t = 0; t < T; t++) {
+        ILM_RETURN_IF(ids[t] < 0 || ids[t] >= e->rows, ILM_ERR_RANGE,
+                      "model: token id %d is outside the vocabulary of %lld", ids[t],
+                      (long long)e->rows);
+        ILM_FORWARD(ilm__dequantize(e->type, (const uint8_t *)e->data + (size_t)ids[t] * row_bytes,
+                                    x + t * e->cols, e->cols));
+    }
+    return ILM_OK;
+}
+
+static ilm_status linear(const ilm_model *m, const ilm__weight *w, const float *x, int64_t T,
+                         float *y)
+{
+    return m->be->linear(m->be, w->type, w->data, w->rows, w->cols, x, T, y);
+}
+
+/* InternLM2: qkv[T, KV*(g+2)*D] grouped per KV head -> q[T,H,D], k/v[T,KV,D]. */
+static void split_wqkv(const ilm__arch *a, const float *qkv, int64_t T, float *q, float *k,
+                       float *v)
+{
+    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV;
+    const int64_t row = KV * (g + 2) * D;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t j = 0; j < KV; j++) {
+            const float *grp = qkv + t * row + j * (g + 2) * D;
+            memcpy(q + (t * a->n_heads + j * g) * D, grp, (size_t)(g * D) * sizeof *q);
+            memcpy(k + (t * KV + j) * D, grp + g * D, (size_t)D * sizeof *k);
+            memcpy(v + (t * KV + j) * D, grp + (g + 1) * D, (size_t)D * sizeof *v);
+        }
+}
+
+ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int64_t T,
+                        bool all_logits, float *logits)
+{
+    const ilm__arch *a = &m->arch;
+    const ilm__backend *be = m->be;
+    const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
+                  D = a->head_dim, L = a->n_layers, p0 = kv->n, S = p0 + T, KVD = KV * D;
+    ILM_RETURN_IF(T <= 0, ILM_ERR_INVALID_ARG, "model: no tokens to run");
+    ILM_RETURN_IF(S > kv->capacity, ILM_ERR_RANGE,
+                  "session: %lld tokens do not fit the context of %lld (%lld used)",
+                  (long long)T, (long long)kv->capacity, (long long)p0);
+
+    /* Scratch: x, h [T,C]; q, att [T,H*D]; k, v [T,KVD]; g, u [T,F] (the
+     * fused qkv of InternLM2 borrows g+u); cos, sin [S, D/2]; rotated keys
+     * for dynamic NTK [S, KVD]. */
+    const bool dynamic = kv->k_raw != NULL;
+    const int64_t fused = a->kind == ILM__ARCH_INTERNLM2 ? T * (H + 2 * KV) * D : 0;
+    const int64_t gu = 2 * T * F > fused ? 2 * T * F : fused;
+    size_t need = (size_t)(2 * T * C + 2 * T * H * D + 2 * T * KVD + gu + S * D + (dynamic ? S * KVD : 0));
+    float *buf = scratch(kv, need);
+    ILM_RETURN_IF(!buf, ILM_ERR_NOMEM, "model: out of memory for activations of %lld tokens",
+                  (long long)T);
+    float *x = buf, *h = x + T * C, *q = h + T * C, *att = q + T * H * D, *k = att + T * H * D,
+          *v = k + T * KVD, *g = v + T * KVD, *u = g + T * F, *cos_t = g + gu,
+          *sin_t = cos_t + S * D / 2, *k_rot = sin_t + S * D / 2;
+
+    ILM_FORWARD(embed(m, ids, T, x));
+    /* Rotation tables: for the new positions, or, when dynamic NTK has
+     * changed the base, for every position (the cached keys turn again). */
+    double base = ilm__rope_dynamic_base(a, S);
+    bool rerotate = dynamic && base != kv->rope_base && p0 > 0;
+    int64_t from = rerotate ? 0 : p0;
+    int32_t posbuf[256];
+    for (int64_t t0 = from; t0 < S; t0 += 256) {
+        int64_t n = S - t0 < 256 ? S - t0 : 256;
+        for (int64_t i = 0; i < n; i++) posbuf[i] = (int32_t)(t0 + i);
+        ilm__rope_tables(m, posbuf, n, S, cos_t + (t0 - from) * D / 2, sin_t + (t0 - from) * D / 2);
+    }
+    const float *cos_new = cos_t + (p0 - from) * D / 2, *sin_new = sin_t + (p0 - from) * D / 2;
+
+    for (int64_t l = 0; l < L; l++) {
+        const ilm__layer *ly = &m->layers[l];
+        float *kc = kv->k + l * kv->capacity * KVD, *vc = kv->v + l * kv->capacity * KVD;
+        ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
+        if (a->kind == ILM__ARCH_INTERNLM2) {
+            ILM_FORWARD(linear(m, &ly->wqkv, h, T, g));
+            split_wqkv(a, g, T, q, k, v);
+        } else {
+            ILM_FORWARD(linear(m, &ly->wq, h, T, q));
+            ILM_FORWARD(linear(m, &ly->wk, h, T, k));
+            ILM_FORWARD(linear(m, &ly->wv, h, T, v));
+        }
+        if (dynamic) memcpy(kv->k_raw + (l * kv->capacity + p0) * KVD, k, (size_t)(T * KVD) * sizeof *k);
+        ILM_FORWARD(be->rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
+        ILM_FORWARD(be->rope(be, k, T, KV, D, cos_new, sin_new, a->rope_interleaved));
+        memcpy(kc + p0 * KVD, k, (size_t)(T * KVD) * sizeof *k);
+        memcpy(vc + p0 * KVD, v, (size_t)(T * KVD) * sizeof *v);
+        if (rerotate) { /* every cached key again, from its unrotated copy */
+            memcpy(k_rot, kv->k_raw + l * kv->capacity * KVD, (size_t)(S * KVD) * sizeof *k_rot);
+            ILM_FORWARD(be->rope(be, k_rot, S, KV, D, cos_t, sin_t, a->rope_interleaved));
+            memcpy(kc, k_rot, (size_t)(S * KVD) * sizeof *kc);
+        }
+        ILM_FORWARD(be->attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
+        ILM_FORWARD(linear(m, &ly->wo, att, T, h));
+        ILM_FORWARD(be->add(be, x, h, T * C));
+        ILM_FORWARD(be->rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
+        ILM_FORWARD(linear(m, &ly->w_gate, h, T, g));
+        ILM_FORWARD(linear(m, &ly->w_up, h, T, u));
+        ILM_FORWARD(be->swiglu(be, g, u, g, T * F));
+        ILM_FORWARD(linear(m, &ly->w_down, g, T, h));
+        ILM_FORWARD(be->add(be, x, h, T * C));
+    }
+    kv->n = S;
+    kv->rope_base = base;
+    const float *last = all_logits ? x : x + (T - 1) * C;
+    int64_t rows = all_logits ? T : 1;
+    ILM_FORWARD(be->rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
+    return linear(m, &m->output, h, rows, logits);
+}

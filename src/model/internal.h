@@ -1,0 +1,96 @@
+/*
+ * src/model/internal.h -- the ilm_model object: an architecture (formats/
+ * arch.h) and its weights, plus what inference needs to run it.
+ *
+ *   model.c    loading (HF directory with safetensors + config.json, or a
+ *              GGUF file), the weight table, memory report, info
+ *   rope.c     RoPE frequencies (theta, linear / dynamic-NTK / LLaMA-3)
+ *   forward.c  the forward pass over a KV cache
+ *
+ * Weights stay where the file put them (mmap'd) in their own type; only
+ * small tensors the forward pass reads as fp32 (norm weights) and weights
+ * that must be rearranged are copied into buffers the model owns.  A model
+ * is immutable after loading and may be shared by any number of threads.
+ */
+#ifndef ILM_MODEL_INTERNAL_H
+#define ILM_MODEL_INTERNAL_H
+
+#include "backend/backend.h"
+#include "formats/arch.h"
+
+struct ilm__safetensors;
+struct ilm__gguf;
+
+/* A weight matrix W[rows, cols] in ggml type `type`, rows contiguous. */
+typedef struct ilm__weight {
+    uint32_t    type;
+    int64_t     rows, cols;
+    const void *data;
+} ilm__weight;
+
+typedef struct ilm__layer {
+    const float *attn_norm; /* [C] */
+    const float *ffn_norm;  /* [C] */
+    /* LLaMA: wq [H*D, C], wk / wv [KV*D, C].  InternLM2: wqkv [(H+2KV)*D, C]
+     * grouped per KV head ([q x H/KV, k, v] per group); wq etc. unused. */
+    ilm__weight wq, wk, wv, wqkv;
+    ilm__weight wo;         /* [C, H*D] */
+    ilm__weight w_gate;     /* [F, C] */
+    ilm__weight w_up;       /* [F, C] */
+    ilm__weight w_down;     /* [C, F] */
+} ilm__layer;
+
+struct ilm_model {
+    ilm__arch           arch;
+    const ilm__backend *be;
+    ilm__weight         tok_embd; /* [V, C] */
+    const float        *out_norm; /* [C] */
+    ilm__weight         output;   /* [V, C]; = tok_embd when tied */
+    ilm__layer         *layers;   /* [L] */
+    float              *inv_freq; /* [D/2], scaling already applied */
+    float               rope_attn_factor; /* LLaMA-3 style cos/sin scale (1) */
+    /* Storage: the files, and copies the model owns. */
+    struct ilm__safetensors *st;
+    struct ilm__gguf        *gguf;
+    float                  **owned; /* buffers to free */
+    size_t                   n_owned;
+    uint64_t                 mapped_bytes, owned_bytes;
+    ilm_tokenizer           *tok;      /* NULL when the files have none */
+    char                    *chat_template; /* "internlm2", "chatml", "llama2", "llama3" */
+};
+
+/* RoPE: fills cos/sin [T, D/2] for positions pos[0..T).  `n_ctx` is the
+ * sequence length the caller will have after this step (dynamic NTK grows
+ * the base past max_position). */
+void ilm__rope_tables(const ilm_model *m, const int32_t *pos, int64_t T, int64_t n_ctx,
+                      float *cos, float *sin);
+/* Computes inv_freq from the architecture (at load). */
+ilm_status ilm__rope_init(ilm_model *m);
+/* The base dynamic NTK uses for a sequence of n_ctx tokens. */
+double ilm__rope_dynamic_base(const ilm__arch *a, int64_t n_ctx);
+
+/* The KV cache of one session: for each layer, keys and values at every
+ * position, [S, KV*D] each, fp32.  Keys are stored rotated. */
+typedef struct ilm__kv {
+    int64_t capacity; /* S */
+    int64_t n;        /* positions filled */
+    float  *k, *v;    /* [L, S, KV*D] */
+    /* Dynamic NTK: the base the stored keys were rotated with, and the keys
+     * before rotation (NULL for other models). */
+    double  rope_base;
+    float  *k_raw;
+    /* Activations, grown as needed and reused from call to call. */
+    float  *scratch;
+    size_t  scratch_cap;
+} ilm__kv;
+
+ilm_status ilm__kv_init(const ilm_model *m, int64_t capacity, ilm__kv *kv);
+void       ilm__kv_free(ilm__kv *kv);
+
+/* Runs T tokens at positions kv->n .. kv->n+T-1 through the model, appends
+ * their keys/values, and writes logits: all T rows ([T, V]) when
+ * all_logits, else the last row only ([V]). */
+ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int64_t T,
+                        bool all_logits, float *logits);
+
+#endif /* ILM_MODEL_INTERNAL_H */

@@ -1,0 +1,321 @@
+/*
+ * src/model/ -- models: architecture, weights, the forward pass (see
+ * internal.h for the files of this folder).
+ *
+ * This file loads a model from a Hugging Face directory (config.json +
+ * safetensors, LLaMA or InternLM2 tensor names) or from a GGUF file
+ * ("llama" metadata, llama.cpp tensor names), checks every tensor's shape
+ * against the architecture, and builds the weight table the forward pass
+ * reads.
+ */
+#include "model/internal.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "tensor/tensor.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- owned buffers ----------------------------------------------------- */
+
+static float *own(ilm_model *m, size_t n)
+{
+    float **list = ilm__realloc(m->owned, (m->n_owned + 1) * sizeof *list);
+    if (!list) return NULL;
+    m->owned = list;
+    float *p = ilm__malloc(n * sizeof *p);
+    if (p) {
+        m->owned[m->n_owned++] = p;
+        m->owned_bytes += n * sizeof *p;
+    }
+    return p;
+}
+
+/* A tensor found in either file kind, in PyTorch order: shape [rows, cols]
+ * (a vector has rows 1). */
+typedef struct found {
+    uint32_t       type;
+    int64_t        rows, cols;
+    int32_t        n_dims;
+    const uint8_t *data;
+    uint64_t       n_bytes;
+} found;
+
+static ilm_status find(const ilm_model *m, const char *path, const char *name, found *f)
+{
+    if (m->gguf) {
+        const ilm__gguf_tensor *t = ilm__gguf_find_tensor(m->gguf, name);
+        ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+        ILM_RETURN_IF(t->n_dims > 2, ILM_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", path,
+                      name, t->n_dims);
+        *f = (found){ t->type, (int64_t)t->dims[1], (int64_t)t->dims[0], (int32_t)t->n_dims,
+                      t->data, t->n_bytes };
+        return ILM_OK;
+    }
+    const ilm__st_tensor *t = ilm__st_find(m->st, name);
+    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+    ILM_RETURN_IF(t->n_dims < 1 || t->n_dims > 2, ILM_ERR_FORMAT,
+                  "%s: tensor '%s' has %d dimensions", path, name, t->n_dims);
+    ILM_RETURN_IF(t->type == UINT32_MAX, ILM_ERR_FORMAT, "%s: tensor '%s' has dtype %s", path, name,
+                  t->dtype);
+    *f = (found){ t->type, t->n_dims == 2 ? t->shape[0] : 1, t->shape[t->n_dims - 1], t->n_dims,
+                  t->data, t->n_bytes };
+    return ILM_OK;
+}
+
+/* A weight matrix of exactly [rows, cols]. */
+static ilm_status matrix(ilm_model *m, const char *path, const char *name, int64_t rows,
+                         int64_t cols, ilm__weight *w)
+{
+    found f;
+    ILM_FORWARD(find(m, path, name, &f));
+    ILM_RETURN_IF(f.n_dims != 2 || f.rows != rows || f.cols != cols, ILM_ERR_FORMAT,
+                  "%s: tensor '%s' is [%lld, %lld] but the architecture needs [%lld, %lld]", path,
+                  name, (long long)f.rows, (long long)f.cols, (long long)rows, (long long)cols);
+    uint32_t block, bytes;
+    ILM_RETURN_IF(!ilm__ggml_type_info(f.type, &block, &bytes) || cols % block != 0,
+                  ILM_ERR_FORMAT, "%s: tensor '%s' has type %s, unusable for a %lld-wide row",
+                  path, name, ilm__ggml_type_name(f.type), (long long)cols);
+    *w = (ilm__weight){ f.type, rows, cols, f.data };
+    m->mapped_bytes += f.n_bytes;
+    return ILM_OK;
+}
+
+/* A vector of exactly n elements, converted to fp32 in a buffer we own. */
+static ilm_status vector(ilm_model *m, const char *path, const char *name, int64_t n,
+                         const float **out)
+{
+    found f;
+    ILM_FORWARD(find(m, path, name, &f));
+    ILM_RETURN_IF(f.rows * f.cols != n || (f.n_dims == 2 && f.rows != 1), ILM_ERR_FORMAT,
+                  "%s: tensor '%s' has %lld elements but the architecture needs %lld", path, name,
+                  (long long)(f.rows * f.cols), (long long)n);
+    float *v = own(m, (size_t)n);
+    ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "model: out of memory");
+    ILM_FORWARD(ilm__dequantize(f.type, f.data, v, n));
+    *out = v;
+    return ILM_OK;
+}
+
+/* ---- tensor names ------------------------------------------------------ */
+
+static ilm_status load_layer_hf(ilm_model *m, const char *path, int64_t l)
+{
+    const ilm__arch *a = &m->arch;
+    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
+                  KVD = a->n_kv_heads * a->head_dim;
+    ilm__layer *y = &m->layers[l];
+    char n[160];
+#define NAME(fmt) (snprintf(n, sizeof n, fmt, (long long)l), n)
+    if (a->kind == ILM__ARCH_INTERNLM2) {
+        ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.attention_norm.weight"), C, &y->attn_norm));
+        ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.ffn_norm.weight"), C, &y->ffn_norm));
+        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.attention.wqkv.weight"), HD + 2 * KVD, C,
+                           &y->wqkv));
+        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.attention.wo.weight"), C, HD, &y->wo));
+        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w1.weight"), F, C, &y->w_gate));
+        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w3.weight"), F, C, &y->w_up));
+        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w2.weight"), C, F, &y->w_down));
+        return ILM_OK;
+    }
+    ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.input_layernorm.weight"), C, &y->attn_norm));
+    ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.post_attention_layernorm.weight"), C,
+                       &y->ffn_norm));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.q_proj.weight"), HD, C, &y->wq));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.k_proj.weight"), KVD, C, &y->wk));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.v_proj.weight"), KVD, C, &y->wv));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.o_proj.weight"), C, HD, &y->wo));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.gate_proj.weight"), F, C, &y->w_gate));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.up_proj.weight"), F, C, &y->w_up));
+    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.down_proj.weight"), C, F, &y->w_down));
+    return ILM_OK;
+}
+
+static ilm_status load_layer_gguf(ilm_model *m, const char *path, int64_t l)
+{
+    const ilm__arch *a = &m->arch;
+    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
+                  KVD = a->n_kv_heads * a->head_dim;
+    ilm__layer *y = &m->layers[l];
+    char n[160];
+    ILM_FORWARD(vector(m, path, NAME("blk.%lld.attn_norm.weight"), C, &y->attn_norm));
+    ILM_FORWARD(vector(m, path, NAME("blk.%lld.ffn_norm.weight"), C, &y->ffn_norm));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_q.weight"), HD, C, &y->wq));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_k.weight"), KVD, C, &y->wk));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_v.weight"), KVD, C, &y->wv));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_output.weight"), C, HD, &y->wo));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_gate.weight"), F, C, &y->w_gate));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_up.weight"), F, C, &y->w_up));
+    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_down.weight"), C, F, &y->w_down));
+#undef NAME
+    return ILM_OK;
+}
+
+static ilm_status load_weights(ilm_model *m, const char *path)
+{
+    const ilm__arch *a = &m->arch;
+    const int64_t V = a->vocab_size, C = a->hidden_size;
+    m->layers = ilm__calloc((size_t)a->n_layers, sizeof *m->layers);
+    ILM_RETURN_IF(!m->layers, ILM_ERR_NOMEM, "model: out of memory");
+    const bool gguf = m->gguf != NULL, i2 = a->kind == ILM__ARCH_INTERNLM2;
+    ILM_FORWARD(matrix(m, path, gguf ? "token_embd.weight" : i2 ? "model.tok_embeddings.weight"
+                                                                : "model.embed_tokens.weight",
+                       V, C, &m->tok_embd));
+    ILM_FORWARD(vector(m, path, gguf ? "output_norm.weight" : "model.norm.weight", C, &m->out_norm));
+    if (a->tie_embeddings) {
+        m->output = m->tok_embd;
+    } else {
+        ILM_FORWARD(matrix(m, path, gguf ? "output.weight" : i2 ? "output.weight" : "lm_head.weight",
+                           V, C, &m->output));
+    }
+    for (int64_t l = 0; l < a->n_layers; l++)
+        ILM_FORWARD(gguf ? load_layer_gguf(m, path, l) : load_layer_hf(m, path, l));
+    return ILM_OK;
+}
+
+/* ---- chat templates ---------------------------------------------------- */
+
+/* Picks a built-in template from the model's own template text (Jinja in
+ * tokenizer_config.json or tokenizer.chat_template), else from the
+ * architecture and vocabulary. */
+static const char *pick_template(const ilm_model *m, const char *jinja)
+{
+    if (jinja && strstr(jinja, "<|start_header_id|>")) return "llama3";
+    if (jinja && strstr(jinja, "[INST]")) return "llama2";
+    if (jinja && strstr(jinja, "<|im_start|>"))
+        return m->arch.kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "chatml";
+    if (m->arch.kind == ILM__ARCH_INTERNLM2) return "internlm2";
+    if (m->tok && ilm_tokenizer_piece_id(m->tok, "<|im_start|>") >= 0) return "chatml";
+    if (m->tok && ilm_tokenizer_piece_id(m->tok, "<|start_header_id|>") >= 0) return "llama3";
+    return "llama2";
+}
+
+static char *read_small_file(const char *path)
+{
+    ilm__mmap f;
+    if (ilm__mmap_open(path, &f) != ILM_OK) return NULL;
+    char *s = ilm__strndup((const char *)f.data, f.size);
+    ilm__mmap_close(&f);
+    return s;
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+static ilm_status load_hf(ilm_model *m, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *cfg = read_small_file(path);
+    ILM_RETURN_IF(!cfg, ILM_ERR_IO, "%s: cannot read config.json", dir);
+    ilm_status st = ilm__arch_from_hf_config(cfg, strlen(cfg), path, &m->arch);
+    ilm__free(cfg);
+    ILM_FORWARD(st);
+    ILM_FORWARD(ilm__st_open(dir, &m->st));
+    ILM_FORWARD(load_weights(m, dir));
+    /* The tokenizer and its chat template, when the directory has them. */
+    if (ilm_tokenizer_load(dir, &m->tok) != ILM_OK) m->tok = NULL;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *tc = read_small_file(path);
+    cJSON *j = tc ? cJSON_Parse(tc) : NULL;
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    m->chat_template = ilm__strdup(pick_template(m, cJSON_IsString(tmpl) ? tmpl->valuestring : NULL));
+    cJSON_Delete(j);
+    ilm__free(tc);
+    return m->chat_template ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+}
+
+static ilm_status load_gguf(ilm_model *m, const char *path)
+{
+    ILM_FORWARD(ilm__gguf_open(path, &m->gguf));
+    ILM_FORWARD(ilm__arch_from_gguf(m->gguf, &m->arch));
+    ILM_FORWARD(load_weights(m, path));
+    if (ilm_tokenizer_load(path, &m->tok) != ILM_OK) m->tok = NULL;
+    ilm__gguf_str s = { 0 };
+    char *jinja = ilm__gguf_get_str(m->gguf, "tokenizer.chat_template", &s) == ILM_OK
+                      ? ilm__strndup(s.p, s.n) : NULL;
+    m->chat_template = ilm__strdup(pick_template(m, jinja));
+    ilm__free(jinja);
+    return m->chat_template ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+}
+
+ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
+{
+    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_model_load: out is NULL");
+    *out = NULL;
+    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_model_load: path is NULL");
+    cJSON *root = NULL;
+    ILM_FORWARD(ilm__json_parse(config, "model config", &root));
+    ilm_status st = ilm__json_fields(root, "", NULL, 0); /* no options yet */
+    cJSON_Delete(root);
+    ILM_FORWARD(st);
+
+    ilm_model *m = ilm__calloc(1, sizeof *m);
+    ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
+    m->be = ilm__backend_cpu();
+    struct stat sb;
+    if (stat(path, &sb) != 0) st = ilm__error(ILM_ERR_IO, "cannot open '%s'", path);
+    else st = S_ISDIR(sb.st_mode) ? load_hf(m, path) : load_gguf(m, path);
+    if (st == ILM_OK) {
+        const ilm__arch *a = &m->arch;
+        if (a->head_dim % 2 != 0 || a->head_dim > 1024)
+            st = ilm__error(ILM_ERR_UNSUPPORTED, "%s: head_dim %d", path, a->head_dim);
+        else if (a->rope_scaling == ILM__ROPE_SCALING_LLAMA3 && m->arch.rope_interleaved)
+            st = ilm__error(ILM_ERR_UNSUPPORTED, "%s: LLaMA-3 RoPE scaling in a GGUF file", path);
+    }
+    if (st == ILM_OK) st = ilm__rope_init(m);
+    if (st != ILM_OK) {
+        ilm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return ILM_OK;
+}
+
+void ilm_model_free(ilm_model *m)
+{
+    if (!m) return;
+    for (size_t i = 0; i < m->n_owned; i++) ilm__free(m->owned[i]);
+    ilm__free(m->owned);
+    ilm__free(m->layers);
+    ilm__free(m->inv_freq);
+    ilm__free(m->chat_template);
+    ilm_tokenizer_free(m->tok);
+    if (m->st) ilm__st_close(m->st);
+    if (m->gguf) ilm__gguf_close(m->gguf);
+    ilm__free(m);
+}
+
+const ilm_tokenizer *ilm_model_tokenizer(const ilm_model *m) { return m ? m->tok : NULL; }
+
+uint64_t ilm_model_memory(const ilm_model *m)
+{
+    return m ? m->mapped_bytes + m->owned_bytes : 0;
+}
+
+ilm_status ilm_model_info(const ilm_model *m, char **json)
+{
+    ILM_RETURN_IF(!m || !json, ILM_ERR_INVALID_ARG, "ilm_model_info: NULL argument");
+    const ilm__arch *a = &m->arch;
+    cJSON *j = cJSON_CreateObject();
+    ILM_RETURN_IF(!j, ILM_ERR_NOMEM, "model: out of memory");
+    cJSON_AddStringToObject(j, "architecture", a->kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "llama");
+    cJSON_AddNumberToObject(j, "vocab_size", a->vocab_size);
+    cJSON_AddNumberToObject(j, "hidden_size", a->hidden_size);
+    cJSON_AddNumberToObject(j, "intermediate_size", a->intermediate_size);
+    cJSON_AddNumberToObject(j, "layers", a->n_layers);
+    cJSON_AddNumberToObject(j, "heads", a->n_heads);
+    cJSON_AddNumberToObject(j, "kv_heads", a->n_kv_heads);
+    cJSON_AddNumberToObject(j, "head_dim", a->head_dim);
+    cJSON_AddNumberToObject(j, "max_position", a->max_position);
+    cJSON_AddNumberToObject(j, "rope_theta", a->rope_theta);
+    cJSON_AddBoolToObject(j, "tied_embeddings", a->tie_embeddings);
+    cJSON_AddStringToObject(j, "weight_type", ilm__ggml_type_name(m->layers[0].w_up.type));
+    cJSON_AddNumberToObject(j, "weight_bytes", (double)m->mapped_bytes);
+    cJSON_AddNumberToObject(j, "owned_bytes", (double)m->owned_bytes);
+    cJSON_AddStringToObject(j, "chat_template", m->chat_template);
+    cJSON_AddBoolToObject(j, "tokenizer", m->tok != NULL);
+    ilm_status st = ilm__json_print(j, json);
+    cJSON_Delete(j);
+    return st;
+}

@@ -1,0 +1,417 @@
+/* `internlm generate`, `chat`, `score` and `perplexity`. */
+#include "cli.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Options shared by the model commands. */
+typedef struct model_args {
+    const char *model, *prompt, *text, *ids, *file, *system;
+    cJSON      *gen;     /* generation config being built */
+    long        context; /* 0: the default */
+    long        ctx_len, chunks;
+    bool        json, chat;
+} model_args;
+
+/* Parses argv; `allowed` lists the long options the command takes. */
+static int parse_args(const char *cmd, const char *help, const char *allowed, int argc,
+                      char **argv, model_args *a, bool *helped)
+{
+    *a = (model_args){ .gen = cJSON_CreateObject() };
+    *helped = false;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(o)) {
+            fputs(help, stdout);
+            *helped = true;
+            return CLI_OK;
+        }
+        char key[64];
+        snprintf(key, sizeof key, " %s ", o);
+        if (strncmp(o, "--", 2) != 0 || !strstr(allowed, key))
+            return cli_usage_error(cmd, "unknown option '%s'", o);
+        if (strcmp(o, "--json") == 0) { a->json = true; continue; }
+        if (strcmp(o, "--chat") == 0) { a->chat = true; continue; }
+        if (strcmp(o, "--special") == 0) { cJSON_AddTrueToObject(a->gen, "special"); continue; }
+        if (!v) return cli_usage_error(cmd, "%s needs a value", o);
+        i++;
+        if (strcmp(o, "--model") == 0) a->model = v;
+        else if (strcmp(o, "--prompt") == 0) a->prompt = v;
+        else if (strcmp(o, "--text") == 0) a->text = v;
+        else if (strcmp(o, "--ids") == 0) a->ids = v;
+        else if (strcmp(o, "--file") == 0) a->file = v;
+        else if (strcmp(o, "--system") == 0) a->system = v;
+        else {
+            char *end;
+            double d = strtod(v, &end);
+            if (*end || end == v) return cli_usage_error(cmd, "%s wants a number, got '%s'", o, v);
+            if (strcmp(o, "--context") == 0) a->context = (long)d;
+            else if (strcmp(o, "--ctx") == 0) a->ctx_len = (long)d;
+            else if (strcmp(o, "--chunks") == 0) a->chunks = (long)d;
+            else {
+                /* --max-tokens -> "max_tokens", etc.: the generation config keys */
+                char k[64];
+                size_t n = 0;
+                for (const char *p = o + 2; *p && n < sizeof k - 1; p++) k[n++] = *p == '-' ? '_' : *p;
+                k[n] = '\0';
+                cJSON_AddNumberToObject(a->gen, k, d);
+            }
+        }
+    }
+    if (!a->model) return cli_usage_error(cmd, "--model PATH is required");
+    return CLI_OK;
+}
+
+static int load(const model_args *a, ilm_model **m, ilm_session **s)
+{
+    ilm_status st = ilm_model_load(a->model, NULL, m);
+    char cfg[64] = "";
+    if (a->context > 0) snprintf(cfg, sizeof cfg, "{\"context\": %ld}", a->context);
+    if (st == ILM_OK) st = ilm_session_create(*m, cfg, s);
+    if (st != ILM_OK) {
+        ilm_model_free(*m);
+        *m = NULL;
+        return cli_fail(st);
+    }
+    return CLI_OK;
+}
+
+static int print_text(void *user, const char *text, size_t len)
+{
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static const char generate_help[] =
+    "usage: internlm generate --model PATH --prompt TEXT [options]\n"
+    "\n"
+    "Continues TEXT (or, with --chat, answers it as a user message in the model's\n"
+    "chat template) and streams the result.\n"
+    "\n"
+    "  --model PATH          HF model directory or .gguf file\n"
+    "  --max-tokens N        (256)   --temperature T (0.8; 0 = greedy)\n"
+    "  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)\n"
+    "  --repetition-penalty R (1.0)  --seed S (0)  --context N\n"
+    "  --chat                wrap the prompt in the chat template\n"
+    "  --special             recognise special tokens in the prompt\n";
+
+int cmd_generate(int argc, char **argv)
+{
+    model_args a;
+    bool helped;
+    int rc = parse_args("generate", generate_help,
+                        " --model --prompt --max-tokens --temperature --top-k --top-p --min-p "
+                        "--repetition-penalty --repeat-last-n --seed --context --chat --special ",
+                        argc, argv, &a, &helped);
+    if (rc == CLI_OK && !helped && !a.prompt) rc = cli_usage_error("generate", "--prompt is required");
+    ilm_model *m = NULL;
+    ilm_session *s = NULL;
+    if (rc != CLI_OK || helped || (rc = load(&a, &m, &s)) != CLI_OK) {
+        cJSON_Delete(a.gen);
+        return rc;
+    }
+    char *prompt = NULL;
+    ilm_status st = ILM_OK;
+    if (a.chat) {
+        cJSON *msgs = cJSON_CreateArray(), *msg = cJSON_CreateObject();
+        cJSON_AddStringToObject(msg, "role", "user");
+        cJSON_AddStringToObject(msg, "content", a.prompt);
+        cJSON_AddItemToArray(msgs, msg);
+        char *j = cJSON_PrintUnformatted(msgs);
+        st = ilm_chat_apply(m, j, &prompt);
+        cJSON_free(j);
+        cJSON_Delete(msgs);
+        cJSON_DeleteItemFromObject(a.gen, "special");
+        cJSON_AddTrueToObject(a.gen, "special");
+    }
+    char *cfg = cJSON_PrintUnformatted(a.gen);
+    if (st == ILM_OK) st = ilm_generate(s, prompt ? prompt : a.prompt, cfg, print_text, NULL, NULL);
+    printf("\n");
+    cJSON_free(cfg);
+    ilm_free(prompt);
+    cJSON_Delete(a.gen);
+    ilm_session_free(s);
+    ilm_model_free(m);
+    return st == ILM_OK ? CLI_OK : cli_fail(st);
+}
+
+static const char chat_help[] =
+    "usage: internlm chat --model PATH [--system TEXT] [generation options]\n"
+    "\n"
+    "An interactive, multi-turn conversation in the model's chat template,\n"
+    "streamed as it is generated.  Type a message and Enter; an empty line or\n"
+    "end of input ends the chat.  Generation options as for `internlm generate`.\n";
+
+/* Length of the common prefix of two id arrays. */
+static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    size_t i = 0;
+    while (i < na && i < nb && a[i] == b[i]) i++;
+    return i;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    model_args a;
+    bool helped;
+    int rc = parse_args("chat", chat_help,
+                        " --model --system --max-tokens --temperature --top-k --top-p --min-p "
+                        "--repetition-penalty --repeat-last-n --seed --context ",
+                        argc, argv, &a, &helped);
+    ilm_model *m = NULL;
+    ilm_session *s = NULL;
+    if (rc != CLI_OK || helped || (rc = load(&a, &m, &s)) != CLI_OK) {
+        cJSON_Delete(a.gen);
+        return rc;
+    }
+    cJSON_AddTrueToObject(a.gen, "special");
+    char *cfg = cJSON_PrintUnformatted(a.gen);
+    cJSON *msgs = cJSON_CreateArray();
+    if (a.system) {
+        cJSON *sys = cJSON_CreateObject();
+        cJSON_AddStringToObject(sys, "role", "system");
+        cJSON_AddStringToObject(sys, "content", a.system);
+        cJSON_AddItemToArray(msgs, sys);
+    }
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    ilm_status st = ILM_OK;
+    char line[8192];
+    for (;;) {
+        fputs("> ", stderr);
+        if (!fgets(line, sizeof line, stdin)) break;
+        line[strcspn(line, "\n")] = '\0';
+        if (!line[0]) break;
+        cJSON *msg = cJSON_CreateObject();
+        cJSON_AddStringToObject(msg, "role", "user");
+        cJSON_AddStringToObject(msg, "content", line);
+        cJSON_AddItemToArray(msgs, msg);
+        /* Render the whole conversation, keep the cached prefix it shares
+         * with the session, and generate from the rest. */
+        char *j = cJSON_PrintUnformatted(msgs), *prompt = NULL, *reply = NULL;
+        st = ilm_chat_apply(m, j, &prompt);
+        cJSON_free(j);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (st == ILM_OK) st = ilm_tokenizer_encode(tok, prompt, strlen(prompt), ILM_TOKENIZE_SPECIAL, &ids, &n);
+        if (st == ILM_OK) {
+            const int32_t *have;
+            size_t nh = ilm_session_tokens(s, &have), keep = common_prefix(have, nh, ids, n);
+            if (keep == n && keep > 0) keep--; /* re-run one id to get logits */
+            st = ilm_session_truncate(s, keep);
+            if (st == ILM_OK) st = ilm_session_eval(s, ids + keep, n - keep, NULL);
+        }
+        ilm_free(ids);
+        ilm_free(prompt);
+        if (st == ILM_OK) st = ilm_generate(s, "", cfg, print_text, NULL, &reply);
+        printf("\n");
+        if (st != ILM_OK) break;
+        cJSON *ans = cJSON_CreateObject();
+        cJSON_AddStringToObject(ans, "role", "assistant");
+        cJSON_AddStringToObject(ans, "content", reply);
+        cJSON_AddItemToArray(msgs, ans);
+        ilm_free(reply);
+    }
+    cJSON_Delete(msgs);
+    cJSON_free(cfg);
+    cJSON_Delete(a.gen);
+    ilm_session_free(s);
+    ilm_model_free(m);
+    return st == ILM_OK ? CLI_OK : cli_fail(st);
+}
+
+/* Reads "1 2 3" into a malloc'd array. */
+static int32_t *parse_ids(const char *s, size_t *n)
+{
+    size_t cap = 64;
+    int32_t *v = malloc(cap * sizeof *v);
+    *n = 0;
+    for (char *end; v && *s;) {
+        while (*s == ' ' || *s == ',' || *s == '\n') s++;
+        if (!*s) break;
+        errno = 0;
+        long x = strtol(s, &end, 10);
+        if (end == s || errno || x < 0 || x > INT32_MAX) {
+            free(v);
+            return NULL;
+        }
+        if (*n == cap) {
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) free(v);
+            v = nv;
+            if (!v) return NULL;
+        }
+        v[(*n)++] = (int32_t)x;
+        s = end;
+    }
+    return v;
+}
+
+static const char score_help[] =
+    "usage: internlm score --model PATH (--text TEXT | --ids \"1 2 3\") [--json]\n"
+    "\n"
+    "Per-token log-probabilities of the sequence under the model: token i is\n"
+    "scored given the tokens before it (the first has no score), and their sum.\n"
+    "Text is tokenized with the tokenizer's BOS setting.\n";
+
+static void print_scores(const ilm_tokenizer *tok, const int32_t *ids, size_t n, const double *lp,
+                         bool json)
+{
+    double sum = 0;
+    for (size_t i = 1; i < n; i++) sum += lp[i];
+    if (!json) {
+        for (size_t i = 0; i < n; i++) {
+            const char *piece = tok ? ilm_tokenizer_piece(tok, ids[i]) : NULL;
+            if (i) printf("%6zu %8d  %-24s %12.6f\n", i, ids[i], piece ? piece : "", lp[i]);
+            else printf("%6zu %8d  %-24s %12s\n", i, ids[i], piece ? piece : "", "(context)");
+        }
+        printf("sum of %zu log-probabilities: %.6f\n", n ? n - 1 : 0, sum);
+        return;
+    }
+    cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "tokens");
+    for (size_t i = 0; i < n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        const char *piece = tok ? ilm_tokenizer_piece(tok, ids[i]) : NULL;
+        cJSON_AddNumberToObject(e, "id", ids[i]);
+        if (piece) cJSON_AddStringToObject(e, "piece", piece);
+        if (i) cJSON_AddNumberToObject(e, "logprob", lp[i]);
+        else cJSON_AddNullToObject(e, "logprob");
+        cJSON_AddItemToArray(arr, e);
+    }
+    cJSON_AddNumberToObject(j, "sum_logprob", sum);
+    cJSON_AddNumberToObject(j, "scored", n ? (double)(n - 1) : 0);
+    char *t = cJSON_PrintUnformatted(j);
+    printf("%s\n", t);
+    cJSON_free(t);
+    cJSON_Delete(j);
+}
+
+int cmd_score(int argc, char **argv)
+{
+    model_args a;
+    bool helped;
+    int rc = parse_args("score", score_help, " --model --text --ids --json --context ", argc, argv,
+                        &a, &helped);
+    if (rc == CLI_OK && !helped && !a.text == !a.ids)
+        rc = cli_usage_error("score", "give exactly one of --text and --ids");
+    cJSON_Delete(a.gen);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (rc == CLI_OK && !helped && a.ids && !(ids = parse_ids(a.ids, &n)))
+        rc = cli_usage_error("score", "--ids wants ids separated by spaces");
+    ilm_model *m = NULL;
+    ilm_session *s = NULL;
+    if (rc != CLI_OK || helped || (rc = load(&a, &m, &s)) != CLI_OK) {
+        free(ids);
+        return rc;
+    }
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    ilm_status st = ILM_OK;
+    if (a.text) {
+        int32_t *t = NULL;
+        st = tok ? ilm_tokenizer_encode(tok, a.text, strlen(a.text), 0, &t, &n) : ILM_ERR_STATE;
+        if (st == ILM_OK && (ids = malloc((n ? n : 1) * sizeof *ids))) memcpy(ids, t, n * sizeof *ids);
+        ilm_free(t);
+        if (st == ILM_OK && !ids) st = ILM_ERR_NOMEM;
+    }
+    double *lp = st == ILM_OK ? malloc((n ? n : 1) * sizeof *lp) : NULL;
+    if (st == ILM_OK && !lp) st = ILM_ERR_NOMEM;
+    if (st == ILM_OK) st = ilm_session_logprobs(s, ids, n, lp);
+    if (st == ILM_OK) print_scores(tok, ids, n, lp, a.json);
+    free(lp);
+    free(ids);
+    ilm_session_free(s);
+    ilm_model_free(m);
+    return st == ILM_OK ? CLI_OK : cli_fail(st);
+}
+
+static const char perplexity_help[] =
+    "usage: internlm perplexity --model PATH --file F [--ctx N] [--chunks K]\n"
+    "\n"
+    "Perplexity of the text in F the way llama.cpp's llama-perplexity computes it:\n"
+    "the whole text is tokenized once, cut into chunks of N tokens (default 512),\n"
+    "each evaluated from an empty cache (its first token replaced by BOS when the\n"
+    "tokenizer adds one), and only the second half of each chunk is scored.\n";
+
+int cmd_perplexity(int argc, char **argv)
+{
+    model_args a;
+    bool helped;
+    int rc = parse_args("perplexity", perplexity_help, " --model --file --ctx --chunks --json ",
+                        argc, argv, &a, &helped);
+    cJSON_Delete(a.gen);
+    if (rc == CLI_OK && !helped && !a.file) rc = cli_usage_error("perplexity", "--file is required");
+    if (rc != CLI_OK || helped) return rc;
+    long n_ctx = a.ctx_len > 0 ? a.ctx_len : 512;
+    a.context = n_ctx;
+    FILE *f = fopen(a.file, "rb");
+    if (!f) {
+        fprintf(stderr, "internlm perplexity: cannot open '%s': %s\n", a.file, strerror(errno));
+        return CLI_ERROR;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)size + 1);
+    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
+    fclose(f);
+    if (!text) return cli_fail(ILM_ERR_NOMEM);
+    /* llama.cpp drops one trailing newline of the file. */
+    if (got && text[got - 1] == '\n') got--;
+    ilm_model *m = NULL;
+    ilm_session *s = NULL;
+    if ((rc = load(&a, &m, &s)) != CLI_OK) {
+        free(text);
+        return rc;
+    }
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    char *info = NULL;
+    int add_bos = 0;
+    if (tok && ilm_tokenizer_info(tok, &info) == ILM_OK) add_bos = strstr(info, "\"add_bos\":true") != NULL;
+    ilm_free(info);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ilm_status st = tok ? ilm_tokenizer_encode(tok, text, got, add_bos ? ILM_TOKENIZE_BOS : 0, &ids, &n)
+                        : ILM_ERR_STATE;
+    free(text);
+    size_t chunks = n / (size_t)n_ctx;
+    if (a.chunks > 0 && (size_t)a.chunks < chunks) chunks = (size_t)a.chunks;
+    double nll = 0;
+    size_t count = 0;
+    double *lp = malloc((size_t)n_ctx * sizeof *lp);
+    int32_t *chunk = malloc((size_t)n_ctx * sizeof *chunk);
+    if (st == ILM_OK && (!lp || !chunk)) st = ILM_ERR_NOMEM;
+    for (size_t c = 0; c < chunks && st == ILM_OK; c++) {
+        memcpy(chunk, ids + c * (size_t)n_ctx, (size_t)n_ctx * sizeof *chunk);
+        if (add_bos) chunk[0] = ilm_tokenizer_bos(tok);
+        st = ilm_session_truncate(s, 0);
+        if (st == ILM_OK) st = ilm_session_logprobs(s, chunk, (size_t)n_ctx, lp);
+        /* Positions n_ctx/2 .. n_ctx-2 predict the next token. */
+        for (long i = n_ctx / 2 + 1; st == ILM_OK && i < n_ctx; i++) {
+            nll -= lp[i];
+            count++;
+        }
+        if (st == ILM_OK) fprintf(stderr, "[%zu] %.4f\n", c + 1, exp(nll / (double)count));
+    }
+    if (st == ILM_OK && !count) {
+        fprintf(stderr, "internlm perplexity: the text has fewer than %ld tokens\n", n_ctx);
+        rc = CLI_ERROR;
+    } else if (st == ILM_OK && a.json) {
+        printf("{\"ppl\":%.6f,\"mean_nll\":%.6f,\"chunks\":%zu,\"ctx\":%ld,\"scored\":%zu}\n",
+               exp(nll / (double)count), nll / (double)count, chunks, n_ctx, count);
+    } else if (st == ILM_OK) {
+        printf("perplexity %.4f over %zu tokens (%zu chunks of %ld)\n", exp(nll / (double)count),
+               count, chunks, n_ctx);
+    }
+    free(lp);
+    free(chunk);
+    ilm_free(ids);
+    ilm_session_free(s);
+    ilm_model_free(m);
+    if (rc != CLI_OK) return rc;
+    return st == ILM_OK ? CLI_OK : cli_fail(st);
+}
