@@ -389,6 +389,16 @@ static char *join(const char *dir, const char *name)
     return ilm__asprintf("%.*s/%s", (int)n, dir, name);
 }
 
+/* The first tensor the weight map assigns to `shard`. */
+static const char *first_tensor_in(const cJSON *wm, const char *shard)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) if (strcmp(e->valuestring, shard) == 0) return e->string;
+    return "?";
+}
+
+static bool is_file(const char *path);
+
 /* Opens every shard the index names (each once, in name order) and checks
  * that the index and the shards agree tensor by tensor. */
 static ilm_status open_index(ilm__safetensors *st, const char *index_path, const cJSON *idx)
@@ -435,7 +445,13 @@ static ilm_status open_index(ilm__safetensors *st, const char *index_path, const
             s = ilm__error(ILM_ERR_NOMEM, "safetensors: out of memory");
             break;
         }
-        s = add_file(st, path);
+        /* A shard that is not there is a broken checkpoint, not an I/O
+         * accident: say which tensor wanted it. */
+        if (!is_file(path))
+            s = ilm__error(ILM_ERR_FORMAT, "%s: shard '%s' (of tensor '%s') does not exist",
+                           ip, names[i], first_tensor_in(wm, names[i]));
+        else
+            s = add_file(st, path);
         ilm__free(path);
     }
     ilm__free(dir);
