@@ -62,4 +62,15 @@ ilm_status ilm__arch_from_hf_config(const char *json, size_t len, const char *pa
  * LlamaForCausalLM or InternLM2ForCausalLM with this architecture. */
 ilm_status ilm__arch_to_hf_config(const ilm__arch *a, char **json);
 
+/* Reads the architecture of a GGUF file from its "llama.*" metadata
+ * (general.architecture "llama"; others are ILM_ERR_UNSUPPORTED) and checks
+ * every tensor the model needs against it: a missing tensor or a shape that
+ * contradicts the metadata is ILM_ERR_FORMAT naming the tensor; a tensor
+ * the LLaMA graph has no place for (biases, rope_freqs, experts) is
+ * ILM_ERR_UNSUPPORTED.  rope_interleaved is true (llama.cpp's converter
+ * permuted the Q/K rows), tie_embeddings is true when output.weight is
+ * absent.  Nothing is retained. */
+struct ilm__gguf;
+ilm_status ilm__arch_from_gguf(const struct ilm__gguf *g, ilm__arch *out);
+
 #endif /* ILM_FORMATS_ARCH_H */
