@@ -53,7 +53,7 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/backend/cpu/*.c src/formats/*.c \
+LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c src/formats/*.c \
                      src/tokenizer/*.c src/bench/*.c)
 CU_SRC  :=
 ifeq ($(CUDA),1)
