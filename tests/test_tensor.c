@@ -364,9 +364,10 @@ START_TEST(linear_within_bound_on_every_path)
         lin_setup(&c, type, 37, 512, Ms[mi], 7 + mi);
         float *y = malloc((size_t)(c.M * c.N) * sizeof(float));
         float *ys = malloc((size_t)(c.M * c.N) * sizeof(float));
-        /* The default: integer path below M = 8, panels from there. */
+        /* The default: the integer path at every M for quantized W; f16
+         * and bf16 switch to panels at M = 8 (within bound_f either way). */
         ilm__linear_set_gemm_min_m(0);
-        lin_check(&c, y, c.M >= 8 && type != ILM__GGML_F32, "auto");
+        lin_check(&c, y, false, "auto");
         /* The integer (or fp32 dot) path at every M, scalar and SIMD. */
         ilm__linear_set_gemm_min_m(1 << 30);
         ilm__linear_set_isa(ILM__ISA_SCALAR);

@@ -336,9 +336,12 @@ static bool lin_scalar(uint32_t t, lin_type *o)
 static int     g_isa;               /* ILM__ISA_* */
 static int64_t g_gemm_min_m;        /* 0: the default below */
 
-/* Measured on the 2-core AVX-512 EPYC CI machine with the SmolLM2 shapes
- * (tools/bench_linear.c): below this M the integer dot products win. */
-#define GEMM_MIN_M_DEFAULT 8
+/* When panels and the BLAS take over from the dot products.  Measured on
+ * the 2-core AVX-512 EPYC CI machine with the SmolLM2 shapes
+ * (tools/bench_linear.c): for the quantized formats the integer path with
+ * row tiling matched or beat dequantize + sgemm even at M = 128, so they
+ * stay on it; f16/bf16 rows switch at M = 8. */
+#define GEMM_MIN_M_HALF 8
 
 void ilm__linear_set_isa(int isa) { g_isa = isa; }
 void ilm__linear_set_gemm_min_m(int64_t m) { g_gemm_min_m = m > 0 ? m : 0; }
@@ -362,17 +365,19 @@ static ilm_status linear_panels(uint32_t wtype, const uint8_t *W, size_t row_byt
     float *panel = scratch_get(&tl_panel, (size_t)P * (size_t)K * sizeof(float));
     ILM_RETURN_IF(!panel, ILM_ERR_NOMEM, "linear: cannot allocate a %lldx%lld panel",
                   (long long)P, (long long)K);
-    int nt = ilm__num_threads();
     for (int64_t n0 = 0; n0 < N; n0 += P) {
         int64_t rows = N - n0 < P ? N - n0 : P;
-        #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t r = 0; r < rows; r++)
-            (void)ilm__dequantize(wtype, W + (size_t)(n0 + r) * row_bytes, panel + r * K, K);
+        /* Dequantized by the calling thread alone: an OpenMP team here
+         * would keep spinning after its region while OpenBLAS's own
+         * threads want the same cores (measured: half the GEMM speed). */
+        (void)ilm__dequantize(wtype, W + (size_t)n0 * row_bytes, panel, rows * K);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)rows, (int)K, 1.0f, x,
                     (int)K, panel, (int)K, 0.0f, y + n0, (int)N);
     }
     return ILM_OK;
 }
+
+#define ROW_TILE 16
 
 /* ---- the entry point ----------------------------------------------------- */
 
@@ -408,7 +413,8 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
                     (int)K, W, (int)K, 0.0f, y, (int)N);
         return ILM_OK;
     }
-    int64_t gemm_min = g_gemm_min_m ? g_gemm_min_m : GEMM_MIN_M_DEFAULT;
+    int64_t gemm_min = g_gemm_min_m ? g_gemm_min_m
+                                    : lt.act == ACT_F32 ? GEMM_MIN_M_HALF : INT64_MAX;
     if (M >= gemm_min) return linear_panels(wtype, w, row_bytes, N, K, x, M, y);
 
     ilm__dot_fn dot = lt.dot;
@@ -445,10 +451,16 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
         T = omp_get_num_threads();
 #endif
         int64_t n0 = N * t / T, n1 = N * (t + 1) / T;
-        for (int64_t n = n0; n < n1; n++) {
-            const uint8_t *wr = w + (size_t)n * row_bytes;
-            for (int64_t m = 0; m < M; m++)
-                y[m * N + n] = dot(nb, wr, (const uint8_t *)act + (size_t)m * act_row);
+        /* Tiles of ROW_TILE weight rows (a few KB, kept in L1) meet each
+         * activation row in turn, so for M > 1 neither side streams from
+         * L2 per output. */
+        for (int64_t nt0 = n0; nt0 < n1; nt0 += ROW_TILE) {
+            int64_t nt1 = nt0 + ROW_TILE < n1 ? nt0 + ROW_TILE : n1;
+            for (int64_t m = 0; m < M; m++) {
+                const uint8_t *am = (const uint8_t *)act + (size_t)m * act_row;
+                for (int64_t n = nt0; n < nt1; n++)
+                    y[m * N + n] = dot(nb, w + (size_t)n * row_bytes, am);
+            }
         }
     }
     return ILM_OK;
