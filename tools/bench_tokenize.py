@@ -6,14 +6,17 @@ and the peers on the same file, split the same way (one document per line,
 newline kept), on one thread and on all threads, and prints MB/s and the
 ratios (ours / peer):
 
-  internlm2.model (SentencePiece BPE)  vs sentencepiece, and tokenizers (the
-                                          file converted by transformers)
+  internlm2.model (SentencePiece BPE)  vs sentencepiece
   SmolLM2 GGUF (byte-level BPE)         vs tokenizers (vocabulary and merges
                                           read from the GGUF with `gguf`)
 
+(tokenizers is not timed on the SentencePiece model: transformers'
+converter gives a tokenizer whose ids differ from sentencepiece's for
+InternLM2's options, so it would not be doing the same work.)
+
 Before timing, each peer's ids on the first lines are compared with ours, so
 both sides do the same work.  Needs a venv with sentencepiece, tokenizers,
-gguf (and transformers for the converted tokenizer):
+gguf:
 
   python tools/bench_tokenize.py [--file F] [--threads N] [--json]
 """
@@ -72,28 +75,19 @@ if kind == "sentencepiece":
     sp = spm.SentencePieceProcessor(model_file=model)
     run = lambda: sp.encode(lines, num_threads=threads)
     ids = sp.encode(lines[:check])
-else:
-    from tokenizers import Tokenizer
-    if kind == "tokenizers-spm":
-        from transformers import LlamaTokenizer
-        from transformers.convert_slow_tokenizer import convert_slow_tokenizer
-        slow = LlamaTokenizer(vocab_file=model, legacy=False, add_bos_token=False, add_eos_token=False)
-        tok = convert_slow_tokenizer(slow)
-    else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ".")
-        import gguf
-        from tokenizers import models, pre_tokenizers, decoders
-        r = gguf.GGUFReader(model)
-        f = r.fields
-        def strings(name):
-            fld = f[name]
-            return [bytes(fld.parts[i]).decode("utf-8") for i in fld.data]
-        vocab = {t: i for i, t in enumerate(strings("tokenizer.ggml.tokens"))}
-        merges = [tuple(m.split(" ", 1)) for m in strings("tokenizer.ggml.merges")]
-        tok = Tokenizer(models.BPE(vocab, merges))
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-        tok.decoder = decoders.ByteLevel()
+else:  # tokenizers, built from the GGUF's vocabulary and merges
+    import gguf
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    fields = gguf.GGUFReader(model).fields
+    def strings(name):
+        fld = fields[name]
+        return [bytes(fld.parts[i]).decode("utf-8") for i in fld.data]
+    vocab = {t: i for i, t in enumerate(strings("tokenizer.ggml.tokens"))}
+    merges = [tuple(m.split(" ", 1)) for m in strings("tokenizer.ggml.merges")]
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
     tok.encode_special_tokens = True
     run = lambda: tok.encode_batch(lines, add_special_tokens=False)
     ids = [e.ids for e in tok.encode_batch(lines[:check], add_special_tokens=False)]
@@ -122,7 +116,7 @@ def main():
     a = ap.parse_args()
     data, lines = lines_of(a.file)
     mb = len(data) / 1e6
-    cases = [("internlm2.model (SentencePiece BPE)", SPM_MODEL, ["sentencepiece", "tokenizers-spm"]),
+    cases = [("internlm2.model (SentencePiece BPE)", SPM_MODEL, ["sentencepiece"]),
              ("SmolLM2 GGUF (byte-level BPE)", GGUF, ["tokenizers-gguf"])]
     rows = []
     for name, model, peers in cases:
