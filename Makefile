@@ -121,6 +121,10 @@ $(RUNNER): $(TEST_OBJ) $(STATIC)
 
 $(TEST_OBJ): CPPFLAGS += $(CHECK_CFLAGS)
 
+# A development benchmark of the linear kernel (internal API, static link).
+$(BUILD)/bench_linear: tools/bench_linear.c $(STATIC)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
 # ---- user-facing targets ---------------------------------------------------

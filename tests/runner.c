@@ -95,6 +95,7 @@ int main(void)
     srunner_add_suite(sr, suite_gguf());
     srunner_add_suite(sr, suite_bytelevel());
     srunner_add_suite(sr, suite_formats());
+    srunner_add_suite(sr, suite_tensor());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

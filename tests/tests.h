@@ -20,6 +20,7 @@ Suite *suite_tok_train(void);
 Suite *suite_gguf(void);
 Suite *suite_bytelevel(void);
 Suite *suite_formats(void);
+Suite *suite_tensor(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */

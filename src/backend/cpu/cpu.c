@@ -5,6 +5,7 @@
  * our own, parallelised with OpenMP.
  */
 #include "backend/cpu/cpu.h"
+#include "tensor/tensor.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -47,16 +48,14 @@ static ilm_status cpu_gemm_f32(const ilm__backend *be, bool trans_a, bool trans_
     return ILM_OK;
 }
 
-/* f32 weights go straight to the BLAS; the other types arrive with the
- * quantized kernels (src/tensor/). */
+/* Every weight type goes to the tensor layer's linear kernel: integer dot
+ * products on 8-bit activations for quantized W at small M, dequantized
+ * panels and the BLAS for large M, and the BLAS directly for f32 W. */
 static ilm_status cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W, int64_t N,
                              int64_t K, const float *x, int64_t M, float *y)
 {
-    ILM_RETURN_IF(N > INT32_MAX || K > INT32_MAX || M > INT32_MAX, ILM_ERR_RANGE,
-                  "linear: %lldx%lldx%lld is too large", (long long)M, (long long)N, (long long)K);
-    ILM_RETURN_IF(wtype != 0, ILM_ERR_UNSUPPORTED, "linear: weight type %u", wtype);
-    return cpu_gemm_f32(be, false, true, (int)M, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f,
-                        y, (int)N);
+    (void)be;
+    return ilm__linear(wtype, W, N, K, x, M, y);
 }
 
 static const ilm__backend cpu_backend = {
