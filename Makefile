@@ -112,7 +112,7 @@ $(STATIC): $(LIB_OBJ)
 # The CLI uses the public API only and finds the library next to it, both in
 # the build tree (build/../lib, or lib/ below BUILD) and when installed.
 $(CLI): $(CLI_OBJ) $(SHARED)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) -L$(LIBDIR) -linternlm $(JSON_LIBS) \
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) -L$(LIBDIR) -linternlm $(JSON_LIBS) -lm \
 	    -Wl,-rpath,'$$ORIGIN/../lib' -Wl,-rpath,'$$ORIGIN/lib'
 
 # Tests link the static library, so they can reach internal ilm__ functions.

@@ -63,7 +63,7 @@ static void check_model_dir(const char *name, const char *dir, const char *fixtu
     if (!seqs) { /* the InternLM2 layout points at the LLaMA fixture */
         const cJSON *same = cJSON_GetObjectItem(fx, "same_weights_as");
         ck_assert_msg(same != NULL, "%s: no sequences", path);
-        char other[512];
+        char other[400];
         snprintf(other, sizeof other, "%s/../%s", fixture_dir, same->valuestring);
         cJSON_Delete(fx);
         snprintf(path, sizeof path, "%s/expected.json", other);

@@ -2,6 +2,7 @@
  * ids, at stop strings (which may span several tokens) or at max_tokens,
  * streaming complete UTF-8 text through a callback as it goes. */
 #include "infer/internal.h"
+#include "tokenizer/internal.h"
 
 #include <string.h>
 
