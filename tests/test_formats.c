@@ -611,6 +611,65 @@ START_TEST(config_published)
 }
 END_TEST
 
+/* The model fixtures (tools/reference/model_fixtures.py) were saved by
+ * transformers 5, which writes "rope_parameters"; config_v4.json holds the
+ * same model in the hub's older key style.  Both must give one
+ * architecture, and the weights transformers saved must fit it. */
+START_TEST(config_transformers_saved)
+{
+    static const char *const dirs[] = { "dynamic_ntk", "gqa_tied", "gqa_untied",
+                                        "gqa_untied_internlm2", "llama3_rope", "mha_untied",
+                                        "odd_linear" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "tests/fixtures/model/%s/config.json", dirs[i]);
+        size_t n;
+        char *t = slurp(path, &n);
+        ilm__arch a, b;
+        ck_assert_msg(ilm__arch_from_hf_config(t, n, path, &a) == ILM_OK, "%s", ilm_last_error());
+        free(t);
+        snprintf(path, sizeof path, "tests/fixtures/model/%s/config_v4.json", dirs[i]);
+        struct stat sb;
+        if (stat(path, &sb) == 0) {
+            t = slurp(path, &n);
+            ck_assert_msg(ilm__arch_from_hf_config(t, n, path, &b) == ILM_OK, "%s",
+                          ilm_last_error());
+            free(t);
+            assert_same_arch(&a, &b);
+        }
+        assert_round_trip(&a);
+
+        snprintf(path, sizeof path, "tests/fixtures/model/%s", dirs[i]);
+        ilm__safetensors *st;
+        ck_assert_msg(ilm__st_open(path, &st) == ILM_OK, "%s", ilm_last_error());
+        bool il2 = a.kind == ILM__ARCH_INTERNLM2;
+        const ilm__st_tensor *e =
+            ilm__st_find(st, il2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight");
+        ck_assert_msg(e != NULL, "%s: no embedding", dirs[i]);
+        ck_assert_int_eq(e->n_dims, 2);
+        ck_assert_int_eq(e->shape[0], a.vocab_size);
+        ck_assert_int_eq(e->shape[1], a.hidden_size);
+        ck_assert_uint_eq(e->type, ILM__GGML_F32);
+        ck_assert_int_eq(ilm__st_find(st, il2 ? "output.weight" : "lm_head.weight") == NULL,
+                         a.tie_embeddings);
+        ilm__st_close(st);
+    }
+    ilm__arch a;
+    size_t n;
+    char *t = slurp("tests/fixtures/model/dynamic_ntk/config.json", &n);
+    ck_assert_int_eq(ilm__arch_from_hf_config(t, n, "c", &a), ILM_OK);
+    free(t);
+    ck_assert_int_eq(a.rope_scaling, ILM__ROPE_SCALING_DYNAMIC);
+    ck_assert(a.rope_factor == 2.0f);
+    t = slurp("tests/fixtures/model/llama3_rope/config.json", &n);
+    ck_assert_int_eq(ilm__arch_from_hf_config(t, n, "c", &a), ILM_OK);
+    free(t);
+    ck_assert_int_eq(a.rope_scaling, ILM__ROPE_SCALING_LLAMA3);
+    ck_assert(a.rope_theta == 500000.0f);
+    ck_assert_int_eq(a.rope_original_max_position, 64);
+}
+END_TEST
+
 /* The SmolLM2 config with `key` set to the JSON `value` (NULL: removed). */
 static ilm_status smol_with(const char *key, const char *value)
 {
@@ -676,6 +735,10 @@ START_TEST(config_refusals)
           ILM_ERR_FORMAT, "not above" },
         { "rope_scaling", "[]", ILM_ERR_FORMAT, "rope_scaling" },
         { "partial_rotary_factor", "0.5", ILM_ERR_UNSUPPORTED, "partial_rotary_factor" },
+        { "rope_parameters", "{\"rope_type\": \"default\", \"rope_theta\": 5.0}",
+          ILM_ERR_FORMAT, "disagree" },
+        { "rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": 2.0}", ILM_ERR_UNSUPPORTED,
+          "'yarn'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ilm_status s = smol_with(cases[i].key, cases[i].value);
@@ -881,6 +944,7 @@ Suite *suite_formats(void)
     tc = tcase_create("config");
     tcase_add_test(tc, config_published);
     tcase_add_test(tc, config_refusals);
+    tcase_add_test(tc, config_transformers_saved);
     tcase_add_test(tc, config_written);
     suite_add_tcase(s, tc);
     tc = tcase_create("gguf_arch");

@@ -154,10 +154,23 @@ static ilm_status parse_rope_scaling(const cfg *c, family fam, ilm__arch *a)
     a->rope_low_freq_factor = 0.0f;
     a->rope_high_freq_factor = 0.0f;
     a->rope_original_max_position = 0;
-    const cJSON *rs = item(c->root, "rope_scaling");
+    /* transformers 5 writes "rope_parameters" (rope_theta folded in) where
+     * earlier versions and hub files have "rope_scaling"; it reads both and
+     * so does this. */
+    const cJSON *rp = item(c->root, "rope_parameters");
+    const cJSON *rs = rp ? rp : item(c->root, "rope_scaling");
+    const char *key = rp ? "rope_parameters" : "rope_scaling";
     if (!rs) return ILM_OK;
-    ILM_RETURN_IF(!cJSON_IsObject(rs), ILM_ERR_FORMAT, "%s: 'rope_scaling' must be an object",
-                  c->path);
+    ILM_RETURN_IF(!cJSON_IsObject(rs), ILM_ERR_FORMAT, "%s: '%s' must be an object", c->path,
+                  key);
+    if (rp && item(rp, "rope_theta")) {
+        double theta;
+        ILM_FORWARD(get_pos(c, rp, "rope_theta", true, 0, &theta));
+        ILM_RETURN_IF(item(c->root, "rope_theta") && (float)theta != a->rope_theta,
+                      ILM_ERR_FORMAT, "%s: rope_parameters.rope_theta %g and rope_theta %g "
+                      "disagree", c->path, theta, (double)a->rope_theta);
+        a->rope_theta = (float)theta;
+    }
     const char *type = NULL, *rope_type = NULL;
     ILM_FORWARD(get_str(c, rs, "type", &type));
     ILM_FORWARD(get_str(c, rs, "rope_type", &rope_type));
@@ -165,14 +178,14 @@ static ilm_status parse_rope_scaling(const cfg *c, family fam, ilm__arch *a)
                   "%s: rope_scaling: 'type' '%s' and 'rope_type' '%s' disagree", c->path, type,
                   rope_type);
     const char *t = rope_type ? rope_type : type;
-    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: rope_scaling has no 'rope_type' or 'type'", c->path);
+    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: %s has no 'rope_type' or 'type'", c->path, key);
     if (fam == FAM_INTERNLM2) {
         /* InternLM2Config._rope_scaling_validation: exactly {type, factor},
          * type linear or dynamic. */
         ILM_RETURN_IF(strcmp(t, "linear") != 0 && strcmp(t, "dynamic") != 0,
                       ILM_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported for "
                       "InternLM2 (linear, dynamic are)", c->path, t);
-        ILM_RETURN_IF(cJSON_GetArraySize(rs) != 2 || !type, ILM_ERR_FORMAT,
+        ILM_RETURN_IF(!rp && (cJSON_GetArraySize(rs) != 2 || !type), ILM_ERR_FORMAT,
                       "%s: InternLM2's rope_scaling must hold exactly 'type' and 'factor'",
                       c->path);
     }
