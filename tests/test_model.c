@@ -372,7 +372,9 @@ START_TEST(session_limits_and_score)
     ck_assert_int_eq(ilm_session_logprobs(s, ids, 6, lp), ILM_OK);
     ck_assert(fabs(sum - (lp[3] + lp[4] + lp[5])) < 1e-4); /* batched differently */
     ck_assert(greedy == 0 || greedy == 1);
-    ck_assert_int_eq(ilm_session_create(m, "{\"contxt\": 8}", &s), ILM_ERR_CONFIG);
+    ilm_session *typo = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"contxt\": 8}", &typo), ILM_ERR_CONFIG);
+    ck_assert_ptr_null(typo);
     ilm_session_free(s);
     ilm_model_free(m);
 }
