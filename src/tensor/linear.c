@@ -418,10 +418,12 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
     if (M >= gemm_min) return linear_panels(wtype, w, row_bytes, N, K, x, M, y);
 
     ilm__dot_fn dot = lt.dot;
+    ilm__dot4_fn dot4 = NULL;
     ilm__quant_act_fn quant = lt.act == ACT_Q8A ? quant_q8a_scalar : quant_q8k_scalar;
     if (use_avx2()) {
         ilm__dot_fn v = ilm__avx2_dot(wtype);
         if (v) dot = v;
+        dot4 = ilm__avx2_dot4(wtype);
         quant = lt.act == ACT_Q8A ? ilm__avx2_quant_q8a : ilm__avx2_quant_q8k;
     }
 
@@ -456,7 +458,16 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
          * L2 per output. */
         for (int64_t nt0 = n0; nt0 < n1; nt0 += ROW_TILE) {
             int64_t nt1 = nt0 + ROW_TILE < n1 ? nt0 + ROW_TILE : n1;
-            for (int64_t m = 0; m < M; m++) {
+            int64_t m = 0;
+            for (; dot4 && m + 4 <= M; m += 4) {
+                const uint8_t *am = (const uint8_t *)act + (size_t)m * act_row;
+                for (int64_t n = nt0; n < nt1; n++) {
+                    float r[4];
+                    dot4(nb, w + (size_t)n * row_bytes, am, act_row, r);
+                    for (int k = 0; k < 4; k++) y[(m + k) * N + n] = r[k];
+                }
+            }
+            for (; m < M; m++) {
                 const uint8_t *am = (const uint8_t *)act + (size_t)m * act_row;
                 for (int64_t n = nt0; n < nt1; n++)
                     y[m * N + n] = dot(nb, w + (size_t)n * row_bytes, am);

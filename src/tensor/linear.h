@@ -31,6 +31,12 @@ typedef struct ilm__q8k {
  * weights, whose "blocks" are single elements). */
 typedef float (*ilm__dot_fn)(int64_t nb, const uint8_t *w, const void *act);
 
+/* The same for four activation rows act_row bytes apart at once (the
+ * weight block is unpacked once for the four); bit-identical to four calls
+ * of the single-row kernel. */
+typedef void (*ilm__dot4_fn)(int64_t nb, const uint8_t *w, const void *act, size_t act_row,
+                             float out[4]);
+
 /* The activation quantizers: n floats (a multiple of 32 or 256) into n/32
  * or n/256 blocks.  Both instruction sets give the same bits (round to
  * nearest even, scale computed the same way in scalar code). */
@@ -38,6 +44,7 @@ typedef void (*ilm__quant_act_fn)(const float *x, void *out, int64_t n);
 
 /* The AVX2 kernels (NULL entries: the scalar kernel serves that type). */
 ilm__dot_fn       ilm__avx2_dot(uint32_t wtype);
+ilm__dot4_fn      ilm__avx2_dot4(uint32_t wtype); /* NULL: use ilm__avx2_dot */
 void              ilm__avx2_quant_q8a(const float *x, void *out, int64_t n);
 void              ilm__avx2_quant_q8k(const float *x, void *out, int64_t n);
 /* Whether the CPU runs the AVX2 kernels (AVX2, FMA and F16C). */

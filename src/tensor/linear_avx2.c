@@ -233,6 +233,30 @@ static TGT float dot_q4_1(int64_t nb, const uint8_t *w, const void *act)
     return hsum_ps(acc) + off;
 }
 
+/* One q4_1 weight row against four activation rows (act_row bytes apart):
+ * the nibbles and scales are unpacked once for all four.  Each row's sums
+ * are formed in exactly dot_q4_1's order, so the results are bit-identical
+ * to four single calls. */
+static TGT void dot4_q4_1(int64_t nb, const uint8_t *w, const void *act, size_t act_row,
+                          float out[4])
+{
+    const ilm__q8a *a[4];
+    for (int r = 0; r < 4; r++) a[r] = (const ilm__q8a *)((const uint8_t *)act + r * act_row);
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps() };
+    float off[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < nb; i++, w += 20) {
+        __m256i q = unpack_nibbles(w + 4);
+        float d = f16at(w), mn = f16at(w + 2);
+        for (int r = 0; r < 4; r++) {
+            __m256i p = dot_u8s8(q, _mm256_loadu_si256((const __m256i *)a[r][i].q));
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a[r][i].d), acc[r]);
+            off[r] += mn * a[r][i].d * (float)a[r][i].sum;
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum_ps(acc[r]) + off[r];
+}
+
 static TGT float dot_q5_0(int64_t nb, const uint8_t *w, const void *act)
 {
     const ilm__q8a *a = act;
@@ -384,10 +408,16 @@ ilm__dot_fn ilm__avx2_dot(uint32_t wtype)
     }
 }
 
+ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype)
+{
+    return wtype == ILM__GGML_Q4_1 ? dot4_q4_1 : NULL;
+}
+
 #else /* not x86-64 with GCC/Clang: the scalar kernels serve every type */
 
 bool ilm__avx2_usable(void) { return false; }
 ilm__dot_fn ilm__avx2_dot(uint32_t wtype) { (void)wtype; return NULL; }
+ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype) { (void)wtype; return NULL; }
 void ilm__avx2_quant_q8a(const float *x, void *out, int64_t n) { (void)x; (void)out; (void)n; }
 void ilm__avx2_quant_q8k(const float *x, void *out, int64_t n) { (void)x; (void)out; (void)n; }
 
