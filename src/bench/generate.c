@@ -42,8 +42,7 @@ ilm_status ilm_bench_generate(const char *config, ilm_progress_fn progress, void
         /* A fixed pseudo-random prompt: the speed does not depend on the text. */
         ilm__rng rng;
         ilm__rng_init(&rng, 42, 0);
-        int32_t V = ilm_tokenizer_vocab_size(ilm_model_tokenizer(m));
-        if (V <= 0) V = 1000;
+        int32_t V = m->arch.vocab_size;
         for (int64_t i = 0; i < n_prompt; i++) ids[i] = (int32_t)ilm__rng_below(&rng, (uint32_t)V);
     }
     for (int64_t r = 0; r < reps && st == ILM_OK; r++) {
