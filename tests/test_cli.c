@@ -184,8 +184,8 @@ START_TEST(cli_model_commands)
     ck_assert_int_eq(cli(cmd, &out), 0);
     ck_assert_msg(strstr(out, "Paris") != NULL, "%s", out);
     free(out);
-    snprintf(cmd, sizeof cmd, "%s/internlm chat --model %s --temperature 0 --max-tokens 30 <<'EOF'\n"
-             "What is the capital of France?\nAnd of Italy?\nEOF", test_build_dir(), g);
+    snprintf(cmd, sizeof cmd, "printf 'What is the capital of France?\\nAnd of Italy?\\n' | "
+             "%s/internlm chat --model %s --temperature 0 --max-tokens 30", test_build_dir(), g);
     ck_assert_int_eq(test_run(cmd, &out), 0);
     ck_assert_msg(strstr(out, "Paris") && strstr(out, "Rome"), "%s", out);
     free(out);
