@@ -75,6 +75,13 @@ START_TEST(installed_library_through_pkg_config)
     snprintf(want, sizeof want, "libinternlm %s\n", ilm_version_string());
     ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
     free(out);
+    /* The chat example builds against the installed library too. */
+    snprintf(cmd, sizeof cmd,
+             "cc -Wall -Wextra -Werror examples/generate.c $(PKG_CONFIG_PATH=%s/lib/pkgconfig "
+             "pkg-config --cflags --libs libinternlm) -o %s/generate", dir, dir);
+    rc = test_run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s\n%s", cmd, out);
+    free(out);
     /* The installed CLI finds its library through its rpath. */
     snprintf(cmd, sizeof cmd, "%s/bin/internlm --version", dir);
     ck_assert_int_eq(test_run(cmd, &out), 0);
