@@ -398,6 +398,24 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
 ILM_API ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out);
 ILM_API void ilm_model_free(ilm_model *m);
 
+/*! ilm_model_create() :
+ *  A new fp32 model from Hugging Face config.json text, with deterministic
+ *  random weights: normal(0, 0.02) for matrices (transformers' default
+ *  initializer_range), ones for norms; each tensor draws from its own
+ *  Philox stream of `seed`, so the weights depend on the seed alone.
+ *  For pretraining from scratch.  Free with ilm_model_free. */
+ILM_API ilm_status ilm_model_create(const char *config_json, uint64_t seed, ilm_model **out);
+
+/*! ilm_model_save() :
+ *  Writes the model as a Hugging Face directory (created if missing):
+ *  config.json and model.safetensors (f32/f16/bf16 weights as stored;
+ *  quantized ones dequantized to f32), which transformers loads as
+ *  LlamaForCausalLM (or InternLM2ForCausalLM with its remote code) and
+ *  ilm_model_load reads back.  Each file is written atomically.
+ *  @return ILM_OK, ILM_ERR_IO, ILM_ERR_UNSUPPORTED for GGUF LLaMA models
+ *          (their Q/K rows are permuted for adjacent-pair RoPE). */
+ILM_API ilm_status ilm_model_save(const ilm_model *m, const char *dir);
+
 /*! ilm_model_info() : the architecture and memory as JSON (ilm_free). */
 ILM_API ilm_status ilm_model_info(const ilm_model *m, char **json);
 

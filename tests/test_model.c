@@ -380,6 +380,63 @@ START_TEST(session_limits_and_score)
 }
 END_TEST
 
+START_TEST(create_save_load_round_trip)
+{
+    static const char *configs[] = { FIX "model/gqa_tied/config.json",
+                                     FIX "model/gqa_untied_internlm2/config.json" };
+    char *cfg = slurp(configs[_i], NULL);
+    ilm_model *a = NULL, *b = NULL, *c = NULL;
+    ck_assert_msg(ilm_model_create(cfg, 42, &a) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_model_create(cfg, 42, &b), ILM_OK);
+    char *d1 = test_tmpdir(), *d2 = test_tmpdir(), cmd[512], *out = NULL;
+    ck_assert_msg(ilm_model_save(a, d1) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_model_save(b, d2), ILM_OK);
+    /* The same seed writes the same bytes. */
+    snprintf(cmd, sizeof cmd, "cmp %s/model.safetensors %s/model.safetensors && cmp %s/config.json "
+             "%s/config.json", d1, d2, d1, d2);
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    free(out);
+    /* Loaded back, it computes exactly what the created model computes. */
+    ck_assert_msg(ilm_model_load(d1, NULL, &c) == ILM_OK, "%s", ilm_last_error());
+    ilm_session *sa = NULL, *sc = NULL;
+    ck_assert_int_eq(ilm_session_create(a, "{\"context\": 16}", &sa), ILM_OK);
+    ck_assert_int_eq(ilm_session_create(c, "{\"context\": 16}", &sc), ILM_OK);
+    int32_t ids[5] = { 3, 1, 4, 1, 5 };
+    const float *la = NULL, *lc = NULL;
+    ck_assert_int_eq(ilm_session_eval(sa, ids, 5, &la), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval(sc, ids, 5, &lc), ILM_OK);
+    char *info = NULL;
+    ck_assert_int_eq(ilm_model_info(c, &info), ILM_OK);
+    cJSON *j = cJSON_Parse(info);
+    int V = cJSON_GetObjectItem(j, "vocab_size")->valueint;
+    cJSON_Delete(j);
+    ilm_free(info);
+    ck_assert_int_eq(memcmp(la, lc, (size_t)V * sizeof *la), 0);
+    /* A different seed gives a different model. */
+    ilm_model *e = NULL;
+    ck_assert_int_eq(ilm_model_create(cfg, 43, &e), ILM_OK);
+    ilm_session *se = NULL;
+    const float *le = NULL;
+    ck_assert_int_eq(ilm_session_create(e, "{\"context\": 16}", &se), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval(se, ids, 5, &le), ILM_OK);
+    ck_assert(memcmp(la, le, (size_t)V * sizeof *la) != 0);
+    ilm_session_free(se);
+    ilm_model_free(e);
+    ilm_session_free(sa);
+    ilm_session_free(sc);
+    ilm_model_free(a);
+    ilm_model_free(b);
+    ilm_model_free(c);
+    ck_assert_int_eq(ilm_model_create("{\"architectures\": [\"BertModel\"]}", 1, &a), ILM_ERR_UNSUPPORTED);
+    ck_assert_ptr_null(a);
+    test_rmtree(d1);
+    test_rmtree(d2);
+    free(d1);
+    free(d2);
+    free(cfg);
+}
+END_TEST
+
 /* Copies a fixture model to a temporary directory, then runs `edit` there
  * (a shell command), and loads it. */
 static ilm_status load_edited(const char *edit, char *msg, size_t msg_len)
@@ -429,6 +486,7 @@ Suite *suite_model(void)
                         (int)(sizeof hf_models / sizeof *hf_models));
     tcase_add_test(t, transformers_v4_config_style);
     tcase_add_test(t, session_limits_and_score);
+    tcase_add_loop_test(t, create_save_load_round_trip, 0, 2);
     tcase_add_loop_test(t, bad_model_files, 0, (int)(sizeof bad_models / sizeof *bad_models));
     suite_add_tcase(s, t);
 

@@ -1,0 +1,211 @@
+/* Models made here rather than loaded: a new model from a config.json with
+ * deterministic random weights (for pretraining from scratch), and saving
+ * any model as a Hugging Face directory (config.json + model.safetensors)
+ * that transformers and ilm_model_load read back. */
+#include "model/internal.h"
+#include "formats/safetensors.h"
+#include "tensor/tensor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* One owned fp32 tensor of n values; normal(0, std) from Philox stream
+ * `stream` of `seed`, or all `fill` when std is 0. */
+static float *init_tensor(ilm_model *m, size_t n, uint64_t seed, uint64_t stream, float std,
+                          float fill)
+{
+    float **list = ilm__realloc(m->owned, (m->n_owned + 1) * sizeof *list);
+    if (!list) return NULL;
+    m->owned = list;
+    float *p = ilm__malloc(n * sizeof *p);
+    if (!p) return NULL;
+    m->owned[m->n_owned++] = p;
+    m->owned_bytes += n * sizeof *p;
+    ilm__rng r;
+    ilm__rng_init(&r, seed, stream);
+    for (size_t i = 0; i < n; i++) p[i] = std > 0 ? std * ilm__rng_normal(&r) : fill;
+    return p;
+}
+
+static ilm_status init_weight(ilm_model *m, ilm__weight *w, int64_t rows, int64_t cols,
+                              uint64_t seed, uint64_t *stream, float std)
+{
+    float *p = init_tensor(m, (size_t)(rows * cols), seed, (*stream)++, std, 0);
+    ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
+                  (long long)rows, (long long)cols);
+    *w = (ilm__weight){ ILM__GGML_F32, rows, cols, p };
+    return ILM_OK;
+}
+
+static ilm_status init_norm(ilm_model *m, const float **out, int64_t n)
+{
+    float *p = init_tensor(m, (size_t)n, 0, 0, 0, 1.0f);
+    ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory");
+    *out = p;
+    return ILM_OK;
+}
+
+ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
+{
+    ILM_RETURN_IF(!out || !config, ILM_ERR_INVALID_ARG, "ilm_model_create: NULL argument");
+    *out = NULL;
+    ilm_model *m = ilm__calloc(1, sizeof *m);
+    ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
+    m->be = ilm__backend_cpu();
+    ilm_status st = ilm__arch_from_hf_config(config, strlen(config), "config", &m->arch);
+    const ilm__arch *a = &m->arch;
+    /* Every weight draws from its own Philox stream, numbered in a fixed
+     * order, so the model depends on the seed alone (not on threads). */
+    uint64_t stream = 1;
+    const float std = 0.02f; /* transformers' initializer_range default */
+    if (st == ILM_OK && !(m->layers = ilm__calloc((size_t)a->n_layers, sizeof *m->layers)))
+        st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
+                  KVD = a->n_kv_heads * a->head_dim;
+    if (st == ILM_OK) st = init_weight(m, &m->tok_embd, a->vocab_size, C, seed, &stream, std);
+    if (st == ILM_OK) st = init_norm(m, &m->out_norm, C);
+    if (st == ILM_OK && a->tie_embeddings) m->output = m->tok_embd;
+    else if (st == ILM_OK) st = init_weight(m, &m->output, a->vocab_size, C, seed, &stream, std);
+    for (int64_t l = 0; st == ILM_OK && l < a->n_layers; l++) {
+        ilm__layer *y = &m->layers[l];
+        st = init_norm(m, &y->attn_norm, C);
+        if (st == ILM_OK) st = init_norm(m, &y->ffn_norm, C);
+        if (st == ILM_OK && a->kind == ILM__ARCH_INTERNLM2) {
+            st = init_weight(m, &y->wqkv, HD + 2 * KVD, C, seed, &stream, std);
+        } else if (st == ILM_OK) {
+            st = init_weight(m, &y->wq, HD, C, seed, &stream, std);
+            if (st == ILM_OK) st = init_weight(m, &y->wk, KVD, C, seed, &stream, std);
+            if (st == ILM_OK) st = init_weight(m, &y->wv, KVD, C, seed, &stream, std);
+        }
+        if (st == ILM_OK) st = init_weight(m, &y->wo, C, HD, seed, &stream, std);
+        if (st == ILM_OK) st = init_weight(m, &y->w_gate, F, C, seed, &stream, std);
+        if (st == ILM_OK) st = init_weight(m, &y->w_up, F, C, seed, &stream, std);
+        if (st == ILM_OK) st = init_weight(m, &y->w_down, C, F, seed, &stream, std);
+    }
+    if (st == ILM_OK) m->chat_template = ilm__strdup(a->kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "chatml");
+    if (st == ILM_OK && !m->chat_template) st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+    if (st == ILM_OK) st = ilm__rope_init(m);
+    if (st != ILM_OK) {
+        ilm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return ILM_OK;
+}
+
+/* ---- saving ------------------------------------------------------------ */
+
+typedef struct saver {
+    ilm__st_out *t;
+    size_t       n;
+    int64_t     *shapes; /* 2 per tensor */
+    char        *names;  /* 96 per tensor */
+    float      **tmp;    /* dequantized copies to free */
+    size_t       n_tmp;
+} saver;
+
+/* Adds a tensor; weights stored in another type than f32/f16/bf16 (GGUF
+ * quantizations) are written as f32. */
+static ilm_status add(saver *s, const char *name, uint32_t type, const void *data, int64_t rows,
+                      int64_t cols, int n_dims)
+{
+    size_t i = s->n++;
+    snprintf(s->names + 96 * i, 96, "%s", name);
+    s->shapes[2 * i] = n_dims == 2 ? rows : cols;
+    s->shapes[2 * i + 1] = cols;
+    if (type != ILM__GGML_F32 && type != ILM__GGML_F16 && type != ILM__GGML_BF16) {
+        float *f = ilm__malloc((size_t)(rows * cols) * sizeof *f);
+        ILM_RETURN_IF(!f, ILM_ERR_NOMEM, "model: out of memory saving '%s'", name);
+        s->tmp[s->n_tmp++] = f;
+        uint32_t block, bytes;
+        ilm__ggml_type_info(type, &block, &bytes);
+        size_t row_bytes = (size_t)(cols / block) * bytes;
+        for (int64_t r = 0; r < rows; r++)
+            ILM_FORWARD(ilm__dequantize(type, (const uint8_t *)data + (size_t)r * row_bytes,
+                                        f + r * cols, cols));
+        type = ILM__GGML_F32;
+        data = f;
+    }
+    s->t[i] = (ilm__st_out){ s->names + 96 * i, type, n_dims, s->shapes + 2 * i, data };
+    return ILM_OK;
+}
+
+static ilm_status add_w(saver *s, const char *name, const ilm__weight *w)
+{
+    return add(s, name, w->type, w->data, w->rows, w->cols, 2);
+}
+
+static ilm_status add_norm(saver *s, const char *name, const float *v, int64_t n)
+{
+    return add(s, name, ILM__GGML_F32, v, 1, n, 1);
+}
+
+static ilm_status collect(const ilm_model *m, saver *s)
+{
+    const ilm__arch *a = &m->arch;
+    const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
+    char n[96];
+    ILM_FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd));
+    for (int64_t l = 0; l < a->n_layers; l++) {
+        const ilm__layer *y = &m->layers[l];
+#define N(fmt) (snprintf(n, sizeof n, fmt, (long long)l), n)
+        if (i2) {
+            ILM_FORWARD(add_norm(s, N("model.layers.%lld.attention_norm.weight"), y->attn_norm, a->hidden_size));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.attention.wqkv.weight"), &y->wqkv));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.attention.wo.weight"), &y->wo));
+            ILM_FORWARD(add_norm(s, N("model.layers.%lld.ffn_norm.weight"), y->ffn_norm, a->hidden_size));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w1.weight"), &y->w_gate));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w3.weight"), &y->w_up));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w2.weight"), &y->w_down));
+        } else {
+            ILM_FORWARD(add_norm(s, N("model.layers.%lld.input_layernorm.weight"), y->attn_norm, a->hidden_size));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.q_proj.weight"), &y->wq));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.k_proj.weight"), &y->wk));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.v_proj.weight"), &y->wv));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.o_proj.weight"), &y->wo));
+            ILM_FORWARD(add_norm(s, N("model.layers.%lld.post_attention_layernorm.weight"), y->ffn_norm, a->hidden_size));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.gate_proj.weight"), &y->w_gate));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.up_proj.weight"), &y->w_up));
+            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.down_proj.weight"), &y->w_down));
+        }
+#undef N
+    }
+    ILM_FORWARD(add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size));
+    if (!a->tie_embeddings) ILM_FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output));
+    return ILM_OK;
+}
+
+ilm_status ilm_model_save(const ilm_model *m, const char *dir)
+{
+    ILM_RETURN_IF(!m || !dir, ILM_ERR_INVALID_ARG, "ilm_model_save: NULL argument");
+    ILM_RETURN_IF(mkdir(dir, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
+                  "cannot create directory '%s': %s", dir, strerror(errno));
+    /* GGUF LLaMA files carry Q/K rows permuted for adjacent-pair RoPE; the
+     * HF layout would need them permuted back, which is not done yet. */
+    ILM_RETURN_IF(m->arch.rope_interleaved, ILM_ERR_UNSUPPORTED,
+                  "model: saving a GGUF model as safetensors (Q/K row order) is not supported");
+    size_t cap = (size_t)m->arch.n_layers * 9 + 4;
+    saver s = { 0 };
+    s.t = ilm__calloc(cap, sizeof *s.t);
+    s.shapes = ilm__calloc(cap * 2, sizeof *s.shapes);
+    s.names = ilm__calloc(cap, 96);
+    s.tmp = ilm__calloc(cap, sizeof *s.tmp);
+    ilm_status st = !s.t || !s.shapes || !s.names || !s.tmp
+                        ? ilm__error(ILM_ERR_NOMEM, "model: out of memory") : collect(m, &s);
+    char path[4096], *cfg = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    static const char *const meta[] = { "format", "pt", NULL };
+    if (st == ILM_OK) st = ilm__st_write(path, s.t, s.n, meta);
+    if (st == ILM_OK) st = ilm__arch_to_hf_config(&m->arch, &cfg);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (st == ILM_OK) st = ilm__atomic_write_buf(path, cfg, strlen(cfg));
+    ilm__free(cfg);
+    for (size_t i = 0; i < s.n_tmp; i++) ilm__free(s.tmp[i]);
+    ilm__free(s.tmp);
+    ilm__free(s.t);
+    ilm__free(s.shapes);
+    ilm__free(s.names);
+    return st;
+}
