@@ -1,6 +1,8 @@
 /* The test runner: every suite, fork mode, Check's summary line last. */
 #include "tests.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,30 @@ const char *test_shared_file(const char *rel)
 {
     const char *d = getenv("ILM_SHARED_DATA");
     return existing(d && *d ? d : "../shared/data", rel, "the shared data folder");
+}
+
+char *test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_msg(buf && fread(buf, 1, (size_t)n, f) == (size_t)n, "cannot read %s", path);
+    buf[n] = '\0';
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+cJSON *test_read_json(const char *path)
+{
+    char *text = test_slurp(path, NULL);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    ck_assert_msg(j != NULL, "%s is not JSON", path);
+    return j;
 }
 
 int test_run(const char *cmd, char **out)

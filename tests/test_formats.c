@@ -18,21 +18,6 @@
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)len + 1);
-    ck_assert(fread(p, 1, (size_t)len, f) == (size_t)len);
-    p[len] = '\0';
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return p;
-}
-
 static void spit(const char *path, const void *data, size_t n)
 {
     FILE *f = fopen(path, "wb");
@@ -43,7 +28,7 @@ static void spit(const char *path, const void *data, size_t n)
 
 static cJSON *read_json(const char *path)
 {
-    char *t = slurp(path, NULL);
+    char *t = test_slurp(path, NULL);
     cJSON *j = cJSON_Parse(t);
     free(t);
     ck_assert_msg(j != NULL, "%s is not JSON", path);
@@ -125,7 +110,7 @@ START_TEST(st_opens_directory)
     char *dir = test_tmpdir();
     char path[512];
     size_t n;
-    char *bytes = slurp(FIX "st_float.safetensors", &n);
+    char *bytes = test_slurp(FIX "st_float.safetensors", &n);
     ilm__safetensors *st;
     ck_assert_int_eq(ilm__st_open(dir, &st), ILM_ERR_IO);
     assert_error_mentions(dir);
@@ -178,7 +163,7 @@ static char *shard_copy(const char *index)
     for (int i = 0; i < 2; i++) {
         size_t n;
         snprintf(src, sizeof src, FIX "st_sharded/%s", names[i]);
-        char *b = slurp(src, &n);
+        char *b = test_slurp(src, &n);
         snprintf(dst, sizeof dst, "%s/%s", dir, names[i]);
         spit(dst, b, n);
         free(b);
@@ -265,8 +250,8 @@ START_TEST(st_write_matches_reference_bytes)
     const char *meta[] = { "format", "pt", NULL };
     ck_assert_int_eq(ilm__st_write(path, out, n, meta), ILM_OK);
     size_t na, nb;
-    char *a = slurp(FIX "st_float.safetensors", &na);
-    char *b = slurp(path, &nb);
+    char *a = test_slurp(FIX "st_float.safetensors", &na);
+    char *b = test_slurp(path, &nb);
     ck_assert_uint_eq(na, nb);
     ck_assert_msg(memcmp(a, b, na) == 0, "our file differs from the reference's");
     free(a);
@@ -298,7 +283,7 @@ START_TEST(st_write_round_trip)
     ck_assert_int_eq(ilm__st_write(path, t, 5, meta), ILM_OK);
 
     size_t n;
-    char *raw = slurp(path, &n);
+    char *raw = test_slurp(path, &n);
     uint64_t hl = 0;
     memcpy(&hl, raw, 8);
     ck_assert_uint_eq(hl % 8, 0); /* data section 8-aligned */
@@ -479,7 +464,7 @@ END_TEST
 START_TEST(st_refuses_every_truncation)
 {
     size_t n;
-    char *b = slurp(FIX "st_mixed.safetensors", &n);
+    char *b = test_slurp(FIX "st_mixed.safetensors", &n);
     char *dir = test_tmpdir();
     char path[512];
     snprintf(path, sizeof path, "%s/cut.safetensors", dir);
@@ -504,7 +489,7 @@ static ilm_status arch_from_file(const char *name, ilm__arch *a)
     char path[256];
     snprintf(path, sizeof path, FIX "%s", name);
     size_t n;
-    char *t = slurp(path, &n);
+    char *t = test_slurp(path, &n);
     ilm_status s = ilm__arch_from_hf_config(t, n, name, a);
     free(t);
     return s;
@@ -624,14 +609,14 @@ START_TEST(config_transformers_saved)
         char path[256];
         snprintf(path, sizeof path, "tests/fixtures/model/%s/config.json", dirs[i]);
         size_t n;
-        char *t = slurp(path, &n);
+        char *t = test_slurp(path, &n);
         ilm__arch a, b;
         ck_assert_msg(ilm__arch_from_hf_config(t, n, path, &a) == ILM_OK, "%s", ilm_last_error());
         free(t);
         snprintf(path, sizeof path, "tests/fixtures/model/%s/config_v4.json", dirs[i]);
         struct stat sb;
         if (stat(path, &sb) == 0) {
-            t = slurp(path, &n);
+            t = test_slurp(path, &n);
             ck_assert_msg(ilm__arch_from_hf_config(t, n, path, &b) == ILM_OK, "%s",
                           ilm_last_error());
             free(t);
@@ -656,12 +641,12 @@ START_TEST(config_transformers_saved)
     }
     ilm__arch a;
     size_t n;
-    char *t = slurp("tests/fixtures/model/dynamic_ntk/config.json", &n);
+    char *t = test_slurp("tests/fixtures/model/dynamic_ntk/config.json", &n);
     ck_assert_int_eq(ilm__arch_from_hf_config(t, n, "c", &a), ILM_OK);
     free(t);
     ck_assert_int_eq(a.rope_scaling, ILM__ROPE_SCALING_DYNAMIC);
     ck_assert(a.rope_factor == 2.0f);
-    t = slurp("tests/fixtures/model/llama3_rope/config.json", &n);
+    t = test_slurp("tests/fixtures/model/llama3_rope/config.json", &n);
     ck_assert_int_eq(ilm__arch_from_hf_config(t, n, "c", &a), ILM_OK);
     free(t);
     ck_assert_int_eq(a.rope_scaling, ILM__ROPE_SCALING_LLAMA3);

@@ -11,16 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cJSON *read_json(const char *path)
-{
-    ilm__mmap m;
-    ck_assert_msg(ilm__mmap_open(path, &m) == ILM_OK, "%s: %s", path, ilm_last_error());
-    cJSON *j = cJSON_ParseWithLength((const char *)m.data, m.size);
-    ilm__mmap_close(&m);
-    ck_assert_msg(j != NULL, "%s is not JSON", path);
-    return j;
-}
-
 static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
 
 /* Compares what we read with what gguf read (kvtypes.json / smollm2). */
@@ -110,7 +100,7 @@ START_TEST(every_value_type_matches_gguf_py)
     ilm__gguf *g;
     ck_assert_msg(ilm__gguf_open("tests/fixtures/gguf/kvtypes.gguf", &g) == ILM_OK, "%s",
                   ilm_last_error());
-    cJSON *ref = read_json("tests/fixtures/gguf/kvtypes.json");
+    cJSON *ref = test_read_json("tests/fixtures/gguf/kvtypes.json");
     compare_with_reference(g, ref, true);
     cJSON_Delete(ref);
 
@@ -141,7 +131,7 @@ START_TEST(smollm2_tensor_infos_match_gguf_py)
     if (!p) return;
     ilm__gguf *g;
     ck_assert_msg(ilm__gguf_open(p, &g) == ILM_OK, "%s", ilm_last_error());
-    cJSON *ref = read_json("tests/fixtures/gguf/smollm2_tensors.json");
+    cJSON *ref = test_read_json("tests/fixtures/gguf/smollm2_tensors.json");
     compare_with_reference(g, ref, true);
     cJSON_Delete(ref);
     const ilm__gguf_tensor *t = ilm__gguf_find_tensor(g, "blk.0.attn_q.weight");

@@ -15,30 +15,6 @@
 
 #define FIX "tests/fixtures/"
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *t = slurp(path, NULL);
-    cJSON *j = cJSON_Parse(t);
-    free(t);
-    ck_assert_msg(j != NULL, "%s is not JSON", path);
-    return j;
-}
-
 static int32_t *json_ids(const cJSON *arr, size_t *n)
 {
     *n = (size_t)cJSON_GetArraySize(arr);
@@ -59,7 +35,7 @@ static void check_model_dir(const char *name, const char *dir, const char *fixtu
 {
     char path[512];
     snprintf(path, sizeof path, "%s/expected.json", fixture_dir);
-    cJSON *fx = read_json(path);
+    cJSON *fx = test_read_json(path);
     const cJSON *seqs = cJSON_GetObjectItem(fx, "sequences");
     if (!seqs) { /* the InternLM2 layout points at the LLaMA fixture */
         const cJSON *same = cJSON_GetObjectItem(fx, "same_weights_as");
@@ -68,7 +44,7 @@ static void check_model_dir(const char *name, const char *dir, const char *fixtu
         snprintf(other, sizeof other, "%s/../%s", fixture_dir, same->valuestring);
         cJSON_Delete(fx);
         snprintf(path, sizeof path, "%s/expected.json", other);
-        fx = read_json(path);
+        fx = test_read_json(path);
         seqs = cJSON_GetObjectItem(fx, "sequences");
         snprintf(path, sizeof path, "%s", other);
     } else {
@@ -89,7 +65,7 @@ static void check_model_dir(const char *name, const char *dir, const char *fixtu
         char lf[600];
         snprintf(lf, sizeof lf, "%s/%s", path, cJSON_GetObjectItem(seq, "logits_file")->valuestring);
         size_t bytes;
-        float *want = (float *)slurp(lf, &bytes);
+        float *want = (float *)test_slurp(lf, &bytes);
         ck_assert_uint_eq(bytes, n * (size_t)V * sizeof(float));
         float *got = malloc(n * (size_t)V * sizeof *got);
         ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
@@ -177,7 +153,7 @@ START_TEST(smollm2_logits_and_greedy_equal_llama_cpp)
 {
     ilm_model *m = smollm2();
     if (!m) return;
-    cJSON *fx = read_json(FIX "smollm2/logits.json");
+    cJSON *fx = test_read_json(FIX "smollm2/logits.json");
     const ilm_tokenizer *tok = ilm_model_tokenizer(m);
     ck_assert_ptr_nonnull(tok);
     ilm_session *s = NULL;
@@ -269,7 +245,7 @@ START_TEST(smollm2_perplexity_close_to_llama_cpp)
 {
     ilm_model *m = smollm2();
     if (!m) return;
-    cJSON *fx = read_json(FIX "smollm2/perplexity.json");
+    cJSON *fx = test_read_json(FIX "smollm2/perplexity.json");
     int n_ctx = cJSON_GetObjectItem(fx, "n_ctx")->valueint;
     ilm_session *s = NULL;
     char cfg[64];
@@ -384,7 +360,7 @@ START_TEST(create_save_load_round_trip)
 {
     static const char *configs[] = { FIX "model/gqa_tied/config.json",
                                      FIX "model/gqa_untied_internlm2/config.json" };
-    char *cfg = slurp(configs[_i], NULL);
+    char *cfg = test_slurp(configs[_i], NULL);
     ilm_model *a = NULL, *b = NULL, *c = NULL;
     ck_assert_msg(ilm_model_create(cfg, 42, &a) == ILM_OK, "%s", ilm_last_error());
     ck_assert_int_eq(ilm_model_create(cfg, 42, &b), ILM_OK);

@@ -13,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cJSON *read_json(const char *path)
-{
-    ilm__mmap m;
-    ck_assert_msg(ilm__mmap_open(path, &m) == ILM_OK, "%s: %s", path, ilm_last_error());
-    cJSON *j = cJSON_ParseWithLength((const char *)m.data, m.size);
-    ilm__mmap_close(&m);
-    ck_assert_msg(j != NULL, "%s is not JSON", path);
-    return j;
-}
-
 /* FNV-1a 64 over bytes, as the fixture script computes it. */
 static uint64_t fnv1a(const void *p, size_t n)
 {
@@ -56,7 +46,7 @@ static uint8_t *unhex(const char *s, size_t *n)
 
 START_TEST(half_conversions_match_numpy_and_torch)
 {
-    cJSON *ref = read_json("tests/fixtures/tensor/convert.json");
+    cJSON *ref = test_read_json("tests/fixtures/tensor/convert.json");
     float *all = malloc(65536 * sizeof(float));
     for (uint32_t h = 0; h < 65536; h++) all[h] = ilm__f16_to_f32((uint16_t)h);
     ck_assert_uint_eq(fnv1a(all, 65536 * 4),
@@ -103,7 +93,7 @@ END_TEST
 
 START_TEST(dequantize_matches_gguf_quants)
 {
-    cJSON *ref = read_json("tests/fixtures/tensor/quants.json"), *e;
+    cJSON *ref = test_read_json("tests/fixtures/tensor/quants.json"), *e;
     int n_types = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItem(ref, "blocks")) {
         uint32_t type = (uint32_t)cJSON_GetObjectItem(e, "type")->valueint;
@@ -146,7 +136,7 @@ START_TEST(smollm2_every_tensor_dequantizes_like_gguf_py)
     if (!path) return;
     ilm__gguf *g = NULL;
     ck_assert_msg(ilm__gguf_open(path, &g) == ILM_OK, "%s", ilm_last_error());
-    cJSON *ref = read_json("tests/fixtures/tensor/smollm2_dequant.json"), *e;
+    cJSON *ref = test_read_json("tests/fixtures/tensor/smollm2_dequant.json"), *e;
     const cJSON *ts = cJSON_GetObjectItem(ref, "tensors");
     ck_assert_uint_eq((uint64_t)cJSON_GetArraySize(ts), g->n_tensors);
     float *y = NULL;

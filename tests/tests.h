@@ -38,6 +38,12 @@ const char *test_pydeps_file(const char *rel);
  * ILM_SHARED_DATA), or NULL after printing a skip message. */
 const char *test_shared_file(const char *rel);
 
+/* The whole of a file, malloc'd and NUL-terminated (*len, if given, gets
+ * its size); fails the test when it cannot be read. */
+char *test_slurp(const char *path, size_t *len);
+/* A JSON file parsed (free with cJSON_Delete); fails the test otherwise. */
+struct cJSON *test_read_json(const char *path);
+
 /* Runs `cmd` through sh with stdout and stderr captured (stderr after
  * stdout) into a malloc'd string (*out, may be NULL); returns the exit
  * status, or -1 if it did not exit normally. */
