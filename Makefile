@@ -54,7 +54,8 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
-                     src/formats/*.c src/tokenizer/*.c src/model/*.c src/infer/*.c src/bench/*.c)
+                     src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c \
+                     src/bench/*.c)
 CU_SRC  :=
 ifeq ($(CUDA),1)
 LIB_SRC := $(filter-out src/backend/nocuda.c,$(LIB_SRC))

@@ -1,0 +1,149 @@
+/*
+ * src/corpus/internal.h -- the data stage's internal pieces: the token shard
+ * format (shard.c), SFT chat encoding with loss masks (sft.c) and the
+ * deterministic per-rank batch loader (loader.c).  The public ilm_corpus API
+ * and the CLI are built on these.  docs/formats.md specifies the shard file.
+ *
+ * Internal: nothing here is part of the ABI.
+ */
+#ifndef ILM_CORPUS_INTERNAL_H
+#define ILM_CORPUS_INTERNAL_H
+
+#include "core/internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- token shards (shard.c) -------------------------------------------- */
+
+#define ILM__SHARD_MAGIC       "ILMSHARD"  /* 8 bytes, no NUL */
+#define ILM__SHARD_VERSION     1u
+#define ILM__SHARD_HEADER_SIZE 64u
+#define ILM__SHARD_HAS_MASK    0x1u        /* header flags bit 0 */
+
+/* A shard being written.  Documents are buffered in memory and the file is
+ * written atomically (temp file, fsync, rename) by ilm__shard_writer_close,
+ * so a reader never sees a partial shard: callers bound a shard's size by
+ * starting a new one every few hundred MB. */
+typedef struct ilm__shard_writer ilm__shard_writer;
+
+/* Starts a shard for token ids in [0, vocab_size); with_mask adds the loss
+ * mask stream (then every document needs a mask).  The token width follows
+ * from vocab_size: u16 when it is at most 65536, else u32. */
+ilm_status ilm__shard_writer_create(const char *path, int32_t vocab_size,
+                                    bool with_mask, ilm__shard_writer **out);
+/* Appends one document: ids [n] and, for a shard with a mask stream, mask
+ * [n] (1 = the token is a training target, 0 = ignored; NULL = all ones);
+ * without a mask stream `mask` must be NULL.  An id outside the vocabulary
+ * or a mask byte other than 0/1 is ILM_ERR_RANGE and nothing is appended. */
+ilm_status ilm__shard_writer_add(ilm__shard_writer *w, const int32_t *ids,
+                                 const uint8_t *mask, size_t n);
+/* Writes the file and frees the writer (also on failure). */
+ilm_status ilm__shard_writer_close(ilm__shard_writer *w);
+/* Frees the writer without writing anything; NULL is accepted. */
+void ilm__shard_writer_free(ilm__shard_writer *w);
+
+/* An open, validated shard: a read-only mmap of the file. */
+typedef struct ilm__shard {
+    ilm__mmap      map;
+    char          *path;
+    uint32_t       width;      /* bytes per token: 2 or 4 */
+    int32_t        vocab_size;
+    bool           has_mask;
+    uint64_t       n_tokens;
+    uint64_t       n_docs;
+    const uint8_t *offsets;    /* u64 LE [n_docs + 1] */
+    const uint8_t *tokens;     /* u16 or u32 LE [n_tokens] */
+    const uint8_t *mask;       /* u8 [n_tokens] or NULL */
+} ilm__shard;
+
+/* Opens and validates a shard: magic, version, width against vocab size,
+ * section sizes against the file size, offsets starting at 0, never
+ * decreasing and ending at the token count.  With `verify` it also checks
+ * the CRC-32 of the payload, that every id is inside the vocabulary and that
+ * mask bytes are 0 or 1 (one pass over the file).  Anything wrong is
+ * ILM_ERR_FORMAT naming the file; free with ilm__shard_close. */
+ilm_status ilm__shard_open(const char *path, bool verify, ilm__shard **out);
+void       ilm__shard_close(ilm__shard *s);
+
+/* Document i's first token index and length (i < n_docs). */
+void    ilm__shard_doc(const ilm__shard *s, uint64_t i, uint64_t *start,
+                       uint64_t *len);
+/* Token at index pos (< n_tokens). */
+int32_t ilm__shard_token(const ilm__shard *s, uint64_t pos);
+/* Mask at index pos: 1 (target) when the shard has no mask stream. */
+uint8_t ilm__shard_mask(const ilm__shard *s, uint64_t pos);
+
+/* ---- SFT chat encoding (sft.c) ------------------------------------------ */
+
+/* Counters a caller adds up over a data set. */
+typedef struct ilm__sft_stats {
+    uint64_t samples;          /* encoded and kept */
+    uint64_t truncated;        /* kept, but trailing messages were dropped */
+    uint64_t dropped_messages; /* messages removed by truncation */
+    uint64_t dropped_samples;  /* nothing trainable left: not emitted */
+} ilm__sft_stats;
+
+/* Encodes one chat record (OpenAI {"messages"}, XTuner {"conversation"} or
+ * Alpaca {"instruction","input","output"}) with the InternLM2 template:
+ * BOS, then per message "<|im_start|>{role}\n{content}<|im_end|>\n".
+ * Markers are tokenized with ILM_TOKENIZE_SPECIAL, contents without it.
+ * mask[i] = 1 marks token i as a training target: the content and the
+ * closing <|im_end|> of assistant messages (or of any message whose "loss"
+ * is true); the "\n" after <|im_end|> and all else are 0, as XTuner does.
+ * max_length > 0 truncates by whole trailing messages (see docs/formats.md).
+ * On ILM_OK with *kept true, *ids / *mask (ilm__free both) hold *n tokens;
+ * with *kept false the sample was dropped and counted in stats.  A record
+ * of no known shape, or a message missing its fields, is ILM_ERR_FORMAT. */
+ilm_status ilm__sft_encode(const ilm_tokenizer *tok, const cJSON *record,
+                           size_t max_length, int32_t **ids, uint8_t **mask,
+                           size_t *n, bool *kept, ilm__sft_stats *stats);
+
+/* ---- per-rank loader (loader.c) ----------------------------------------- */
+
+typedef struct ilm__loader_config {
+    int      batch;  /* B rows */
+    int      seqlen; /* T tokens per row */
+    uint64_t seed;
+    int      rank;   /* r in [0, world) */
+    int      world;  /* N ranks */
+} ilm__loader_config;
+
+/* One batch; all arrays are owned by the loader and overwritten by the next
+ * call.  Row b holds n_seqs[b] sequences; sequence j of row b spans
+ * [cu_seqlens[b*(T+1)+j], cu_seqlens[b*(T+1)+j+1]) with positions counting
+ * from 0 inside it; the row is always full (no padding). */
+typedef struct ilm__batch {
+    int32_t *tokens;     /* [B, T] */
+    int32_t *labels;     /* [B, T] next token, or -100 (ILM__IGNORE) */
+    int32_t *positions;  /* [B, T] */
+    int32_t *cu_seqlens; /* [B, T+1], n_seqs[b] + 1 entries used per row */
+    int32_t *n_seqs;     /* [B] */
+} ilm__batch;
+
+#define ILM__IGNORE (-100)
+
+typedef struct ilm__loader ilm__loader;
+
+/* A loader over `shards` (borrowed: they must outlive it) in the order
+ * given.  ILM_ERR_CONFIG for a bad B, T, rank or world; ILM_ERR_RANGE when
+ * there are no documents or no tokens, or 2^32 or more documents. */
+ilm_status ilm__loader_create(ilm__shard *const *shards, size_t n_shards,
+                              const ilm__loader_config *cfg, ilm__loader **out);
+void       ilm__loader_free(ilm__loader *l);
+/* Fills the next batch (*out points into the loader).  The stream never
+ * ends: after the rank's last document of epoch e it goes on with epoch
+ * e + 1 in that epoch's order. */
+ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out);
+/* The position as JSON text (ilm_free): {"version", "epoch", "doc",
+ * "offset", and the seed, rank, world and document count it belongs to}. */
+ilm_status ilm__loader_state(const ilm__loader *l, char **json);
+/* Restores a position saved by ilm__loader_state; the next batches are the
+ * ones that followed when it was saved.  ILM_ERR_CONFIG when the JSON is
+ * malformed or was saved by a loader over other data, seed or ranks. */
+ilm_status ilm__loader_restore(ilm__loader *l, const char *json);
+/* The current epoch (for logs and tests). */
+uint64_t   ilm__loader_epoch(const ilm__loader *l);
+
+#endif /* ILM_CORPUS_INTERNAL_H */
