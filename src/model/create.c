@@ -62,27 +62,20 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
     const float std = 0.02f; /* transformers' initializer_range default */
     if (st == ILM_OK && !(m->layers = ilm__calloc((size_t)a->n_layers, sizeof *m->layers)))
         st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
-    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
-                  KVD = a->n_kv_heads * a->head_dim;
+    const int64_t C = a->hidden_size;
     if (st == ILM_OK) st = init_weight(m, &m->tok_embd, a->vocab_size, C, seed, &stream, std);
     if (st == ILM_OK) st = init_norm(m, &m->out_norm, C);
     if (st == ILM_OK && a->tie_embeddings) m->output = m->tok_embd;
     else if (st == ILM_OK) st = init_weight(m, &m->output, a->vocab_size, C, seed, &stream, std);
     for (int64_t l = 0; st == ILM_OK && l < a->n_layers; l++) {
-        ilm__layer *y = &m->layers[l];
-        st = init_norm(m, &y->attn_norm, C);
-        if (st == ILM_OK) st = init_norm(m, &y->ffn_norm, C);
-        if (st == ILM_OK && a->kind == ILM__ARCH_INTERNLM2) {
-            st = init_weight(m, &y->wqkv, HD + 2 * KVD, C, seed, &stream, std);
-        } else if (st == ILM_OK) {
-            st = init_weight(m, &y->wq, HD, C, seed, &stream, std);
-            if (st == ILM_OK) st = init_weight(m, &y->wk, KVD, C, seed, &stream, std);
-            if (st == ILM_OK) st = init_weight(m, &y->wv, KVD, C, seed, &stream, std);
+        uint8_t *y = (uint8_t *)&m->layers[l];
+        for (size_t i = 0; st == ILM_OK && i < ilm__n_layer_tensors; i++) {
+            const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+            if (!ilm__layer_name(a, lt)) continue;
+            st = lt->norm ? init_norm(m, (const float **)(y + lt->field), C)
+                          : init_weight(m, (ilm__weight *)(y + lt->field), ilm__layer_size(a, lt->rows),
+                                        ilm__layer_size(a, lt->cols), seed, &stream, std);
         }
-        if (st == ILM_OK) st = init_weight(m, &y->wo, C, HD, seed, &stream, std);
-        if (st == ILM_OK) st = init_weight(m, &y->w_gate, F, C, seed, &stream, std);
-        if (st == ILM_OK) st = init_weight(m, &y->w_up, F, C, seed, &stream, std);
-        if (st == ILM_OK) st = init_weight(m, &y->w_down, C, F, seed, &stream, std);
     }
     if (st == ILM_OK) m->chat_template = ilm__strdup(a->kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "chatml");
     if (st == ILM_OK && !m->chat_template) st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
@@ -146,31 +139,18 @@ static ilm_status collect(const ilm_model *m, saver *s)
 {
     const ilm__arch *a = &m->arch;
     const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
-    char n[96];
     ILM_FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd));
     for (int64_t l = 0; l < a->n_layers; l++) {
-        const ilm__layer *y = &m->layers[l];
-#define N(fmt) (snprintf(n, sizeof n, fmt, (long long)l), n)
-        if (i2) {
-            ILM_FORWARD(add_norm(s, N("model.layers.%lld.attention_norm.weight"), y->attn_norm, a->hidden_size));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.attention.wqkv.weight"), &y->wqkv));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.attention.wo.weight"), &y->wo));
-            ILM_FORWARD(add_norm(s, N("model.layers.%lld.ffn_norm.weight"), y->ffn_norm, a->hidden_size));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w1.weight"), &y->w_gate));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w3.weight"), &y->w_up));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.feed_forward.w2.weight"), &y->w_down));
-        } else {
-            ILM_FORWARD(add_norm(s, N("model.layers.%lld.input_layernorm.weight"), y->attn_norm, a->hidden_size));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.q_proj.weight"), &y->wq));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.k_proj.weight"), &y->wk));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.v_proj.weight"), &y->wv));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.self_attn.o_proj.weight"), &y->wo));
-            ILM_FORWARD(add_norm(s, N("model.layers.%lld.post_attention_layernorm.weight"), y->ffn_norm, a->hidden_size));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.gate_proj.weight"), &y->w_gate));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.up_proj.weight"), &y->w_up));
-            ILM_FORWARD(add_w(s, N("model.layers.%lld.mlp.down_proj.weight"), &y->w_down));
+        const uint8_t *y = (const uint8_t *)&m->layers[l];
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+            const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+            const char *fmt = ilm__layer_name(a, lt);
+            char n[96];
+            if (!fmt) continue;
+            snprintf(n, sizeof n, fmt, (long long)l);
+            ILM_FORWARD(lt->norm ? add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size)
+                                 : add_w(s, n, (const ilm__weight *)(y + lt->field)));
         }
-#undef N
     }
     ILM_FORWARD(add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size));
     if (!a->tie_embeddings) ILM_FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output));
@@ -186,7 +166,7 @@ ilm_status ilm_model_save(const ilm_model *m, const char *dir)
      * HF layout would need them permuted back, which is not done yet. */
     ILM_RETURN_IF(m->arch.rope_interleaved, ILM_ERR_UNSUPPORTED,
                   "model: saving a GGUF model as safetensors (Q/K row order) is not supported");
-    size_t cap = (size_t)m->arch.n_layers * 9 + 4;
+    size_t cap = (size_t)m->arch.n_layers * ilm__n_layer_tensors + 4;
     saver s = { 0 };
     s.t = ilm__calloc(cap, sizeof *s.t);
     s.shapes = ilm__calloc(cap * 2, sizeof *s.shapes);

@@ -59,6 +59,26 @@ struct ilm_model {
     char                    *chat_template; /* "internlm2", "chatml", "llama2", "llama3" */
 };
 
+/* The per-layer tensors and their names in each file layout (model.c).
+ * Shapes use the architecture's sizes: C hidden, F intermediate, Q = H*D,
+ * K = KV*D, X = (H+2KV)*D (InternLM2's fused wqkv); a norm is a vector of
+ * C.  A NULL name: the tensor is not part of that layout. */
+typedef struct ilm__layer_tensor {
+    size_t      field;   /* offsetof in ilm__layer */
+    bool        norm;    /* a const float * [C], else an ilm__weight */
+    char        rows, cols;
+    const char *llama, *internlm2, *gguf; /* printf formats of the layer index */
+} ilm__layer_tensor;
+
+extern const ilm__layer_tensor ilm__layer_tensors[];
+extern const size_t            ilm__n_layer_tensors;
+int64_t ilm__layer_size(const ilm__arch *a, char which);
+/* The Hugging Face name format of a tensor for this architecture. */
+static inline const char *ilm__layer_name(const ilm__arch *a, const ilm__layer_tensor *lt)
+{
+    return a->kind == ILM__ARCH_INTERNLM2 ? lt->internlm2 : lt->llama;
+}
+
 /* RoPE: fills cos/sin [T, D/2] for positions pos[0..T).  `n_ctx` is the
  * sequence length the caller will have after this step (dynamic NTK grows
  * the base past max_position). */

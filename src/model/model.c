@@ -13,6 +13,7 @@
 #include "formats/safetensors.h"
 #include "tensor/tensor.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -100,55 +101,56 @@ static ilm_status vector(ilm_model *m, const char *path, const char *name, int64
 
 /* ---- tensor names ------------------------------------------------------ */
 
-static ilm_status load_layer_hf(ilm_model *m, const char *path, int64_t l)
+#define LT(f, n, r, c, a, b, g) { offsetof(ilm__layer, f), n, r, c, a, b, g }
+const ilm__layer_tensor ilm__layer_tensors[] = {
+    LT(attn_norm, true, 0, 0, "model.layers.%lld.input_layernorm.weight",
+       "model.layers.%lld.attention_norm.weight", "blk.%lld.attn_norm.weight"),
+    LT(ffn_norm, true, 0, 0, "model.layers.%lld.post_attention_layernorm.weight",
+       "model.layers.%lld.ffn_norm.weight", "blk.%lld.ffn_norm.weight"),
+    LT(wq, false, 'Q', 'C', "model.layers.%lld.self_attn.q_proj.weight", NULL, "blk.%lld.attn_q.weight"),
+    LT(wk, false, 'K', 'C', "model.layers.%lld.self_attn.k_proj.weight", NULL, "blk.%lld.attn_k.weight"),
+    LT(wv, false, 'K', 'C', "model.layers.%lld.self_attn.v_proj.weight", NULL, "blk.%lld.attn_v.weight"),
+    LT(wqkv, false, 'X', 'C', NULL, "model.layers.%lld.attention.wqkv.weight", NULL),
+    LT(wo, false, 'C', 'Q', "model.layers.%lld.self_attn.o_proj.weight",
+       "model.layers.%lld.attention.wo.weight", "blk.%lld.attn_output.weight"),
+    LT(w_gate, false, 'F', 'C', "model.layers.%lld.mlp.gate_proj.weight",
+       "model.layers.%lld.feed_forward.w1.weight", "blk.%lld.ffn_gate.weight"),
+    LT(w_up, false, 'F', 'C', "model.layers.%lld.mlp.up_proj.weight",
+       "model.layers.%lld.feed_forward.w3.weight", "blk.%lld.ffn_up.weight"),
+    LT(w_down, false, 'C', 'F', "model.layers.%lld.mlp.down_proj.weight",
+       "model.layers.%lld.feed_forward.w2.weight", "blk.%lld.ffn_down.weight"),
+};
+#undef LT
+const size_t ilm__n_layer_tensors = sizeof ilm__layer_tensors / sizeof *ilm__layer_tensors;
+
+int64_t ilm__layer_size(const ilm__arch *a, char which)
 {
-    const ilm__arch *a = &m->arch;
-    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
-                  KVD = a->n_kv_heads * a->head_dim;
-    ilm__layer *y = &m->layers[l];
-    char n[160];
-#define NAME(fmt) (snprintf(n, sizeof n, fmt, (long long)l), n)
-    if (a->kind == ILM__ARCH_INTERNLM2) {
-        ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.attention_norm.weight"), C, &y->attn_norm));
-        ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.ffn_norm.weight"), C, &y->ffn_norm));
-        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.attention.wqkv.weight"), HD + 2 * KVD, C,
-                           &y->wqkv));
-        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.attention.wo.weight"), C, HD, &y->wo));
-        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w1.weight"), F, C, &y->w_gate));
-        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w3.weight"), F, C, &y->w_up));
-        ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.feed_forward.w2.weight"), C, F, &y->w_down));
-        return ILM_OK;
+    int64_t Q = (int64_t)a->n_heads * a->head_dim, K = (int64_t)a->n_kv_heads * a->head_dim;
+    switch (which) {
+    case 'C': return a->hidden_size;
+    case 'F': return a->intermediate_size;
+    case 'Q': return Q;
+    case 'K': return K;
+    default: return Q + 2 * K; /* 'X' */
     }
-    ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.input_layernorm.weight"), C, &y->attn_norm));
-    ILM_FORWARD(vector(m, path, NAME("model.layers.%lld.post_attention_layernorm.weight"), C,
-                       &y->ffn_norm));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.q_proj.weight"), HD, C, &y->wq));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.k_proj.weight"), KVD, C, &y->wk));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.v_proj.weight"), KVD, C, &y->wv));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.self_attn.o_proj.weight"), C, HD, &y->wo));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.gate_proj.weight"), F, C, &y->w_gate));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.up_proj.weight"), F, C, &y->w_up));
-    ILM_FORWARD(matrix(m, path, NAME("model.layers.%lld.mlp.down_proj.weight"), C, F, &y->w_down));
-    return ILM_OK;
 }
 
-static ilm_status load_layer_gguf(ilm_model *m, const char *path, int64_t l)
+static ilm_status load_layer(ilm_model *m, const char *path, int64_t l)
 {
     const ilm__arch *a = &m->arch;
-    const int64_t C = a->hidden_size, F = a->intermediate_size, HD = a->n_heads * a->head_dim,
-                  KVD = a->n_kv_heads * a->head_dim;
-    ilm__layer *y = &m->layers[l];
-    char n[160];
-    ILM_FORWARD(vector(m, path, NAME("blk.%lld.attn_norm.weight"), C, &y->attn_norm));
-    ILM_FORWARD(vector(m, path, NAME("blk.%lld.ffn_norm.weight"), C, &y->ffn_norm));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_q.weight"), HD, C, &y->wq));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_k.weight"), KVD, C, &y->wk));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_v.weight"), KVD, C, &y->wv));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.attn_output.weight"), C, HD, &y->wo));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_gate.weight"), F, C, &y->w_gate));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_up.weight"), F, C, &y->w_up));
-    ILM_FORWARD(matrix(m, path, NAME("blk.%lld.ffn_down.weight"), C, F, &y->w_down));
-#undef NAME
+    uint8_t *y = (uint8_t *)&m->layers[l];
+    for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+        const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+        const char *fmt = m->gguf ? lt->gguf : ilm__layer_name(a, lt);
+        if (!fmt) continue; /* not part of this layout */
+        char name[160];
+        snprintf(name, sizeof name, fmt, (long long)l);
+        if (lt->norm)
+            ILM_FORWARD(vector(m, path, name, a->hidden_size, (const float **)(y + lt->field)));
+        else
+            ILM_FORWARD(matrix(m, path, name, ilm__layer_size(a, lt->rows),
+                               ilm__layer_size(a, lt->cols), (ilm__weight *)(y + lt->field)));
+    }
     return ILM_OK;
 }
 
@@ -170,7 +172,7 @@ static ilm_status load_weights(ilm_model *m, const char *path)
                            V, C, &m->output));
     }
     for (int64_t l = 0; l < a->n_layers; l++)
-        ILM_FORWARD(gguf ? load_layer_gguf(m, path, l) : load_layer_hf(m, path, l));
+        ILM_FORWARD(load_layer(m, path, l));
     return ILM_OK;
 }
 
