@@ -146,4 +146,225 @@ ilm_status ilm__loader_restore(ilm__loader *l, const char *json);
 /* The current epoch (for logs and tests). */
 uint64_t   ilm__loader_epoch(const ilm__loader *l);
 
+/* ==== ingest, clean, quality filters (ingest.c, clean.c, filter.c) ======= */
+
+/* -- ingest (ingest.c) --
+ *
+ * Inputs are files and directories.  A directory is walked recursively in
+ * byte-wise sorted name order (strcmp), so a run is deterministic; inside a
+ * walk only *.txt, *.jsonl and *.jsonl.gz are read (others are counted as
+ * skipped), hidden entries (".name") are ignored and symbolic links to
+ * directories are not followed (no cycles).  A file named explicitly is read
+ * whatever its name: *.jsonl / *.jsonl.gz as JSONL, anything else as text
+ * (fortune files have no extension).  Lines end at "\n"; a "\r" before it
+ * is removed.  No line buffer has a fixed size: plain files are mmap'd and
+ * gzip files are read into a buffer that grows to the longest line, up to
+ * max_line_bytes; a longer line is skipped and counted as malformed.
+ *
+ * Text files become documents by `split`:
+ *   "paragraph" (default): runs of non-blank lines; a blank or
+ *       whitespace-only line ends a document, and so does a line that is
+ *       exactly "%" when percent_breaks is set (default), because the
+ *       fortune(6) format -- our real test data -- separates entries so;
+ *   "line": every non-blank line is a document;
+ *   "file": the whole file is one document (an empty file gives none).
+ * A document's lines are joined with "\n", without a final newline.
+ *
+ * A JSONL line (blank lines are ignored) must be one JSON object.  With
+ * jsonl "auto" (default) an object with "messages" (OpenAI),
+ * "conversation" (XTuner) or "instruction" (Alpaca) is a chat record and
+ * any other object a text record whose text is the string field
+ * `text_field` (default "text"); "text" and "chat" force one kind.  Chat
+ * records are checked for their shape (arrays of objects with string
+ * fields, as ilm__sft_encode needs them) and passed on as cJSON.  Bad JSON,
+ * trailing bytes, a missing field or a field of the wrong type skip the
+ * line and count it, with "file:line: reason" kept for the first
+ * ILM__INGEST_EXAMPLES of them.  A file that cannot be read, or a gzip
+ * file that ends early or is corrupt, is counted in bad_files (with an
+ * example); the records read before the damage are kept. */
+
+#define ILM__INGEST_EXAMPLES 20
+
+typedef enum ilm__split {
+    ILM__SPLIT_PARAGRAPH = 0,
+    ILM__SPLIT_LINE,
+    ILM__SPLIT_FILE
+} ilm__split;
+
+typedef enum ilm__jsonl_kind {
+    ILM__JSONL_AUTO = 0,
+    ILM__JSONL_TEXT,
+    ILM__JSONL_CHAT
+} ilm__jsonl_kind;
+
+typedef struct ilm__ingest_opts {
+    ilm__split      split;          /* "split": "paragraph" | "line" | "file" */
+    bool            percent_breaks; /* "percent_breaks": true */
+    ilm__jsonl_kind jsonl;          /* "jsonl": "auto" | "text" | "chat" */
+    char            text_field[64]; /* "text_field": "text" */
+    size_t          max_line_bytes; /* "max_line_bytes": 1 GiB */
+} ilm__ingest_opts;
+
+/* The defaults above. */
+void ilm__ingest_opts_default(ilm__ingest_opts *o);
+/* Fills *o from the defaults and the JSON object `obj` (NULL = defaults),
+ * strictly: an unknown key or a bad value is ILM_ERR_CONFIG naming the key
+ * path (`path` is obj's own path, e.g. "ingest"). */
+ilm_status ilm__ingest_opts_parse(const cJSON *obj, const char *path,
+                                  ilm__ingest_opts *o);
+
+typedef enum ilm__record_kind {
+    ILM__RECORD_TEXT = 0,
+    ILM__RECORD_CHAT
+} ilm__record_kind;
+
+/* One record; everything it points to is owned by the ingest handle and
+ * valid until the next ilm__ingest_next or ilm__ingest_free. */
+typedef struct ilm__record {
+    ilm__record_kind kind;
+    const char      *text;  /* TEXT: the document, not NUL-terminated ... */
+    size_t           len;   /* ... of len bytes (may hold any bytes) */
+    const cJSON     *chat;  /* CHAT: the record object */
+    const char      *file;  /* the file it came from */
+    uint64_t         line;  /* its first line, from 1 */
+} ilm__record;
+
+typedef struct ilm__ingest ilm__ingest;
+
+/* Collects the files under `paths` [n] (walking directories now, so the
+ * order is fixed before reading starts).  A path that does not exist is
+ * ILM_ERR_IO; `opts` NULL means the defaults.  Free with ilm__ingest_free. */
+ilm_status ilm__ingest_open(const char *const *paths, size_t n,
+                            const ilm__ingest_opts *opts, ilm__ingest **out);
+/* The next record into *rec, or *done = true at the end.  Malformed input
+ * never fails the call (it is counted); only ILM_ERR_NOMEM does. */
+ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done);
+/* Adds the counters to the JSON object `obj`: "files", "bad_files",
+ * "skipped_files", "records", "text_records", "chat_records", "bytes"
+ * (uncompressed bytes read), "malformed" and "examples" (array of
+ * "file:line: reason" strings, bad files included). */
+ilm_status ilm__ingest_report(const ilm__ingest *in, cJSON *obj);
+/* Counters for tests and progress bars. */
+uint64_t ilm__ingest_malformed(const ilm__ingest *in);
+uint64_t ilm__ingest_bad_files(const ilm__ingest *in);
+void     ilm__ingest_free(ilm__ingest *in);
+
+/* -- cleaning (clean.c) --
+ *
+ * ilm__clean rewrites one text document, in this order:
+ *  1. UTF-8: each maximal run of bytes that is not valid UTF-8 becomes one
+ *     U+FFFD, or (invalid = "drop") the document is dropped ("invalid_utf8").
+ *  2. Control characters: C0 and C1 controls and DEL are removed except
+ *     "\n" and "\t"; an ANSI escape sequence (ESC '[' ... final byte) is
+ *     removed whole, since fortunes-zh colours its titles with them; a
+ *     backspace erases the character before it on the line (the nroff
+ *     overstrike "_\bX" of old text files becomes "X").
+ *  3. Unicode normalization with utf8proc: "NFC" (default), "NFKC" or
+ *     "none".  NFC is the default because NFKC rewrites the full-width
+ *     punctuation of Chinese text to ASCII ("，" to ","), which is a choice
+ *     for the data owner, not a repair.
+ *  4. Lines: runs of two or more spaces/tabs become one space, a single tab
+ *     stays; trailing spaces/tabs are cut; lines containing any of
+ *     drop_substrings, or non-blank lines shorter than min_line_chars code
+ *     points, are removed; blank lines at the start and end are removed and
+ *     inner runs of blank lines become one (paragraph breaks survive).
+ *  5. Nothing left: dropped ("empty"). */
+
+typedef enum ilm__norm {
+    ILM__NORM_NFC = 0,
+    ILM__NORM_NFKC,
+    ILM__NORM_NONE
+} ilm__norm;
+
+typedef struct ilm__clean_opts {
+    bool      drop_invalid;      /* "invalid": "replace" (false) | "drop" */
+    ilm__norm norm;              /* "normalize": "NFC" | "NFKC" | "none" */
+    size_t    min_line_chars;    /* "min_line_chars": 0 */
+    char    **drop_substrings;   /* "drop_lines_containing": [] (owned) */
+    size_t    n_drop_substrings;
+} ilm__clean_opts;
+
+void       ilm__clean_opts_default(ilm__clean_opts *o);
+/* Strict, as ilm__ingest_opts_parse; free with ilm__clean_opts_free. */
+ilm_status ilm__clean_opts_parse(const cJSON *obj, const char *path,
+                                 ilm__clean_opts *o);
+void       ilm__clean_opts_free(ilm__clean_opts *o);
+
+/* Cleans text [len] into `out` (reset first; NUL-terminated).  *dropped is
+ * NULL when the document is kept, else the reason ("invalid_utf8",
+ * "empty").  Fails only with ILM_ERR_NOMEM. */
+ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
+                      ilm__buf *out, const char **dropped);
+
+/* -- quality filters (filter.c) --
+ *
+ * The Gopher rules (Rae et al. 2021, "Scaling Language Models: Methods,
+ * Analysis & Insights from Training Gopher", appendix A.1.1 and table A1)
+ * with their published thresholds as defaults, plus a character length
+ * bound and a CJK/Latin script filter.  Text must be valid UTF-8 (run
+ * ilm__clean first).
+ *
+ * Words: a word is a maximal run of non-whitespace characters, except that
+ * every CJK character (Han, kana, Hangul) is a word by itself, because
+ * Chinese and Japanese are written without spaces; punctuation that
+ * follows a CJK character belongs to its word.  The mean word length is
+ * taken over non-CJK words only, and only when they are at least half of
+ * the words (one-character CJK words would fail any Latin bound, and the
+ * few non-CJK words of Chinese text are stray brackets and numbers).  Lines and
+ * paragraphs (split on blank lines) that are blank are not counted.
+ *
+ * Filters, each named by the counter it increments (defaults, source):
+ *   min_words, max_words          50, 100000 words (Gopher)
+ *   min_chars, max_chars          0, 0 = no bound (code points)
+ *   mean_word_length              in [3, 10] characters (Gopher)
+ *   symbol_ratio                  ('#' + "..." + "…") / words > 0.1 (Gopher)
+ *   bullet_lines                  > 0.9 of lines start with a bullet (Gopher)
+ *   ellipsis_lines                > 0.3 of lines end in "..." or "…" (Gopher)
+ *   alpha_words                   < 0.8 of words hold a letter (Gopher's
+ *                                 "alphabetic character" rule; Unicode
+ *                                 letters, so CJK counts)
+ *   dup_lines, dup_line_chars     > 0.30 of lines / > 0.20 of their chars
+ *                                 are repeats of an earlier line (Gopher)
+ *   dup_paragraphs, dup_paragraph_chars  > 0.30 / > 0.20 (Gopher)
+ *   top_2gram, top_3gram, top_4gram      the most frequent word n-gram
+ *                                 covers > 0.20 / 0.18 / 0.16 of the word
+ *                                 characters (Gopher)
+ *   dup_5gram ... dup_10gram      word characters inside repeated n-grams
+ *                                 (occurrences after the first) > 0.15,
+ *                                 0.14, 0.13, 0.12, 0.11, 0.10 (Gopher)
+ *   script                        CJK / (CJK + Latin letters) outside
+ *                                 [min_cjk, max_cjk] (0, 1: off)
+ * Checked in the order listed; the first that fires names the drop. */
+
+#define ILM__FILTER_COUNT 23
+
+/* The filter names above, in check order, for per-filter counters. */
+extern const char *const ilm__filter_names[ILM__FILTER_COUNT];
+
+typedef struct ilm__filter_opts {
+    double min_words, max_words;            /* "min_words", "max_words" */
+    double min_chars, max_chars;            /* "min_chars", "max_chars" (0: none) */
+    double min_mean_word, max_mean_word;    /* "mean_word_length": [3, 10] */
+    double max_symbol_ratio;                /* "max_symbol_ratio" */
+    double max_bullet_lines;                /* "max_bullet_lines" */
+    double max_ellipsis_lines;              /* "max_ellipsis_lines" */
+    double min_alpha_words;                 /* "min_alpha_words" */
+    double max_dup_lines, max_dup_line_chars;           /* "max_dup_lines", ... */
+    double max_dup_paragraphs, max_dup_paragraph_chars;
+    double max_top_ngram[3];                /* "max_top_ngram": n = 2, 3, 4 */
+    double max_dup_ngram[6];                /* "max_dup_ngram": n = 5 .. 10 */
+    double min_cjk, max_cjk;                /* "cjk_share": [min, max] */
+} ilm__filter_opts;
+
+void       ilm__filter_opts_default(ilm__filter_opts *o);
+/* Strict, as ilm__ingest_opts_parse. */
+ilm_status ilm__filter_opts_parse(const cJSON *obj, const char *path,
+                                  ilm__filter_opts *o);
+/* NULL to keep the text, else the name of the first filter that fires (a
+ * string from ilm__filter_names).  Memory for the n-gram tables is
+ * allocated per call; if that fails the text is reported as "nomem" and
+ * ilm_last_error says why. */
+const char *ilm__filter_check(const ilm__filter_opts *o, const char *text,
+                              size_t len);
+
 #endif /* ILM_CORPUS_INTERNAL_H */
