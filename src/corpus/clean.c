@@ -198,8 +198,11 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n,
                                           &norm, (utf8proc_option_t)flags);
         if (r < 0) {
-            /* The input is valid UTF-8 by now, so only memory can fail. */
-            st = ilm__error(ILM_ERR_NOMEM, "clean: utf8proc: %s", utf8proc_errmsg(r));
+            /* The input is valid UTF-8 by now: only memory, or a size past
+             * what utf8proc can index, can fail. */
+            st = ilm__error(r == UTF8PROC_ERROR_NOMEM ? ILM_ERR_NOMEM : ILM_ERR_RANGE,
+                            "clean: utf8proc on a %zu-byte document: %s", n,
+                            utf8proc_errmsg(r));
             goto done;
         }
         s = (const char *)norm;

@@ -237,10 +237,12 @@ static bool dup_units(const char *s, size_t n, bool para, double *frac, double *
             const char *nl = memchr(s + i, '\n', n - i);
             e = nl ? (size_t)(nl - s) : n;
         }
-        size_t len = e - i;
-        while (len && (s[i + len - 1] == '\n')) len--;
+        size_t b = i, len;
+        while (b < e && s[b] == '\n') b++; /* a third newline of a run */
+        len = e - b;
+        while (len && s[b + len - 1] == '\n') len--;
         if (len) {
-            uint64_t h = ilm__hash_bytes(s + i, len);
+            uint64_t h = ilm__hash_bytes(s + b, len);
             units++;
             chars += len;
             if (ilm__u64map_get(&seen, h) >= 0) {

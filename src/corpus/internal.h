@@ -290,9 +290,10 @@ ilm_status ilm__clean_opts_parse(const cJSON *obj, const char *path,
                                  ilm__clean_opts *o);
 void       ilm__clean_opts_free(ilm__clean_opts *o);
 
-/* Cleans text [len] into `out` (reset first; NUL-terminated).  *dropped is
- * NULL when the document is kept, else the reason ("invalid_utf8",
- * "empty").  Fails only with ILM_ERR_NOMEM. */
+/* Cleans text [len] into `out` (reset first; NUL-terminated when kept).
+ * *dropped is NULL when the document is kept, else the reason
+ * ("invalid_utf8", "empty").  Fails only with ILM_ERR_NOMEM, or
+ * ILM_ERR_RANGE for a document too large for utf8proc. */
 ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
                       ilm__buf *out, const char **dropped);
 
@@ -314,8 +315,8 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
  * paragraphs (split on blank lines) that are blank are not counted.
  *
  * Filters, each named by the counter it increments (defaults, source):
- *   min_words, max_words          50, 100000 words (Gopher)
  *   min_chars, max_chars          0, 0 = no bound (code points)
+ *   min_words, max_words          50, 100000 words (Gopher)
  *   mean_word_length              in [3, 10] characters (Gopher)
  *   symbol_ratio                  ('#' + "..." + "…") / words > 0.1 (Gopher)
  *   bullet_lines                  > 0.9 of lines start with a bullet (Gopher)
