@@ -405,6 +405,31 @@ START_TEST(linear_same_bits_with_1_and_2_threads)
 }
 END_TEST
 
+START_TEST(linear_prompt_rows_equal_single_rows)
+{
+    /* For quantized weights a prompt (M rows at once: the four-row
+     * kernels) gives each row the same bits as running that row alone (the
+     * decode path).  f32/f16/bf16 prompts go through the BLAS, whose sums
+     * are ordered differently. */
+    uint32_t type = lin_types[_i];
+    if (type == ILM__GGML_F32 || type == ILM__GGML_F16 || type == ILM__GGML_BF16) return;
+    lin_case c;
+    lin_setup(&c, type, 37, 512, 9, 7);
+    size_t n = (size_t)(c.M * c.N);
+    float *all = malloc(n * sizeof(float)), *one = malloc((size_t)c.N * sizeof(float));
+    ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x, c.M, all), ILM_OK);
+    for (int64_t m = 0; m < c.M; m++) {
+        ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x + m * c.K, 1, one), ILM_OK);
+        ck_assert_msg(memcmp(one, all + m * c.N, (size_t)c.N * sizeof(float)) == 0,
+                      "%s: row %lld of a prompt differs from the same row alone",
+                      ilm__ggml_type_name(type), (long long)m);
+    }
+    free(all);
+    free(one);
+    lin_free(&c);
+}
+END_TEST
+
 START_TEST(linear_bad_arguments)
 {
     float x[512] = { 0 }, y[64];
@@ -442,6 +467,7 @@ Suite *suite_tensor(void)
     tcase_set_timeout(l, 120);
     int nt = (int)(sizeof lin_types / sizeof lin_types[0]);
     tcase_add_loop_test(l, linear_within_bound_on_every_path, 0, nt);
+    tcase_add_loop_test(l, linear_prompt_rows_equal_single_rows, 0, nt);
     tcase_add_loop_test(l, linear_same_bits_with_1_and_2_threads, 0, nt);
     tcase_add_test(l, linear_bad_arguments);
     suite_add_tcase(s, l);

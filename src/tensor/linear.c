@@ -35,7 +35,7 @@ typedef struct scratch {
     size_t cap;
 } scratch;
 
-static _Thread_local scratch tl_act, tl_panel;
+static _Thread_local scratch tl_act, tl_aux, tl_panel;
 
 static void *scratch_get(scratch *s, size_t bytes)
 {
@@ -441,6 +441,16 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
         act = buf;
     }
 
+    /* The four-row kernel's per-block terms, for every group of four rows. */
+    float *aux = NULL;
+    if (dot4 && M >= 4) {
+        aux = scratch_get(&tl_aux, (size_t)(M / 4) * (size_t)nb * 8 * sizeof(float));
+        ILM_RETURN_IF(!aux, ILM_ERR_NOMEM, "linear: out of memory");
+        for (int64_t g = 0; g < M / 4; g++)
+            ilm__q8a_aux(nb, (const uint8_t *)act + (size_t)(4 * g) * act_row, act_row,
+                         aux + g * nb * 8);
+    }
+
     /* Rows of W split evenly across threads; small matrices stay on one
      * thread, where waking the team would cost more than it saves. */
     int nt = ilm__num_threads();
@@ -463,7 +473,7 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
                 const uint8_t *am = (const uint8_t *)act + (size_t)m * act_row;
                 for (int64_t n = nt0; n < nt1; n++) {
                     float r[4];
-                    dot4(nb, w + (size_t)n * row_bytes, am, act_row, r);
+                    dot4(nb, w + (size_t)n * row_bytes, am, act_row, aux + (m / 4) * nb * 8, r);
                     for (int k = 0; k < 4; k++) y[(m + k) * N + n] = r[k];
                 }
             }

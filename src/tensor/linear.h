@@ -33,9 +33,23 @@ typedef float (*ilm__dot_fn)(int64_t nb, const uint8_t *w, const void *act);
 
 /* The same for four activation rows act_row bytes apart at once (the
  * weight block is unpacked once for the four); bit-identical to four calls
- * of the single-row kernel. */
+ * of the single-row kernel.  `aux` [nb][8] holds, per block, the four rows'
+ * scales d and then their sums as floats (ilm__q8a_aux), so the per-row
+ * scalar work of the block is done four rows at a time. */
 typedef void (*ilm__dot4_fn)(int64_t nb, const uint8_t *w, const void *act, size_t act_row,
-                             float out[4]);
+                             const float *aux, float out[4]);
+
+/* Fills aux [nb][8] for the four q8a rows at act (act_row bytes apart). */
+static inline void ilm__q8a_aux(int64_t nb, const void *act, size_t act_row, float *aux)
+{
+    for (int r = 0; r < 4; r++) {
+        const ilm__q8a *a = (const ilm__q8a *)((const uint8_t *)act + (size_t)r * act_row);
+        for (int64_t i = 0; i < nb; i++) {
+            aux[i * 8 + r] = a[i].d;
+            aux[i * 8 + 4 + r] = (float)a[i].sum;
+        }
+    }
+}
 
 /* The activation quantizers: n floats (a multiple of 32 or 256) into n/32
  * or n/256 blocks.  Both instruction sets give the same bits (round to

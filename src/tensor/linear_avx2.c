@@ -234,31 +234,35 @@ static TGT float dot_q4_1(int64_t nb, const uint8_t *w, const void *act)
 }
 
 /* One q4_1 weight row against four activation rows (act_row bytes apart):
- * the nibbles and scales are unpacked once for all four.  Each row's sums
- * are formed in exactly dot_q4_1's order, so the results are bit-identical
- * to four single calls.  DOT is the u8 x s8 -> four-product int32 sums:
- * vpmaddubsw + vpmaddwd with AVX2, vpdpbusd with AVX-512 VNNI (the same
- * integers in one instruction). */
+ * the nibbles and scales are unpacked once for all four, and the block's
+ * scalar terms (d_w * d_a and min * d_a * sum) are formed for the four rows
+ * in one vector operation each, with the same operations in the same order
+ * as dot_q4_1, so the results are bit-identical to four single calls.  DOT
+ * is the u8 x s8 -> four-product int32 sums: vpmaddubsw + vpmaddwd with
+ * AVX2, vpdpbusd with AVX-512 VNNI (the same integers in one instruction). */
 #define DEFINE_DOT4_Q4_1(name, attrs, DOT)                                                        \
     attrs static void name(int64_t nb, const uint8_t *w, const void *act, size_t act_row,       \
-                           float out[4])                                                         \
+                           const float *aux, float out[4])                                       \
     {                                                                                            \
         const ilm__q8a *a[4];                                                                    \
         for (int r = 0; r < 4; r++) a[r] = (const ilm__q8a *)((const uint8_t *)act + r * act_row); \
         __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),        \
                           _mm256_setzero_ps() };                                                 \
-        float off[4] = { 0, 0, 0, 0 };                                                           \
-        for (int64_t i = 0; i < nb; i++, w += 20) {                                              \
+        __m128 off = _mm_setzero_ps();                                                           \
+        for (int64_t i = 0; i < nb; i++, w += 20, aux += 8) {                                    \
             __m256i q = unpack_nibbles(w + 4);                                                   \
-            float d = f16at(w), mn = f16at(w + 2);                                               \
+            __m128 ad = _mm_loadu_ps(aux), sum = _mm_loadu_ps(aux + 4);                          \
+            float scale[4];                                                                      \
+            _mm_storeu_ps(scale, _mm_mul_ps(_mm_set1_ps(f16at(w)), ad));                         \
+            off = _mm_add_ps(off, _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(f16at(w + 2)), ad), sum));    \
             for (int r = 0; r < 4; r++) {                                                        \
                 __m256i p = DOT(q, _mm256_loadu_si256((const __m256i *)a[r][i].q));              \
-                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a[r][i].d),   \
-                                         acc[r]);                                                \
-                off[r] += mn * a[r][i].d * (float)a[r][i].sum;                                   \
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(scale[r]), acc[r]); \
             }                                                                                    \
         }                                                                                        \
-        for (int r = 0; r < 4; r++) out[r] = hsum_ps(acc[r]) + off[r];                           \
+        float o[4];                                                                              \
+        _mm_storeu_ps(o, off);                                                                   \
+        for (int r = 0; r < 4; r++) out[r] = hsum_ps(acc[r]) + o[r];                             \
     }
 
 #define DOT_VNNI(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
