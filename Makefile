@@ -126,6 +126,10 @@ $(TEST_OBJ): CPPFLAGS += $(CHECK_CFLAGS)
 $(BUILD)/bench_linear: tools/bench_linear.c $(STATIC)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
+# A development benchmark of MinHash dedup, run by tools/bench_dedup.py.
+$(BUILD)/bench_dedup: tools/bench_dedup.c $(STATIC)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
 
 # ---- user-facing targets ---------------------------------------------------

@@ -368,4 +368,77 @@ ilm_status ilm__filter_opts_parse(const cJSON *obj, const char *path,
 const char *ilm__filter_check(const ilm__filter_opts *o, const char *text,
                               size_t len);
 
+/* ==== deduplication (dedup.c) ============================================== */
+
+/* Exact duplicates by a 128-bit hash of normalized text; near duplicates by
+ * MinHash over shingles with LSH banding (Broder 1997; Leskovec et al.,
+ * "Mining of Massive Datasets", ch. 3).  dedup.c's header comment states the
+ * normalization and shingling rules. */
+
+#define ILM__DEDUP_MAX_PERM  1024
+#define ILM__DEDUP_MAX_NGRAM 16
+
+typedef struct ilm__dedup_opts {
+    bool     exact;      /* exact duplicates (default true) */
+    bool     near;       /* near duplicates (default true) */
+    int      num_perm;   /* MinHash slots, = bands x rows (default 128) */
+    int      bands;      /* LSH bands (default 16) */
+    int      rows;       /* slots per band (default 8) */
+    int      ngram;      /* words per shingle, non-CJK text (default 5) */
+    int      char_ngram; /* code points per shingle, CJK text (default 5) */
+    double   threshold;  /* estimated Jaccard that makes a duplicate (0.8) */
+    uint64_t seed;       /* permutation parameters come from Philox(seed) */
+    int64_t  max_memory; /* index bytes (0 = no cap; default 1 GiB) */
+} ilm__dedup_opts;
+
+/* Verdicts of ilm__dedup_check.  UNIQUE_NOT_INDEXED: the document is new and
+ * kept, but the memory cap stopped the index from admitting it, so its later
+ * copies will not be caught (the report's "full" says this happened). */
+enum {
+    ILM__DEDUP_UNIQUE = 0,
+    ILM__DEDUP_EXACT = 1,
+    ILM__DEDUP_NEAR = 2,
+    ILM__DEDUP_UNIQUE_NOT_INDEXED = 3
+};
+
+typedef struct ilm__dedup ilm__dedup;
+
+void       ilm__dedup_opts_default(ilm__dedup_opts *o);
+/* Strictly reads the keys exact, near, num_perm, bands, rows, ngram,
+ * char_ngram, threshold, seed, max_memory of `obj` (at key path `path`) over
+ * the values already in *o.  Unknown keys, wrong types, out-of-range values
+ * and bands x rows != num_perm are ILM_ERR_CONFIG naming the key. */
+ilm_status ilm__dedup_opts_parse(const cJSON *obj, const char *path,
+                                 ilm__dedup_opts *o);
+ilm_status ilm__dedup_create(const ilm__dedup_opts *opts, ilm__dedup **out);
+void       ilm__dedup_free(ilm__dedup *d);
+/* Checks one document in stream order and indexes it when it is new:
+ * *verdict is one of the ILM__DEDUP_* values.  Not thread-safe. */
+ilm_status ilm__dedup_check(ilm__dedup *d, const char *text, size_t len,
+                            int *verdict);
+/* The same with a signature computed beforehand (ilm__dedup_sign_batch) and
+ * its shingle count; sig may be NULL when near duplicates are off. */
+ilm_status ilm__dedup_check_signed(ilm__dedup *d, const char *text, size_t len,
+                                   const uint64_t *sig, size_t n_shingles,
+                                   int *verdict);
+/* The MinHash signature of a text into sig [num_perm]; returns the number of
+ * shingles (0: empty text, every slot UINT64_MAX).  Thread-safe: it only
+ * reads d. */
+size_t     ilm__dedup_signature(const ilm__dedup *d, const char *text,
+                                size_t len, uint64_t *sig);
+/* Signs n texts on ilm__num_threads() OpenMP threads: sigs [n, num_perm],
+ * n_shingles [n] (may be NULL). */
+ilm_status ilm__dedup_sign_batch(const ilm__dedup *d, const char *const *texts,
+                                 const size_t *lens, size_t n, uint64_t *sigs,
+                                 size_t *n_shingles);
+/* Whether the text is CJK-dominant (and so shingled by characters). */
+bool       ilm__dedup_is_cjk(const char *text, size_t len);
+/* The 128-bit hash of the normalized text used for exact duplicates. */
+void       ilm__dedup_exact_hash(const char *text, size_t len, uint64_t out[2]);
+/* Bytes held by the index (exact set, signatures, buckets, parameters). */
+size_t     ilm__dedup_memory(const ilm__dedup *d);
+/* Adds counts (documents, unique, exact_duplicates, near_duplicates,
+ * not_indexed, candidates_checked), memory by part and "full" to obj. */
+ilm_status ilm__dedup_report(const ilm__dedup *d, cJSON *obj);
+
 #endif /* ILM_CORPUS_INTERNAL_H */
