@@ -29,6 +29,12 @@ bool cli_is_help(const char *arg);
 /* Looks up `name` in a NULL-terminated table and runs it; prints the table
  * as help when the name is missing or unknown. */
 int cli_dispatch(const char *prog, const cli_command *table, int argc, char **argv);
+/* Reads all of `f` into a malloc'd, NUL-terminated buffer of *len bytes;
+ * NULL on failure. */
+char *cli_read_all(FILE *f, size_t *len);
+/* Parses ids separated by spaces, commas or newlines into a malloc'd
+ * array of *n; NULL if something there is not an id (0 .. INT32_MAX). */
+int32_t *cli_parse_ids(const char *s, size_t *n);
 /* A progress callback that draws a one-line bar on stderr when it is a
  * terminal, and stays quiet otherwise. */
 int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);

@@ -224,33 +224,6 @@ int cmd_chat(int argc, char **argv)
     return st == ILM_OK ? CLI_OK : cli_fail(st);
 }
 
-/* Reads "1 2 3" into a malloc'd array. */
-static int32_t *parse_ids(const char *s, size_t *n)
-{
-    size_t cap = 64;
-    int32_t *v = malloc(cap * sizeof *v);
-    *n = 0;
-    for (char *end; v && *s;) {
-        while (*s == ' ' || *s == ',' || *s == '\n') s++;
-        if (!*s) break;
-        errno = 0;
-        long x = strtol(s, &end, 10);
-        if (end == s || errno || x < 0 || x > INT32_MAX) {
-            free(v);
-            return NULL;
-        }
-        if (*n == cap) {
-            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
-            if (!nv) free(v);
-            v = nv;
-            if (!v) return NULL;
-        }
-        v[(*n)++] = (int32_t)x;
-        s = end;
-    }
-    return v;
-}
-
 static const char score_help[] =
     "usage: internlm score --model PATH (--text TEXT | --ids \"1 2 3\") [--json]\n"
     "\n"
@@ -301,7 +274,7 @@ int cmd_score(int argc, char **argv)
     cJSON_Delete(a.gen);
     int32_t *ids = NULL;
     size_t n = 0;
-    if (rc == CLI_OK && !helped && a.ids && !(ids = parse_ids(a.ids, &n)))
+    if (rc == CLI_OK && !helped && a.ids && !(ids = cli_parse_ids(a.ids, &n)))
         rc = cli_usage_error("score", "--ids wants ids separated by spaces");
     ilm_model *m = NULL;
     ilm_session *s = NULL;
@@ -353,11 +326,8 @@ int cmd_perplexity(int argc, char **argv)
         fprintf(stderr, "internlm perplexity: cannot open '%s': %s\n", a.file, strerror(errno));
         return CLI_ERROR;
     }
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)size + 1);
-    size_t got = text ? fread(text, 1, (size_t)size, f) : 0;
+    size_t got = 0;
+    char *text = cli_read_all(f, &got);
     fclose(f);
     if (!text) return cli_fail(ILM_ERR_NOMEM);
     /* llama.cpp drops one trailing newline of the file. */
@@ -370,8 +340,12 @@ int cmd_perplexity(int argc, char **argv)
     }
     const ilm_tokenizer *tok = ilm_model_tokenizer(m);
     char *info = NULL;
-    int add_bos = 0;
-    if (tok && ilm_tokenizer_info(tok, &info) == ILM_OK) add_bos = strstr(info, "\"add_bos\":true") != NULL;
+    bool add_bos = false;
+    if (tok && ilm_tokenizer_info(tok, &info) == ILM_OK) {
+        cJSON *j = cJSON_Parse(info);
+        add_bos = cJSON_IsTrue(cJSON_GetObjectItem(j, "add_bos"));
+        cJSON_Delete(j);
+    }
     ilm_free(info);
     int32_t *ids = NULL;
     size_t n = 0;

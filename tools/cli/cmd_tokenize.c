@@ -7,28 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Reads all of `f` into a malloc'd, NUL-terminated buffer; NULL on
- * failure. */
-static char *slurp(FILE *f, size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(buf, (cap *= 2) + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    if (buf && ferror(f)) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf) buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 static const char tokenize_help[] =
     "usage: internlm tokenize --tokenizer PATH [--special] [--bos] [--eos] [--file F]\n"
     "\n"
@@ -64,7 +42,7 @@ int cmd_tokenize(int argc, char **argv)
         return CLI_ERROR;
     }
     size_t len = 0;
-    char *text = slurp(in, &len);
+    char *text = cli_read_all(in, &len);
     if (file) fclose(in);
     if (!text) {
         fprintf(stderr, "internlm tokenize: cannot read the input\n");
@@ -107,41 +85,12 @@ int cmd_detokenize(int argc, char **argv)
         else return cli_usage_error("detokenize", "unknown or incomplete option '%s'", a);
     }
     if (!tok_path) return cli_usage_error("detokenize", "--tokenizer PATH is required");
-    size_t len = 0, n = 0, cap = 1024;
-    char *input = slurp(stdin, &len);
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!input || !ids) {
-        free(input);
-        free(ids);
-        fprintf(stderr, "internlm detokenize: out of memory\n");
-        return CLI_ERROR;
-    }
-    int rc = CLI_OK;
-    for (char *p = input, *end; p < input + len;) {
-        while (p < input + len && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')) p++;
-        if (p >= input + len) break;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < INT32_MIN || v > INT32_MAX) {
-            rc = cli_usage_error("detokenize", "not an id: '%.20s'", p);
-            break;
-        }
-        if (n == cap) {
-            int32_t *more = realloc(ids, (cap *= 2) * sizeof *ids);
-            if (!more) {
-                rc = cli_fail(ILM_ERR_NOMEM);
-                break;
-            }
-            ids = more;
-        }
-        ids[n++] = (int32_t)v;
-        p = end;
-    }
+    size_t len = 0, n = 0;
+    char *input = cli_read_all(stdin, &len);
+    if (!input) return cli_fail(ILM_ERR_NOMEM);
+    int32_t *ids = cli_parse_ids(input, &n);
     free(input);
-    if (rc != CLI_OK) {
-        free(ids);
-        return rc;
-    }
+    if (!ids) return cli_usage_error("detokenize", "the input is not ids separated by spaces");
     ilm_tokenizer *tok = NULL;
     char *text = NULL;
     size_t text_len = 0;

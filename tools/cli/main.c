@@ -1,7 +1,9 @@
 /* The `internlm` command: dispatch to subcommands and shared helpers. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +22,52 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "\n(see 'internlm %s --help')\n", cmd);
     va_end(ap);
     return CLI_USAGE;
+}
+
+char *cli_read_all(FILE *f, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(buf, (cap *= 2) + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    if (buf && ferror(f)) {
+        free(buf);
+        buf = NULL;
+    }
+    if (buf) buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int32_t *cli_parse_ids(const char *s, size_t *n)
+{
+    size_t cap = 64;
+    int32_t *v = malloc(cap * sizeof *v);
+    *n = 0;
+    for (char *end; v && *s;) {
+        while (*s == ' ' || *s == ',' || *s == '\n' || *s == '\t' || *s == '\r') s++;
+        if (!*s) break;
+        errno = 0;
+        long x = strtol(s, &end, 10);
+        if (end == s || errno || x < 0 || x > INT32_MAX) {
+            free(v);
+            return NULL;
+        }
+        if (*n == cap) {
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) free(v);
+            v = nv;
+            if (!v) return NULL;
+        }
+        v[(*n)++] = (int32_t)x;
+        s = end;
+    }
+    return v;
 }
 
 bool cli_is_help(const char *arg)
