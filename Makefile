@@ -54,7 +54,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
-                     src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c \
+                     src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c src/train/*.c \
                      src/bench/*.c)
 CU_SRC  :=
 ifeq ($(CUDA),1)
