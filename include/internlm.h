@@ -378,6 +378,65 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
                                        void *user);
 
 /* ===================================================================== */
+/*  Corpus                                                               */
+/* ===================================================================== */
+
+/* The data stage: raw text and chat records in, token shards out.  A
+ * corpus directory holds shard files (docs/formats.md), the tokenizer,
+ * report.json and the manifest corpus.json, which is written last. */
+
+/*! ilm_corpus_build() :
+ *  Runs ingest -> clean -> quality filters -> dedup -> tokenize and writes
+ *  the shards.  Text documents become BOS (when the tokenizer adds one) +
+ *  ids + EOS; chat records are encoded with the InternLM2 template and a
+ *  loss mask (docs/formats.md).  Deterministic for a config: the output
+ *  does not depend on the thread count.
+ *  @config : JSON.  "inputs": [files or directories] (required), "output":
+ *            directory (required; created, or empty), "tokenizer": path
+ *            (required), "mode": "auto" (default: from the first record) |
+ *            "pretrain" | "sft", "overwrite": bool (replace the corpus in a
+ *            non-empty output directory), "max_length": SFT sample tokens
+ *            (0 = no limit), "shard_tokens": tokens per shard (2^26),
+ *            "ingest", "clean": objects, "filter", "dedup": objects or
+ *            false (off); their keys are listed in docs/corpus.md.
+ *  @progress, @user : optional; stage "corpus", done / total = bytes of
+ *            the input files read (as stored: compressed for .gz).
+ *  @report : optional; on ILM_OK the run's report as JSON (ilm_free), also
+ *            written to report.json: per stage "documents_in",
+ *            "documents_out", "bytes_in", "bytes_out" and "dropped"
+ *            {reason: count}, with in = out + dropped for every stage.
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_IO, ILM_ERR_UNSUPPORTED (chat
+ *          data with a tokenizer lacking <|im_start|>), ILM_ERR_CANCELLED,
+ *          ILM_ERR_NOMEM.  Malformed input records are counted, not fatal. */
+ILM_API ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress,
+                                    void *user, char **report);
+
+/*! ilm_corpus_open() :
+ *  Opens a corpus directory: the manifest, every shard (sizes checked
+ *  against their headers) and the tokenizer.  A lying or truncated shard
+ *  or manifest is ILM_ERR_FORMAT naming the file.  Free with
+ *  ilm_corpus_free. */
+ILM_API ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out);
+ILM_API void ilm_corpus_free(ilm_corpus *c);
+
+/*! ilm_corpus_info() : the manifest plus "stats" (documents, tokens,
+ *  target_tokens, min/max/mean_document_tokens) as JSON (ilm_free). */
+ILM_API ilm_status ilm_corpus_info(const ilm_corpus *c, char **json);
+
+/*! ilm_corpus_num_documents() : documents in all shards together. */
+ILM_API uint64_t ilm_corpus_num_documents(const ilm_corpus *c);
+
+/*! ilm_corpus_document() :
+ *  Copies document i's ids (and, when mask is not NULL, its loss mask: 1 =
+ *  training target; all ones for pretraining data) into arrays allocated
+ *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end. */
+ILM_API ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids,
+                                       uint8_t **mask, size_t *n);
+
+/*! ilm_corpus_tokenizer() : the corpus's tokenizer, owned by it. */
+ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
+
+/* ===================================================================== */
 /*  Model                                                                */
 /* ===================================================================== */
 

@@ -73,6 +73,7 @@ typedef enum file_kind { KIND_TEXT, KIND_JSONL, KIND_JSONL_GZ } file_kind;
 typedef struct file_ent {
     char     *path;
     file_kind kind;
+    uint64_t  size;  /* on disk, for progress */
 } file_ent;
 
 /* A line source: a plain file is mmap'd and lines are slices of it; a gzip
@@ -97,6 +98,7 @@ struct ilm__ingest {
     cJSON    *json;     /* the current JSONL record */
     uint64_t  skipped_files, bad_files, records, text_records, chat_records;
     uint64_t  bytes, malformed;
+    uint64_t  total_size, done_size; /* file bytes on disk: all, finished files */
     char     *examples[ILM__INGEST_EXAMPLES];
     size_t    n_examples;
 };
@@ -118,7 +120,9 @@ static ilm_status add_file(ilm__ingest *in, const char *path, file_kind kind)
     }
     char *p = ilm__strdup(path);
     ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "ingest: out of memory for the file list");
-    in->files[in->n_files++] = (file_ent){ p, kind };
+    struct stat sb;
+    in->files[in->n_files++] = (file_ent){ p, kind, stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0 };
+    in->total_size += in->files[in->n_files - 1].size;
     return ILM_OK;
 }
 
@@ -481,6 +485,7 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
     while (in->cur < in->n_files) {
         const file_ent *f = &in->files[in->cur];
         if (!in->src.open && !source_open(in, f)) {
+            in->done_size += f->size;
             in->cur++;
             continue;
         }
@@ -544,6 +549,7 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
             return ILM_OK;
         }
         source_close(&in->src);
+        in->done_size += f->size;
         in->cur++;
     }
     *done = true;
@@ -551,6 +557,14 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
 }
 
 /* ---- report and teardown ----------------------------------------------- */
+
+void ilm__ingest_progress(const ilm__ingest *in, uint64_t *done, uint64_t *total)
+{
+    uint64_t d = in->done_size;
+    if (in->src.open) d += in->src.gz ? (uint64_t)gzoffset(in->src.gz) : in->src.pos;
+    *done = d < in->total_size ? d : in->total_size;
+    *total = in->total_size;
+}
 
 uint64_t ilm__ingest_malformed(const ilm__ingest *in) { return in->malformed; }
 uint64_t ilm__ingest_bad_files(const ilm__ingest *in) { return in->bad_files; }

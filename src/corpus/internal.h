@@ -244,6 +244,8 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done);
  * (uncompressed bytes read), "malformed" and "examples" (array of
  * "file:line: reason" strings, bad files included). */
 ilm_status ilm__ingest_report(const ilm__ingest *in, cJSON *obj);
+/* Progress in bytes of the input files as stored (compressed for gzip). */
+void     ilm__ingest_progress(const ilm__ingest *in, uint64_t *done, uint64_t *total);
 /* Counters for tests and progress bars. */
 uint64_t ilm__ingest_malformed(const ilm__ingest *in);
 uint64_t ilm__ingest_bad_files(const ilm__ingest *in);
@@ -440,5 +442,11 @@ size_t     ilm__dedup_memory(const ilm__dedup *d);
 /* Adds counts (documents, unique, exact_duplicates, near_duplicates,
  * not_indexed, candidates_checked), memory by part and "full" to obj. */
 ilm_status ilm__dedup_report(const ilm__dedup *d, cJSON *obj);
+
+/* ==== corpus directories (build.c, corpus.c) ============================ */
+
+/* The open shards of a corpus (owned by it), in manifest order: what the
+ * trainer's loader reads. */
+ilm_status ilm__corpus_shards(const ilm_corpus *c, ilm__shard *const **shards, size_t *n);
 
 #endif /* ILM_CORPUS_INTERNAL_H */

@@ -38,11 +38,14 @@ int32_t *cli_parse_ids(const char *s, size_t *n);
 /* A progress callback that draws a one-line bar on stderr when it is a
  * terminal, and stays quiet otherwise. */
 int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
+/* Ends the progress line (a newline when stderr is a terminal). */
+void cli_progress_done(void);
 
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -112,6 +112,11 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total)
     return 0;
 }
 
+void cli_progress_done(void)
+{
+    if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+}
+
 int cmd_version(int argc, char **argv)
 {
     if (argc > 1 && cli_is_help(argv[1])) {
@@ -150,6 +155,7 @@ int cmd_info(int argc, char **argv)
 static const cli_command commands[] = {
     { "bench", cmd_bench, "benchmarks against a peer measured in the same run" },
     { "chat", cmd_chat, "interactive chat with a model" },
+    { "corpus", cmd_corpus, "data pipeline: build, stats, sample token shards" },
     { "detokenize", cmd_detokenize, "ids (standard input) to text" },
     { "generate", cmd_generate, "continue a prompt with a model" },
     { "info", cmd_info, "build features, threads and devices" },
