@@ -632,6 +632,21 @@ ILM_API ilm_status ilm_bench_tokenize(const char *config,
                                       ilm_progress_fn progress, void *user,
                                       char **result);
 
+/*! ilm_bench_corpus() :
+ *  Runs ilm_corpus_build "reps" times (default 3) into a temporary
+ *  directory and reports the best MB/s of each stage on "threads" threads:
+ *  clean + quality filters, dedup (MinHash signing + the index), tokenize +
+ *  pack (encoding and shard writing), and the whole pipeline (input bytes
+ *  over the run's wall time, tokenizer loading included).
+ *  @config : JSON: "inputs" (required), "tokenizer" (required), "threads",
+ *            "reps", "filter", "dedup" (as in ilm_corpus_build).
+ *  @result : JSON (ilm_free): {"threads", "reps", "input_bytes",
+ *            "documents_in", "documents_out", "tokens", "clean_filter_mb_s",
+ *            "dedup_mb_s", "tokenize_pack_mb_s", "pipeline_mb_s",
+ *            "pipeline_seconds"}. */
+ILM_API ilm_status ilm_bench_corpus(const char *config, ilm_progress_fn progress,
+                                    void *user, char **result);
+
 #ifdef __cplusplus
 }
 #endif

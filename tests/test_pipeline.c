@@ -344,6 +344,23 @@ START_TEST(pipeline_bad_input)
 }
 END_TEST
 
+START_TEST(pipeline_bench)
+{
+    const char *tok = test_shared_file("tokenizers/internlm2.model");
+    if (!tok || access(FORTUNES "fortunes", R_OK)) return;
+    char cfg[4096], *res = NULL;
+    snprintf(cfg, sizeof cfg, "{\"inputs\": [\"" FORTUNES "fortunes\"], \"tokenizer\": \"%s\", \"reps\": 1, \"filter\": {\"min_words\": 5}, "
+             "\"threads\": 2}", tok);
+    ck_assert_msg(ilm_bench_corpus(cfg, NULL, NULL, &res) == ILM_OK, "%s", ilm_last_error());
+    cJSON *r = cJSON_Parse(res);
+    static const char *const keys[] = { "clean_filter_mb_s", "dedup_mb_s", "tokenize_pack_mb_s", "pipeline_mb_s",
+                                        "input_bytes", "tokens" };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) ck_assert_double_gt(num(r, keys[i]), 0);
+    cJSON_Delete(r);
+    ilm_free(res);
+}
+END_TEST
+
 Suite *suite_pipeline(void)
 {
     Suite *s = suite_create("pipeline");
@@ -352,6 +369,7 @@ Suite *suite_pipeline(void)
     tcase_add_test(tc, pipeline_debian_corpora);
     tcase_add_test(tc, pipeline_sft);
     tcase_add_test(tc, pipeline_bad_input);
+    tcase_add_test(tc, pipeline_bench);
     suite_add_tcase(s, tc);
     return s;
 }

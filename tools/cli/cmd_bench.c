@@ -60,7 +60,8 @@ static cJSON *parse_sizes(const char *s)
 /* A command-line option that becomes a key of the benchmark's JSON config. */
 typedef struct bench_opt {
     const char *flag, *key;
-    char type; /* 'i' integer, 'n' number, 's' string, 'l' list of integers */
+    char type; /* 'i' integer, 'n' number, 's' string, 'l' list of integers,
+                  'p' comma-separated list of strings */
 } bench_opt;
 
 /* Parses argv into a JSON config by `opts`; --json sets *json.  Returns
@@ -90,6 +91,16 @@ static int parse_bench_args(const char *cmd, const char *help, const bench_opt *
             val = cJSON_CreateString(v);
         } else if (o->type == 'l') {
             val = parse_sizes(v);
+        } else if (o->type == 'p') { /* comma-separated paths */
+            val = cJSON_CreateArray();
+            for (const char *p = v; val && *p;) {
+                const char *e = strchr(p, ',');
+                size_t n = e ? (size_t)(e - p) : strlen(p);
+                char *one = strndup(p, n);
+                cJSON_AddItemToArray(val, cJSON_CreateString(one ? one : ""));
+                free(one);
+                p += n + (e ? 1 : 0);
+            }
         } else {
             double d = strtod(v, &end);
             if (*end == '\0' && end != v && (o->type == 'n' || d == (double)(long)d))
@@ -129,6 +140,73 @@ static int run_bench(const char *cmd, const char *help, const bench_opt *opts, b
     }
     ilm_free(result);
     return CLI_OK;
+}
+
+static const char corpus_help[] =
+    "usage: internlm bench corpus --tokenizer PATH [--inputs P,P,...] [options]\n"
+    "\n"
+    "Runs the corpus pipeline (internlm corpus build, default settings) on the\n"
+    "inputs and prints MB/s for clean + filter, dedup, tokenize + pack and the\n"
+    "whole pipeline.  The default inputs are the Debian fortunes, fortunes-zh\n"
+    "and King James Bible texts (tools/debian_text.sh).  tools/bench_dedup.py\n"
+    "times datasketch's MinHash on the same text in the same run.\n"
+    "\n"
+    "options:\n"
+    "  --tokenizer PATH  tokenizer (required)\n"
+    "  --inputs P,P,...  files or directories\n"
+    "  --threads N       threads (default: all cores)\n"
+    "  --reps N          runs, best kept (default 3)\n"
+    "  --json            print the result as JSON\n";
+
+static void print_corpus_table(const cJSON *r)
+{
+    printf("corpus pipeline on %d threads: %.1f MB in, %.0f -> %.0f documents, %.0f tokens\n",
+           cJSON_GetObjectItem(r, "threads")->valueint,
+           cJSON_GetObjectItem(r, "input_bytes")->valuedouble / 1e6,
+           cJSON_GetObjectItem(r, "documents_in")->valuedouble,
+           cJSON_GetObjectItem(r, "documents_out")->valuedouble,
+           cJSON_GetObjectItem(r, "tokens")->valuedouble);
+    static const char *const k[][2] = { { "clean + filter", "clean_filter_mb_s" },
+                                        { "dedup", "dedup_mb_s" },
+                                        { "tokenize + pack", "tokenize_pack_mb_s" },
+                                        { "whole pipeline", "pipeline_mb_s" } };
+    for (size_t i = 0; i < sizeof k / sizeof *k; i++)
+        printf("  %-16s %8.1f MB/s\n", k[i][0], cJSON_GetObjectItem(r, k[i][1])->valuedouble);
+}
+
+static const bench_opt corpus_opts[] = {
+    { "--tokenizer", "tokenizer", 's' }, { "--inputs", "inputs", 'p' },
+    { "--threads", "threads", 'i' }, { "--reps", "reps", 'i' }, { NULL, NULL, 0 },
+};
+
+static int bench_corpus(int argc, char **argv)
+{
+    /* Without --inputs: the Debian texts that are installed. */
+    static const char *const defaults[] = {
+        "/usr/share/games/fortunes/fortunes", "/usr/share/games/fortunes/literature",
+        "/usr/share/games/fortunes/riddles", "/usr/share/games/fortunes/people",
+        "/usr/share/games/fortunes/tang300", "/usr/share/games/fortunes/song100",
+        "/usr/share/games/fortunes/chinese", ".cache/debian/kjv.txt",
+    };
+    bool has_inputs = false;
+    for (int i = 1; i < argc; i++) has_inputs |= !strcmp(argv[i], "--inputs");
+    char list[4096] = "";
+    char **args = argv;
+    if (!has_inputs) {
+        for (size_t i = 0; i < sizeof defaults / sizeof *defaults; i++)
+            if (access(defaults[i], R_OK) == 0)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? "," : "", defaults[i]);
+        args = malloc((size_t)(argc + 2) * sizeof *args);
+        if (!args) return CLI_ERROR;
+        memcpy(args, argv, (size_t)argc * sizeof *args);
+        args[argc] = "--inputs";
+        args[argc + 1] = list;
+        argc += *list ? 2 : 0;
+    }
+    int rc = run_bench("bench corpus", corpus_help, corpus_opts, ilm_bench_corpus, print_corpus_table,
+                       argc, args);
+    if (args != argv) free(args);
+    return rc;
 }
 
 static const bench_opt gemm_opts[] = {
@@ -225,6 +303,7 @@ static const cli_command bench_commands[] = {
     { "gemm", bench_gemm, "fp32 GEMM GFLOP/s against the measured FMA peak" },
     { "generate", bench_generate, "prompt and decode tokens/s of a model" },
     { "tokenize", bench_tokenize, "tokenizer MB/s on a text file" },
+    { "corpus", bench_corpus, "corpus pipeline MB/s per stage" },
     { NULL, NULL, NULL },
 };
 
