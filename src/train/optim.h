@@ -62,9 +62,9 @@ ilm_status ilm__optim_opts_parse(const cJSON *obj, const char *path, ilm__optim_
 
 /* The learning rate of optimizer step `step`, counted from 1 like AdamW's
  * own step count (the one that drives bias correction):
- *   warmup (step <= warmup_steps):  lr * step / warmup_steps, so the first
- *       step of a 3-step warmup uses lr / 3 and step 3 uses lr; step 0
- *       (before training) gives 0;
+ *   warmup (step <= warmup_steps, when warmup_steps > 0): lr * step /
+ *       warmup_steps, so the first step of a 3-step warmup uses lr / 3 and
+ *       step 3 uses lr; step 0 (before training) gives 0;
  *   then, with p = (step - warmup_steps) / (total_steps - warmup_steps):
  *       cosine:   min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2
  *       linear:   lr - (lr - min_lr) * p
