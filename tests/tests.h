@@ -25,6 +25,8 @@ Suite *suite_corpus(void);
 Suite *suite_ingest(void);
 Suite *suite_dedup(void);
 Suite *suite_pipeline(void);
+Suite *suite_optim(void);
+Suite *suite_ckpt(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */
