@@ -119,7 +119,7 @@ START_TEST(round_trip)
     ck_assert_ptr_null(latest);
     ck_assert_int_eq(step, -1);
     ck_assert_msg(ilm__ckpt_write(path, 123, 3, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                  state_for(123)) == ILM_OK, "%s", ilm_last_error());
+                                  state_for(123), NULL) == ILM_OK, "%s", ilm_last_error());
     ck_assert_int_eq(ilm__ckpt_latest(path, &latest, &step), ILM_OK);
     ck_assert_int_eq(step, 123);
     char want[8192];
@@ -170,11 +170,11 @@ START_TEST(round_trip)
     ck_assert(memcmp(m, f.m + a, (f.ps.p[1].numel - 5) * 4) == 0);
     free(m), free(v);
     /* Writing such a range is refused until sharded files exist. */
-    ck_assert_int_eq(ilm__ckpt_write(path, 124, 3, f.model, &f.ps, a, e, f.m + a, f.v + a, "{}"),
+    ck_assert_int_eq(ilm__ckpt_write(path, 124, 3, f.model, &f.ps, a, e, f.m + a, f.v + a, "{}", NULL),
                      ILM_ERR_UNSUPPORTED);
     /* A range of whole tensors is fine and holds just them. */
     const size_t wa = f.ps.p[1].offset, we = f.ps.p[3].offset;
-    ck_assert_int_eq(ilm__ckpt_write(path, 125, 3, f.model, &f.ps, wa, we, f.m + wa, f.v + wa, "{}"),
+    ck_assert_int_eq(ilm__ckpt_write(path, 125, 3, f.model, &f.ps, wa, we, f.m + wa, f.v + wa, "{}", NULL),
                      ILM_OK);
     snprintf(p1, sizeof p1, "%s/step-00000125/optimizer.safetensors", path);
     ck_assert_int_eq(ilm__st_open(p1, &st), ILM_OK);
@@ -190,13 +190,13 @@ START_TEST(round_trip)
     ck_assert_int_eq(step, 125);
 
     /* Bad arguments. */
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 3, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{not json"),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 3, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{not json", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 0, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}"),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 0, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, -1, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}"),
+    ck_assert_int_eq(ilm__ckpt_write(path, -1, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 1, f.model, &f.ps, 0, f.ps.total + 1, f.m, f.v, "{}"),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 1, f.model, &f.ps, 0, f.ps.total + 1, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
     ck_assert(!exists(path, "step-00000005") && !exists(path, "step-00000005.tmp"));
     ilm_free(latest);
@@ -227,14 +227,14 @@ START_TEST(keep_last_n_and_crash_leftovers)
     for (int64_t s = 10; s <= 50; s += 10) {
         fixture_fill(&f, s);
         ck_assert_msg(ilm__ckpt_write(root, s, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                      state_for(s)) == ILM_OK, "%s", ilm_last_error());
+                                      state_for(s), NULL) == ILM_OK, "%s", ilm_last_error());
     }
     ck_assert_int_eq(count_step_dirs(root), 2);
     ck_assert(exists(root, "step-00000040") && exists(root, "step-00000050"));
     /* An older step written now (a rewind) is kept, beside the two newest. */
     fixture_fill(&f, 20);
     ck_assert_int_eq(ilm__ckpt_write(root, 20, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                     state_for(20)), ILM_OK);
+                                     state_for(20), NULL), ILM_OK);
     ck_assert_int_eq(count_step_dirs(root), 3);
     ck_assert(exists(root, "step-00000020/COMPLETE"));
     ck_assert_int_eq(ilm__ckpt_latest(root, &latest, &step), ILM_OK);
@@ -260,7 +260,7 @@ START_TEST(keep_last_n_and_crash_leftovers)
     /* The next write removes the leftovers it owns and leaves the rest. */
     fixture_fill(&f, 55);
     ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                     state_for(55)), ILM_OK);
+                                     state_for(55), NULL), ILM_OK);
     ck_assert(!exists(root, "step-00000060") && !exists(root, "step-00000070.tmp") &&
               !exists(root, "step-00000080.tmp"));
     ck_assert(exists(root, "step-00000090") && exists(root, "step-9x") && exists(root, "step-00000100.old"));
@@ -272,7 +272,7 @@ START_TEST(keep_last_n_and_crash_leftovers)
     /* The same step again replaces it. */
     fixture_fill(&f, 56);
     ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                     state_for(56)), ILM_OK);
+                                     state_for(56), NULL), ILM_OK);
     verify_ckpt(&f, latest, 56);
     ilm_free(latest);
     test_rmtree(root);
@@ -323,7 +323,7 @@ START_TEST(lying_optimizer_files)
     fixture_fill(&f, 3);
     char *root = test_tmpdir(), *dir = NULL, path[8192];
     int64_t step;
-    ck_assert_int_eq(ilm__ckpt_write(root, 3, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(3)),
+    ck_assert_int_eq(ilm__ckpt_write(root, 3, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(3), NULL),
                      ILM_OK);
     ck_assert_int_eq(ilm__ckpt_latest(root, &dir, &step), ILM_OK);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
@@ -395,7 +395,7 @@ START_TEST(survives_sigkill)
             for (int64_t s = last + 1;; s++) {
                 fixture_fill(&f, s);
                 if (ilm__ckpt_write(root, s, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                    state_for(s)) != ILM_OK)
+                                    state_for(s), NULL) != ILM_OK)
                     _exit(3);
             }
         }
@@ -430,7 +430,7 @@ START_TEST(survives_sigkill)
     /* A write after all that succeeds, cleans up, and becomes the latest. */
     fixture_fill(&f, last + 1);
     ck_assert_msg(ilm__ckpt_write(root, last + 1, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
-                                  state_for(last + 1)) == ILM_OK, "%s", ilm_last_error());
+                                  state_for(last + 1), NULL) == ILM_OK, "%s", ilm_last_error());
     char *dir = NULL;
     int64_t step;
     ck_assert_int_eq(ilm__ckpt_latest(root, &dir, &step), ILM_OK);

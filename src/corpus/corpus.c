@@ -190,3 +190,9 @@ ilm_status ilm__corpus_shards(const ilm_corpus *c, ilm__shard *const **shards, s
     *n = c->n_shards;
     return ILM_OK;
 }
+
+const char *ilm__corpus_tokenizer_name(const ilm_corpus *c)
+{
+    const cJSON *t = c ? cJSON_GetObjectItemCaseSensitive(c->manifest, "tokenizer") : NULL;
+    return cJSON_IsString(t) ? t->valuestring : NULL;
+}

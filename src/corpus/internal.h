@@ -448,5 +448,8 @@ ilm_status ilm__dedup_report(const ilm__dedup *d, cJSON *obj);
 /* The open shards of a corpus (owned by it), in manifest order: what the
  * trainer's loader reads. */
 ilm_status ilm__corpus_shards(const ilm_corpus *c, ilm__shard *const **shards, size_t *n);
+/* The manifest's "tokenizer": a file name inside the corpus directory, an
+ * absolute path (a model directory or GGUF file), or NULL. */
+const char *ilm__corpus_tokenizer_name(const ilm_corpus *c);
 
 #endif /* ILM_CORPUS_INTERNAL_H */

@@ -186,9 +186,22 @@ static ilm_status prune(const char *root, int keep, int64_t just)
     return st;
 }
 
+/* Copies the file `src` into directory `dir` under its own base name. */
+static ilm_status copy_in(const char *dir, const char *src)
+{
+    ilm__mmap mm;
+    ILM_FORWARD(ilm__mmap_open(src, &mm));
+    const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+    char p[PATH_CAP];
+    join(p, dir, base);
+    ilm_status st = ilm__atomic_write_buf(p, mm.data, mm.size);
+    ilm__mmap_close(&mm);
+    return st;
+}
+
 static ilm_status write_into(const char *tmp, const ilm_model *model, const ilm__params *ps,
                              size_t begin, size_t end, const float *m, const float *v,
-                             const char *state)
+                             const char *state, const char *const *files)
 {
     char p[PATH_CAP];
     ILM_RETURN_IF(mkdir(tmp, 0777) != 0, ILM_ERR_IO, "checkpoint: cannot create '%s': %s", tmp,
@@ -198,12 +211,14 @@ static ilm_status write_into(const char *tmp, const ilm_model *model, const ilm_
     ILM_FORWARD(write_optim(p, ps, begin, end, m, v));
     join(p, tmp, "trainer_state.json");
     ILM_FORWARD(ilm__atomic_write_buf(p, state, strlen(state)));
+    for (size_t i = 0; files && files[i]; i++) ILM_FORWARD(copy_in(tmp, files[i]));
     return ilm__fsync_dir(tmp);
 }
 
 ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_model *model,
                            const ilm__params *ps, size_t begin, size_t end, const float *m,
-                           const float *v, const char *trainer_state_json)
+                           const float *v, const char *trainer_state_json,
+                           const char *const *files)
 {
     ILM_RETURN_IF(!root || !model || !ps || !trainer_state_json || (begin < end && (!m || !v)),
                   ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
@@ -227,7 +242,7 @@ ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_m
     char tmp[PATH_CAP], fin[PATH_CAP], p[PATH_CAP];
     ckpt_dir(tmp, sizeof tmp, root, step, ".tmp");
     ckpt_dir(fin, sizeof fin, root, step, "");
-    st = write_into(tmp, model, ps, begin, end, m, v, trainer_state_json);
+    st = write_into(tmp, model, ps, begin, end, m, v, trainer_state_json, files);
     if (st == ILM_OK && is_dir(fin)) st = remove_ckpt(root, fin);
     if (st == ILM_OK && rename(tmp, fin) != 0)
         st = ilm__error(ILM_ERR_IO, "checkpoint: cannot rename '%s' to '%s': %s", tmp, fin,

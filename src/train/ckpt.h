@@ -41,7 +41,9 @@
  *  Writes checkpoint `step` (>= 0) under `root` (created if missing):
  *  `model`'s weights and config, the AdamW moments `m` and `v` of the slab
  *  range [begin, end) of layout `ps` (pointers at element `begin`, as in
- *  optim.h), and `trainer_state_json` (must parse as JSON).  The range
+ *  optim.h), `trainer_state_json` (must parse as JSON), and copies of
+ *  `files` (NULL-terminated paths, or NULL; e.g. the tokenizer, so that the
+ *  checkpoint is a model directory `internlm generate` runs).  The range
  *  must hold whole tensors: a tensor cut by begin or end is
  *  ILM_ERR_UNSUPPORTED (sharded optimizer files come with ZeRO), as is a
  *  model ilm_model_save cannot write (one loaded from GGUF).
@@ -58,7 +60,8 @@
  *         already there are untouched. */
 ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_model *model,
                            const ilm__params *ps, size_t begin, size_t end, const float *m,
-                           const float *v, const char *trainer_state_json);
+                           const float *v, const char *trainer_state_json,
+                           const char *const *files);
 
 /*! ilm__ckpt_latest() :
  *  Finds the complete checkpoint with the highest step under `root`.
