@@ -125,6 +125,7 @@ int main(void)
     srunner_add_suite(sr, suite_corpus());
     srunner_add_suite(sr, suite_ingest());
     srunner_add_suite(sr, suite_dedup());
+    srunner_add_suite(sr, suite_grad());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -24,6 +24,7 @@ Suite *suite_tensor(void);
 Suite *suite_corpus(void);
 Suite *suite_ingest(void);
 Suite *suite_dedup(void);
+Suite *suite_grad(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */
