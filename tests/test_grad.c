@@ -17,7 +17,10 @@
 #include "tests.h"
 #include "internlm.h"
 #include "backend/backend.h"
+#include "formats/safetensors.h"
+#include "train/graph.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,6 +380,378 @@ START_TEST(backward_ops_do_not_depend_on_thread_count)
 }
 END_TEST
 
+/* ---- the training graph against transformers ------------------------------- */
+
+/* Loss and gradients: the reference is float64 (train_fixtures.py), and
+ * transformers' own float32 run lands within 9e-7 of it (recorded in
+ * batch.json); our fp32 graph sums in other orders, so each tensor must be
+ * within 1e-5 relative norm error, the loss within 1e-6 relative. */
+#define GRAD_TOL 1e-5
+#define LOSS_TOL 1e-6
+#define TFIX "tests/fixtures/train/"
+
+typedef struct batch {
+    int64_t  B, T, n_targets;
+    int32_t *tokens, *labels, *positions, *cu, *n_seqs;
+    double   loss, loss_sum;
+    cJSON   *json;
+} batch;
+
+static void fill_rows(const cJSON *rows, int32_t *dst, int64_t stride)
+{
+    int b = 0;
+    const cJSON *row, *x;
+    cJSON_ArrayForEach(row, rows) {
+        int i = 0;
+        cJSON_ArrayForEach(x, row) dst[b * stride + i++] = (int32_t)x->valueint;
+        b++;
+    }
+}
+
+static batch read_batch(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, TFIX "grad_%s/batch.json", name);
+    batch bt = { 0 };
+    bt.json = test_read_json(path);
+    bt.B = cJSON_GetObjectItem(bt.json, "B")->valueint;
+    bt.T = cJSON_GetObjectItem(bt.json, "T")->valueint;
+    bt.n_targets = cJSON_GetObjectItem(bt.json, "n_targets")->valueint;
+    bt.loss = cJSON_GetObjectItem(bt.json, "loss")->valuedouble;
+    bt.loss_sum = cJSON_GetObjectItem(bt.json, "loss_sum")->valuedouble;
+    size_t n = (size_t)(bt.B * bt.T);
+    bt.tokens = malloc(n * sizeof(int32_t));
+    bt.labels = malloc(n * sizeof(int32_t));
+    bt.positions = malloc(n * sizeof(int32_t));
+    bt.cu = calloc((size_t)(bt.B * (bt.T + 1)), sizeof(int32_t));
+    bt.n_seqs = malloc((size_t)bt.B * sizeof(int32_t));
+    fill_rows(cJSON_GetObjectItem(bt.json, "tokens"), bt.tokens, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "labels"), bt.labels, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "positions"), bt.positions, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "cu_seqlens"), bt.cu, bt.T + 1);
+    const cJSON *x;
+    int b = 0;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(bt.json, "n_seqs")) bt.n_seqs[b++] = x->valueint;
+    return bt;
+}
+
+static void free_batch(batch *bt)
+{
+    free(bt->tokens); free(bt->labels); free(bt->positions); free(bt->cu); free(bt->n_seqs);
+    cJSON_Delete(bt->json);
+}
+
+static ilm__graph *load_graph(const char *dir, bool recompute)
+{
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(dir, NULL, &m) == ILM_OK, "%s: %s", dir, ilm_last_error());
+    ilm__graph *g = NULL;
+    ilm__graph_opts o = { .recompute = recompute };
+    ck_assert_msg(ilm__graph_create(m, &o, &g) == ILM_OK, "%s", ilm_last_error());
+    ilm_model_free(m); /* the graph keeps its own copy */
+    return g;
+}
+
+static void step(ilm__graph *g, const batch *bt, float scale, double *loss_sum, int64_t *n)
+{
+    ck_assert_msg(ilm__graph_forward_backward(g, bt->tokens, bt->labels, bt->positions, bt->cu,
+                                              bt->n_seqs, bt->B, bt->T, scale, loss_sum, n) == ILM_OK,
+                  "%s", ilm_last_error());
+}
+
+/* |got - want| / |want| over n floats, want in the reference file. */
+static double rel_err(const float *got, const float *want, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static const char *graph_models[] = { "gqa_untied", "mha_tied" };
+
+START_TEST(graph_equals_transformers)
+{
+    const char *name = graph_models[_i / 2];
+    const bool recompute = _i % 2;
+    char dir[256];
+    snprintf(dir, sizeof dir, TFIX "grad_%s", name);
+    batch bt = read_batch(name);
+    ilm__graph *g = load_graph(dir, recompute);
+    double s;
+    int64_t n;
+    step(g, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_int_eq(n, bt.n_targets);
+    ck_assert_msg(fabs(s - bt.loss_sum) <= LOSS_TOL * bt.loss_sum, "%s: loss sum %.9g vs %.9g",
+                  name, s, bt.loss_sum);
+    ck_assert_msg(fabs(s / n - bt.loss) <= LOSS_TOL * bt.loss, "%s: loss", name);
+    /* The forward alone gives the same loss and leaves the gradients. */
+    const ilm__params *ps = ilm__graph_params(g);
+    float *before = malloc(ps->total * sizeof *before);
+    memcpy(before, ilm__graph_grad_slab(g), ps->total * sizeof *before);
+    double s2;
+    int64_t n2;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s2, &n2), ILM_OK);
+    ck_assert(s2 == s && n2 == n);
+    ck_assert(memcmp(before, ilm__graph_grad_slab(g), ps->total * sizeof *before) == 0);
+    /* Every parameter's gradient. */
+    char gp[300];
+    snprintf(gp, sizeof gp, "%s/grads.safetensors", dir);
+    ilm__safetensors *ref = NULL;
+    ck_assert_int_eq(ilm__st_open(gp, &ref), ILM_OK);
+    double worst = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        const ilm__param *p = &ps->p[i];
+        const ilm__st_tensor *t = ilm__st_find(ref, p->name);
+        ck_assert_msg(t && t->n_bytes == p->numel * sizeof(float), "%s: no gradient for %s", name,
+                      p->name);
+        double e = rel_err(ilm__graph_grad_slab(g) + p->offset, (const float *)t->data, p->numel);
+        ck_assert_msg(e <= GRAD_TOL, "%s: gradient of %s differs from transformers by %g", name,
+                      p->name, e);
+        worst = fmax(worst, e);
+    }
+    printf("graph %s%s: loss %.7f equals transformers; %zu gradients, worst rel err %.2e\n", name,
+           recompute ? " (recompute)" : "", s / n, ps->n, worst);
+    ilm__st_close(ref);
+    free(before);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* LLaMA name -> InternLM2 name of the same tensor (q/k/v aside). */
+static const char *const i2_names[][2] = {
+    { "model.embed_tokens.weight", "model.tok_embeddings.weight" },
+    { "model.norm.weight", "model.norm.weight" },
+    { "lm_head.weight", "output.weight" },
+    { "input_layernorm.weight", "attention_norm.weight" },
+    { "post_attention_layernorm.weight", "ffn_norm.weight" },
+    { "self_attn.o_proj.weight", "attention.wo.weight" },
+    { "mlp.gate_proj.weight", "feed_forward.w1.weight" },
+    { "mlp.up_proj.weight", "feed_forward.w3.weight" },
+    { "mlp.down_proj.weight", "feed_forward.w2.weight" },
+};
+
+START_TEST(internlm2_graph_equals_llama_reference)
+{
+    batch bt = read_batch("gqa_untied");
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied_internlm2", false);
+    double s;
+    int64_t n;
+    step(g, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_int_eq(n, bt.n_targets);
+    ck_assert_msg(fabs(s / n - bt.loss) <= LOSS_TOL * bt.loss, "loss %.9g vs %.9g", s / n, bt.loss);
+    ilm__safetensors *ref = NULL;
+    ck_assert_int_eq(ilm__st_open(TFIX "grad_gqa_untied/grads.safetensors", &ref), ILM_OK);
+    const ilm__params *ps = ilm__graph_params(g);
+    const ilm__arch *a = &ilm__graph_model(g)->arch;
+    ck_assert_int_eq(a->kind, ILM__ARCH_INTERNLM2);
+    const float *grads = ilm__graph_grad_slab(g);
+    size_t checked = 0;
+    double worst = 0;
+    const int64_t C = a->hidden_size, D = a->head_dim, KV = a->n_kv_heads, grp = a->n_heads / KV;
+    for (int64_t l = 0; l < a->n_layers; l++) {
+        for (size_t k = 0; k < sizeof i2_names / sizeof *i2_names; k++) {
+            char ln[128], in[128];
+            bool global = strncmp(i2_names[k][0], "model.", 6) == 0 || strncmp(i2_names[k][0], "lm_", 3) == 0;
+            if (global && l > 0) continue;
+            if (global) snprintf(ln, sizeof ln, "%s", i2_names[k][0]);
+            else snprintf(ln, sizeof ln, "model.layers.%lld.%s", (long long)l, i2_names[k][0]);
+            if (global) snprintf(in, sizeof in, "%s", i2_names[k][1]);
+            else snprintf(in, sizeof in, "model.layers.%lld.%s", (long long)l, i2_names[k][1]);
+            const ilm__param *p = ilm__params_find(ps, in);
+            const ilm__st_tensor *t = ilm__st_find(ref, ln);
+            ck_assert_msg(p && t && t->n_bytes == p->numel * sizeof(float), "%s / %s", in, ln);
+            double e = rel_err(grads + p->offset, (const float *)t->data, p->numel);
+            ck_assert_msg(e <= GRAD_TOL, "gradient of %s differs from %s's by %g", in, ln, e);
+            worst = fmax(worst, e);
+            checked++;
+        }
+        /* wqkv rows per KV head j: [q heads j*grp .. j*grp+grp-1, k_j, v_j]. */
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%lld.attention.wqkv.weight", (long long)l);
+        const ilm__param *p = ilm__params_find(ps, name);
+        ck_assert_ptr_nonnull(p);
+        const float *wqkv = grads + p->offset;
+        const char *parts[3] = { "q_proj", "k_proj", "v_proj" };
+        for (int w = 0; w < 3; w++) {
+            snprintf(name, sizeof name, "model.layers.%lld.self_attn.%s.weight", (long long)l, parts[w]);
+            const ilm__st_tensor *t = ilm__st_find(ref, name);
+            ck_assert_ptr_nonnull(t);
+            const int64_t heads = w == 0 ? a->n_heads : KV;
+            float *mapped = malloc((size_t)(heads * D * C) * sizeof *mapped);
+            for (int64_t h = 0; h < heads; h++) {
+                const int64_t j = w == 0 ? h / grp : h;
+                const int64_t row = (j * (grp + 2) + (w == 0 ? h % grp : grp + w - 1)) * D;
+                memcpy(mapped + h * D * C, wqkv + row * C, (size_t)(D * C) * sizeof *mapped);
+            }
+            ck_assert_uint_eq(t->n_bytes, (size_t)(heads * D * C) * sizeof(float));
+            double e = rel_err(mapped, (const float *)t->data, (size_t)(heads * D * C));
+            ck_assert_msg(e <= GRAD_TOL, "wqkv gradient mapped onto %s differs by %g", name, e);
+            worst = fmax(worst, e);
+            checked++;
+            free(mapped);
+        }
+    }
+    printf("graph internlm2: loss %.7f, %zu gradients (wqkv mapped onto q/k/v) equal "
+           "transformers' LLaMA ones, worst rel err %.2e\n", s / n, checked, worst);
+    ck_assert_uint_eq(checked, 3 + 2 * (6 + 3));
+    ilm__st_close(ref);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* Micro-batches accumulate: twice with half the scale equals once (up to
+ * the rounding of one addition per element); recompute gives the same
+ * bits as keeping activations; 1 and 3 threads give the same bits. */
+START_TEST(graph_accumulates_and_is_deterministic)
+{
+    batch bt = read_batch("gqa_untied");
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied", false);
+    const ilm__params *ps = ilm__graph_params(g);
+    const size_t bytes = ps->total * sizeof(float);
+    double s;
+    int64_t n;
+    const float scale = 1.0f / (float)bt.n_targets;
+    step(g, &bt, scale, &s, &n);
+    float *once = malloc(bytes);
+    memcpy(once, ilm__graph_grad_slab(g), bytes);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale / 2, &s, &n);
+    step(g, &bt, scale / 2, &s, &n);
+    ck_assert_double_le(rel_err(ilm__graph_grad_slab(g), once, ps->total), 1e-6);
+    ilm__graph_set_recompute(g, true);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    ck_assert_msg(memcmp(ilm__graph_grad_slab(g), once, bytes) == 0, "recompute changes gradients");
+    ilm__graph_set_recompute(g, false);
+    ilm_set_num_threads(1);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    float *one = malloc(bytes);
+    memcpy(one, ilm__graph_grad_slab(g), bytes);
+    ilm_set_num_threads(3);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    ilm_set_num_threads(0);
+    ck_assert_msg(memcmp(ilm__graph_grad_slab(g), one, bytes) == 0, "threads change gradients");
+    /* Activation memory: recompute keeps one layer's set instead of L. */
+    uint64_t full = ilm__graph_activation_bytes(g, 4, 512);
+    ilm__graph_set_recompute(g, true);
+    uint64_t rec = ilm__graph_activation_bytes(g, 4, 512);
+    printf("graph gqa_untied activations for 4 x 512: %llu bytes, %llu with recompute\n",
+           (unsigned long long)full, (unsigned long long)rec);
+    ck_assert(rec < full && rec > 0);
+    free(once); free(one);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* The model view runs inference and saves the slab's current weights. */
+START_TEST(graph_model_view_reads_the_slab)
+{
+    ilm_model *src = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_mha_tied", NULL, &src), ILM_OK);
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(src, NULL, &g), ILM_OK);
+    ilm_model *view = ilm__graph_model(g);
+    const int32_t ids[6] = { 5, 17, 3, 90, 42, 7 };
+    const int V = 96;
+    float *a = malloc(6 * V * sizeof *a), *b = malloc(6 * V * sizeof *b);
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(src, "{\"context\": 16}", &s), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, a), ILM_OK);
+    ilm_session_free(s);
+    ck_assert_int_eq(ilm_session_create(view, "{\"context\": 16}", &s), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, b), ILM_OK);
+    ck_assert(memcmp(a, b, 6 * V * sizeof *a) == 0);
+    /* Change the slab: the view sees it, and saving writes it. */
+    const ilm__params *ps = ilm__graph_params(g);
+    const ilm__param *norm = ilm__params_find(ps, "model.norm.weight");
+    float *slab = ilm__graph_param_slab(g);
+    for (size_t i = 0; i < norm->numel; i++) slab[norm->offset + i] *= 2.0f;
+    ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, b), ILM_OK);
+    ck_assert_float_eq_tol(b[7], 2.0f * a[7], 1e-4f * (1.0f + fabsf(a[7])));
+    ilm_session_free(s);
+    char *dir = test_tmpdir();
+    ck_assert_int_eq(ilm_model_save(view, dir), ILM_OK);
+    ilm__safetensors *st = NULL;
+    ck_assert_int_eq(ilm__st_open(dir, &st), ILM_OK);
+    size_t seen = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        const ilm__st_tensor *t = ilm__st_find(st, ps->p[i].name);
+        ck_assert_msg(t != NULL, "%s not saved", ps->p[i].name);
+        ck_assert(t->n_bytes == ps->p[i].numel * sizeof(float) &&
+                  memcmp(t->data, slab + ps->p[i].offset, t->n_bytes) == 0);
+        seen++;
+    }
+    ck_assert_uint_eq(seen, ps->n);
+    ilm__st_close(st);
+    test_rmtree(dir);
+    free(dir);
+    free(a); free(b);
+    ilm__graph_free(g);
+    ilm_model_free(src);
+}
+END_TEST
+
+START_TEST(graph_rejects_bad_batches)
+{
+    batch bt = read_batch("mha_tied");
+    ilm__graph *g = load_graph(TFIX "grad_mha_tied", true);
+    double s;
+    int64_t n;
+    bt.labels[3] = 96;
+    ck_assert_int_eq(ilm__graph_forward_backward(g, bt.tokens, bt.labels, bt.positions, bt.cu,
+                                                 bt.n_seqs, bt.B, bt.T, 1, &s, &n), ILM_ERR_RANGE);
+    bt.labels[3] = -100;
+    bt.tokens[5] = -1;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_RANGE);
+    bt.tokens[5] = 0;
+    bt.cu[1] = 0; /* an empty document */
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_INVALID_ARG);
+    bt.cu[1] = 5;
+    bt.n_seqs[1] = 1; /* the row's documents do not reach T */
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_INVALID_ARG);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* The optimizer reference (for the trainer's integration test, later):
+ * its first loss is the loss of the untouched weights, which the graph
+ * reproduces; the schedule is written down beside the numbers. */
+START_TEST(adamw_reference_is_recorded)
+{
+    batch bt = read_batch("gqa_untied");
+    const cJSON *ad = cJSON_GetObjectItem(bt.json, "adamw");
+    ck_assert_ptr_nonnull(ad);
+    const cJSON *losses = cJSON_GetObjectItem(ad, "losses");
+    ck_assert_int_eq(cJSON_GetArraySize(losses), 10);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(ad, "schedule"));
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied", false);
+    double s;
+    int64_t n;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_OK);
+    double l0 = cJSON_GetArrayItem(losses, 0)->valuedouble;
+    ck_assert_msg(fabs(s / n - l0) <= 1e-5 * l0, "first AdamW loss %.7g vs %.7g", l0, s / n);
+    ck_assert(cJSON_GetArrayItem(losses, 9)->valuedouble < l0); /* it trains */
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
 Suite *suite_grad(void)
 {
     Suite *s = suite_create("grad");
@@ -391,5 +766,14 @@ Suite *suite_grad(void)
     tcase_add_test(tc, cross_entropy_matches_definition_and_finite_differences);
     tcase_add_test(tc, backward_ops_do_not_depend_on_thread_count);
     suite_add_tcase(s, tc);
+    TCase *gr = tcase_create("graph");
+    tcase_set_timeout(gr, 120);
+    tcase_add_loop_test(gr, graph_equals_transformers, 0, 4);
+    tcase_add_test(gr, internlm2_graph_equals_llama_reference);
+    tcase_add_test(gr, graph_accumulates_and_is_deterministic);
+    tcase_add_test(gr, graph_model_view_reads_the_slab);
+    tcase_add_test(gr, graph_rejects_bad_batches);
+    tcase_add_test(gr, adamw_reference_is_recorded);
+    suite_add_tcase(s, gr);
     return s;
 }
