@@ -301,15 +301,25 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
         }
         float mx = -INFINITY;
         for (int64_t c = 0; c < V; c++) mx = fmaxf(mx, l[c]);
+        /* Terms in fp32 (each exact to 1e-7 relative), their sum and the
+         * log in double; with a gradient the terms are kept in dlogits
+         * (which may be the logits: only l[y] and mx are read again). */
+        const float ly = l[y];
         double sum = 0;
-        for (int64_t c = 0; c < V; c++) sum += exp((double)l[c] - mx);
-        const double lse = mx + log(sum);
-        row[i] = lse - l[y];
         if (dlogits) {
             float *d = dlogits + i * V;
-            for (int64_t c = 0; c < V; c++) d[c] = (float)exp((double)l[c] - lse) * dscale;
+            for (int64_t c = 0; c < V; c++) {
+                float e = expf(l[c] - mx);
+                d[c] = e;
+                sum += e;
+            }
+            const float k = (float)(dscale / sum);
+            for (int64_t c = 0; c < V; c++) d[c] *= k;
             d[y] -= dscale;
+        } else {
+            for (int64_t c = 0; c < V; c++) sum += expf(l[c] - mx);
         }
+        row[i] = mx + log(sum) - ly;
     }
     double total = 0;
     int64_t count = 0;
