@@ -27,6 +27,7 @@
 #include <string.h>
 
 #define FD_EPS 1e-2
+static double fd_eps = FD_EPS; /* the long attention batch uses more */
 #define FD_TOL 5e-4
 
 static float *randn(ilm__rng *r, int64_t n, float s)
@@ -43,25 +44,31 @@ static double dot_d(const float *a, const float *b, int64_t n)
     return s;
 }
 
-/* f(ctx) evaluated at x +- FD_EPS for each element; returns the relative
- * norm error against `analytic`. */
+/* f(ctx) evaluated at x +- fd_eps for every stride-th element; returns
+ * the relative norm error against `analytic` over those elements. */
 typedef double (*scalar_fn)(void *ctx);
 
-static double fd_error(float *x, int64_t n, const float *analytic, scalar_fn f, void *ctx)
+static double fd_error_strided(float *x, int64_t n, const float *analytic, scalar_fn f, void *ctx,
+                               int64_t stride)
 {
     double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n; i += stride) {
         float keep = x[i];
-        x[i] = keep + (float)FD_EPS;
+        x[i] = keep + (float)fd_eps;
         double fp = f(ctx);
-        x[i] = keep - (float)FD_EPS;
+        x[i] = keep - (float)fd_eps;
         double fm = f(ctx);
         x[i] = keep;
-        double fd = (fp - fm) / (2 * FD_EPS), d = fd - analytic[i];
+        double fd = (fp - fm) / (2 * fd_eps), d = fd - analytic[i];
         num += d * d;
         den += (double)analytic[i] * analytic[i];
     }
     return sqrt(num / (den > 0 ? den : 1));
+}
+
+static double fd_error(float *x, int64_t n, const float *analytic, scalar_fn f, void *ctx)
+{
+    return fd_error_strided(x, n, analytic, f, ctx, 1);
 }
 
 #define CHECK_FD(what, err)                                                              \
@@ -180,23 +187,36 @@ END_TEST
 
 /* ---- attention ---------------------------------------------------------- */
 
-enum { AT = 13, AH = 4, AKV = 2, AD = 8, ANS = 3 };
-static const int32_t a_cu[ANS + 1] = { 0, 5, 6, 13 }; /* a document of one token too */
+/* Two batches: short documents (one of a single token among them) and
+ * long ones (150 and 64 tokens after a short one).  The long one checks
+ * every 13th element to keep the test short, with e = 3e-2: its f sums
+ * ~7000 outputs, whose fp32 rounding would dominate at 1e-2 (error 2e-4;
+ * at 3e-2 the rounding shrinks three-fold and the truncation stays below
+ * it). */
+enum { AH = 4, AKV = 2, AD = 8 };
+typedef struct att_case { int T, n_seqs, stride; int32_t cu[4]; } att_case;
+static const att_case att_cases[] = { { 13, 3, 1, { 0, 5, 6, 13 } },
+                                      { 217, 3, 13, { 0, 3, 153, 217 } } };
+static const att_case *ac;
 
 typedef struct { const ilm__backend *be; float *q, *k, *v, *o, *lse, *R; } att_ctx;
 
 static double att_f(void *p)
 {
     att_ctx *c = p;
-    c->be->attention_train(c->be, c->q, c->k, c->v, c->o, c->lse, a_cu, ANS, AT, AH, AKV, AD);
-    return dot_d(c->R, c->o, AT * AH * AD);
+    c->be->attention_train(c->be, c->q, c->k, c->v, c->o, c->lse, ac->cu, ac->n_seqs, ac->T, AH,
+                           AKV, AD);
+    return dot_d(c->R, c->o, (int64_t)ac->T * AH * AD);
 }
 
 START_TEST(attention_forward_equals_per_document_attention)
 {
     const ilm__backend *be = ilm__backend_cpu();
+    ac = &att_cases[_i];
+    const int AT = ac->T, ANS = ac->n_seqs;
+    const int32_t *a_cu = ac->cu;
     ilm__rng r;
-    ilm__rng_init(&r, 4, 0);
+    ilm__rng_init(&r, 4, (uint64_t)_i);
     float *q = randn(&r, AT * AH * AD, 1), *k = randn(&r, AT * AKV * AD, 1),
           *v = randn(&r, AT * AKV * AD, 1);
     float *o = malloc(AT * AH * AD * sizeof *o), *ref = malloc(AT * AH * AD * sizeof *ref),
@@ -217,8 +237,8 @@ START_TEST(attention_forward_equals_per_document_attention)
             double s = 0;
             for (int u = a_cu[d]; u <= t; u++)
                 s += exp(dot_d(q + (t * AH + h) * AD, k + (u * AKV + h / 2) * AD, AD) / sqrt(AD));
-            ck_assert_msg(fabs(lse[t * AH + h] - log(s)) < 1e-5, "lse[%d,%d] %g vs %g", t, h,
-                          (double)lse[t * AH + h], log(s));
+            ck_assert_msg(fabs(lse[t * AH + h] - log(s)) < 1e-5 * (1 + fabs(log(s))),
+                          "lse[%d,%d] %g vs %g", t, h, (double)lse[t * AH + h], log(s));
         }
     }
     const int32_t bad[3] = { 0, 7, 7 };
@@ -231,19 +251,27 @@ END_TEST
 START_TEST(attention_backward_matches_finite_differences)
 {
     const ilm__backend *be = ilm__backend_cpu();
+    ac = &att_cases[_i];
+    const int AT = ac->T;
     ilm__rng r;
-    ilm__rng_init(&r, 5, 0);
+    ilm__rng_init(&r, 5, (uint64_t)_i);
     att_ctx c = { be, randn(&r, AT * AH * AD, 1), randn(&r, AT * AKV * AD, 1),
                   randn(&r, AT * AKV * AD, 1), malloc(AT * AH * AD * sizeof(float)),
                   malloc(AT * AH * sizeof(float)), randn(&r, AT * AH * AD, 1) };
     att_f(&c);
     float *dq = malloc(AT * AH * AD * sizeof *dq), *dk = malloc(AT * AKV * AD * sizeof *dk),
           *dv = malloc(AT * AKV * AD * sizeof *dv);
-    ck_assert_int_eq(be->attention_train_bwd(be, c.q, c.k, c.v, c.o, c.lse, c.R, dq, dk, dv, a_cu,
-                                             ANS, AT, AH, AKV, AD), ILM_OK);
-    CHECK_FD("attention dq", fd_error(c.q, AT * AH * AD, dq, att_f, &c));
-    CHECK_FD("attention dk", fd_error(c.k, AT * AKV * AD, dk, att_f, &c));
-    CHECK_FD("attention dv", fd_error(c.v, AT * AKV * AD, dv, att_f, &c));
+    ck_assert_int_eq(be->attention_train_bwd(be, c.q, c.k, c.v, c.o, c.lse, c.R, dq, dk, dv, ac->cu,
+                                             ac->n_seqs, AT, AH, AKV, AD), ILM_OK);
+    const char *what[3] = { "attention dq", "attention dk", "attention dv" };
+    char label[64];
+    float *in[3] = { c.q, c.k, c.v }, *an[3] = { dq, dk, dv };
+    const int64_t n[3] = { AT * AH * AD, AT * AKV * AD, AT * AKV * AD };
+    fd_eps = _i ? 3e-2 : FD_EPS;
+    for (int w = 0; w < 3; w++) {
+        snprintf(label, sizeof label, "%s%s", what[w], _i ? " (long docs)" : "");
+        CHECK_FD(label, fd_error_strided(in[w], n[w], an[w], att_f, &c, ac->stride));
+    }
     free(c.q); free(c.k); free(c.v); free(c.o); free(c.lse); free(c.R); free(dq); free(dk); free(dv);
 }
 END_TEST
@@ -653,6 +681,81 @@ START_TEST(graph_accumulates_and_is_deterministic)
 }
 END_TEST
 
+/* Long documents through the whole graph: the loss equals the inference
+ * path's (sessions, checked against transformers in test_model.c) run
+ * document by document, and the gradients of a sample of parameters equal
+ * central differences of the loss (e = 1e-2 on weights of ~0.2: tolerance
+ * 5e-3, the errors seen are ~1e-4). */
+START_TEST(graph_long_documents_match_inference_and_finite_differences)
+{
+    enum { B = 2, T = 100 };
+    static const int docs[B][3] = { { 70, 30, 0 }, { 64, 36, 0 } };
+    int32_t tok[B * T], lab[B * T], pos[B * T], cu[B * (T + 1)], ns[B];
+    ilm__rng r;
+    ilm__rng_init(&r, 9, 0);
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)ilm__rng_below(&r, 96);
+    for (int b = 0; b < B; b++) {
+        int t = 0;
+        cu[b * (T + 1)] = 0;
+        ns[b] = 0;
+        for (int d = 0; docs[b][d]; d++) {
+            for (int k = 0; k < docs[b][d]; k++, t++) {
+                pos[b * T + t] = k;
+                lab[b * T + t] = k + 1 < docs[b][d] ? tok[b * T + t + 1] : -100;
+            }
+            cu[b * (T + 1) + ++ns[b]] = t;
+        }
+    }
+    ilm_model *m = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &m), ILM_OK);
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(m, NULL, &g), ILM_OK);
+    double want = 0;
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 128}", &s), ILM_OK);
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < ns[b]; d++) {
+            const int s0 = cu[b * (T + 1) + d], n = cu[b * (T + 1) + d + 1] - s0;
+            double lp[100];
+            ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
+            ck_assert_int_eq(ilm_session_logprobs(s, tok + b * T + s0, (size_t)n, lp), ILM_OK);
+            for (int i = 1; i < n; i++) want -= lp[i];
+        }
+    ilm_session_free(s);
+    ilm_model_free(m);
+    double got;
+    int64_t nt;
+    ck_assert_int_eq(ilm__graph_forward_backward(g, tok, lab, pos, cu, ns, B, T, 1.0f, &got, &nt),
+                     ILM_OK);
+    ck_assert_int_eq(nt, B * T - 4);
+    ck_assert_msg(fabs(got - want) <= 1e-5 * want, "loss sum %.9g, inference %.9g", got, want);
+    /* Central differences on 40 parameters spread over the slab. */
+    const ilm__params *ps = ilm__graph_params(g);
+    float *w = ilm__graph_param_slab(g);
+    const float *grad = ilm__graph_grad_slab(g);
+    double num = 0, den = 0;
+    for (int i = 0; i < 40; i++) {
+        const ilm__param *p = &ps->p[(size_t)i % ps->n];
+        size_t at = p->offset + ilm__rng_below(&r, (uint32_t)p->numel);
+        float keep = w[at];
+        double fp, fm;
+        w[at] = keep + 1e-2f;
+        ck_assert_int_eq(ilm__graph_forward(g, tok, lab, pos, cu, ns, B, T, &fp, &nt), ILM_OK);
+        w[at] = keep - 1e-2f;
+        ck_assert_int_eq(ilm__graph_forward(g, tok, lab, pos, cu, ns, B, T, &fm, &nt), ILM_OK);
+        w[at] = keep;
+        double fd = (fp - fm) / 2e-2, d = fd - grad[at];
+        num += d * d;
+        den += (double)grad[at] * grad[at];
+    }
+    double e = sqrt(num / den);
+    printf("graph long documents: loss equals inference; 40 parameters' gradients vs finite "
+           "differences: rel err %.2e\n", e);
+    ck_assert_msg(e <= 5e-3, "gradients differ from finite differences by %g", e);
+    ilm__graph_free(g);
+}
+END_TEST
+
 /* The model view runs inference and saves the slab's current weights. */
 START_TEST(graph_model_view_reads_the_slab)
 {
@@ -760,8 +863,8 @@ Suite *suite_grad(void)
     tcase_add_test(tc, embedding_gathers_and_scatters);
     tcase_add_test(tc, rmsnorm_backward_matches_finite_differences);
     tcase_add_loop_test(tc, rope_backward_matches_finite_differences, 0, 2);
-    tcase_add_test(tc, attention_forward_equals_per_document_attention);
-    tcase_add_test(tc, attention_backward_matches_finite_differences);
+    tcase_add_loop_test(tc, attention_forward_equals_per_document_attention, 0, 2);
+    tcase_add_loop_test(tc, attention_backward_matches_finite_differences, 0, 2);
     tcase_add_test(tc, swiglu_backward_matches_finite_differences);
     tcase_add_test(tc, cross_entropy_matches_definition_and_finite_differences);
     tcase_add_test(tc, backward_ops_do_not_depend_on_thread_count);
@@ -771,6 +874,7 @@ Suite *suite_grad(void)
     tcase_add_loop_test(gr, graph_equals_transformers, 0, 4);
     tcase_add_test(gr, internlm2_graph_equals_llama_reference);
     tcase_add_test(gr, graph_accumulates_and_is_deterministic);
+    tcase_add_test(gr, graph_long_documents_match_inference_and_finite_differences);
     tcase_add_test(gr, graph_model_view_reads_the_slab);
     tcase_add_test(gr, graph_rejects_bad_batches);
     tcase_add_test(gr, adamw_reference_is_recorded);
