@@ -128,6 +128,7 @@ int main(void)
     srunner_add_suite(sr, suite_pipeline());
     srunner_add_suite(sr, suite_optim());
     srunner_add_suite(sr, suite_ckpt());
+    srunner_add_suite(sr, suite_grad());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

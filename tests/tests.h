@@ -27,6 +27,7 @@ Suite *suite_dedup(void);
 Suite *suite_pipeline(void);
 Suite *suite_optim(void);
 Suite *suite_ckpt(void);
+Suite *suite_grad(void);
 
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */

@@ -72,6 +72,14 @@ static const ilm__backend cpu_backend = {
     .swiglu = ilm__cpu_swiglu,
     .add = ilm__cpu_add,
     .linear = cpu_linear,
+    .embedding = ilm__cpu_embedding,
+    .embedding_bwd = ilm__cpu_embedding_bwd,
+    .rmsnorm_bwd = ilm__cpu_rmsnorm_bwd,
+    .rope_bwd = ilm__cpu_rope_bwd,
+    .attention_train = ilm__cpu_attention_train,
+    .attention_train_bwd = ilm__cpu_attention_train_bwd,
+    .swiglu_bwd = ilm__cpu_swiglu_bwd,
+    .cross_entropy = ilm__cpu_cross_entropy,
 };
 
 const ilm__backend *ilm__backend_cpu(void) { return &cpu_backend; }

@@ -95,10 +95,7 @@ static void axpy_scalar(float *y, float p, const float *x, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] += p * x[i];
 }
 
-typedef struct vec_ops {
-    float (*dot)(const float *, const float *, int64_t);
-    void  (*axpy)(float *, float, const float *, int64_t);
-} vec_ops;
+typedef ilm__cpu_vec vec_ops;
 
 static vec_ops g_vec = { dot_scalar, axpy_scalar };
 static pthread_once_t g_vec_once = PTHREAD_ONCE_INIT;
@@ -110,6 +107,12 @@ static void pick_vec_ops(void)
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         g_vec = (vec_ops){ dot_avx2, axpy_avx2 };
 #endif
+}
+
+const ilm__cpu_vec *ilm__cpu_vec_ops(void)
+{
+    pthread_once(&g_vec_once, pick_vec_ops);
+    return &g_vec;
 }
 
 /* Positions per chunk when decoding: fixed, so the order of the partial

@@ -1,0 +1,514 @@
+/*
+ * src/train/ -- training: the parameter layout (params.c), the training
+ * graph (this file; see graph.h for the graph, its storage and its
+ * numerics), and later the optimizer, LR schedule, Hybrid ZeRO, the
+ * trainer and checkpoints.
+ */
+#include "train/graph.h"
+#include "tensor/tensor.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Logits rows per cross-entropy chunk: at most this many floats of
+ * logits exist at once (64 MB), whatever the vocabulary. */
+#define LOGIT_FLOATS ((int64_t)1 << 24)
+
+/* One layer's saved activations (graph.h). */
+typedef struct layer_acts {
+    float *q, *k, *v, *att, *lse, *m, *gate, *up;
+} layer_acts;
+
+struct ilm__graph {
+    ilm__arch           a;
+    const ilm__backend *be;
+    ilm__params         ps;
+    float              *params, *grads; /* [ps.total] each */
+    ilm_model          *view;
+    bool                recompute;
+    /* Scratch for the current (B, T) and recompute setting. */
+    int64_t     B, T;
+    bool        scratch_recompute;
+    float      *scratch;
+    int32_t    *cu;      /* [B*T + 1] the documents of the packed batch */
+    layer_acts *acts;    /* [L], or all aliasing one set when recomputing */
+    float *xs;           /* [L+1, N, C] layer inputs; xs[L] the final one */
+    float *h, *dx, *dh;  /* [N, C] */
+    float *f;            /* [N, F] silu(gate) * up, then its gradient */
+    float *dq, *dk, *dv; /* [N, H*D], [N, KV*D] x 2 */
+    float *datt;         /* [N, H*D] */
+    float *qkv;          /* [N, (H+2KV)*D] InternLM2's fused projection */
+    float *cos, *sin;    /* [N, D/2] */
+    float *logits;       /* [rows, V] */
+    int64_t logit_rows;
+};
+
+/* ---- creation ------------------------------------------------------------ */
+
+static float *slot(ilm__graph *g, const char *name)
+{
+    const ilm__param *p = ilm__params_find(&g->ps, name);
+    return p ? g->params + p->offset : NULL;
+}
+
+/* Copies (dequantizing) a [rows, cols] weight into dst. */
+static ilm_status copy_weight(const ilm__weight *w, float *dst)
+{
+    uint32_t block, bytes;
+    ILM_RETURN_IF(!ilm__ggml_type_info(w->type, &block, &bytes), ILM_ERR_INTERNAL,
+                  "graph: weight type %u", w->type);
+    size_t row_bytes = (size_t)(w->cols / block) * bytes;
+    for (int64_t r = 0; r < w->rows; r++)
+        ILM_FORWARD(ilm__dequantize(w->type, (const uint8_t *)w->data + (size_t)r * row_bytes,
+                                    dst + r * w->cols, w->cols));
+    return ILM_OK;
+}
+
+/* Fills the parameter slab from m and points the view's weights into it. */
+static ilm_status build(ilm__graph *g, const ilm_model *m)
+{
+    const ilm__arch *a = &g->a;
+    const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
+    const int64_t V = a->vocab_size, C = a->hidden_size;
+    ilm_model *v = g->view;
+    v->arch = *a;
+    v->be = g->be;
+    v->layers = ilm__calloc((size_t)a->n_layers, sizeof *v->layers);
+    v->inv_freq = ilm__malloc((size_t)(a->head_dim / 2) * sizeof *v->inv_freq);
+    v->chat_template = ilm__strdup(m->chat_template ? m->chat_template : "chatml");
+    ILM_RETURN_IF(!v->layers || !v->inv_freq || !v->chat_template, ILM_ERR_NOMEM,
+                  "graph: out of memory");
+    memcpy(v->inv_freq, m->inv_freq, (size_t)(a->head_dim / 2) * sizeof *v->inv_freq);
+    v->rope_attn_factor = m->rope_attn_factor;
+    v->owned_bytes = g->ps.total * sizeof(float);
+
+    float *p = slot(g, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight");
+    ILM_FORWARD(copy_weight(&m->tok_embd, p));
+    v->tok_embd = (ilm__weight){ ILM__GGML_F32, V, C, p };
+    p = slot(g, "model.norm.weight");
+    memcpy(p, m->out_norm, (size_t)C * sizeof *p);
+    v->out_norm = p;
+    if (a->tie_embeddings) {
+        v->output = v->tok_embd;
+    } else {
+        p = slot(g, i2 ? "output.weight" : "lm_head.weight");
+        ILM_FORWARD(copy_weight(&m->output, p));
+        v->output = (ilm__weight){ ILM__GGML_F32, V, C, p };
+    }
+    for (int64_t l = 0; l < a->n_layers; l++) {
+        const uint8_t *src = (const uint8_t *)&m->layers[l];
+        uint8_t *dst = (uint8_t *)&v->layers[l];
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+            const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+            const char *fmt = ilm__layer_name(a, lt);
+            char name[ILM__PARAM_NAME];
+            if (!fmt) continue;
+            snprintf(name, sizeof name, fmt, (long long)l);
+            p = slot(g, name);
+            ILM_RETURN_IF(!p, ILM_ERR_INTERNAL, "graph: '%s' is not in the layout", name);
+            if (lt->norm) {
+                memcpy(p, *(const float *const *)(src + lt->field), (size_t)C * sizeof *p);
+                *(const float **)(dst + lt->field) = p;
+            } else {
+                const ilm__weight *w = (const ilm__weight *)(src + lt->field);
+                ILM_FORWARD(copy_weight(w, p));
+                *(ilm__weight *)(dst + lt->field) = (ilm__weight){ ILM__GGML_F32, w->rows, w->cols, p };
+            }
+        }
+    }
+    return ILM_OK;
+}
+
+ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, ilm__graph **out)
+{
+    ILM_RETURN_IF(!m || !out, ILM_ERR_INVALID_ARG, "graph: NULL argument");
+    *out = NULL;
+    const ilm__arch *a = &m->arch;
+    ILM_RETURN_IF(a->n_heads % a->n_kv_heads != 0 || a->head_dim % 2 != 0, ILM_ERR_UNSUPPORTED,
+                  "graph: %d heads over %d kv heads of dim %d", a->n_heads, a->n_kv_heads,
+                  a->head_dim);
+    ilm__graph *g = ilm__calloc(1, sizeof *g);
+    ILM_RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
+    g->a = *a;
+    g->be = m->be;
+    g->recompute = opts && opts->recompute;
+    ilm_status st = ilm__params_layout(a, &g->ps);
+    if (st == ILM_OK) {
+        g->params = ilm__calloc(g->ps.total, sizeof *g->params);
+        g->grads = ilm__calloc(g->ps.total, sizeof *g->grads);
+        g->view = ilm__calloc(1, sizeof *g->view);
+        if (!g->params || !g->grads || !g->view)
+            st = ilm__error(ILM_ERR_NOMEM, "graph: cannot allocate %zu MB of parameters and gradients",
+                            2 * g->ps.total * sizeof(float) >> 20);
+    }
+    if (st == ILM_OK) st = build(g, m);
+    if (st != ILM_OK) {
+        ilm__graph_free(g);
+        return st;
+    }
+    *out = g;
+    return ILM_OK;
+}
+
+static void free_scratch(ilm__graph *g)
+{
+    ilm__free(g->scratch);
+    ilm__free(g->cu);
+    ilm__free(g->acts);
+    g->scratch = NULL;
+    g->cu = NULL;
+    g->acts = NULL;
+    g->B = g->T = 0;
+}
+
+void ilm__graph_free(ilm__graph *g)
+{
+    if (!g) return;
+    free_scratch(g);
+    /* The view owns nothing but its tables: ilm_model_free releases those
+     * and leaves the slab alone (n_owned is 0). */
+    ilm_model_free(g->view);
+    ilm__params_free(&g->ps);
+    ilm__free(g->params);
+    ilm__free(g->grads);
+    ilm__free(g);
+}
+
+const ilm__params *ilm__graph_params(const ilm__graph *g) { return &g->ps; }
+float *ilm__graph_param_slab(ilm__graph *g) { return g->params; }
+float *ilm__graph_grad_slab(ilm__graph *g) { return g->grads; }
+ilm_model *ilm__graph_model(ilm__graph *g) { return g->view; }
+void ilm__graph_set_recompute(ilm__graph *g, bool on) { g->recompute = on; }
+
+void ilm__graph_zero_grad(ilm__graph *g)
+{
+    memset(g->grads, 0, g->ps.total * sizeof *g->grads);
+}
+
+/* ---- scratch ------------------------------------------------------------- */
+
+/* Lays the scratch out from `base` (NULL: only counts) and returns its
+ * length in floats. */
+static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
+{
+    const ilm__arch *a = &g->a;
+    const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads,
+                  KV = a->n_kv_heads, D = a->head_dim, L = a->n_layers, V = a->vocab_size;
+    const int64_t HD = H * D, KVD = KV * D;
+    const int64_t X = a->kind == ILM__ARCH_INTERNLM2 ? (H + 2 * KV) * D : 0;
+    const int64_t rows = N < LOGIT_FLOATS / V ? N : (LOGIT_FLOATS / V > 0 ? LOGIT_FLOATS / V : 1);
+    size_t off = 0;
+#define TAKE(dst, n)                                                   \
+    do {                                                               \
+        if (base) (dst) = base + off;                                  \
+        off += ((size_t)(n) + 15) / 16 * 16; /* 64-byte aligned */     \
+    } while (0)
+    TAKE(g->xs, (L + 1) * N * C);
+    TAKE(g->h, N * C);
+    TAKE(g->dx, N * C);
+    TAKE(g->dh, N * C);
+    TAKE(g->f, N * F);
+    TAKE(g->dq, N * HD);
+    TAKE(g->dk, N * KVD);
+    TAKE(g->dv, N * KVD);
+    TAKE(g->datt, N * HD);
+    TAKE(g->qkv, N * X);
+    TAKE(g->cos, N * D / 2);
+    TAKE(g->sin, N * D / 2);
+    TAKE(g->logits, rows * V);
+    const int64_t sets = recompute ? 1 : L;
+    for (int64_t l = 0; l < sets; l++) {
+        TAKE(g->acts[l].q, N * HD);
+        TAKE(g->acts[l].k, N * KVD);
+        TAKE(g->acts[l].v, N * KVD);
+        TAKE(g->acts[l].att, N * HD);
+        TAKE(g->acts[l].lse, N * H);
+        TAKE(g->acts[l].m, N * C);
+        TAKE(g->acts[l].gate, N * F);
+        TAKE(g->acts[l].up, N * F);
+    }
+#undef TAKE
+    if (base) {
+        g->logit_rows = rows;
+        for (int64_t l = sets; l < L; l++) g->acts[l] = g->acts[0];
+    }
+    return off;
+}
+
+uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T)
+{
+    if (!g || B <= 0 || T <= 0) return 0;
+    return (uint64_t)layout((ilm__graph *)g, B * T, g->recompute, NULL) * sizeof(float) +
+           (uint64_t)(B * T + 1) * sizeof(int32_t);
+}
+
+static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
+{
+    if (g->scratch && g->B == B && g->T == T && g->scratch_recompute == g->recompute) return ILM_OK;
+    free_scratch(g);
+    const int64_t N = B * T;
+    size_t n = layout(g, N, g->recompute, NULL);
+    g->scratch = ilm__malloc(n * sizeof *g->scratch);
+    g->cu = ilm__malloc((size_t)(N + 1) * sizeof *g->cu);
+    g->acts = ilm__calloc((size_t)g->a.n_layers, sizeof *g->acts);
+    if (!g->scratch || !g->cu || !g->acts) {
+        free_scratch(g);
+        return ilm__error(ILM_ERR_NOMEM, "graph: cannot allocate %zu MB of activations for %lld x %lld",
+                          n * sizeof(float) >> 20, (long long)B, (long long)T);
+    }
+    layout(g, N, g->recompute, g->scratch);
+    g->B = B;
+    g->T = T;
+    g->scratch_recompute = g->recompute;
+    return ILM_OK;
+}
+
+/* ---- matmuls on the backend's gemm ----------------------------------------- */
+
+/* Y[N,out] = X[N,in] W[out,in]^T + beta Y. */
+static ilm_status mm(const ilm__graph *g, const float *X, int64_t N, int64_t in, const float *W,
+                     int64_t out, float *Y, float beta)
+{
+    return g->be->gemm_f32(g->be, false, true, (int)N, (int)out, (int)in, 1.0f, X, (int)in, W,
+                           (int)in, beta, Y, (int)out);
+}
+
+/* dX[N,in] = dY[N,out] W[out,in] + beta dX. */
+static ilm_status mm_dx(const ilm__graph *g, const float *dY, int64_t N, int64_t out,
+                        const float *W, int64_t in, float *dX, float beta)
+{
+    return g->be->gemm_f32(g->be, false, false, (int)N, (int)in, (int)out, 1.0f, dY, (int)out, W,
+                           (int)in, beta, dX, (int)in);
+}
+
+/* dW[out,in] += dY[N,out]^T X[N,in]. */
+static ilm_status mm_dw(const ilm__graph *g, const float *dY, int64_t N, int64_t out,
+                        const float *X, int64_t in, float *dW)
+{
+    return g->be->gemm_f32(g->be, true, false, (int)out, (int)in, (int)N, 1.0f, dY, (int)out, X,
+                           (int)in, 1.0f, dW, (int)in);
+}
+
+/* The gradient slab's element for a parameter slab pointer. */
+static float *grad_of(const ilm__graph *g, const void *param)
+{
+    return g->grads + ((const float *)param - g->params);
+}
+
+static const float *W(const ilm__weight *w) { return (const float *)w->data; }
+
+/* ---- InternLM2's fused wqkv ----------------------------------------------- */
+
+/* qkv[N, KV*(g+2)*D] grouped per KV head <-> q[N,H,D], k/v[N,KV,D]. */
+static void split_qkv(const ilm__arch *a, const float *qkv, int64_t N, float *q, float *k, float *v)
+{
+    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV, row = KV * (g + 2) * D;
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t j = 0; j < KV; j++) {
+            const float *grp = qkv + t * row + j * (g + 2) * D;
+            memcpy(q + (t * a->n_heads + j * g) * D, grp, (size_t)(g * D) * sizeof *q);
+            memcpy(k + (t * KV + j) * D, grp + g * D, (size_t)D * sizeof *k);
+            memcpy(v + (t * KV + j) * D, grp + (g + 1) * D, (size_t)D * sizeof *v);
+        }
+}
+
+static void merge_qkv(const ilm__arch *a, const float *q, const float *k, const float *v,
+                      int64_t N, float *qkv)
+{
+    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV, row = KV * (g + 2) * D;
+    for (int64_t t = 0; t < N; t++)
+        for (int64_t j = 0; j < KV; j++) {
+            float *grp = qkv + t * row + j * (g + 2) * D;
+            memcpy(grp, q + (t * a->n_heads + j * g) * D, (size_t)(g * D) * sizeof *q);
+            memcpy(grp + g * D, k + (t * KV + j) * D, (size_t)D * sizeof *k);
+            memcpy(grp + (g + 1) * D, v + (t * KV + j) * D, (size_t)D * sizeof *v);
+        }
+}
+
+/* ---- forward and backward of one layer ------------------------------------- */
+
+/* x_l -> acts (and x_l+1 when write_out). */
+static ilm_status layer_forward(ilm__graph *g, int64_t l, int64_t N, int64_t n_docs,
+                                bool write_out)
+{
+    const ilm__arch *a = &g->a;
+    const ilm__backend *be = g->be;
+    const ilm__layer *ly = &g->view->layers[l];
+    const layer_acts *s = &g->acts[l];
+    const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
+                  D = a->head_dim;
+    const float *x = g->xs + l * N * C;
+    ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    if (a->kind == ILM__ARCH_INTERNLM2) {
+        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wqkv), (H + 2 * KV) * D, g->qkv, 0));
+        split_qkv(a, g->qkv, N, s->q, s->k, s->v);
+    } else {
+        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wq), H * D, s->q, 0));
+        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wk), KV * D, s->k, 0));
+        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wv), KV * D, s->v, 0));
+    }
+    ILM_FORWARD(be->rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    ILM_FORWARD(be->rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    ILM_FORWARD(be->attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
+    memcpy(s->m, x, (size_t)(N * C) * sizeof *s->m);
+    ILM_FORWARD(mm(g, s->att, N, H * D, W(&ly->wo), C, s->m, 1)); /* residual in beta */
+    ILM_FORWARD(be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    ILM_FORWARD(mm(g, g->h, N, C, W(&ly->w_gate), F, s->gate, 0));
+    ILM_FORWARD(mm(g, g->h, N, C, W(&ly->w_up), F, s->up, 0));
+    if (!write_out) return ILM_OK;
+    ILM_FORWARD(be->swiglu(be, s->gate, s->up, g->f, N * F));
+    float *y = g->xs + (l + 1) * N * C;
+    memcpy(y, s->m, (size_t)(N * C) * sizeof *y);
+    return mm(g, g->f, N, F, W(&ly->w_down), C, y, 1);
+}
+
+/* g->dx: d loss / d x_l+1 on entry, d loss / d x_l on return.  Destroys
+ * the layer's gate and up. */
+static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_docs)
+{
+    const ilm__arch *a = &g->a;
+    const ilm__backend *be = g->be;
+    const ilm__layer *ly = &g->view->layers[l];
+    const layer_acts *s = &g->acts[l];
+    const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
+                  D = a->head_dim, HD = H * D, KVD = KV * D;
+    const float *x = g->xs + l * N * C;
+    float *dx = g->dx, *dh = g->dh;
+    /* MLP: x_l+1 = m + f Wd^T with f = silu(gate) * up. */
+    ILM_FORWARD(be->swiglu(be, s->gate, s->up, g->f, N * F));
+    ILM_FORWARD(mm_dw(g, dx, N, C, g->f, F, grad_of(g, ly->w_down.data)));
+    ILM_FORWARD(mm_dx(g, dx, N, C, W(&ly->w_down), F, g->f, 0));
+    ILM_FORWARD(be->swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
+    ILM_FORWARD(be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    ILM_FORWARD(mm_dw(g, s->gate, N, F, g->h, C, grad_of(g, ly->w_gate.data)));
+    ILM_FORWARD(mm_dw(g, s->up, N, F, g->h, C, grad_of(g, ly->w_up.data)));
+    ILM_FORWARD(mm_dx(g, s->gate, N, F, W(&ly->w_gate), C, dh, 0));
+    ILM_FORWARD(mm_dx(g, s->up, N, F, W(&ly->w_up), C, dh, 1));
+    ILM_FORWARD(be->rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm), N, C,
+                                a->rms_eps));
+    ILM_FORWARD(be->add(be, dx, dh, N * C)); /* dx: d loss / d m */
+    /* Attention: m = x_l + att Wo^T. */
+    ILM_FORWARD(mm_dw(g, dx, N, C, s->att, HD, grad_of(g, ly->wo.data)));
+    ILM_FORWARD(mm_dx(g, dx, N, C, W(&ly->wo), HD, g->datt, 0));
+    ILM_FORWARD(be->attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk,
+                                        g->dv, g->cu, n_docs, N, H, KV, D));
+    ILM_FORWARD(be->rope_bwd(be, g->dq, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    ILM_FORWARD(be->rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    if (a->kind == ILM__ARCH_INTERNLM2) {
+        const int64_t X = HD + 2 * KVD;
+        merge_qkv(a, g->dq, g->dk, g->dv, N, g->qkv);
+        ILM_FORWARD(mm_dw(g, g->qkv, N, X, g->h, C, grad_of(g, ly->wqkv.data)));
+        ILM_FORWARD(mm_dx(g, g->qkv, N, X, W(&ly->wqkv), C, dh, 0));
+    } else {
+        ILM_FORWARD(mm_dw(g, g->dq, N, HD, g->h, C, grad_of(g, ly->wq.data)));
+        ILM_FORWARD(mm_dw(g, g->dk, N, KVD, g->h, C, grad_of(g, ly->wk.data)));
+        ILM_FORWARD(mm_dw(g, g->dv, N, KVD, g->h, C, grad_of(g, ly->wv.data)));
+        ILM_FORWARD(mm_dx(g, g->dq, N, HD, W(&ly->wq), C, dh, 0));
+        ILM_FORWARD(mm_dx(g, g->dk, N, KVD, W(&ly->wk), C, dh, 1));
+        ILM_FORWARD(mm_dx(g, g->dv, N, KVD, W(&ly->wv), C, dh, 1));
+    }
+    ILM_FORWARD(be->rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm), N, C,
+                                a->rms_eps));
+    return be->add(be, dx, dh, N * C);
+}
+
+/* ---- the whole model ---------------------------------------------------------- */
+
+/* Checks the batch and builds the packed document list and RoPE tables;
+ * returns the number of documents in *n_docs. */
+static ilm_status prepare(ilm__graph *g, const int32_t *positions, const int32_t *cu_seqlens,
+                          const int32_t *n_seqs, int64_t B, int64_t T, int64_t *n_docs)
+{
+    ILM_RETURN_IF(B <= 0 || T <= 0 || B * T > INT32_MAX, ILM_ERR_INVALID_ARG,
+                  "graph: batch of %lld x %lld tokens", (long long)B, (long long)T);
+    ILM_FORWARD(ensure_scratch(g, B, T));
+    int64_t n = 0;
+    g->cu[0] = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int32_t *cu = cu_seqlens + b * (T + 1);
+        ILM_RETURN_IF(n_seqs[b] < 1 || n_seqs[b] > T || cu[0] != 0 || cu[n_seqs[b]] != T,
+                      ILM_ERR_INVALID_ARG,
+                      "graph: row %lld: cu_seqlens must run from 0 to %lld in n_seqs = %d steps",
+                      (long long)b, (long long)T, n_seqs[b]);
+        for (int32_t i = 1; i <= n_seqs[b]; i++) g->cu[++n] = (int32_t)(b * T) + cu[i];
+    }
+    *n_docs = n;
+    int32_t maxpos = 0;
+    for (int64_t t = 0; t < B * T; t++) {
+        ILM_RETURN_IF(positions[t] < 0, ILM_ERR_INVALID_ARG, "graph: position %d at %lld",
+                      positions[t], (long long)t);
+        if (positions[t] > maxpos) maxpos = positions[t];
+    }
+    ilm__rope_tables(g->view, positions, B * T, (int64_t)maxpos + 1, g->cos, g->sin);
+    return ILM_OK;
+}
+
+static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *labels,
+                      const int32_t *positions, const int32_t *cu_seqlens, const int32_t *n_seqs,
+                      int64_t B, int64_t T, bool backward, float grad_scale, double *loss_sum,
+                      int64_t *n_targets)
+{
+    ILM_RETURN_IF(!g || !tokens || !labels || !positions || !cu_seqlens || !n_seqs || !loss_sum ||
+                      !n_targets, ILM_ERR_INVALID_ARG, "graph: NULL argument");
+    const ilm__arch *a = &g->a;
+    const ilm__backend *be = g->be;
+    const ilm_model *v = g->view;
+    const int64_t C = a->hidden_size, V = a->vocab_size, L = a->n_layers, N = B * T;
+    int64_t n_docs = 0;
+    ILM_FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
+
+    ILM_FORWARD(be->embedding(be, W(&v->tok_embd), V, C, tokens, N, g->xs));
+    for (int64_t l = 0; l < L; l++) ILM_FORWARD(layer_forward(g, l, N, n_docs, true));
+
+    /* Head: final norm, logits and loss by row chunks; in backward the
+     * chunk's logits become its gradient in place, giving dh and dWout. */
+    const float *xL = g->xs + L * N * C;
+    const float *Wout = W(&v->output);
+    ILM_FORWARD(be->rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
+    double total = 0;
+    int64_t count = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += g->logit_rows) {
+        const int64_t rows = N - r0 < g->logit_rows ? N - r0 : g->logit_rows;
+        double s;
+        int64_t c;
+        ILM_FORWARD(mm(g, g->h + r0 * C, rows, C, Wout, V, g->logits, 0));
+        ILM_FORWARD(be->cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
+                                      backward ? g->logits : NULL, &s, &c));
+        total += s;
+        count += c;
+        if (!backward) continue;
+        ILM_FORWARD(mm_dx(g, g->logits, rows, V, Wout, C, g->dh + r0 * C, 0));
+        ILM_FORWARD(mm_dw(g, g->logits, rows, V, g->h + r0 * C, C, grad_of(g, Wout)));
+    }
+    *loss_sum = total;
+    *n_targets = count;
+    if (!backward) return ILM_OK;
+
+    ILM_FORWARD(be->rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
+                                a->rms_eps));
+    for (int64_t l = L - 1; l >= 0; l--) {
+        if (g->scratch_recompute) ILM_FORWARD(layer_forward(g, l, N, n_docs, false));
+        ILM_FORWARD(layer_backward(g, l, N, n_docs));
+    }
+    return be->embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx);
+}
+
+ilm_status ilm__graph_forward_backward(ilm__graph *g, const int32_t *tokens,
+                                       const int32_t *labels, const int32_t *positions,
+                                       const int32_t *cu_seqlens, const int32_t *n_seqs,
+                                       int64_t B, int64_t T, float grad_scale,
+                                       double *loss_sum, int64_t *n_targets)
+{
+    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, true, grad_scale, loss_sum,
+               n_targets);
+}
+
+ilm_status ilm__graph_forward(ilm__graph *g, const int32_t *tokens, const int32_t *labels,
+                              const int32_t *positions, const int32_t *cu_seqlens,
+                              const int32_t *n_seqs, int64_t B, int64_t T, double *loss_sum,
+                              int64_t *n_targets)
+{
+    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, false, 0.0f, loss_sum,
+               n_targets);
+}

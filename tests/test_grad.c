@@ -1,0 +1,929 @@
+/* Gradients: every training op of the backend against central finite
+ * differences of its forward, thread-count independence of the reductions,
+ * and the training graph (src/train/graph.c) against transformers' loss and
+ * gradients (fixtures: tools/reference/train_fixtures.py).
+ *
+ * Finite differences.  Each check takes a scalar f = sum(R * op(x)) with a
+ * fixed random R, computed in double from the op's fp32 outputs, and
+ * compares the op's backward (fed dy = R) with (f(x + e) - f(x - e)) / 2e
+ * for every input element, as the relative norm error
+ * |fd - analytic| / |analytic| over the whole tensor.  With e = 1e-2 on
+ * O(1) inputs the truncation error is O(e^2 f''') ~ 1e-4 relative at
+ * most, and the fp32 rounding of f (a sum of ~100 O(1) terms, ~1e-6
+ * absolute) divided by 2e adds ~5e-5 per element; the errors seen are
+ * 2e-6 .. 4e-5, so the tolerance 5e-4 leaves a margin of ten, while a
+ * wrong gradient (a sign, a missing term, a transposed index) gives errors
+ * of order 1. */
+#include "tests.h"
+#include "internlm.h"
+#include "backend/backend.h"
+#include "formats/safetensors.h"
+#include "train/graph.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FD_EPS 1e-2
+static double fd_eps = FD_EPS; /* the long attention batch uses more */
+#define FD_TOL 5e-4
+
+static float *randn(ilm__rng *r, int64_t n, float s)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
+    for (int64_t i = 0; i < n; i++) p[i] = s * ilm__rng_normal(r);
+    return p;
+}
+
+static double dot_d(const float *a, const float *b, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* f(ctx) evaluated at x +- fd_eps for every stride-th element; returns
+ * the relative norm error against `analytic` over those elements. */
+typedef double (*scalar_fn)(void *ctx);
+
+static double fd_error_strided(float *x, int64_t n, const float *analytic, scalar_fn f, void *ctx,
+                               int64_t stride)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i += stride) {
+        float keep = x[i];
+        x[i] = keep + (float)fd_eps;
+        double fp = f(ctx);
+        x[i] = keep - (float)fd_eps;
+        double fm = f(ctx);
+        x[i] = keep;
+        double fd = (fp - fm) / (2 * fd_eps), d = fd - analytic[i];
+        num += d * d;
+        den += (double)analytic[i] * analytic[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static double fd_error(float *x, int64_t n, const float *analytic, scalar_fn f, void *ctx)
+{
+    return fd_error_strided(x, n, analytic, f, ctx, 1);
+}
+
+#define CHECK_FD(what, err)                                                              \
+    do {                                                                                 \
+        double e_ = (err);                                                               \
+        printf("grad %-28s finite-difference rel err %.2e\n", what, e_);                  \
+        ck_assert_msg(e_ <= FD_TOL, "%s: gradient differs from finite differences by %g", \
+                      what, e_);                                                         \
+    } while (0)
+
+/* ---- embedding ---------------------------------------------------------- */
+
+START_TEST(embedding_gathers_and_scatters)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    enum { V = 11, C = 70, T = 9 };
+    ilm__rng r;
+    ilm__rng_init(&r, 1, 0);
+    float *W = randn(&r, V * C, 1), *y = malloc(T * C * sizeof *y), *dy = randn(&r, T * C, 1);
+    const int32_t ids[T] = { 3, 0, 3, 10, 7, 3, 0, 1, 10 }; /* repeats */
+    ck_assert_int_eq(be->embedding(be, W, V, C, ids, T, y), ILM_OK);
+    for (int t = 0; t < T; t++) ck_assert(memcmp(y + t * C, W + ids[t] * C, C * sizeof *y) == 0);
+    float *dW = calloc(V * C, sizeof *dW);
+    for (int i = 0; i < V * C; i++) dW[i] = 0.5f; /* accumulates */
+    ck_assert_int_eq(be->embedding_bwd(be, dW, V, C, ids, T, dy), ILM_OK);
+    for (int v = 0; v < V; v++)
+        for (int c = 0; c < C; c++) {
+            float want = 0.5f;
+            for (int t = 0; t < T; t++)
+                if (ids[t] == v) want += dy[t * C + c];
+            ck_assert_msg(dW[v * C + c] == want, "dW[%d,%d] = %g, want %g", v, c,
+                          (double)dW[v * C + c], (double)want);
+        }
+    const int32_t bad[1] = { V };
+    ck_assert_int_eq(be->embedding(be, W, V, C, bad, 1, y), ILM_ERR_RANGE);
+    ck_assert_int_eq(be->embedding_bwd(be, dW, V, C, bad, 1, dy), ILM_ERR_RANGE);
+    free(W); free(y); free(dy); free(dW);
+}
+END_TEST
+
+/* ---- rmsnorm ------------------------------------------------------------ */
+
+typedef struct { const ilm__backend *be; float *x, *w, *y, *R; int64_t T, C; } norm_ctx;
+
+static double norm_f(void *p)
+{
+    norm_ctx *c = p;
+    c->be->rmsnorm(c->be, c->x, c->w, c->y, c->T, c->C, 1e-5f);
+    return dot_d(c->R, c->y, c->T * c->C);
+}
+
+START_TEST(rmsnorm_backward_matches_finite_differences)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    enum { T = 5, C = 70 }; /* C spans two column blocks */
+    ilm__rng r;
+    ilm__rng_init(&r, 2, 0);
+    norm_ctx c = { be, randn(&r, T * C, 1), randn(&r, C, 1), malloc(T * C * sizeof(float)),
+                   randn(&r, T * C, 1), T, C };
+    float *dx = malloc(T * C * sizeof *dx), *dw = calloc(C, sizeof *dw);
+    ck_assert_int_eq(be->rmsnorm_bwd(be, c.x, c.w, c.R, dx, dw, T, C, 1e-5f), ILM_OK);
+    CHECK_FD("rmsnorm dx", fd_error(c.x, T * C, dx, norm_f, &c));
+    CHECK_FD("rmsnorm dw", fd_error(c.w, C, dw, norm_f, &c));
+    /* dw accumulates; dx may overwrite dy. */
+    float *dw2 = malloc(C * sizeof *dw2), *dy = malloc(T * C * sizeof *dy);
+    for (int i = 0; i < C; i++) dw2[i] = 1.0f;
+    memcpy(dy, c.R, T * C * sizeof *dy);
+    ck_assert_int_eq(be->rmsnorm_bwd(be, c.x, c.w, dy, dy, dw2, T, C, 1e-5f), ILM_OK);
+    ck_assert(memcmp(dy, dx, T * C * sizeof *dx) == 0);
+    for (int i = 0; i < C; i++) ck_assert_float_eq_tol(dw2[i], 1.0f + dw[i], 1e-5f);
+    free(c.x); free(c.w); free(c.y); free(c.R); free(dx); free(dw); free(dw2); free(dy);
+}
+END_TEST
+
+/* ---- rope --------------------------------------------------------------- */
+
+typedef struct { const ilm__backend *be; float *x, *y, *R, *cs, *sn; int64_t T, NH, D; bool il; } rope_ctx;
+
+static double rope_f(void *p)
+{
+    rope_ctx *c = p;
+    memcpy(c->y, c->x, (size_t)(c->T * c->NH * c->D) * sizeof *c->y);
+    c->be->rope(c->be, c->y, c->T, c->NH, c->D, c->cs, c->sn, c->il);
+    return dot_d(c->R, c->y, c->T * c->NH * c->D);
+}
+
+START_TEST(rope_backward_matches_finite_differences)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    enum { T = 6, NH = 3, D = 8, N = T * NH * D };
+    ilm__rng r;
+    ilm__rng_init(&r, 3, (uint64_t)_i);
+    /* Packed positions: two documents, the second restarting at 0. */
+    const int pos[T] = { 0, 1, 2, 0, 1, 2 };
+    float cs[T * D / 2], sn[T * D / 2];
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < D / 2; i++) {
+            double a = pos[t] * pow(1e4, -2.0 * i / D);
+            cs[t * D / 2 + i] = (float)cos(a);
+            sn[t * D / 2 + i] = (float)sin(a);
+        }
+    rope_ctx c = { be, randn(&r, N, 1), malloc(N * sizeof(float)), randn(&r, N, 1), cs, sn, T, NH,
+                   D, _i == 1 };
+    float *dx = malloc(N * sizeof *dx);
+    memcpy(dx, c.R, N * sizeof *dx);
+    ck_assert_int_eq(be->rope_bwd(be, dx, T, NH, D, cs, sn, c.il), ILM_OK);
+    CHECK_FD(c.il ? "rope (interleaved) dx" : "rope (rotate_half) dx", fd_error(c.x, N, dx, rope_f, &c));
+    /* The backward undoes the forward. */
+    memcpy(c.y, c.x, N * sizeof *c.y);
+    be->rope(be, c.y, T, NH, D, cs, sn, c.il);
+    be->rope_bwd(be, c.y, T, NH, D, cs, sn, c.il);
+    for (int i = 0; i < N; i++) ck_assert_float_eq_tol(c.y[i], c.x[i], 1e-5f);
+    free(c.x); free(c.y); free(c.R); free(dx);
+}
+END_TEST
+
+/* ---- attention ---------------------------------------------------------- */
+
+/* Two batches: short documents (one of a single token among them) and
+ * long ones (150 and 64 tokens after a short one).  The long one checks
+ * every 13th element to keep the test short, with e = 3e-2: its f sums
+ * ~7000 outputs, whose fp32 rounding would dominate at 1e-2 (error 2e-4;
+ * at 3e-2 the rounding shrinks three-fold and the truncation stays below
+ * it). */
+enum { AH = 4, AKV = 2, AD = 8 };
+typedef struct att_case { int T, n_seqs, stride; int32_t cu[4]; } att_case;
+static const att_case att_cases[] = { { 13, 3, 1, { 0, 5, 6, 13 } },
+                                      { 217, 3, 13, { 0, 3, 153, 217 } } };
+static const att_case *ac;
+
+typedef struct { const ilm__backend *be; float *q, *k, *v, *o, *lse, *R; } att_ctx;
+
+static double att_f(void *p)
+{
+    att_ctx *c = p;
+    c->be->attention_train(c->be, c->q, c->k, c->v, c->o, c->lse, ac->cu, ac->n_seqs, ac->T, AH,
+                           AKV, AD);
+    return dot_d(c->R, c->o, (int64_t)ac->T * AH * AD);
+}
+
+START_TEST(attention_forward_equals_per_document_attention)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    ac = &att_cases[_i];
+    const int AT = ac->T, ANS = ac->n_seqs;
+    const int32_t *a_cu = ac->cu;
+    ilm__rng r;
+    ilm__rng_init(&r, 4, (uint64_t)_i);
+    float *q = randn(&r, AT * AH * AD, 1), *k = randn(&r, AT * AKV * AD, 1),
+          *v = randn(&r, AT * AKV * AD, 1);
+    float *o = malloc(AT * AH * AD * sizeof *o), *ref = malloc(AT * AH * AD * sizeof *ref),
+          *lse = malloc(AT * AH * sizeof *lse);
+    ck_assert_int_eq(be->attention_train(be, q, k, v, o, lse, a_cu, ANS, AT, AH, AKV, AD), ILM_OK);
+    /* Each document alone through the inference op (causal from 0). */
+    for (int d = 0; d < ANS; d++) {
+        int s0 = a_cu[d], n = a_cu[d + 1] - s0;
+        ck_assert_int_eq(be->attention(be, q + s0 * AH * AD, k + s0 * AKV * AD, v + s0 * AKV * AD,
+                                       ref + s0 * AH * AD, n, 0, AH, AKV, AD, AKV * AD), ILM_OK);
+    }
+    for (int i = 0; i < AT * AH * AD; i++) ck_assert_float_eq_tol(o[i], ref[i], 1e-5f);
+    /* lse from its definition, in double. */
+    for (int t = 0; t < AT; t++) {
+        int d = 0;
+        while (a_cu[d + 1] <= t) d++;
+        for (int h = 0; h < AH; h++) {
+            double s = 0;
+            for (int u = a_cu[d]; u <= t; u++)
+                s += exp(dot_d(q + (t * AH + h) * AD, k + (u * AKV + h / 2) * AD, AD) / sqrt(AD));
+            ck_assert_msg(fabs(lse[t * AH + h] - log(s)) < 1e-5 * (1 + fabs(log(s))),
+                          "lse[%d,%d] %g vs %g", t, h, (double)lse[t * AH + h], log(s));
+        }
+    }
+    const int32_t bad[3] = { 0, 7, 7 };
+    ck_assert_int_eq(be->attention_train(be, q, k, v, o, lse, bad, 2, 7, AH, AKV, AD),
+                     ILM_ERR_INVALID_ARG);
+    free(q); free(k); free(v); free(o); free(ref); free(lse);
+}
+END_TEST
+
+START_TEST(attention_backward_matches_finite_differences)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    ac = &att_cases[_i];
+    const int AT = ac->T;
+    ilm__rng r;
+    ilm__rng_init(&r, 5, (uint64_t)_i);
+    att_ctx c = { be, randn(&r, AT * AH * AD, 1), randn(&r, AT * AKV * AD, 1),
+                  randn(&r, AT * AKV * AD, 1), malloc(AT * AH * AD * sizeof(float)),
+                  malloc(AT * AH * sizeof(float)), randn(&r, AT * AH * AD, 1) };
+    att_f(&c);
+    float *dq = malloc(AT * AH * AD * sizeof *dq), *dk = malloc(AT * AKV * AD * sizeof *dk),
+          *dv = malloc(AT * AKV * AD * sizeof *dv);
+    ck_assert_int_eq(be->attention_train_bwd(be, c.q, c.k, c.v, c.o, c.lse, c.R, dq, dk, dv, ac->cu,
+                                             ac->n_seqs, AT, AH, AKV, AD), ILM_OK);
+    const char *what[3] = { "attention dq", "attention dk", "attention dv" };
+    char label[64];
+    float *in[3] = { c.q, c.k, c.v }, *an[3] = { dq, dk, dv };
+    const int64_t n[3] = { AT * AH * AD, AT * AKV * AD, AT * AKV * AD };
+    fd_eps = _i ? 3e-2 : FD_EPS;
+    for (int w = 0; w < 3; w++) {
+        snprintf(label, sizeof label, "%s%s", what[w], _i ? " (long docs)" : "");
+        CHECK_FD(label, fd_error_strided(in[w], n[w], an[w], att_f, &c, ac->stride));
+    }
+    free(c.q); free(c.k); free(c.v); free(c.o); free(c.lse); free(c.R); free(dq); free(dk); free(dv);
+}
+END_TEST
+
+/* ---- swiglu ------------------------------------------------------------- */
+
+typedef struct { const ilm__backend *be; float *g, *u, *y, *R; int64_t n; } swi_ctx;
+
+static double swi_f(void *p)
+{
+    swi_ctx *c = p;
+    c->be->swiglu(c->be, c->g, c->u, c->y, c->n);
+    return dot_d(c->R, c->y, c->n);
+}
+
+START_TEST(swiglu_backward_matches_finite_differences)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    enum { N = 97 };
+    ilm__rng r;
+    ilm__rng_init(&r, 6, 0);
+    swi_ctx c = { be, randn(&r, N, 2), randn(&r, N, 1), malloc(N * sizeof(float)), randn(&r, N, 1), N };
+    float *dg = malloc(N * sizeof *dg), *du = malloc(N * sizeof *du);
+    ck_assert_int_eq(be->swiglu_bwd(be, c.R, c.g, c.u, dg, du, N), ILM_OK);
+    CHECK_FD("swiglu dgate", fd_error(c.g, N, dg, swi_f, &c));
+    CHECK_FD("swiglu dup", fd_error(c.u, N, du, swi_f, &c));
+    /* In place: dgate over gate, dup over up. */
+    float *g2 = malloc(N * sizeof *g2), *u2 = malloc(N * sizeof *u2);
+    memcpy(g2, c.g, N * sizeof *g2);
+    memcpy(u2, c.u, N * sizeof *u2);
+    ck_assert_int_eq(be->swiglu_bwd(be, c.R, g2, u2, g2, u2, N), ILM_OK);
+    ck_assert(memcmp(g2, dg, N * sizeof *dg) == 0 && memcmp(u2, du, N * sizeof *du) == 0);
+    free(c.g); free(c.u); free(c.y); free(c.R); free(dg); free(du); free(g2); free(u2);
+}
+END_TEST
+
+/* ---- cross-entropy ------------------------------------------------------ */
+
+enum { CN = 7, CV = 19 };
+static const int32_t ce_labels[CN] = { 3, -100, 18, 0, 3, -100, 11 };
+
+typedef struct { const ilm__backend *be; float *l; } ce_ctx;
+
+static double ce_f(void *p)
+{
+    ce_ctx *c = p;
+    double s;
+    int64_t n;
+    c->be->cross_entropy(c->be, c->l, ce_labels, CN, CV, 1.0f, NULL, &s, &n);
+    return s;
+}
+
+START_TEST(cross_entropy_matches_definition_and_finite_differences)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    ilm__rng r;
+    ilm__rng_init(&r, 7, 0);
+    ce_ctx c = { be, randn(&r, CN * CV, 3) };
+    float *d = malloc(CN * CV * sizeof *d);
+    double s;
+    int64_t n;
+    ck_assert_int_eq(be->cross_entropy(be, c.l, ce_labels, CN, CV, 1.0f, d, &s, &n), ILM_OK);
+    ck_assert_int_eq(n, 5);
+    double want = 0;
+    for (int i = 0; i < CN; i++) {
+        if (ce_labels[i] == -100) {
+            for (int v = 0; v < CV; v++) ck_assert(d[i * CV + v] == 0.0f);
+            continue;
+        }
+        double z = 0;
+        for (int v = 0; v < CV; v++) z += exp((double)c.l[i * CV + v]);
+        want += log(z) - c.l[i * CV + ce_labels[i]];
+    }
+    ck_assert_msg(fabs(s - want) < 1e-9 * fabs(want), "loss %.12g vs %.12g", s, want);
+    CHECK_FD("cross-entropy dlogits", fd_error(c.l, CN * CV, d, ce_f, &c));
+    /* Scaled and in place. */
+    float *l2 = malloc(CN * CV * sizeof *l2);
+    memcpy(l2, c.l, CN * CV * sizeof *l2);
+    ck_assert_int_eq(be->cross_entropy(be, l2, ce_labels, CN, CV, 0.25f, l2, &s, &n), ILM_OK);
+    for (int i = 0; i < CN * CV; i++) ck_assert_float_eq_tol(l2[i], 0.25f * d[i], 1e-7f);
+    int32_t bad[CN];
+    memcpy(bad, ce_labels, sizeof bad);
+    bad[2] = CV;
+    ck_assert_int_eq(be->cross_entropy(be, c.l, bad, CN, CV, 1.0f, d, &s, &n), ILM_ERR_RANGE);
+    free(c.l); free(d); free(l2);
+}
+END_TEST
+
+/* ---- determinism -------------------------------------------------------- */
+
+/* The reductions give the same bits with 1 thread and with 3. */
+START_TEST(backward_ops_do_not_depend_on_thread_count)
+{
+    const ilm__backend *be = ilm__backend_cpu();
+    enum { T = 300, C = 200, V = 17, H = 4, KV = 2, D = 16 };
+    const int32_t cu[4] = { 0, 100, 101, T };
+    ilm__rng r;
+    ilm__rng_init(&r, 8, 0);
+    float *x = randn(&r, T * C, 1), *w = randn(&r, C, 1), *dy = randn(&r, T * C, 1);
+    float *q = randn(&r, T * H * D, 1), *k = randn(&r, T * KV * D, 1), *v = randn(&r, T * KV * D, 1);
+    float *dout = randn(&r, T * H * D, 1);
+    int32_t *ids = malloc(T * sizeof *ids);
+    for (int t = 0; t < T; t++) ids[t] = (int32_t)ilm__rng_below(&r, V);
+    float *res[2][7];
+    for (int run = 0; run < 2; run++) {
+        ilm_set_num_threads(run == 0 ? 1 : 3);
+        float **o = res[run];
+        o[0] = malloc(T * C * sizeof(float));
+        o[1] = calloc(C, sizeof(float));
+        o[2] = calloc(V * C, sizeof(float));
+        o[3] = malloc(T * H * D * sizeof(float));
+        o[4] = malloc(T * H * D * sizeof(float));
+        o[5] = malloc(T * KV * D * sizeof(float));
+        o[6] = malloc(T * KV * D * sizeof(float));
+        float *att = malloc(T * H * D * sizeof(float)), *lse = malloc(T * H * sizeof(float));
+        ck_assert_int_eq(be->rmsnorm_bwd(be, x, w, dy, o[0], o[1], T, C, 1e-5f), ILM_OK);
+        ck_assert_int_eq(be->embedding_bwd(be, o[2], V, C, ids, T, dy), ILM_OK);
+        ck_assert_int_eq(be->attention_train(be, q, k, v, att, lse, cu, 3, T, H, KV, D), ILM_OK);
+        ck_assert_int_eq(be->attention_train_bwd(be, q, k, v, att, lse, dout, o[4], o[5], o[6], cu,
+                                                 3, T, H, KV, D), ILM_OK);
+        memcpy(o[3], att, T * H * D * sizeof(float));
+        free(att);
+        free(lse);
+    }
+    ilm_set_num_threads(0);
+    const size_t sz[7] = { T * C, C, V * C, T * H * D, T * H * D, T * KV * D, T * KV * D };
+    for (int i = 0; i < 7; i++) {
+        ck_assert_msg(memcmp(res[0][i], res[1][i], sz[i] * sizeof(float)) == 0,
+                      "output %d differs between 1 and 3 threads", i);
+        free(res[0][i]);
+        free(res[1][i]);
+    }
+    free(x); free(w); free(dy); free(q); free(k); free(v); free(dout); free(ids);
+}
+END_TEST
+
+/* ---- the training graph against transformers ------------------------------- */
+
+/* Loss and gradients: the reference is float64 (train_fixtures.py), and
+ * transformers' own float32 run lands within 9e-7 of it (recorded in
+ * batch.json); our fp32 graph sums in other orders, so each tensor must be
+ * within 1e-5 relative norm error, the loss within 1e-6 relative. */
+#define GRAD_TOL 1e-5
+#define LOSS_TOL 1e-6
+#define TFIX "tests/fixtures/train/"
+
+typedef struct batch {
+    int64_t  B, T, n_targets;
+    int32_t *tokens, *labels, *positions, *cu, *n_seqs;
+    double   loss, loss_sum;
+    cJSON   *json;
+} batch;
+
+static void fill_rows(const cJSON *rows, int32_t *dst, int64_t stride)
+{
+    int b = 0;
+    const cJSON *row, *x;
+    cJSON_ArrayForEach(row, rows) {
+        int i = 0;
+        cJSON_ArrayForEach(x, row) dst[b * stride + i++] = (int32_t)x->valueint;
+        b++;
+    }
+}
+
+static batch read_batch(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, TFIX "grad_%s/batch.json", name);
+    batch bt = { 0 };
+    bt.json = test_read_json(path);
+    bt.B = cJSON_GetObjectItem(bt.json, "B")->valueint;
+    bt.T = cJSON_GetObjectItem(bt.json, "T")->valueint;
+    bt.n_targets = cJSON_GetObjectItem(bt.json, "n_targets")->valueint;
+    bt.loss = cJSON_GetObjectItem(bt.json, "loss")->valuedouble;
+    bt.loss_sum = cJSON_GetObjectItem(bt.json, "loss_sum")->valuedouble;
+    size_t n = (size_t)(bt.B * bt.T);
+    bt.tokens = malloc(n * sizeof(int32_t));
+    bt.labels = malloc(n * sizeof(int32_t));
+    bt.positions = malloc(n * sizeof(int32_t));
+    bt.cu = calloc((size_t)(bt.B * (bt.T + 1)), sizeof(int32_t));
+    bt.n_seqs = malloc((size_t)bt.B * sizeof(int32_t));
+    fill_rows(cJSON_GetObjectItem(bt.json, "tokens"), bt.tokens, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "labels"), bt.labels, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "positions"), bt.positions, bt.T);
+    fill_rows(cJSON_GetObjectItem(bt.json, "cu_seqlens"), bt.cu, bt.T + 1);
+    const cJSON *x;
+    int b = 0;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(bt.json, "n_seqs")) bt.n_seqs[b++] = x->valueint;
+    return bt;
+}
+
+static void free_batch(batch *bt)
+{
+    free(bt->tokens); free(bt->labels); free(bt->positions); free(bt->cu); free(bt->n_seqs);
+    cJSON_Delete(bt->json);
+}
+
+static ilm__graph *load_graph(const char *dir, bool recompute)
+{
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(dir, NULL, &m) == ILM_OK, "%s: %s", dir, ilm_last_error());
+    ilm__graph *g = NULL;
+    ilm__graph_opts o = { .recompute = recompute };
+    ck_assert_msg(ilm__graph_create(m, &o, &g) == ILM_OK, "%s", ilm_last_error());
+    ilm_model_free(m); /* the graph keeps its own copy */
+    return g;
+}
+
+static void step(ilm__graph *g, const batch *bt, float scale, double *loss_sum, int64_t *n)
+{
+    ck_assert_msg(ilm__graph_forward_backward(g, bt->tokens, bt->labels, bt->positions, bt->cu,
+                                              bt->n_seqs, bt->B, bt->T, scale, loss_sum, n) == ILM_OK,
+                  "%s", ilm_last_error());
+}
+
+/* |got - want| / |want| over n floats, want in the reference file. */
+static double rel_err(const float *got, const float *want, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        num += d * d;
+        den += (double)want[i] * want[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static const char *graph_models[] = { "gqa_untied", "mha_tied" };
+
+START_TEST(graph_equals_transformers)
+{
+    const char *name = graph_models[_i / 2];
+    const bool recompute = _i % 2;
+    char dir[256];
+    snprintf(dir, sizeof dir, TFIX "grad_%s", name);
+    batch bt = read_batch(name);
+    ilm__graph *g = load_graph(dir, recompute);
+    double s;
+    int64_t n;
+    step(g, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_int_eq(n, bt.n_targets);
+    ck_assert_msg(fabs(s - bt.loss_sum) <= LOSS_TOL * bt.loss_sum, "%s: loss sum %.9g vs %.9g",
+                  name, s, bt.loss_sum);
+    ck_assert_msg(fabs(s / n - bt.loss) <= LOSS_TOL * bt.loss, "%s: loss", name);
+    /* The forward alone gives the same loss and leaves the gradients. */
+    const ilm__params *ps = ilm__graph_params(g);
+    float *before = malloc(ps->total * sizeof *before);
+    memcpy(before, ilm__graph_grad_slab(g), ps->total * sizeof *before);
+    double s2;
+    int64_t n2;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s2, &n2), ILM_OK);
+    ck_assert(s2 == s && n2 == n);
+    ck_assert(memcmp(before, ilm__graph_grad_slab(g), ps->total * sizeof *before) == 0);
+    /* Every parameter's gradient. */
+    char gp[300];
+    snprintf(gp, sizeof gp, "%s/grads.safetensors", dir);
+    ilm__safetensors *ref = NULL;
+    ck_assert_int_eq(ilm__st_open(gp, &ref), ILM_OK);
+    double worst = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        const ilm__param *p = &ps->p[i];
+        const ilm__st_tensor *t = ilm__st_find(ref, p->name);
+        ck_assert_msg(t && t->n_bytes == p->numel * sizeof(float), "%s: no gradient for %s", name,
+                      p->name);
+        double e = rel_err(ilm__graph_grad_slab(g) + p->offset, (const float *)t->data, p->numel);
+        ck_assert_msg(e <= GRAD_TOL, "%s: gradient of %s differs from transformers by %g", name,
+                      p->name, e);
+        worst = fmax(worst, e);
+    }
+    printf("graph %s%s: loss %.7f equals transformers; %zu gradients, worst rel err %.2e\n", name,
+           recompute ? " (recompute)" : "", s / n, ps->n, worst);
+    ilm__st_close(ref);
+    free(before);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* LLaMA name -> InternLM2 name of the same tensor (q/k/v aside). */
+static const char *const i2_names[][2] = {
+    { "model.embed_tokens.weight", "model.tok_embeddings.weight" },
+    { "model.norm.weight", "model.norm.weight" },
+    { "lm_head.weight", "output.weight" },
+    { "input_layernorm.weight", "attention_norm.weight" },
+    { "post_attention_layernorm.weight", "ffn_norm.weight" },
+    { "self_attn.o_proj.weight", "attention.wo.weight" },
+    { "mlp.gate_proj.weight", "feed_forward.w1.weight" },
+    { "mlp.up_proj.weight", "feed_forward.w3.weight" },
+    { "mlp.down_proj.weight", "feed_forward.w2.weight" },
+};
+
+START_TEST(internlm2_graph_equals_llama_reference)
+{
+    batch bt = read_batch("gqa_untied");
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied_internlm2", false);
+    double s;
+    int64_t n;
+    step(g, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_int_eq(n, bt.n_targets);
+    ck_assert_msg(fabs(s / n - bt.loss) <= LOSS_TOL * bt.loss, "loss %.9g vs %.9g", s / n, bt.loss);
+    ilm__safetensors *ref = NULL;
+    ck_assert_int_eq(ilm__st_open(TFIX "grad_gqa_untied/grads.safetensors", &ref), ILM_OK);
+    const ilm__params *ps = ilm__graph_params(g);
+    const ilm__arch *a = &ilm__graph_model(g)->arch;
+    ck_assert_int_eq(a->kind, ILM__ARCH_INTERNLM2);
+    const float *grads = ilm__graph_grad_slab(g);
+    size_t checked = 0;
+    double worst = 0;
+    const int64_t C = a->hidden_size, D = a->head_dim, KV = a->n_kv_heads, grp = a->n_heads / KV;
+    for (int64_t l = 0; l < a->n_layers; l++) {
+        for (size_t k = 0; k < sizeof i2_names / sizeof *i2_names; k++) {
+            char ln[128], in[128];
+            bool global = strncmp(i2_names[k][0], "model.", 6) == 0 || strncmp(i2_names[k][0], "lm_", 3) == 0;
+            if (global && l > 0) continue;
+            if (global) snprintf(ln, sizeof ln, "%s", i2_names[k][0]);
+            else snprintf(ln, sizeof ln, "model.layers.%lld.%s", (long long)l, i2_names[k][0]);
+            if (global) snprintf(in, sizeof in, "%s", i2_names[k][1]);
+            else snprintf(in, sizeof in, "model.layers.%lld.%s", (long long)l, i2_names[k][1]);
+            const ilm__param *p = ilm__params_find(ps, in);
+            const ilm__st_tensor *t = ilm__st_find(ref, ln);
+            ck_assert_msg(p && t && t->n_bytes == p->numel * sizeof(float), "%s / %s", in, ln);
+            double e = rel_err(grads + p->offset, (const float *)t->data, p->numel);
+            ck_assert_msg(e <= GRAD_TOL, "gradient of %s differs from %s's by %g", in, ln, e);
+            worst = fmax(worst, e);
+            checked++;
+        }
+        /* wqkv rows per KV head j: [q heads j*grp .. j*grp+grp-1, k_j, v_j]. */
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%lld.attention.wqkv.weight", (long long)l);
+        const ilm__param *p = ilm__params_find(ps, name);
+        ck_assert_ptr_nonnull(p);
+        const float *wqkv = grads + p->offset;
+        const char *parts[3] = { "q_proj", "k_proj", "v_proj" };
+        for (int w = 0; w < 3; w++) {
+            snprintf(name, sizeof name, "model.layers.%lld.self_attn.%s.weight", (long long)l, parts[w]);
+            const ilm__st_tensor *t = ilm__st_find(ref, name);
+            ck_assert_ptr_nonnull(t);
+            const int64_t heads = w == 0 ? a->n_heads : KV;
+            float *mapped = malloc((size_t)(heads * D * C) * sizeof *mapped);
+            for (int64_t h = 0; h < heads; h++) {
+                const int64_t j = w == 0 ? h / grp : h;
+                const int64_t row = (j * (grp + 2) + (w == 0 ? h % grp : grp + w - 1)) * D;
+                memcpy(mapped + h * D * C, wqkv + row * C, (size_t)(D * C) * sizeof *mapped);
+            }
+            ck_assert_uint_eq(t->n_bytes, (size_t)(heads * D * C) * sizeof(float));
+            double e = rel_err(mapped, (const float *)t->data, (size_t)(heads * D * C));
+            ck_assert_msg(e <= GRAD_TOL, "wqkv gradient mapped onto %s differs by %g", name, e);
+            worst = fmax(worst, e);
+            checked++;
+            free(mapped);
+        }
+    }
+    printf("graph internlm2: loss %.7f, %zu gradients (wqkv mapped onto q/k/v) equal "
+           "transformers' LLaMA ones, worst rel err %.2e\n", s / n, checked, worst);
+    ck_assert_uint_eq(checked, 3 + 2 * (6 + 3));
+    ilm__st_close(ref);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* Micro-batches accumulate: twice with half the scale equals once (up to
+ * the rounding of one addition per element); recompute gives the same
+ * bits as keeping activations; 1 and 3 threads give the same bits. */
+START_TEST(graph_accumulates_and_is_deterministic)
+{
+    batch bt = read_batch("gqa_untied");
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied", false);
+    const ilm__params *ps = ilm__graph_params(g);
+    const size_t bytes = ps->total * sizeof(float);
+    double s;
+    int64_t n;
+    const float scale = 1.0f / (float)bt.n_targets;
+    step(g, &bt, scale, &s, &n);
+    float *once = malloc(bytes);
+    memcpy(once, ilm__graph_grad_slab(g), bytes);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale / 2, &s, &n);
+    step(g, &bt, scale / 2, &s, &n);
+    ck_assert_double_le(rel_err(ilm__graph_grad_slab(g), once, ps->total), 1e-6);
+    ilm__graph_set_recompute(g, true);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    ck_assert_msg(memcmp(ilm__graph_grad_slab(g), once, bytes) == 0, "recompute changes gradients");
+    ilm__graph_set_recompute(g, false);
+    ilm_set_num_threads(1);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    float *one = malloc(bytes);
+    memcpy(one, ilm__graph_grad_slab(g), bytes);
+    ilm_set_num_threads(3);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s, &n);
+    ilm_set_num_threads(0);
+    ck_assert_msg(memcmp(ilm__graph_grad_slab(g), one, bytes) == 0, "threads change gradients");
+    /* Activation memory: recompute keeps one layer's set instead of L. */
+    uint64_t full = ilm__graph_activation_bytes(g, 4, 512);
+    ilm__graph_set_recompute(g, true);
+    uint64_t rec = ilm__graph_activation_bytes(g, 4, 512);
+    printf("graph gqa_untied activations for 4 x 512: %llu bytes, %llu with recompute\n",
+           (unsigned long long)full, (unsigned long long)rec);
+    ck_assert(rec < full && rec > 0);
+    free(once); free(one);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* Long documents through the whole graph: the loss equals the inference
+ * path's (sessions, checked against transformers in test_model.c) run
+ * document by document, and the gradients of a sample of parameters equal
+ * central differences of the loss (e = 1e-2 on weights of ~0.2: tolerance
+ * 5e-3, the errors seen are ~1e-4). */
+START_TEST(graph_long_documents_match_inference_and_finite_differences)
+{
+    enum { B = 2, T = 100 };
+    static const int docs[B][3] = { { 70, 30, 0 }, { 64, 36, 0 } };
+    int32_t tok[B * T], lab[B * T], pos[B * T], cu[B * (T + 1)], ns[B];
+    ilm__rng r;
+    ilm__rng_init(&r, 9, 0);
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)ilm__rng_below(&r, 96);
+    for (int b = 0; b < B; b++) {
+        int t = 0;
+        cu[b * (T + 1)] = 0;
+        ns[b] = 0;
+        for (int d = 0; docs[b][d]; d++) {
+            for (int k = 0; k < docs[b][d]; k++, t++) {
+                pos[b * T + t] = k;
+                lab[b * T + t] = k + 1 < docs[b][d] ? tok[b * T + t + 1] : -100;
+            }
+            cu[b * (T + 1) + ++ns[b]] = t;
+        }
+    }
+    ilm_model *m = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &m), ILM_OK);
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(m, NULL, &g), ILM_OK);
+    double want = 0;
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 128}", &s), ILM_OK);
+    for (int b = 0; b < B; b++)
+        for (int d = 0; d < ns[b]; d++) {
+            const int s0 = cu[b * (T + 1) + d], n = cu[b * (T + 1) + d + 1] - s0;
+            double lp[100];
+            ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
+            ck_assert_int_eq(ilm_session_logprobs(s, tok + b * T + s0, (size_t)n, lp), ILM_OK);
+            for (int i = 1; i < n; i++) want -= lp[i];
+        }
+    ilm_session_free(s);
+    ilm_model_free(m);
+    double got;
+    int64_t nt;
+    ck_assert_int_eq(ilm__graph_forward_backward(g, tok, lab, pos, cu, ns, B, T, 1.0f, &got, &nt),
+                     ILM_OK);
+    ck_assert_int_eq(nt, B * T - 4);
+    ck_assert_msg(fabs(got - want) <= 1e-5 * want, "loss sum %.9g, inference %.9g", got, want);
+    /* Central differences on 40 parameters spread over the slab. */
+    const ilm__params *ps = ilm__graph_params(g);
+    float *w = ilm__graph_param_slab(g);
+    const float *grad = ilm__graph_grad_slab(g);
+    double num = 0, den = 0;
+    for (int i = 0; i < 40; i++) {
+        const ilm__param *p = &ps->p[(size_t)i % ps->n];
+        size_t at = p->offset + ilm__rng_below(&r, (uint32_t)p->numel);
+        float keep = w[at];
+        double fp, fm;
+        w[at] = keep + 1e-2f;
+        ck_assert_int_eq(ilm__graph_forward(g, tok, lab, pos, cu, ns, B, T, &fp, &nt), ILM_OK);
+        w[at] = keep - 1e-2f;
+        ck_assert_int_eq(ilm__graph_forward(g, tok, lab, pos, cu, ns, B, T, &fm, &nt), ILM_OK);
+        w[at] = keep;
+        double fd = (fp - fm) / 2e-2, d = fd - grad[at];
+        num += d * d;
+        den += (double)grad[at] * grad[at];
+    }
+    double e = sqrt(num / den);
+    printf("graph long documents: loss equals inference; 40 parameters' gradients vs finite "
+           "differences: rel err %.2e\n", e);
+    ck_assert_msg(e <= 5e-3, "gradients differ from finite differences by %g", e);
+    ilm__graph_free(g);
+}
+END_TEST
+
+/* A model made by ilm_model_create (here InternLM2, fused wqkv) trains
+ * from its own weights: the graph's loss on one 80-token document equals
+ * the inference path's, and a step along the gradient lowers it. */
+START_TEST(graph_of_a_created_model)
+{
+    static const char cfg[] =
+        "{\"architectures\": [\"InternLM2ForCausalLM\"], \"model_type\": \"internlm2\", "
+        "\"vocab_size\": 64, \"hidden_size\": 48, \"intermediate_size\": 64, "
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 6, \"num_key_value_heads\": 2, "
+        "\"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-6, \"rope_theta\": 10000, \"bias\": false}";
+    enum { T = 80 };
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_create(cfg, 7, &m) == ILM_OK, "%s", ilm_last_error());
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(m, NULL, &g), ILM_OK);
+    int32_t tok[T], lab[T], pos[T], cu[T + 1] = { 0, T }, ns = 1;
+    for (int t = 0; t < T; t++) {
+        tok[t] = (int32_t)((t * 37 + 11) % 64);
+        pos[t] = t;
+    }
+    for (int t = 0; t < T; t++) lab[t] = t + 1 < T ? tok[t + 1] : -100;
+    double lp[T], want = 0, got, after;
+    int64_t n;
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 128}", &s), ILM_OK);
+    ck_assert_int_eq(ilm_session_logprobs(s, tok, T, lp), ILM_OK);
+    for (int t = 1; t < T; t++) want -= lp[t];
+    ilm_session_free(s);
+    ilm_model_free(m);
+    ck_assert_int_eq(ilm__graph_forward_backward(g, tok, lab, pos, cu, &ns, 1, T, 1.0f / (T - 1),
+                                                 &got, &n), ILM_OK);
+    ck_assert_int_eq(n, T - 1);
+    ck_assert_msg(fabs(got - want) <= 1e-5 * want, "loss sum %.9g, inference %.9g", got, want);
+    const ilm__params *ps = ilm__graph_params(g);
+    float *w = ilm__graph_param_slab(g);
+    const float *gr = ilm__graph_grad_slab(g);
+    for (size_t i = 0; i < ps->total; i++) w[i] -= 1.0f * gr[i];
+    ck_assert_int_eq(ilm__graph_forward(g, tok, lab, pos, cu, &ns, 1, T, &after, &n), ILM_OK);
+    printf("graph created internlm2: loss %.5f equals inference, %.5f after one step\n",
+           got / (T - 1), after / (T - 1));
+    ck_assert(after < got);
+    ilm__graph_free(g);
+}
+END_TEST
+
+/* The model view runs inference and saves the slab's current weights. */
+START_TEST(graph_model_view_reads_the_slab)
+{
+    ilm_model *src = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_mha_tied", NULL, &src), ILM_OK);
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(src, NULL, &g), ILM_OK);
+    ilm_model *view = ilm__graph_model(g);
+    const int32_t ids[6] = { 5, 17, 3, 90, 42, 7 };
+    const int V = 96;
+    float *a = malloc(6 * V * sizeof *a), *b = malloc(6 * V * sizeof *b);
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(src, "{\"context\": 16}", &s), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, a), ILM_OK);
+    ilm_session_free(s);
+    ck_assert_int_eq(ilm_session_create(view, "{\"context\": 16}", &s), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, b), ILM_OK);
+    ck_assert(memcmp(a, b, 6 * V * sizeof *a) == 0);
+    /* Change the slab: the view sees it, and saving writes it. */
+    const ilm__params *ps = ilm__graph_params(g);
+    const ilm__param *norm = ilm__params_find(ps, "model.norm.weight");
+    float *slab = ilm__graph_param_slab(g);
+    for (size_t i = 0; i < norm->numel; i++) slab[norm->offset + i] *= 2.0f;
+    ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, 6, b), ILM_OK);
+    ck_assert_float_eq_tol(b[7], 2.0f * a[7], 1e-4f * (1.0f + fabsf(a[7])));
+    ilm_session_free(s);
+    char *dir = test_tmpdir();
+    ck_assert_int_eq(ilm_model_save(view, dir), ILM_OK);
+    ilm__safetensors *st = NULL;
+    ck_assert_int_eq(ilm__st_open(dir, &st), ILM_OK);
+    size_t seen = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        const ilm__st_tensor *t = ilm__st_find(st, ps->p[i].name);
+        ck_assert_msg(t != NULL, "%s not saved", ps->p[i].name);
+        ck_assert(t->n_bytes == ps->p[i].numel * sizeof(float) &&
+                  memcmp(t->data, slab + ps->p[i].offset, t->n_bytes) == 0);
+        seen++;
+    }
+    ck_assert_uint_eq(seen, ps->n);
+    ilm__st_close(st);
+    test_rmtree(dir);
+    free(dir);
+    free(a); free(b);
+    ilm__graph_free(g);
+    ilm_model_free(src);
+}
+END_TEST
+
+START_TEST(graph_rejects_bad_batches)
+{
+    batch bt = read_batch("mha_tied");
+    ilm__graph *g = load_graph(TFIX "grad_mha_tied", true);
+    double s;
+    int64_t n;
+    bt.labels[3] = 96;
+    ck_assert_int_eq(ilm__graph_forward_backward(g, bt.tokens, bt.labels, bt.positions, bt.cu,
+                                                 bt.n_seqs, bt.B, bt.T, 1, &s, &n), ILM_ERR_RANGE);
+    bt.labels[3] = -100;
+    bt.tokens[5] = -1;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_RANGE);
+    bt.tokens[5] = 0;
+    bt.cu[1] = 0; /* an empty document */
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_INVALID_ARG);
+    bt.cu[1] = 5;
+    bt.n_seqs[1] = 1; /* the row's documents do not reach T */
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_ERR_INVALID_ARG);
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+/* The optimizer reference (for the trainer's integration test, later):
+ * its first loss is the loss of the untouched weights, which the graph
+ * reproduces; the schedule is written down beside the numbers. */
+START_TEST(adamw_reference_is_recorded)
+{
+    batch bt = read_batch("gqa_untied");
+    const cJSON *ad = cJSON_GetObjectItem(bt.json, "adamw");
+    ck_assert_ptr_nonnull(ad);
+    const cJSON *losses = cJSON_GetObjectItem(ad, "losses");
+    ck_assert_int_eq(cJSON_GetArraySize(losses), 10);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(ad, "schedule"));
+    ilm__graph *g = load_graph(TFIX "grad_gqa_untied", false);
+    double s;
+    int64_t n;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &s, &n), ILM_OK);
+    double l0 = cJSON_GetArrayItem(losses, 0)->valuedouble;
+    ck_assert_msg(fabs(s / n - l0) <= 1e-5 * l0, "first AdamW loss %.7g vs %.7g", l0, s / n);
+    ck_assert(cJSON_GetArrayItem(losses, 9)->valuedouble < l0); /* it trains */
+    ilm__graph_free(g);
+    free_batch(&bt);
+}
+END_TEST
+
+Suite *suite_grad(void)
+{
+    Suite *s = suite_create("grad");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, embedding_gathers_and_scatters);
+    tcase_add_test(tc, rmsnorm_backward_matches_finite_differences);
+    tcase_add_loop_test(tc, rope_backward_matches_finite_differences, 0, 2);
+    tcase_add_loop_test(tc, attention_forward_equals_per_document_attention, 0, 2);
+    tcase_add_loop_test(tc, attention_backward_matches_finite_differences, 0, 2);
+    tcase_add_test(tc, swiglu_backward_matches_finite_differences);
+    tcase_add_test(tc, cross_entropy_matches_definition_and_finite_differences);
+    tcase_add_test(tc, backward_ops_do_not_depend_on_thread_count);
+    suite_add_tcase(s, tc);
+    TCase *gr = tcase_create("graph");
+    tcase_set_timeout(gr, 120);
+    tcase_add_loop_test(gr, graph_equals_transformers, 0, 4);
+    tcase_add_test(gr, internlm2_graph_equals_llama_reference);
+    tcase_add_test(gr, graph_accumulates_and_is_deterministic);
+    tcase_add_test(gr, graph_long_documents_match_inference_and_finite_differences);
+    tcase_add_test(gr, graph_of_a_created_model);
+    tcase_add_test(gr, graph_model_view_reads_the_slab);
+    tcase_add_test(gr, graph_rejects_bad_batches);
+    tcase_add_test(gr, adamw_reference_is_recorded);
+    suite_add_tcase(s, gr);
+    return s;
+}
