@@ -581,6 +581,69 @@ ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
                                   char **prompt);
 
 /* ===================================================================== */
+/*  Training                                                             */
+/* ===================================================================== */
+
+/* An ilm_trainer owns a model's fp32 training copy, AdamW state, the data
+ * loader over a corpus directory (ilm_corpus_build) and the checkpoints.
+ * One process, CPU; one thread uses a trainer at a time.  Config keys are
+ * listed in docs/training.md. */
+
+/*! ilm_trainer_create() :
+ *  @config : JSON.  "data" (corpus directory, required), "steps"
+ *            (required), exactly one of "model" (a model directory to
+ *            continue from) and "model_config" (a config.json object: a new
+ *            model initialised from "seed"), "mode" ("pretrain" | "sft":
+ *            SFT needs "model" and masked chat shards), "batch" (8),
+ *            "seqlen" (256), "grad_accum" (1), "optimizer" {"lr", "min_lr",
+ *            "warmup_steps", "schedule", "total_steps" (= steps), "beta1",
+ *            "beta2", "eps", "weight_decay", "clip_norm"}, "eval_data",
+ *            "eval_interval", "eval_batches" (4), "checkpoint_dir",
+ *            "checkpoint_interval" (0: only at the end), "keep_checkpoints"
+ *            (3), "resume" (true: continue from the newest complete
+ *            checkpoint), "recompute" (false), "log" (metrics JSONL,
+ *            appended), "seed", "threads".
+ *  @return ILM_OK, ILM_ERR_CONFIG, the loaders' errors. */
+ILM_API ilm_status ilm_trainer_create(const char *config, ilm_trainer **out);
+ILM_API void ilm_trainer_free(ilm_trainer *t);
+
+/*! ilm_trainer_info() : JSON (ilm_free): "parameters", "step", "steps",
+ *  "resumed_from" (-1 for a fresh start), "batch", "seqlen", "grad_accum",
+ *  "tokens_per_step", "threads" and "memory" {"parameters", "gradients",
+ *  "optimizer", "activations", "batches"} in bytes. */
+ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
+
+/*! ilm_trainer_step() :
+ *  One optimizer step over grad_accum micro-batches, then the evaluation
+ *  and the checkpoint when their interval (or the last step) says so.  A
+ *  non-finite loss or gradient norm skips the update (and is reported).
+ *  @metrics : optional; JSON (ilm_free): "step", "steps", "loss", "lr",
+ *             "grad_norm", "skipped", "targets", "tokens_seen", "seconds",
+ *             "tokens_per_s", and "eval_loss" / "checkpoint" when done.
+ *             The same line is appended to the "log" file. */
+ILM_API ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics);
+
+/*! ilm_trainer_run() : steps until "steps" are done; progress stage
+ *  "train", done / total = steps. */
+ILM_API ilm_status ilm_trainer_run(ilm_trainer *t, ilm_progress_fn progress, void *user);
+
+/*! ilm_trainer_evaluate() : the mean token loss on the same eval_batches
+ *  held-out batches each time.  ILM_ERR_CONFIG without "eval_data". */
+ILM_API ilm_status ilm_trainer_evaluate(ilm_trainer *t, double *loss);
+
+/*! ilm_trainer_checkpoint() : writes a checkpoint of the current step now
+ *  (its directory in *path when not NULL, ilm_free). */
+ILM_API ilm_status ilm_trainer_checkpoint(ilm_trainer *t, char **path);
+
+/*! ilm_trainer_steps_done() : optimizer steps done (restored on resume). */
+ILM_API int64_t ilm_trainer_steps_done(const ilm_trainer *t);
+
+/*! ilm_trainer_model() : the model being trained (its current weights,
+ *  owned by the trainer): sessions and ilm_model_save work on it.  It has
+ *  no tokenizer; a checkpoint directory has one. */
+ILM_API const ilm_model *ilm_trainer_model(const ilm_trainer *t);
+
+/* ===================================================================== */
 /*  Benchmarks                                                           */
 /* ===================================================================== */
 

@@ -126,6 +126,7 @@ int main(void)
     srunner_add_suite(sr, suite_ingest());
     srunner_add_suite(sr, suite_dedup());
     srunner_add_suite(sr, suite_pipeline());
+    srunner_add_suite(sr, suite_train());
     srunner_add_suite(sr, suite_optim());
     srunner_add_suite(sr, suite_ckpt());
     srunner_add_suite(sr, suite_grad());

@@ -25,6 +25,7 @@ Suite *suite_corpus(void);
 Suite *suite_ingest(void);
 Suite *suite_dedup(void);
 Suite *suite_pipeline(void);
+Suite *suite_train(void);
 Suite *suite_optim(void);
 Suite *suite_ckpt(void);
 Suite *suite_grad(void);

@@ -15,8 +15,8 @@
  * never on the thread count.
  *
  * A corpus directory holds shard-NNNNN.shard files (docs/formats.md), the
- * tokenizer (a copy of the file, or its absolute path when it is a
- * directory or a GGUF model), report.json, and corpus.json, the manifest,
+ * tokenizer (a copy of the file as tokenizer.model or tokenizer.json, or
+ * its absolute path when it is a directory or a GGUF model), report.json, and corpus.json, the manifest,
  * written last: a directory without corpus.json is not a corpus.
  */
 #include "corpus/internal.h"
@@ -199,7 +199,9 @@ static ilm_status keep_tokenizer(const char *src, const char *dir, char **name)
     }
     ilm__mmap m;
     ILM_FORWARD(ilm__mmap_open(src, &m));
-    const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
+    /* The canonical name, so that the corpus directory (and a checkpoint
+     * that copies it) loads as a tokenizer directory. */
+    const char *base = ends_with(src, ".json") ? "tokenizer.json" : "tokenizer.model";
     char *dst = ilm__asprintf("%s/%s", dir, base);
     ilm_status st = dst ? ilm__atomic_write_buf(dst, m.data, m.size)
                         : ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");

@@ -41,11 +41,22 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
 /* Ends the progress line (a newline when stderr is a terminal). */
 void cli_progress_done(void);
 
+/* One line of a plot: n points (x[i], y[i]). */
+typedef struct cli_series {
+    const char   *name;
+    const double *x, *y;
+    size_t        n;
+} cli_series;
+/* Writes an SVG line plot of the series; 0 on success. */
+int cli_plot_svg(const char *path, const char *title, const cli_series *s, int n_series);
+
 int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -1,0 +1,397 @@
+/* The trainer (ilm_trainer_*) and `internlm pretrain` / `internlm sft`:
+ * bit-identical resume, a kill -9 during checkpoint writes, SFT on masked
+ * shards, the NaN guard and config errors.  Data: the Debian fortunes,
+ * tokenized with the 2000-piece tokenizer fixture. */
+#include "tests.h"
+#include "internlm.h"
+
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TOK "tests/fixtures/tokenizer/train/tokenizer.model"
+#define FORTUNES "/usr/share/games/fortunes/"
+
+static const char model_config[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 2000, "
+    "\"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+    "\"num_key_value_heads\": 2, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5, "
+    "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false, \"hidden_act\": \"silu\"}";
+
+/* A pretraining corpus from two fortune files in dir/corpus; false (after
+ * a skip line) when the fortunes are not installed. */
+static bool make_corpus(const char *dir)
+{
+    if (access(FORTUNES "fortunes", R_OK) || access(FORTUNES "literature", R_OK)) {
+        printf("skip: the Debian fortunes are not installed\n");
+        return false;
+    }
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "{\"inputs\": [\"" FORTUNES "fortunes\", \"" FORTUNES "literature\"], "
+             "\"output\": \"%s/corpus\", \"tokenizer\": \"" TOK "\", \"filter\": false}", dir);
+    ck_assert_msg(ilm_corpus_build(cfg, NULL, NULL, NULL) == ILM_OK, "%s", ilm_last_error());
+    return true;
+}
+
+/* A trainer config over dir/corpus writing into dir/<run>. */
+static char *train_config(const char *dir, const char *run, int steps, const char *extra)
+{
+    char *s = NULL;
+    int n = asprintf(&s,
+                     "{\"data\": \"%s/corpus\", \"eval_data\": \"%s/corpus\", \"model_config\": %s, "
+                     "\"steps\": %d, \"batch\": 2, \"seqlen\": 64, \"grad_accum\": 2, \"seed\": 7, "
+                     "\"optimizer\": {\"lr\": 1e-2, \"warmup_steps\": 2, \"min_lr\": 1e-3}, "
+                     "\"checkpoint_dir\": \"%s/%s\", \"log\": \"%s/%s/metrics.jsonl\", "
+                     "\"eval_interval\": 3, \"eval_batches\": 2%s%s}",
+                     dir, dir, model_config, steps, dir, run, dir, run, *extra ? ", " : "", extra);
+    ck_assert_int_gt(n, 0);
+    return s;
+}
+
+/* The metrics log: the JSON of each line, in order. */
+static cJSON *read_log(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "no log '%s'", path);
+    cJSON *arr = cJSON_CreateArray();
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *m = cJSON_Parse(line);
+        ck_assert_ptr_nonnull(m);
+        cJSON_AddItemToArray(arr, m);
+    }
+    free(line);
+    fclose(f);
+    return arr;
+}
+
+/* The log entry of step `step` (the last one, as a resumed run repeats the
+ * steps after its checkpoint). */
+static const cJSON *log_step(const cJSON *log, int step)
+{
+    const cJSON *m, *found = NULL;
+    cJSON_ArrayForEach(m, log) if (cJSON_GetObjectItem(m, "step")->valueint == step) found = m;
+    ck_assert_msg(found != NULL, "step %d is not in the log", step);
+    return found;
+}
+
+static void same_bytes(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = test_slurp(a, &na), *y = test_slurp(b, &nb);
+    ck_assert_msg(na == nb && !memcmp(x, y, na), "'%s' and '%s' differ", a, b);
+    free(x);
+    free(y);
+}
+
+/* Losses, norms and weights of runs that stop and resume are those of the
+ * run that did not stop, bit for bit. */
+START_TEST(train_resume_is_bit_identical)
+{
+    char *dir = test_tmpdir(), path[4096], p2[4096];
+    if (!make_corpus(dir)) goto out;
+    /* A: 6 steps in one go. */
+    char *cfg = train_config(dir, "a", 6, "\"checkpoint_interval\": 3");
+    ilm_trainer *t;
+    ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 6);
+    ilm_trainer_free(t);
+    free(cfg);
+    /* B: 3 steps, a new process-like start, 3 more. */
+    cfg = train_config(dir, "b", 6, "\"checkpoint_interval\": 3");
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(ilm_trainer_step(t, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 3);
+    char *info;
+    ck_assert_int_eq(ilm_trainer_info(t, &info), ILM_OK);
+    ck_assert_ptr_nonnull(strstr(info, "\"resumed_from\":3"));
+    ilm_free(info);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    free(cfg);
+
+    snprintf(path, sizeof path, "%s/a/metrics.jsonl", dir);
+    cJSON *la = read_log(path);
+    snprintf(path, sizeof path, "%s/b/metrics.jsonl", dir);
+    cJSON *lb = read_log(path);
+    ck_assert_int_eq(cJSON_GetArraySize(la), 6);
+    for (int s = 1; s <= 6; s++) {
+        static const char *const keys[] = { "loss", "grad_norm", "lr" };
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(cJSON_GetObjectItem(log_step(la, s), keys[k])->valuedouble ==
+                              cJSON_GetObjectItem(log_step(lb, s), keys[k])->valuedouble,
+                          "step %d: %s differs", s, keys[k]);
+    }
+    ck_assert_double_eq(cJSON_GetObjectItem(log_step(la, 6), "eval_loss")->valuedouble,
+                        cJSON_GetObjectItem(log_step(lb, 6), "eval_loss")->valuedouble);
+    /* The loss went down on this tiny model, and the eval loss exists. */
+    ck_assert_double_lt(cJSON_GetObjectItem(log_step(la, 6), "loss")->valuedouble,
+                        cJSON_GetObjectItem(log_step(la, 1), "loss")->valuedouble);
+    snprintf(path, sizeof path, "%s/a/step-00000006/model.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/b/step-00000006/model.safetensors", dir);
+    same_bytes(path, p2);
+    snprintf(path, sizeof path, "%s/a/step-00000006/optimizer.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/b/step-00000006/optimizer.safetensors", dir);
+    same_bytes(path, p2);
+    /* A checkpoint is a model directory with its tokenizer: generation runs. */
+    snprintf(path, sizeof path, "%s/a/step-00000006", dir);
+    ilm_model *m;
+    ck_assert_msg(ilm_model_load(path, NULL, &m) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_ptr_nonnull(ilm_model_tokenizer(m));
+    ilm_model_free(m);
+    cJSON_Delete(la);
+    cJSON_Delete(lb);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* `internlm pretrain` killed with SIGKILL at moments that fall inside
+ * checkpoint writes (one per step): whatever it left, the next run resumes
+ * from a complete checkpoint and ends with the uninterrupted run's bytes. */
+START_TEST(train_kill_9_then_resume)
+{
+    char *dir = test_tmpdir(), path[4096], p2[4096];
+    if (!make_corpus(dir)) goto out;
+    char *ref = train_config(dir, "ref", 12, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
+    ilm_trainer *t;
+    ck_assert_int_eq(ilm_trainer_create(ref, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    free(ref);
+    snprintf(path, sizeof path, "%s/ref/metrics.jsonl", dir);
+    cJSON *lref = read_log(path);
+
+    char *cfg = train_config(dir, "run", 12, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
+    snprintf(path, sizeof path, "%s/run.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(cfg, f);
+    fclose(f);
+    char cli[4096];
+    snprintf(cli, sizeof cli, "%s/internlm", test_build_dir());
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) { /* exec at once: no library state crosses the fork */
+            int null = open("/dev/null", O_WRONLY);
+            dup2(null, 1);
+            dup2(null, 2);
+            execl(cli, cli, "pretrain", "--config", path, (char *)NULL);
+            _exit(127);
+        }
+        /* Wait for its log to reach step 2, 4, 6 (the line is written
+         * after that step's checkpoint), then kill it a little later: in
+         * the next step or inside its checkpoint write. */
+        snprintf(p2, sizeof p2, "%s/run/metrics.jsonl", dir);
+        for (int waited = 0; waited < 2000; waited++) {
+            char *text = access(p2, R_OK) == 0 ? test_slurp(p2, NULL) : NULL;
+            int lines = 0;
+            for (const char *c = text; c && *c; c++) lines += *c == '\n';
+            free(text);
+            if (lines >= 2 + 2 * round) break;
+            usleep(10000);
+        }
+        usleep(30000 + 40000 * (useconds_t)round);
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+    }
+    ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_OK, "%s", ilm_last_error());
+    int64_t from = ilm_trainer_steps_done(t);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    free(cfg);
+    snprintf(p2, sizeof p2, "%s/run/metrics.jsonl", dir);
+    cJSON *lrun = read_log(p2);
+    ck_assert_int_lt(from, 12); /* something is left to compare */
+    for (int s = (int)from + 1; s <= 12; s++)
+        ck_assert_msg(cJSON_GetObjectItem(log_step(lref, s), "loss")->valuedouble ==
+                          cJSON_GetObjectItem(log_step(lrun, s), "loss")->valuedouble,
+                      "step %d (resumed from %lld): the loss differs", s, (long long)from);
+    snprintf(path, sizeof path, "%s/ref/step-00000012/model.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/run/step-00000012/model.safetensors", dir);
+    same_bytes(path, p2);
+    cJSON_Delete(lref);
+    cJSON_Delete(lrun);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(train_cli_plot_and_nan_guard)
+{
+    char *dir = test_tmpdir(), path[4096];
+    if (!make_corpus(dir)) goto out;
+    /* The CLI: progress lines, the memory report, the plot. */
+    char *cfg = train_config(dir, "cli", 3, "");
+    snprintf(path, sizeof path, "%s/cli.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(cfg, f);
+    fclose(f);
+    free(cfg);
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s/internlm pretrain --config %s --plot %s/loss.svg", test_build_dir(), path,
+             dir);
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "memory: parameters") && strstr(out, "step 3/3") && strstr(out, "tok/s") &&
+                      strstr(out, "eval loss") && strstr(out, "checkpoint "),
+                  "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/loss.svg", dir);
+    char *svg = test_slurp(path, NULL);
+    ck_assert_ptr_nonnull(strstr(svg, "<polyline"));
+    free(svg);
+    snprintf(cmd, sizeof cmd, "%s/internlm sft --config %s/cli.json", test_build_dir(), dir);
+    ck_assert_int_eq(test_run(cmd, &out), 1); /* SFT needs "model": a config error */
+    ck_assert_ptr_nonnull(strstr(out, "ILM_ERR_CONFIG"));
+    free(out);
+
+    /* An absurd learning rate poisons the weights: the guard skips. */
+    cfg = train_config(dir, "nan", 4, "\"resume\": false");
+    char *p = strstr(cfg, "\"lr\": 1e-2");
+    memcpy(p, "\"lr\": 1e+6", 10);
+    ilm_trainer *t;
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    int skipped = 0;
+    for (int i = 0; i < 4; i++) {
+        char *m;
+        ck_assert_int_eq(ilm_trainer_step(t, &m), ILM_OK);
+        skipped += strstr(m, "\"skipped\":true") != NULL;
+        ilm_free(m);
+    }
+    ck_assert_int_ge(skipped, 1);
+    ilm_trainer_free(t);
+    free(cfg);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(train_config_errors)
+{
+    char *dir = test_tmpdir(), cfg[8192];
+    if (!make_corpus(dir)) goto out;
+    ilm_trainer *t = NULL;
+    snprintf(cfg, sizeof cfg, "{\"data\": \"%s/corpus\", \"steps\": 2}", dir);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG); /* no model */
+    snprintf(cfg, sizeof cfg, "{\"data\": \"%s/corpus\", \"steps\": 2, \"model\": \"x\", \"model_config\": %s}",
+             dir, model_config);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
+    snprintf(cfg, sizeof cfg, "{\"data\": \"%s/corpus\", \"steps\": 2, \"model_config\": %s, \"batchh\": 2}",
+             dir, model_config);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "batchh"));
+    snprintf(cfg, sizeof cfg, "{\"data\": \"%s/nothing\", \"steps\": 2, \"model_config\": %s}", dir, model_config);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_IO);
+    /* A vocabulary smaller than the corpus's ids. */
+    char small[2048];
+    snprintf(small, sizeof small, "%s", model_config);
+    memcpy(strstr(small, "2000"), "1000", 4);
+    snprintf(cfg, sizeof cfg, "{\"data\": \"%s/corpus\", \"steps\": 2, \"model_config\": %s}", dir, small);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
+    /* SFT on pretraining shards (no masks). */
+    ilm_model *m;
+    ck_assert_int_eq(ilm_model_create(model_config, 1, &m), ILM_OK);
+    char mdir[4096];
+    snprintf(mdir, sizeof mdir, "%s/model", dir);
+    ck_assert_int_eq(ilm_model_save(m, mdir), ILM_OK);
+    ilm_model_free(m);
+    snprintf(cfg, sizeof cfg, "{\"mode\": \"sft\", \"data\": \"%s/corpus\", \"steps\": 2, \"model\": \"%s\"}", dir,
+             mdir);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "mask"));
+    ck_assert_ptr_null(t);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* SFT: a chat corpus (loss masks), a model directory, the loss falls on
+ * the assistant tokens. */
+START_TEST(train_sft)
+{
+    const char *src = test_shared_file("tokenizers/internlm2.model");
+    if (!src) return;
+    char *dir = test_tmpdir(), path[4096], cmd[8192];
+    snprintf(cmd, sizeof cmd, "mkdir %s/tok && cp '%s' %s/tok/tokenizer.model", dir, src, dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+    snprintf(path, sizeof path, "%s/tok/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"add_bos_token\": true, \"added_tokens_decoder\": {"
+          "\"92542\": {\"content\": \"<|im_end|>\", \"special\": true},"
+          "\"92543\": {\"content\": \"<|im_start|>\", \"special\": true}}}", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/chat.jsonl", dir);
+    f = fopen(path, "w");
+    static const char *const qa[][2] = { { "What is 2+2?", "4" }, { "Capital of France?", "Paris" },
+                                         { "Say hi.", "Hi!" }, { "Colour of the sky?", "Blue." } };
+    for (int i = 0; i < 4; i++)
+        fprintf(f, "{\"messages\": [{\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", "
+                   "\"content\": \"%s\"}]}\n", qa[i][0], qa[i][1]);
+    fclose(f);
+    char cfg[8192];
+    snprintf(cfg, sizeof cfg, "{\"inputs\": [\"%s\"], \"output\": \"%s/chat\", \"tokenizer\": \"%s/tok\"}", path,
+             dir, dir);
+    ck_assert_msg(ilm_corpus_build(cfg, NULL, NULL, NULL) == ILM_OK, "%s", ilm_last_error());
+    char big[2048];
+    const char *v = strstr(model_config, "2000");
+    snprintf(big, sizeof big, "%.*s92544%s", (int)(v - model_config), model_config, v + 4);
+    ilm_model *m;
+    ck_assert_msg(ilm_model_create(big, 3, &m) == ILM_OK, "%s", ilm_last_error());
+    snprintf(path, sizeof path, "%s/model", dir);
+    ck_assert_int_eq(ilm_model_save(m, path), ILM_OK);
+    ilm_model_free(m);
+    snprintf(cfg, sizeof cfg, "{\"mode\": \"sft\", \"model\": \"%s\", \"data\": \"%s/chat\", \"steps\": 8, "
+             "\"batch\": 1, \"seqlen\": 48, \"optimizer\": {\"lr\": 1e-2, \"warmup_steps\": 1}}", path, dir);
+    ilm_trainer *t;
+    ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_OK, "%s", ilm_last_error());
+    double first = 0, last = 0;
+    for (int i = 0; i < 8; i++) {
+        char *mj;
+        ck_assert_int_eq(ilm_trainer_step(t, &mj), ILM_OK);
+        cJSON *j = cJSON_Parse(mj);
+        double targets = cJSON_GetObjectItem(j, "targets")->valuedouble;
+        /* Only answers and their <|im_end|> are targets: a handful of the 48. */
+        ck_assert_double_gt(targets, 0);
+        ck_assert_double_lt(targets, 24);
+        if (i == 0) first = cJSON_GetObjectItem(j, "loss")->valuedouble;
+        last = cJSON_GetObjectItem(j, "loss")->valuedouble;
+        cJSON_Delete(j);
+        ilm_free(mj);
+    }
+    ck_assert_msg(last < first - 1, "SFT loss %g -> %g", first, last);
+    ilm_trainer_free(t);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+Suite *suite_train(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, train_resume_is_bit_identical);
+    tcase_add_test(tc, train_kill_9_then_resume);
+    tcase_add_test(tc, train_cli_plot_and_nan_guard);
+    tcase_add_test(tc, train_config_errors);
+    tcase_add_test(tc, train_sft);
+    suite_add_tcase(s, tc);
+    return s;
+}
