@@ -46,7 +46,8 @@
  * Scratch is allocated once per (B, T) and reused.
  *
  * Numerics: fp32 throughout, deterministic (same bits for any thread
- * count).  Dynamic-NTK RoPE uses the base of the longest document
+ * count).  The slabs and the scratch are host memory: the graph runs on
+ * the CPU backend (a device backend will need device slabs).  Dynamic-NTK RoPE uses the base of the longest document
  * position in the batch (max position + 1).
  */
 #ifndef ILM_TRAIN_GRAPH_H

@@ -144,6 +144,52 @@ static int64_t find_doc(const int32_t *cu, int64_t n_seqs, int64_t t)
     return lo;
 }
 
+/* out[i] = dot(x, rows + i * stride) over D floats for i < n <= 4.  Four
+ * rows at a time share the loads of x and one horizontal reduction: the
+ * scores of attention are dot products of one head dimension (64 or 128),
+ * where a reduction per product costs as much as the products. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static void dot4_avx2(const float *x, const float *rows,
+                                                          int64_t stride, int64_t D, float *out)
+{
+    const float *r0 = rows, *r1 = rows + stride, *r2 = rows + 2 * stride, *r3 = rows + 3 * stride;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
+           a3 = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D; d += 8) {
+        __m256 xv = _mm256_loadu_ps(x + d);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r0 + d), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r1 + d), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r2 + d), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r3 + d), a3);
+    }
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+}
+
+static bool have_dot4(int64_t D)
+{
+    __builtin_cpu_init();
+    return D % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static void dot4_avx2(const float *x, const float *rows, int64_t stride, int64_t D, float *out)
+{
+    (void)x; (void)rows; (void)stride; (void)D; (void)out;
+}
+static bool have_dot4(int64_t D) { (void)D; return false; }
+#endif
+
+static inline void dots(const ilm__cpu_vec *vo, bool fast, const float *x, const float *rows,
+                        int64_t stride, int64_t n, int64_t D, float *out)
+{
+    if (fast && n == 4) {
+        dot4_avx2(x, rows, stride, D, out);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) out[i] = vo->dot(x, rows + i * stride, D);
+}
+
 ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, const float *k,
                                     const float *v, float *out, float *lse,
                                     const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
@@ -155,6 +201,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
                   (long long)KV);
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
+    const bool fast = have_dot4(D);
     const int64_t group = H / KV, KVD = KV * D;
     const float scale = 1.0f / sqrtf((float)D);
     int failed = 0;
@@ -173,8 +220,10 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                 const int64_t h = j * group + g;
                 const float *qh = q + (t * H + h) * D;
                 float *p = sc + g * T, mx = -INFINITY;
+                for (int64_t s = 0; s < n; s += 4)
+                    dots(&vo, fast, qh, k + (s0 + s) * KVD + j * D, KVD, n - s < 4 ? n - s : 4, D, p + s);
                 for (int64_t s = 0; s < n; s++) {
-                    p[s] = vo.dot(qh, k + (s0 + s) * KVD + j * D, D) * scale;
+                    p[s] *= scale;
                     mx = fmaxf(mx, p[s]);
                 }
                 double sum = 0;
@@ -215,6 +264,7 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
                   (long long)KV);
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
+    const bool fast = have_dot4(D);
     const int64_t group = H / KV, KVD = KV * D;
     const float scale = 1.0f / sqrtf((float)D);
     float *delta = ilm__malloc((size_t)(T * H) * sizeof *delta);
@@ -233,11 +283,15 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                 const float l = lse[t * H + h], dl = delta[t * H + h];
                 float *o = dq + (t * H + h) * D;
                 memset(o, 0, (size_t)D * sizeof *o);
-                for (int64_t s = s0; s <= t; s++) {
-                    const float *ks = k + s * KVD + j * D;
-                    float p = expf(vo.dot(qh, ks, D) * scale - l);
-                    float ds = p * (vo.dot(gh, v + s * KVD + j * D, D) - dl);
-                    vo.axpy(o, ds * scale, ks, D);
+                for (int64_t s = s0; s <= t; s += 4) {
+                    const int64_t m = t + 1 - s < 4 ? t + 1 - s : 4;
+                    float sc[4], dp[4];
+                    dots(&vo, fast, qh, k + s * KVD + j * D, KVD, m, D, sc);
+                    dots(&vo, fast, gh, v + s * KVD + j * D, KVD, m, D, dp);
+                    for (int64_t i = 0; i < m; i++) {
+                        float p = expf(sc[i] * scale - l), ds = p * (dp[i] - dl);
+                        vo.axpy(o, ds * scale, k + (s + i) * KVD + j * D, D);
+                    }
                 }
             }
         }
@@ -249,15 +303,22 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
             float *ok = dk + s * KVD + j * D, *ov = dv + s * KVD + j * D;
             memset(ok, 0, (size_t)D * sizeof *ok);
             memset(ov, 0, (size_t)D * sizeof *ov);
-            for (int64_t t = s; t < e; t++)
-                for (int64_t g = 0; g < group; g++) {
-                    const int64_t h = j * group + g;
+            for (int64_t g = 0; g < group; g++) {
+                const int64_t h = j * group + g;
+                for (int64_t t = s; t < e; t += 4) {
+                    const int64_t m = e - t < 4 ? e - t : 4;
                     const float *qh = q + (t * H + h) * D, *gh = dout + (t * H + h) * D;
-                    float p = expf(vo.dot(qh, ks, D) * scale - lse[t * H + h]);
-                    float ds = p * (vo.dot(gh, vs, D) - delta[t * H + h]);
-                    vo.axpy(ok, ds * scale, qh, D);
-                    vo.axpy(ov, p, gh, D);
+                    float sc[4], dp[4];
+                    dots(&vo, fast, ks, qh, H * D, m, D, sc);
+                    dots(&vo, fast, vs, gh, H * D, m, D, dp);
+                    for (int64_t i = 0; i < m; i++) {
+                        const int64_t th = (t + i) * H + h;
+                        float p = expf(sc[i] * scale - lse[th]), ds = p * (dp[i] - delta[th]);
+                        vo.axpy(ok, ds * scale, qh + i * H * D, D);
+                        vo.axpy(ov, p, gh + i * H * D, D);
+                    }
                 }
+            }
         }
     }
     ilm__free(delta);
