@@ -420,7 +420,9 @@ ILM_API ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out);
 ILM_API void ilm_corpus_free(ilm_corpus *c);
 
 /*! ilm_corpus_info() : the manifest plus "stats" (documents, tokens,
- *  target_tokens, min/max/mean_document_tokens) as JSON (ilm_free). */
+ *  target_tokens, min/max/mean_document_tokens, unigram_entropy: the
+ *  entropy in nats of the token frequencies, the loss a model that knows
+ *  only those frequencies gets) as JSON (ilm_free). */
 ILM_API ilm_status ilm_corpus_info(const ilm_corpus *c, char **json);
 
 /*! ilm_corpus_num_documents() : documents in all shards together. */

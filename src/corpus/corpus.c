@@ -2,6 +2,7 @@
  * manifest (corpus.json), its shards and its tokenizer. */
 #include "corpus/internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -154,8 +155,19 @@ ilm_status ilm_corpus_info(const ilm_corpus *c, char **json)
     ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "corpus: out of memory");
     /* Length statistics from the shards themselves. */
     uint64_t docs = 0, tokens = 0, targets = 0, min_len = UINT64_MAX, max_len = 0;
+    /* Token frequencies, for the unigram entropy: the loss of a model that
+     * knows only how often each token occurs (a trained model must beat it). */
+    int32_t V = c->n_shards ? c->shards[0]->vocab_size : 0;
+    for (size_t s = 1; s < c->n_shards; s++)
+        if (c->shards[s]->vocab_size > V) V = c->shards[s]->vocab_size;
+    uint64_t *freq = ilm__calloc((size_t)V + 1, sizeof *freq);
+    if (!freq) {
+        cJSON_Delete(o);
+        return ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");
+    }
     for (size_t s = 0; s < c->n_shards; s++) {
         const ilm__shard *sh = c->shards[s];
+        for (uint64_t t = 0; t < sh->n_tokens; t++) freq[ilm__shard_token(sh, t)]++;
         for (uint64_t d = 0; d < sh->n_docs; d++) {
             uint64_t start, len;
             ilm__shard_doc(sh, d, &start, &len);
@@ -168,13 +180,18 @@ ilm_status ilm_corpus_info(const ilm_corpus *c, char **json)
         else
             for (uint64_t t = 0; t < sh->n_tokens; t++) targets += sh->mask[t];
     }
+    double entropy = 0;
+    for (int32_t i = 0; i < V; i++)
+        if (freq[i]) entropy -= (double)freq[i] / (double)tokens * log((double)freq[i] / (double)tokens);
+    ilm__free(freq);
     cJSON *st = cJSON_AddObjectToObject(o, "stats");
     if (!st || !cJSON_AddNumberToObject(st, "documents", (double)docs) ||
         !cJSON_AddNumberToObject(st, "tokens", (double)tokens) ||
         !cJSON_AddNumberToObject(st, "target_tokens", (double)targets) ||
         !cJSON_AddNumberToObject(st, "min_document_tokens", docs ? (double)min_len : 0) ||
         !cJSON_AddNumberToObject(st, "max_document_tokens", (double)max_len) ||
-        !cJSON_AddNumberToObject(st, "mean_document_tokens", docs ? (double)tokens / (double)docs : 0)) {
+        !cJSON_AddNumberToObject(st, "mean_document_tokens", docs ? (double)tokens / (double)docs : 0) ||
+        !cJSON_AddNumberToObject(st, "unigram_entropy", entropy)) {
         cJSON_Delete(o);
         return ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");
     }
