@@ -48,8 +48,8 @@ ilm_status ilm_bench_corpus(const char *config, ilm_progress_fn progress, void *
         { "tokenizer", ILM__J_STRING, &tok, true, 0, 0 },
         { "threads", ILM__J_INT, &threads, false, 1, 1024 },
         { "reps", ILM__J_INT, &reps, false, 1, 100 },
-        { "filter", ILM__J_OBJECT, &filter, false, 0, 0 },
-        { "dedup", ILM__J_OBJECT, &dedup, false, 0, 0 },
+        { "filter", ILM__J_SECTION, &filter, false, 0, 0 },
+        { "dedup", ILM__J_SECTION, &dedup, false, 0, 0 },
     };
     ilm_status st = ilm__json_fields(cfg, "", f, sizeof f / sizeof *f);
     char tmpl[] = "/tmp/ilm-bench-corpus-XXXXXX", *dir = NULL;

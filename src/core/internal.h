@@ -86,7 +86,9 @@ typedef enum ilm__jtype {
     ILM__J_NUMBER,    /* out: double *; within [min, max]                     */
     ILM__J_STRING,    /* out: const char ** (points into the cJSON tree)      */
     ILM__J_OBJECT,    /* out: const cJSON ** (validate it with another call) */
-    ILM__J_ARRAY      /* out: const cJSON ** (elements checked by the caller)*/
+    ILM__J_ARRAY,     /* out: const cJSON ** (elements checked by the caller)*/
+    ILM__J_SECTION    /* out: const cJSON **: an object of settings, or false
+                         to turn the section off (the caller tests IsFalse)  */
 } ilm__jtype;
 
 /* One permitted key of a JSON object.  A key absent from the object leaves

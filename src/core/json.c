@@ -47,6 +47,7 @@ static const char *jtype_name(ilm__jtype t)
     case ILM__J_STRING: return "a string";
     case ILM__J_OBJECT: return "an object";
     case ILM__J_ARRAY: return "an array";
+    case ILM__J_SECTION: return "an object or false";
     }
     return "?";
 }
@@ -78,6 +79,7 @@ static ilm_status take_field(const cJSON *v, const char *kp, const ilm__jfield *
     case ILM__J_STRING: ok = cJSON_IsString(v); break;
     case ILM__J_OBJECT: ok = cJSON_IsObject(v); break;
     case ILM__J_ARRAY: ok = cJSON_IsArray(v); break;
+    case ILM__J_SECTION: ok = cJSON_IsObject(v) || cJSON_IsFalse(v); break;
     default: ok = false;
     }
     ILM_RETURN_IF(!ok, ILM_ERR_CONFIG, "config: '%s' must be %s, got %s",
@@ -97,6 +99,7 @@ static ilm_status take_field(const cJSON *v, const char *kp, const ilm__jfield *
         break;
     case ILM__J_STRING: *(const char **)f->out = v->valuestring; break;
     case ILM__J_OBJECT:
+    case ILM__J_SECTION:
     case ILM__J_ARRAY: *(const cJSON **)f->out = v; break;
     }
     return ILM_OK;

@@ -93,34 +93,12 @@ static ilm_status parse_config(const cJSON *root, build_cfg *c)
         { "shard_tokens", ILM__J_INT, &c->shard_tokens, false, 1, 1e12 },
         { "ingest", ILM__J_OBJECT, &ingest, false, 0, 0 },
         { "clean", ILM__J_OBJECT, &clean, false, 0, 0 },
+        { "filter", ILM__J_SECTION, &filter, false, 0, 0 },
+        { "dedup", ILM__J_SECTION, &dedup, false, 0, 0 },
     };
-    /* "filter" and "dedup" are an object of settings or false (off). */
-    cJSON *copy = cJSON_Duplicate(root, true);
-    ILM_RETURN_IF(!copy, ILM_ERR_NOMEM, "corpus: out of memory");
-    c->filter_on = c->dedup_on = true;
-    const char *opt_keys[2] = { "filter", "dedup" };
-    const cJSON **opt_objs[2] = { &filter, &dedup };
-    bool *opt_on[2] = { &c->filter_on, &c->dedup_on };
-    ilm_status st = ILM_OK;
-    for (int i = 0; i < 2 && st == ILM_OK; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, opt_keys[i]);
-        if (!v) continue;
-        if (cJSON_IsFalse(v)) *opt_on[i] = false;
-        else if (cJSON_IsObject(v)) *opt_objs[i] = v;
-        else st = ilm__error(ILM_ERR_CONFIG, "config: '%s' must be an object or false", opt_keys[i]);
-        cJSON_DeleteItemFromObjectCaseSensitive(copy, opt_keys[i]);
-    }
-    if (st == ILM_OK) st = ilm__json_fields(copy, "", f, sizeof f / sizeof *f);
-    cJSON_Delete(copy);
-    ILM_FORWARD(st);
-    /* The pointers parse_config got from `copy` must point into `root`. */
-    c->inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs");
-    c->output = cJSON_GetObjectItemCaseSensitive(root, "output")->valuestring;
-    c->tokenizer = cJSON_GetObjectItemCaseSensitive(root, "tokenizer")->valuestring;
-    ingest = cJSON_GetObjectItemCaseSensitive(root, "ingest");
-    clean = cJSON_GetObjectItemCaseSensitive(root, "clean");
-    mode_s = mode_s ? cJSON_GetObjectItemCaseSensitive(root, "mode")->valuestring : NULL;
-
+    ILM_FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
+    c->filter_on = !cJSON_IsFalse(filter);
+    c->dedup_on = !cJSON_IsFalse(dedup);
     ILM_RETURN_IF(cJSON_GetArraySize(c->inputs) == 0, ILM_ERR_CONFIG, "config: 'inputs' is empty");
     for (const cJSON *e = c->inputs->child; e; e = e->next)
         ILM_RETURN_IF(!cJSON_IsString(e), ILM_ERR_CONFIG, "config: 'inputs' must hold strings");
@@ -133,8 +111,8 @@ static ilm_status parse_config(const cJSON *root, build_cfg *c)
     ILM_FORWARD(ilm__clean_opts_parse(clean, "clean", &c->clean));
     ilm__filter_opts_default(&c->filter);
     ilm__dedup_opts_default(&c->dedup);
-    if (filter) ILM_FORWARD(ilm__filter_opts_parse(filter, "filter", &c->filter));
-    if (dedup) ILM_FORWARD(ilm__dedup_opts_parse(dedup, "dedup", &c->dedup));
+    if (cJSON_IsObject(filter)) ILM_FORWARD(ilm__filter_opts_parse(filter, "filter", &c->filter));
+    if (cJSON_IsObject(dedup)) ILM_FORWARD(ilm__dedup_opts_parse(dedup, "dedup", &c->dedup));
     return ILM_OK;
 }
 
