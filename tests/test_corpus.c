@@ -276,6 +276,23 @@ START_TEST(sft_openai_messages)
               "<|im_start|>assistant\nNo.<|im_end|>\n",
               "Hello!<|im_end|>");
 
+    /* InternLM2's tool protocol: "name=" after the role, with the tool
+     * tokens special (the tokenizer here knows only the two markers, so the
+     * name is plain text in the header). */
+    const seg t[] = {MSG("user", "Weather?", 0),
+                     {"<|im_start|>environment name=weather\n", SP, 0}, {"12C, rain", 0, 0},
+                     {"<|im_end|>", SP, 0}, {"\n", 0, 0},
+                     MSG("assistant", "12C and rain.", 1)};
+    check_sft(tok,
+              "{\"messages\": [{\"role\": \"user\", \"content\": \"Weather?\"},"
+              "{\"role\": \"environment\", \"name\": \"weather\", \"content\": \"12C, rain\"},"
+              "{\"role\": \"assistant\", \"content\": \"12C and rain.\"}]}",
+              t, sizeof t / sizeof *t,
+              "<|im_start|>user\nWeather?<|im_end|>\n"
+              "<|im_start|>environment name=weather\n12C, rain<|im_end|>\n"
+              "<|im_start|>assistant\n12C and rain.<|im_end|>\n",
+              "12C and rain.<|im_end|>");
+
     /* The user's literal "<|im_start|>" is text: exactly one control token
      * per message, not one more. */
     cJSON *rec = cJSON_Parse("{\"messages\": [{\"role\": \"user\", \"content\": "

@@ -5,6 +5,8 @@
  *
  *   BOS, then per message  <|im_start|>{role}\n{content}<|im_end|>\n
  *
+ * (with " name={name}" after the role when an OpenAI message has a "name",
+ * as InternLM2's tool protocol writes "environment name=<|plugin|>");
  * The markers (and the role, which we write ourselves) are tokenized with
  * ILM_TOKENIZE_SPECIAL; contents are tokenized without it, so a user who
  * writes "<|im_start|>" gets those characters as text, never the control
@@ -20,6 +22,7 @@
 
 typedef struct msg {
     const char *role;
+    const char *name;    /* InternLM2's "name=" attribute (tool calls), or NULL */
     const char *content;
     bool        loss;
     char       *owned; /* content built here (Alpaca), else NULL */
@@ -36,7 +39,7 @@ static void msgs_free(msgs *m)
     ilm__free(m->v);
 }
 
-static ilm_status msgs_push(msgs *m, const char *role, const char *content,
+static ilm_status msgs_push(msgs *m, const char *role, const char *name, const char *content,
                             bool loss, char *owned)
 {
     if (m->n == m->cap) {
@@ -49,7 +52,7 @@ static ilm_status msgs_push(msgs *m, const char *role, const char *content,
         m->v = v;
         m->cap = cap;
     }
-    m->v[m->n++] = (msg){role, content, loss, owned};
+    m->v[m->n++] = (msg){role, name, content, loss, owned};
     return ILM_OK;
 }
 
@@ -76,6 +79,9 @@ static ilm_status parse_openai(const cJSON *arr, msgs *out)
                       "sft: messages[%d] needs string 'role' and 'content'", i);
         ILM_RETURN_IF(!known_role(role), ILM_ERR_FORMAT,
                       "sft: messages[%d] has unknown role '%s'", i, role);
+        const char *name = str_field(m, "name");
+        ILM_RETURN_IF(cJSON_GetObjectItemCaseSensitive(m, "name") && (!name || !*name || strchr(name, '\n')),
+                      ILM_ERR_FORMAT, "sft: messages[%d].name is not a one-line string", i);
         bool loss = !strcmp(role, "assistant");
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, "loss");
         if (l) {
@@ -83,7 +89,7 @@ static ilm_status parse_openai(const cJSON *arr, msgs *out)
                           "sft: messages[%d].loss is not a boolean", i);
             loss = cJSON_IsTrue(l);
         }
-        ILM_FORWARD(msgs_push(out, role, content, loss, NULL));
+        ILM_FORWARD(msgs_push(out, role, name, content, loss, NULL));
     }
     return ILM_OK;
 }
@@ -102,9 +108,9 @@ static ilm_status parse_xtuner(const cJSON *arr, msgs *out)
                       ILM_ERR_FORMAT, "sft: conversation[%d].system is not a string", i);
         /* XTuner writes a system message only when the turn carries a
          * non-empty one. */
-        if (sys && *sys) ILM_FORWARD(msgs_push(out, "system", sys, false, NULL));
-        ILM_FORWARD(msgs_push(out, "user", in, false, NULL));
-        ILM_FORWARD(msgs_push(out, "assistant", outp, true, NULL));
+        if (sys && *sys) ILM_FORWARD(msgs_push(out, "system", NULL, sys, false, NULL));
+        ILM_FORWARD(msgs_push(out, "user", NULL, in, false, NULL));
+        ILM_FORWARD(msgs_push(out, "assistant", NULL, outp, true, NULL));
     }
     return ILM_OK;
 }
@@ -121,8 +127,8 @@ static ilm_status parse_alpaca(const cJSON *rec, msgs *out)
      * alpaca_map_fn adds the "\n" even for an empty input; we do not). */
     char *user = (in && *in) ? ilm__asprintf("%s\n%s", ins, in) : ilm__strdup(ins);
     ILM_RETURN_IF(!user, ILM_ERR_NOMEM, "sft: out of memory");
-    ILM_FORWARD(msgs_push(out, "user", user, false, user));
-    return msgs_push(out, "assistant", outp, true, NULL);
+    ILM_FORWARD(msgs_push(out, "user", NULL, user, false, user));
+    return msgs_push(out, "assistant", NULL, outp, true, NULL);
 }
 
 static ilm_status parse_record(const cJSON *rec, msgs *out)
@@ -164,10 +170,15 @@ static ilm_status encode_all(const ilm_tokenizer *tok, const msgs *m, ilm__ids *
     }
     for (size_t i = 0; i < m->n; i++) {
         const msg *g = &m->v[i];
-        char header[64];
-        snprintf(header, sizeof header, "<|im_start|>%s\n", g->role);
+        /* The header is ours (role) or the tool protocol's (name=, whose
+         * values such as <|plugin|> are special tokens). */
+        char *header = ilm__asprintf("<|im_start|>%s%s%s\n", g->role, g->name ? " name=" : "",
+                                     g->name ? g->name : "");
+        ILM_RETURN_IF(!header, ILM_ERR_NOMEM, "sft: out of memory");
         uint8_t l = g->loss ? 1 : 0;
-        ILM_FORWARD(put(tok, header, ILM_TOKENIZE_SPECIAL, 0, ids, mask));
+        ilm_status st = put(tok, header, ILM_TOKENIZE_SPECIAL, 0, ids, mask);
+        ilm__free(header);
+        ILM_FORWARD(st);
         ILM_FORWARD(put(tok, g->content, 0, l, ids, mask));
         ILM_FORWARD(put(tok, "<|im_end|>", ILM_TOKENIZE_SPECIAL, l, ids, mask));
         ILM_FORWARD(put(tok, "\n", 0, 0, ids, mask));
