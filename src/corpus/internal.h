@@ -428,6 +428,10 @@ ilm_status ilm__dedup_check_signed(ilm__dedup *d, const char *text, size_t len,
  * reads d. */
 size_t     ilm__dedup_signature(const ilm__dedup *d, const char *text,
                                 size_t len, uint64_t *sig);
+/* Whether signing uses the AVX-512 fold (chosen at create when the CPU has
+ * it); on = false forces the scalar one, for tests.  Returns the previous
+ * setting.  Not thread-safe: call it before signing. */
+bool       ilm__dedup_use_simd(ilm__dedup *d, bool on);
 /* Signs n texts on ilm__num_threads() OpenMP threads: sigs [n, num_perm],
  * n_shingles [n] (may be NULL). */
 ilm_status ilm__dedup_sign_batch(const ilm__dedup *d, const char *const *texts,
