@@ -404,6 +404,7 @@ typedef struct bpe_ctx {
     symbol     *sym;
     heap        agenda;
     ilm__strmap rev_merge; /* merged UNUSED piece -> length of its left part */
+    bool        plain;     /* the segment being merged touched no UNUSED piece */
 } bpe_ctx;
 
 static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
@@ -418,8 +419,10 @@ static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
                      ? ilm__u64map_get(&c->t->spm.merge_of, (uint64_t)l->id << 32 | (uint32_t)r->id)
                      : mergeable_id(c->t, p, len);
     if (id < 0) return ILM_OK;
-    if (c->t->type[id] == ILM__PIECE_UNUSED)
+    if (c->t->type[id] == ILM__PIECE_UNUSED) {
+        c->plain = false;
         ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)l->len));
+    }
     return heap_push(&c->agenda, (pair){ c->t->score[id], left, right, len, id });
 }
 
@@ -433,6 +436,7 @@ static int32_t piece_to_id(const ilm_tokenizer *t, const char *p, size_t n)
 
 typedef struct emit_state {
     bool prev_unk;
+    bool any_unk; /* an unknown symbol since the caller last cleared it */
 } emit_state;
 
 static ilm_status emit(const ilm_tokenizer *t, const char *p, size_t n, int32_t id,
@@ -447,6 +451,7 @@ static ilm_status emit(const ilm_tokenizer *t, const char *p, size_t n, int32_t 
         ILM_FORWARD(ilm__ids_push(out, id));
     }
     es->prev_unk = unk;
+    es->any_unk |= unk;
     return ILM_OK;
 }
 
@@ -517,11 +522,67 @@ static ilm_status merge_segment(bpe_ctx *c, int32_t first, int32_t last, emit_st
     }
     for (int32_t i = first; i >= 0 && st == ILM_OK; i = c->sym[i].next) {
         const symbol *y = &c->sym[i];
-        st = y->id >= 0 && c->t->type[y->id] != ILM__PIECE_UNUSED
-                 ? emit(c->t, c->text + y->start, y->len, y->id, es, out)
-                 : resegment(c, c->text + y->start, y->len, es, out);
+        if (y->id >= 0 && c->t->type[y->id] != ILM__PIECE_UNUSED) {
+            st = emit(c->t, c->text + y->start, y->len, y->id, es, out);
+        } else {
+            c->plain = false;
+            st = resegment(c, c->text + y->start, y->len, es, out);
+        }
     }
     return st;
+}
+
+/* Segments already merged in this text, by their bytes: most words repeat,
+ * and a segment's pieces depend on its bytes only when it has no frozen
+ * symbol (then every symbol is one character), emits no unknown symbol (a
+ * run of those depends on the one before) and touches no UNUSED piece
+ * (those go through rev_merge, shared by the whole text).  Only such
+ * segments are kept; the output is the same as merging each again. */
+typedef struct seg_cache {
+    ilm__strmap index; /* segment bytes -> entry */
+    ilm__ids    ids;   /* the pieces of all entries */
+    uint32_t   *off;   /* entry -> its first piece in ids, then its end */
+    size_t      n, cap;
+} seg_cache;
+
+static void seg_cache_free(seg_cache *k)
+{
+    ilm__strmap_free(&k->index);
+    ilm__free(k->ids.v);
+    ilm__free(k->off);
+}
+
+/* Merges and emits first..last, through the cache. */
+static ilm_status merge_cached(bpe_ctx *c, seg_cache *k, int32_t first, int32_t last,
+                               emit_state *es, ilm__ids *out)
+{
+    const char *p = c->text + c->sym[first].start;
+    size_t len = c->sym[last].start + c->sym[last].len - c->sym[first].start;
+    bool frozen = first == last && c->sym[first].frozen;
+    int32_t e = frozen ? -1 : ilm__strmap_get(&k->index, p, len);
+    if (e >= 0) {
+        for (uint32_t i = k->off[2 * e]; i < k->off[2 * e + 1]; i++) ILM_FORWARD(ilm__ids_push(out, k->ids.v[i]));
+        es->prev_unk = false;
+        return ILM_OK;
+    }
+    size_t at = out->n;
+    c->plain = !frozen;
+    es->any_unk = false;
+    ILM_FORWARD(merge_segment(c, first, last, es, out));
+    if (!c->plain || es->any_unk || out->n - at > UINT32_MAX - k->ids.n) return ILM_OK;
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 256;
+        uint32_t *o = ilm__realloc(k->off, 2 * cap * sizeof *o);
+        ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "tokenizer: out of memory");
+        k->off = o;
+        k->cap = cap;
+    }
+    k->off[2 * k->n] = (uint32_t)k->ids.n;
+    for (size_t i = at; i < out->n; i++) ILM_FORWARD(ilm__ids_push(&k->ids, out->v[i]));
+    k->off[2 * k->n + 1] = (uint32_t)k->ids.n;
+    ILM_FORWARD(ilm__strmap_put(&k->index, p, len, (int32_t)k->n));
+    k->n++;
+    return ILM_OK;
 }
 
 /* BPE over the normalized text.  The result equals merging the whole text
@@ -547,7 +608,8 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__i
         count++;
         i += len;
     }
-    emit_state es = { false };
+    emit_state es = { false, false };
+    seg_cache cache = { 0 };
     ilm_status st = ILM_OK;
     int32_t first = 0;
     for (int32_t i = 1; i <= count && st == ILM_OK; i++) {
@@ -562,10 +624,11 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__i
                   (before && !here && !has_char(s->post_space, s->post_space_other, cur));
         }
         if (cut) {
-            st = merge_segment(&c, first, i - 1, &es, out);
+            st = merge_cached(&c, &cache, first, i - 1, &es, out);
             first = i;
         }
     }
+    seg_cache_free(&cache);
     ilm__free(c.sym);
     ilm__free(c.agenda.v);
     ilm__strmap_free(&c.rev_merge);
