@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,8 @@ typedef struct run {
     cJSON               *shards; /* manifest entries */
     uint64_t             shard_docs, shard_tokens, docs, tokens;
     double               seconds[4]; /* ingest, clean+filter, dedup, tokenize+pack */
+    ilm__tok_cache     **caches;     /* one per tokenizing thread */
+    int                  n_threads;
     unsigned             n_shards;
 } run;
 
@@ -379,7 +382,7 @@ static ilm_status tokenize_batch(run *r)
                       "(give the model directory, whose tokenizer_config.json adds them)");
     const long n = (long)r->n_items;
     const unsigned flags = ILM_TOKENIZE_EOS | (r->add_bos ? ILM_TOKENIZE_BOS : 0);
-#pragma omp parallel for schedule(dynamic, 4) num_threads(ilm__num_threads())
+#pragma omp parallel for schedule(dynamic, 4) num_threads(r->n_threads)
     for (long i = 0; i < n; i++) {
         item *it = &r->items[i];
         if (it->drop || it->st != ILM_OK) continue;
@@ -388,7 +391,8 @@ static ilm_status tokenize_batch(run *r)
             continue;
         }
         if (!it->chat) {
-            it->st = ilm_tokenizer_encode(r->tok, it->clean.p, it->clean.n, flags, &it->ids, &it->n_ids);
+            it->st = ilm__tokenizer_encode_cached(r->tok, it->clean.p, it->clean.n, flags,
+                                                  r->caches[omp_get_thread_num()], &it->ids, &it->n_ids);
             continue;
         }
         bool kept;
@@ -550,6 +554,13 @@ static ilm_status run_pipeline(run *r, ilm_progress_fn progress, void *user)
         ILM_RETURN_IF(!(r->st[s].dropped = cJSON_CreateObject()), ILM_ERR_NOMEM, "corpus: out of memory");
     }
     ILM_RETURN_IF(!(r->shards = cJSON_CreateArray()), ILM_ERR_NOMEM, "corpus: out of memory");
+    /* Each tokenizing thread keeps the words it has merged (the ids do not
+     * depend on which thread saw a word first). */
+    r->n_threads = ilm__num_threads();
+    r->caches = ilm__calloc((size_t)r->n_threads, sizeof *r->caches);
+    ILM_RETURN_IF(!r->caches, ILM_ERR_NOMEM, "corpus: out of memory");
+    for (int i = 0; i < r->n_threads; i++)
+        ILM_RETURN_IF(!(r->caches[i] = ilm__tok_cache_create()), ILM_ERR_NOMEM, "corpus: out of memory");
     if (r->c.dedup_on) {
         ILM_FORWARD(ilm__dedup_create(&r->c.dedup, &r->dd));
         if (r->c.dedup.near) {
@@ -624,6 +635,8 @@ ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress, void *
     for (size_t i = 0; i < r.cap_items; i++) item_reset(&r.items[i]);
     ilm__free(r.items);
     ilm__free(r.sigs);
+    for (int i = 0; r.caches && i < r.n_threads; i++) ilm__tok_cache_free(r.caches[i]);
+    ilm__free(r.caches);
     ilm__buf_free(&r.arena);
     for (int s = 0; s < N_STAGES; s++) cJSON_Delete(r.st[s].dropped);
     cJSON_Delete(r.shards);

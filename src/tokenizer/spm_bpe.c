@@ -532,28 +532,68 @@ static ilm_status merge_segment(bpe_ctx *c, int32_t first, int32_t last, emit_st
     return st;
 }
 
-/* Segments already merged in this text, by their bytes: most words repeat,
- * and a segment's pieces depend on its bytes only when it has no frozen
- * symbol (then every symbol is one character), emits no unknown symbol (a
- * run of those depends on the one before) and touches no UNUSED piece
- * (those go through rev_merge, shared by the whole text).  Only such
- * segments are kept; the output is the same as merging each again. */
-typedef struct seg_cache {
-    ilm__strmap index; /* segment bytes -> entry */
-    ilm__ids    ids;   /* the pieces of all entries */
-    uint32_t   *off;   /* entry -> its first piece in ids, then its end */
-    size_t      n, cap;
-} seg_cache;
+/* Segments already merged, by their bytes: most words repeat, and a
+ * segment's pieces depend on its bytes only when it has no frozen symbol
+ * (then every symbol is one character), emits no unknown symbol (a run of
+ * those depends on the one before) and touches no UNUSED piece (those go
+ * through rev_merge, shared by the whole text).  Only such segments are
+ * kept; the output is the same as merging each again.  The keys are copied
+ * into blocks that never move (the map points at them), and the whole
+ * cache is emptied when it reaches CACHE_ENTRIES. */
+#define CACHE_ENTRIES (1u << 16)
+#define CACHE_BLOCK   (64u << 10)
 
-static void seg_cache_free(seg_cache *k)
+struct ilm__tok_cache {
+    const ilm_tokenizer *t;     /* the tokenizer the entries are for */
+    ilm__strmap          index; /* segment bytes -> entry */
+    ilm__ids             ids;   /* the pieces of all entries */
+    uint32_t            *off;   /* entry e: pieces ids[off[2e], off[2e+1]) */
+    size_t               n, cap;
+    char               **blocks; /* key bytes */
+    size_t               n_blocks, block_used;
+};
+
+static void seg_cache_clear(ilm__tok_cache *k)
 {
     ilm__strmap_free(&k->index);
+    for (size_t i = 0; i < k->n_blocks; i++) ilm__free(k->blocks[i]);
+    ilm__free(k->blocks);
     ilm__free(k->ids.v);
     ilm__free(k->off);
+    const ilm_tokenizer *t = k->t;
+    memset(k, 0, sizeof *k);
+    k->t = t;
+}
+
+ilm__tok_cache *ilm__tok_cache_create(void) { return ilm__calloc(1, sizeof(ilm__tok_cache)); }
+
+void ilm__tok_cache_free(ilm__tok_cache *k)
+{
+    if (!k) return;
+    seg_cache_clear(k);
+    ilm__free(k);
+}
+
+/* A stable copy of a key, or NULL (out of memory). */
+static const char *seg_cache_key(ilm__tok_cache *k, const char *p, size_t len)
+{
+    if (len > CACHE_BLOCK) return NULL;
+    if (!k->n_blocks || k->block_used + len > CACHE_BLOCK) {
+        char **b = ilm__realloc(k->blocks, (k->n_blocks + 1) * sizeof *b);
+        if (!b) return NULL;
+        k->blocks = b;
+        if (!(b[k->n_blocks] = ilm__malloc(CACHE_BLOCK))) return NULL;
+        k->n_blocks++;
+        k->block_used = 0;
+    }
+    char *dst = k->blocks[k->n_blocks - 1] + k->block_used;
+    memcpy(dst, p, len);
+    k->block_used += len;
+    return dst;
 }
 
 /* Merges and emits first..last, through the cache. */
-static ilm_status merge_cached(bpe_ctx *c, seg_cache *k, int32_t first, int32_t last,
+static ilm_status merge_cached(bpe_ctx *c, ilm__tok_cache *k, int32_t first, int32_t last,
                                emit_state *es, ilm__ids *out)
 {
     const char *p = c->text + c->sym[first].start;
@@ -569,7 +609,8 @@ static ilm_status merge_cached(bpe_ctx *c, seg_cache *k, int32_t first, int32_t 
     c->plain = !frozen;
     es->any_unk = false;
     ILM_FORWARD(merge_segment(c, first, last, es, out));
-    if (!c->plain || es->any_unk || out->n - at > UINT32_MAX - k->ids.n) return ILM_OK;
+    if (!c->plain || es->any_unk || len > CACHE_BLOCK) return ILM_OK;
+    if (k->n == CACHE_ENTRIES || out->n - at > UINT32_MAX - k->ids.n) seg_cache_clear(k);
     if (k->n == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 256;
         uint32_t *o = ilm__realloc(k->off, 2 * cap * sizeof *o);
@@ -580,7 +621,9 @@ static ilm_status merge_cached(bpe_ctx *c, seg_cache *k, int32_t first, int32_t 
     k->off[2 * k->n] = (uint32_t)k->ids.n;
     for (size_t i = at; i < out->n; i++) ILM_FORWARD(ilm__ids_push(&k->ids, out->v[i]));
     k->off[2 * k->n + 1] = (uint32_t)k->ids.n;
-    ILM_FORWARD(ilm__strmap_put(&k->index, p, len, (int32_t)k->n));
+    const char *key = seg_cache_key(k, p, len);
+    ILM_RETURN_IF(!key, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM_FORWARD(ilm__strmap_put(&k->index, key, len, (int32_t)k->n));
     k->n++;
     return ILM_OK;
 }
@@ -591,7 +634,8 @@ static ilm_status merge_cached(bpe_ctx *c, seg_cache *k, int32_t first, int32_t 
  * "▁" and a neighbouring character that no mergeable piece has next to a
  * "▁" on that side (pieces mostly start with "▁", so this cuts at nearly
  * every word). */
-static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__ids *out)
+static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__tok_cache *cache,
+                      ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
     ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
@@ -609,7 +653,12 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__i
         i += len;
     }
     emit_state es = { false, false };
-    seg_cache cache = { 0 };
+    ilm__tok_cache own = { 0 };
+    if (!cache) cache = &own;
+    if (cache->t != t) {
+        seg_cache_clear(cache);
+        cache->t = t;
+    }
     ilm_status st = ILM_OK;
     int32_t first = 0;
     for (int32_t i = 1; i <= count && st == ILM_OK; i++) {
@@ -624,11 +673,11 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__i
                   (before && !here && !has_char(s->post_space, s->post_space_other, cur));
         }
         if (cut) {
-            st = merge_cached(&c, &cache, first, i - 1, &es, out);
+            st = merge_cached(&c, cache, first, i - 1, &es, out);
             first = i;
         }
     }
-    seg_cache_free(&cache);
+    seg_cache_clear(&own);
     ilm__free(c.sym);
     ilm__free(c.agenda.v);
     ilm__strmap_free(&c.rev_merge);
@@ -636,18 +685,18 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__i
 }
 
 ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
-                                bool at_text_start, ilm__ids *out)
+                                bool at_text_start, ilm__tok_cache *cache, ilm__ids *out)
 {
     ilm__buf norm = { 0 };
     ilm_status st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, &norm);
-    if (st == ILM_OK) st = bpe(t, norm.p, norm.n, out);
+    if (st == ILM_OK) st = bpe(t, norm.p, norm.n, cache, out);
     ilm__buf_free(&norm);
     return st;
 }
 
 ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len, ilm__ids *out)
 {
-    return ilm__spm_encode_part(t, text, len, true, out);
+    return ilm__spm_encode_part(t, text, len, true, NULL, out);
 }
 
 /* ---- decoding ---------------------------------------------------------- */
