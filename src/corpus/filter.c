@@ -411,9 +411,17 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
             ngram_hashes(&a, wh, nn, h);
             if (top_ngram(&a, h, nn, wchars, &cnt) > o->max_top_ngram[nn - 2]) why = N[13 + nn - 2];
         }
+        /* Words covered by repeated n-grams are a subset of those covered by
+         * repeated (n-1)-grams (an n-gram at i seen at j < i means the
+         * (n-1)-grams at i and i + 1 were seen at j and j + 1), so each
+         * share bounds the later ones: an n whose threshold is at or above
+         * the last share computed cannot fire and is skipped. */
+        double bound = 1;
         for (size_t nn = 5; nn <= 10 && !why; nn++) {
+            if (bound <= o->max_dup_ngram[nn - 5]) continue;
             ngram_hashes(&a, wh, nn, h);
-            if (dup_ngram(&a, h, nn, wchars, &cnt) > o->max_dup_ngram[nn - 5]) why = N[16 + nn - 5];
+            bound = dup_ngram(&a, h, nn, wchars, &cnt);
+            if (bound > o->max_dup_ngram[nn - 5]) why = N[16 + nn - 5];
         }
         if (why) goto done;
     }
