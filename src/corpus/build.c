@@ -69,6 +69,7 @@ typedef struct item {
     const char *drop;         /* reason, or NULL while alive */
     int         drop_stage;
     size_t      n_shingles;
+    uint64_t    exact[2];     /* dedup's exact hash */
     int32_t    *ids;
     uint8_t    *mask;
     size_t      n_ids;
@@ -337,10 +338,11 @@ static const char *dedup_text(const item *it, size_t *len)
     return it->chat ? it->key : it->clean.p;
 }
 
-/* MinHash signatures, per document in parallel. */
+/* Exact hashes and MinHash signatures, per document in parallel. */
 static void sign(run *r)
 {
-    if (!r->c.dedup_on || !r->c.dedup.near) return;
+    if (!r->c.dedup_on) return;
+    const bool exact = r->c.dedup.exact, near = r->c.dedup.near;
     const int np = r->c.dedup.num_perm;
     const long n = (long)r->n_items;
 #pragma omp parallel for schedule(dynamic, 8) num_threads(ilm__num_threads())
@@ -349,7 +351,8 @@ static void sign(run *r)
         if (it->drop) continue;
         size_t len;
         const char *text = dedup_text(it, &len);
-        it->n_shingles = ilm__dedup_signature(r->dd, text, len, r->sigs + (size_t)i * np);
+        if (exact) ilm__dedup_exact_hash(text, len, it->exact);
+        if (near) it->n_shingles = ilm__dedup_signature(r->dd, text, len, r->sigs + (size_t)i * np);
     }
 }
 
@@ -361,10 +364,8 @@ static ilm_status dedup_batch(run *r)
     for (size_t i = 0; i < r->n_items; i++) {
         item *it = &r->items[i];
         if (it->drop) continue;
-        size_t len;
-        const char *text = dedup_text(it, &len);
         int v;
-        ILM_FORWARD(ilm__dedup_check_signed(r->dd, text, len, near ? r->sigs + i * (size_t)np : NULL,
+        ILM_FORWARD(ilm__dedup_check_hashed(r->dd, it->exact, near ? r->sigs + i * (size_t)np : NULL,
                                             it->n_shingles, &v));
         if (v == ILM__DEDUP_EXACT) drop(it, ST_DEDUP, "exact");
         else if (v == ILM__DEDUP_NEAR) drop(it, ST_DEDUP, "near");

@@ -646,12 +646,19 @@ ilm_status ilm__dedup_check_signed(ilm__dedup *d, const char *text, size_t len,
                                    const uint64_t *sig, size_t n_shingles,
                                    int *verdict)
 {
+    uint64_t h[2] = { 0, 0 };
+    if (d->o.exact) ilm__dedup_exact_hash(text, len, h);
+    return ilm__dedup_check_hashed(d, h, sig, n_shingles, verdict);
+}
+
+ilm_status ilm__dedup_check_hashed(ilm__dedup *d, const uint64_t exact[2], const uint64_t *sig,
+                                   size_t n_shingles, int *verdict)
+{
     d->docs++;
-    uint64_t h[2];
+    uint64_t h[2] = { exact[0], exact[1] };
     size_t slot = 0;
     bool have_exact = false;
     if (d->o.exact) {
-        ilm__dedup_exact_hash(text, len, h);
         if (h[0] == 0 && h[1] == 0) h[0] = 1;
         if (d->exact_cap && exact_find(d, h, &slot)) {
             d->exact_dups++;
