@@ -173,6 +173,8 @@ typedef struct ilm__u64map {
 } ilm__u64map;
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val);
+/* Makes room for n entries in all, so that many puts do not rehash. */
+ilm_status ilm__u64map_reserve(ilm__u64map *m, size_t n);
 int32_t    ilm__u64map_get(const ilm__u64map *m, uint64_t key);
 void       ilm__u64map_free(ilm__u64map *m);
 

@@ -65,32 +65,62 @@ static bool has_char(const uint8_t bitmap[16], bool other, uint8_t byte)
 /* The id tables BPE runs on (see ilm__spm.merge_of).  A pair is listed for
  * every split of a mergeable piece whose two halves are both pieces, so
  * merging ids finds exactly the merges that looking up the concatenated
- * text would. */
+ * text would.  The pairs are collected first, one slot per split, so the
+ * map is sized once (rehashing it as it grew took a fifth of the load time
+ * of a 92K-piece vocabulary); they then go in in id order, as before. */
 static ilm_status build_merge_tables(ilm_tokenizer *t)
 {
     ilm__spm *s = &t->spm;
     s->bmp_id = ilm__malloc(65536 * sizeof *s->bmp_id);
     ILM_RETURN_IF(!s->bmp_id, ILM_ERR_NOMEM, "tokenizer: out of memory");
     memset(s->bmp_id, 0xff, 65536 * sizeof *s->bmp_id);
+    size_t *first = ilm__malloc(((size_t)t->n_vocab + 1) * sizeof *first);
+    ILM_RETURN_IF(!first, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    first[0] = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *p = t->piece[id];
         size_t len = t->piece_len[id];
         uint32_t cp;
         if (len && ilm__utf8_decode(p, len, &cp) == len) { /* a single character */
             if (cp < 65536) s->bmp_id[cp] = id;
-            else ILM_FORWARD(ilm__u64map_put(&s->char_id, cp, id));
+            else {
+                ilm_status st = ilm__u64map_put(&s->char_id, cp, id);
+                if (st != ILM_OK) {
+                    ilm__free(first);
+                    return st;
+                }
+            }
         }
+        first[id + 1] = first[id] + (len ? len - 1 : 0);
+    }
+    uint64_t *pairs = ilm__malloc((first[t->n_vocab] + 1) * sizeof *pairs);
+    if (!pairs) {
+        ilm__free(first);
+        return ilm__error(ILM_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        const char *p = t->piece[id];
+        size_t len = t->piece_len[id];
+        uint64_t *out = pairs + first[id];
         uint8_t ty = t->type[id];
-        if (ty != ILM__PIECE_NORMAL && ty != ILM__PIECE_USER_DEFINED && ty != ILM__PIECE_UNUSED)
-            continue;
+        bool mergeable = ty == ILM__PIECE_NORMAL || ty == ILM__PIECE_USER_DEFINED || ty == ILM__PIECE_UNUSED;
         for (size_t k = 1; k < len; k++) {
-            if (((uint8_t)p[k] & 0xC0) == 0x80) continue; /* inside a character */
+            out[k - 1] = UINT64_MAX;
+            if (!mergeable || ((uint8_t)p[k] & 0xC0) == 0x80) continue; /* inside a character */
             int32_t l = ilm__strmap_get(&t->piece_ids, p, k);
             int32_t r = l < 0 ? -1 : ilm__strmap_get(&t->piece_ids, p + k, len - k);
-            if (r >= 0) ILM_FORWARD(ilm__u64map_put(&s->merge_of, (uint64_t)l << 32 | (uint32_t)r, id));
+            if (r >= 0) out[k - 1] = (uint64_t)l << 32 | (uint32_t)r;
         }
     }
-    return ILM_OK;
+    size_t n_pairs = 0;
+    for (size_t i = 0; i < first[t->n_vocab]; i++) n_pairs += pairs[i] != UINT64_MAX;
+    ilm_status st = ilm__u64map_reserve(&s->merge_of, n_pairs);
+    for (int32_t id = 0; id < t->n_vocab && st == ILM_OK; id++)
+        for (size_t i = first[id]; i < first[id + 1] && st == ILM_OK; i++)
+            if (pairs[i] != UINT64_MAX) st = ilm__u64map_put(&s->merge_of, pairs[i], id);
+    ilm__free(pairs);
+    ilm__free(first);
+    return st;
 }
 
 ilm_status ilm__spm_finish(ilm_tokenizer *t)
