@@ -129,6 +129,8 @@ typedef struct ilm__buf {
 
 ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n);
 ilm_status ilm__buf_putc(ilm__buf *b, char c);
+/* Makes room for n more bytes (and the NUL) without changing the contents. */
+ilm_status ilm__buf_reserve(ilm__buf *b, size_t n);
 ilm_status ilm__buf_printf(ilm__buf *b, const char *fmt, ...) ILM__PRINTF(2, 3);
 void       ilm__buf_free(ilm__buf *b);
 

@@ -211,7 +211,10 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
     if (out->p) out->p[0] = '\0';
     ilm__buf tmp = { 0 }, line = { 0 };
     bool bad = false;
-    ilm_status st = repair(text, len, &tmp, &bad);
+    /* The output is about as long as the input: one allocation each. */
+    ilm_status st = ilm__buf_reserve(&tmp, len);
+    if (st == ILM_OK) st = ilm__buf_reserve(out, len);
+    if (st == ILM_OK) st = repair(text, len, &tmp, &bad);
     if (st != ILM_OK) goto done;
     if (bad && o->drop_invalid) {
         *dropped = "invalid_utf8";

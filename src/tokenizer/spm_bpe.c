@@ -718,7 +718,10 @@ ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t
                                 bool at_text_start, ilm__tok_cache *cache, ilm__ids *out)
 {
     ilm__buf norm = { 0 };
-    ilm_status st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, &norm);
+    /* Room for the text with about one space in six becoming "▁" (three
+     * bytes), so prose normalizes without regrowing the buffer. */
+    ilm_status st = ilm__buf_reserve(&norm, len + len / 3 + 4);
+    if (st == ILM_OK) st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, &norm);
     if (st == ILM_OK) st = bpe(t, norm.p, norm.n, cache, out);
     ilm__buf_free(&norm);
     return st;
