@@ -32,7 +32,9 @@ ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n)
 ilm_status ilm__buf_reserve(ilm__buf *b, size_t n)
 {
     ILM_RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
-    return reserve((void **)&b->p, &b->cap, b->n + n + 1, 1);
+    ILM_FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
+    b->p[b->n] = '\0'; /* a new buffer is an empty string too */
+    return ILM_OK;
 }
 
 ilm_status ilm__buf_putc(ilm__buf *b, char c) { return ilm__buf_append(b, &c, 1); }
