@@ -683,9 +683,7 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__t
         i += len;
     }
     emit_state es = { false, false };
-    ilm__tok_cache own = { 0 };
-    if (!cache) cache = &own;
-    if (cache->t != t) {
+    if (cache && cache->t != t) {
         seg_cache_clear(cache);
         cache->t = t;
     }
@@ -703,11 +701,11 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__t
                   (before && !here && !has_char(s->post_space, s->post_space_other, cur));
         }
         if (cut) {
-            st = merge_cached(&c, cache, first, i - 1, &es, out);
+            st = cache ? merge_cached(&c, cache, first, i - 1, &es, out)
+                       : merge_segment(&c, first, i - 1, &es, out);
             first = i;
         }
     }
-    seg_cache_clear(&own);
     ilm__free(c.sym);
     ilm__free(c.agenda.v);
     ilm__strmap_free(&c.rev_merge);
