@@ -9,9 +9,9 @@
  * stage's documents_in is the previous stage's documents_out.
  *
  * The work goes in batches of a few MB: ingest (sequential), then clean,
- * filter and MinHash signing in parallel per document, the dedup index in
- * stream order (sequential), tokenizing in parallel, and appending to the
- * shard in order.  The output depends on the inputs and the config only,
+ * filter, exact-dedup hashing and MinHash signing in parallel per document,
+ * the dedup index in stream order (sequential), tokenizing in parallel (each
+ * thread with its own word cache), and appending to the shard in order.  The output depends on the inputs and the config only,
  * never on the thread count.
  *
  * A corpus directory holds shard-NNNNN.shard files (docs/formats.md), the

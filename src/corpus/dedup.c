@@ -241,6 +241,11 @@ static inline uint64_t mulmod61(uint64_t a, uint64_t x)
     return r >= P61 ? r - P61 : r;
 }
 
+/* Shingles are folded in batches so the hash of a shingle and the minima
+ * loop do not interleave (that keeps the minima loop free of calls, and
+ * lets the vector fold keep the minima in registers over a batch). */
+#define SH_BATCH 64
+
 /* Reduces a 64-bit shingle hash to x < p. */
 static inline uint64_t reduce61(uint64_t h)
 {
@@ -312,7 +317,7 @@ typedef struct folder {
 
 static void fold(const folder *f, const uint64_t *h, size_t nh, uint64_t *sig)
 {
-    uint64_t x[64];
+    uint64_t x[SH_BATCH]; /* nh <= SH_BATCH */
     for (size_t k = 0; k < nh; k++) x[k] = reduce61(h[k]);
 #ifdef HAVE_FOLD_AVX512
     if (f->avx512) {
@@ -322,11 +327,6 @@ static void fold(const folder *f, const uint64_t *h, size_t nh, uint64_t *sig)
 #endif
     fold_scalar(x, nh, f->n, f->a, f->b, sig);
 }
-
-/* Shingles are folded in batches so the hash of a shingle and the minima
- * loop do not interleave (that keeps the minima loop free of calls, and
- * lets the vector fold keep the minima in registers over a batch). */
-#define SH_BATCH 64
 
 static size_t word_shingles(const char *text, size_t len, int n, const folder *f,
                             uint64_t *sig)
