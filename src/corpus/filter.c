@@ -415,7 +415,9 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
          * repeated (n-1)-grams (an n-gram at i seen at j < i means the
          * (n-1)-grams at i and i + 1 were seen at j and j + 1), so each
          * share bounds the later ones: an n whose threshold is at or above
-         * the last share computed cannot fire and is skipped. */
+         * the last share computed cannot fire and is skipped.  (With
+         * n-grams compared by 64-bit hash this holds unless two different
+         * n-grams of one document collide, about 2^-64 per pair.) */
         double bound = 1;
         for (size_t nn = 5; nn <= 10 && !why; nn++) {
             if (bound <= o->max_dup_ngram[nn - 5]) continue;
