@@ -455,6 +455,36 @@ START_TEST(deterministic_for_a_seed)
 }
 END_TEST
 
+/* The AVX-512 fold gives the scalar fold's signatures, slot for slot, also
+ * when num_perm is not a multiple of the vector width. */
+START_TEST(simd_equals_scalar)
+{
+    corpus c = {0};
+    english(&c);
+    static const int perms[][2] = { { 128, 16 }, { 20, 4 }, { 7, 7 }, { 1, 1 } };
+    for (size_t t = 0; t < sizeof perms / sizeof perms[0]; t++) {
+        ilm__dedup_opts o;
+        ilm__dedup_opts_default(&o);
+        o.num_perm = perms[t][0];
+        o.bands = perms[t][1];
+        o.rows = o.num_perm / o.bands;
+        ilm__dedup *d = NULL;
+        ck_assert_int_eq(ilm__dedup_create(&o, &d), ILM_OK);
+        uint64_t s1[128], s2[128];
+        for (size_t i = 0; i < c.n && i < 200; i++) {
+            ilm__dedup_use_simd(d, true);
+            size_t n1 = ilm__dedup_signature(d, c.d[i].text, c.d[i].len, s1);
+            ilm__dedup_use_simd(d, false);
+            size_t n2 = ilm__dedup_signature(d, c.d[i].text, c.d[i].len, s2);
+            ck_assert_uint_eq(n1, n2);
+            ck_assert_mem_eq(s1, s2, (size_t)o.num_perm * sizeof *s1);
+        }
+        ilm__dedup_free(d);
+    }
+    corpus_free(&c);
+}
+END_TEST
+
 START_TEST(exact_normalization)
 {
     uint64_t a[2], b[2], e[2];
@@ -571,6 +601,7 @@ Suite *suite_dedup(void)
     tcase_add_test(tc, english_recall_precision);
     tcase_add_test(tc, chinese_characters);
     tcase_add_test(tc, deterministic_for_a_seed);
+    tcase_add_test(tc, simd_equals_scalar);
     tcase_add_test(tc, exact_normalization);
     tcase_add_test(tc, memory_cap);
     tcase_add_test(tc, bad_options);

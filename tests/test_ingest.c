@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utf8proc.h>
 #include <zlib.h>
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -745,6 +746,54 @@ START_TEST(filter_real_fortunes)
 }
 END_TEST
 
+/* clean skips utf8proc for text of code points below U+0300 (NFC) or
+ * ASCII (NFKC), taking it to be normalized already: true for every
+ * adjacent pair of such code points (composition is pairwise when every
+ * combining class is 0), so for any text of them. */
+START_TEST(clean_fast_path_is_normal)
+{
+    static const struct { uint32_t end; int flags; } forms[] = {
+        { 0x300, UTF8PROC_STABLE | UTF8PROC_COMPOSE },
+        { 0x80, UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT },
+    };
+    char *buf = malloc(8 * 0x300 + 8);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t f = 0; f < 2; f++)
+        for (uint32_t a = 1; a < forms[f].end; a++) {
+            /* a b a b' a b'' ...: every pair (a, b) and (b, a) is adjacent */
+            size_t n = 0;
+            for (uint32_t b = 1; b < forms[f].end; b++) {
+                n += ilm__utf8_encode(a, buf + n);
+                n += ilm__utf8_encode(b, buf + n);
+            }
+            utf8proc_uint8_t *out = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)buf, (utf8proc_ssize_t)n,
+                                              &out, (utf8proc_option_t)forms[f].flags);
+            ck_assert_msg(r == (utf8proc_ssize_t)n && !memcmp(out, buf, n),
+                          "form %zu changes text around U+%04X", f, (unsigned)a);
+            free(out);
+        }
+    free(buf);
+    /* And ilm__clean gives what utf8proc gives on Latin text with accents
+     * (fast path) and with a combining mark (utf8proc). */
+    ilm__clean_opts o;
+    ilm__clean_opts_default(&o);
+    static const char *const in[] = { "caf\xC3\xA9 na\xC3\xAFve \xC3\x85ngstr\xC3\xB6m",
+                                      "cafe\xCC\x81 A\xCC\x8A", "plain ascii" };
+    static const char *const want[] = { "caf\xC3\xA9 na\xC3\xAFve \xC3\x85ngstr\xC3\xB6m",
+                                        "caf\xC3\xA9 \xC3\x85", "plain ascii" };
+    for (size_t i = 0; i < 3; i++) {
+        ilm__buf b = { 0 };
+        const char *why = NULL;
+        ck_assert_int_eq(ilm__clean(&o, in[i], strlen(in[i]), &b, &why), ILM_OK);
+        ck_assert_ptr_null(why);
+        ck_assert_uint_eq(b.n, strlen(want[i]));
+        ck_assert(!memcmp(b.p, want[i], b.n));
+        ilm__buf_free(&b);
+    }
+}
+END_TEST
+
 Suite *suite_ingest(void)
 {
     Suite *s = suite_create("ingest");
@@ -758,6 +807,7 @@ Suite *suite_ingest(void)
     suite_add_tcase(s, t);
     t = tcase_create("clean");
     tcase_add_test(t, clean_rules);
+    tcase_add_test(t, clean_fast_path_is_normal);
     suite_add_tcase(s, t);
     t = tcase_create("filter");
     tcase_set_timeout(t, 60);

@@ -144,6 +144,8 @@ START_TEST(spm_ids_equal_sentencepiece)
     size_t total_ids = 0, total_bytes = 0;
     ilm_detokenizer *stream = NULL;
     ck_assert_int_eq(ilm_detokenizer_create(tok, 0, &stream), ILM_OK);
+    ilm__tok_cache *cache = ilm__tok_cache_create();
+    ck_assert_ptr_nonnull(cache);
     for (size_t i = 0; i < c.n; i++) {
         const cJSON *ref = cJSON_GetArrayItem(chunks, (int)i);
         int32_t *ids = NULL;
@@ -165,6 +167,18 @@ START_TEST(spm_ids_equal_sentencepiece)
                          at, at < n ? ids[at] : -1,
                          head && at < (size_t)cJSON_GetArraySize(head)
                              ? cJSON_GetArrayItem(head, (int)at)->valueint : -1);
+        }
+        /* A word cache shared by the texts (as the corpus pipeline keeps
+         * one per thread) changes nothing, on a first sight of a word or a
+         * later one. */
+        for (int pass = 0; pass < 2; pass++) {
+            int32_t *cids = NULL;
+            size_t cn = 0;
+            ck_assert_int_eq(ilm__tokenizer_encode_cached(tok, (const char *)c.text[i], c.len[i], 0,
+                                                          cache, &cids, &cn), ILM_OK);
+            ck_assert_msg(cn == n && !memcmp(cids, ids, n * sizeof *ids),
+                          "%s: text %zu: the word cache changes the ids", spm_fixtures[_i], i);
+            ilm_free(cids);
         }
         /* decode(encode(x)) equals sentencepiece's, and so does streaming. */
         char *dec = NULL;
@@ -195,6 +209,7 @@ START_TEST(spm_ids_equal_sentencepiece)
         total_ids += n;
         total_bytes += c.len[i];
     }
+    ilm__tok_cache_free(cache);
     printf("tokenizer %s: %zu texts, %zu bytes, %zu ids equal sentencepiece\n", spm_fixtures[_i],
            c.n, total_bytes, total_ids);
 

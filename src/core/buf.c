@@ -29,6 +29,14 @@ ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n)
     return ILM_OK;
 }
 
+ilm_status ilm__buf_reserve(ilm__buf *b, size_t n)
+{
+    ILM_RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
+    ILM_FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
+    b->p[b->n] = '\0'; /* a new buffer is an empty string too */
+    return ILM_OK;
+}
+
 ilm_status ilm__buf_putc(ilm__buf *b, char c) { return ilm__buf_append(b, &c, 1); }
 
 ilm_status ilm__buf_printf(ilm__buf *b, const char *fmt, ...)

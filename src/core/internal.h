@@ -131,6 +131,8 @@ typedef struct ilm__buf {
 
 ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n);
 ilm_status ilm__buf_putc(ilm__buf *b, char c);
+/* Makes room for n more bytes (and the NUL) without changing the contents. */
+ilm_status ilm__buf_reserve(ilm__buf *b, size_t n);
 ilm_status ilm__buf_printf(ilm__buf *b, const char *fmt, ...) ILM__PRINTF(2, 3);
 void       ilm__buf_free(ilm__buf *b);
 
@@ -175,6 +177,8 @@ typedef struct ilm__u64map {
 } ilm__u64map;
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val);
+/* Makes room for n entries in all, so that many puts do not rehash. */
+ilm_status ilm__u64map_reserve(ilm__u64map *m, size_t n);
 int32_t    ilm__u64map_get(const ilm__u64map *m, uint64_t key);
 void       ilm__u64map_free(ilm__u64map *m);
 

@@ -110,9 +110,8 @@ void ilm__strmap_free(ilm__strmap *m)
     *m = (ilm__strmap){ 0 };
 }
 
-static ilm_status u64map_grow(ilm__u64map *m)
+static ilm_status u64map_grow_to(ilm__u64map *m, size_t cap)
 {
-    size_t cap = m->cap ? m->cap * 2 : 64;
     ilm__u64slot *slots = ilm__malloc(cap * sizeof *slots);
     ILM_RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
     for (size_t i = 0; i < cap; i++) slots[i].val = -1;
@@ -126,6 +125,15 @@ static ilm_status u64map_grow(ilm__u64map *m)
     m->slots = slots;
     m->cap = cap;
     return ILM_OK;
+}
+
+static ilm_status u64map_grow(ilm__u64map *m) { return u64map_grow_to(m, m->cap ? m->cap * 2 : 64); }
+
+ilm_status ilm__u64map_reserve(ilm__u64map *m, size_t n)
+{
+    size_t cap = m->cap ? m->cap : 64;
+    while (2 * n > cap) cap *= 2;
+    return cap == m->cap ? ILM_OK : u64map_grow_to(m, cap);
 }
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val)

@@ -9,9 +9,9 @@
  * stage's documents_in is the previous stage's documents_out.
  *
  * The work goes in batches of a few MB: ingest (sequential), then clean,
- * filter and MinHash signing in parallel per document, the dedup index in
- * stream order (sequential), tokenizing in parallel, and appending to the
- * shard in order.  The output depends on the inputs and the config only,
+ * filter, exact-dedup hashing and MinHash signing in parallel per document,
+ * the dedup index in stream order (sequential), tokenizing in parallel (each
+ * thread with its own word cache), and appending to the shard in order.  The output depends on the inputs and the config only,
  * never on the thread count.
  *
  * A corpus directory holds shard-NNNNN.shard files (docs/formats.md), the
@@ -25,6 +25,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ typedef struct item {
     const char *drop;         /* reason, or NULL while alive */
     int         drop_stage;
     size_t      n_shingles;
+    uint64_t    exact[2];     /* dedup's exact hash */
     int32_t    *ids;
     uint8_t    *mask;
     size_t      n_ids;
@@ -210,6 +212,8 @@ typedef struct run {
     cJSON               *shards; /* manifest entries */
     uint64_t             shard_docs, shard_tokens, docs, tokens;
     double               seconds[4]; /* ingest, clean+filter, dedup, tokenize+pack */
+    ilm__tok_cache     **caches;     /* one per tokenizing thread */
+    int                  n_threads;
     unsigned             n_shards;
 } run;
 
@@ -312,10 +316,11 @@ static const char *dedup_text(const item *it, size_t *len)
     return it->chat ? it->key : it->clean.p;
 }
 
-/* MinHash signatures, per document in parallel. */
+/* Exact hashes and MinHash signatures, per document in parallel. */
 static void sign(run *r)
 {
-    if (!r->c.dedup_on || !r->c.dedup.near) return;
+    if (!r->c.dedup_on) return;
+    const bool exact = r->c.dedup.exact, near = r->c.dedup.near;
     const int np = r->c.dedup.num_perm;
     const long n = (long)r->n_items;
 #pragma omp parallel for schedule(dynamic, 8) num_threads(ilm__num_threads())
@@ -324,7 +329,8 @@ static void sign(run *r)
         if (it->drop) continue;
         size_t len;
         const char *text = dedup_text(it, &len);
-        it->n_shingles = ilm__dedup_signature(r->dd, text, len, r->sigs + (size_t)i * np);
+        if (exact) ilm__dedup_exact_hash(text, len, it->exact);
+        if (near) it->n_shingles = ilm__dedup_signature(r->dd, text, len, r->sigs + (size_t)i * np);
     }
 }
 
@@ -336,10 +342,8 @@ static ilm_status dedup_batch(run *r)
     for (size_t i = 0; i < r->n_items; i++) {
         item *it = &r->items[i];
         if (it->drop) continue;
-        size_t len;
-        const char *text = dedup_text(it, &len);
         int v;
-        ILM_FORWARD(ilm__dedup_check_signed(r->dd, text, len, near ? r->sigs + i * (size_t)np : NULL,
+        ILM_FORWARD(ilm__dedup_check_hashed(r->dd, it->exact, near ? r->sigs + i * (size_t)np : NULL,
                                             it->n_shingles, &v));
         if (v == ILM__DEDUP_EXACT) drop(it, ST_DEDUP, "exact");
         else if (v == ILM__DEDUP_NEAR) drop(it, ST_DEDUP, "near");
@@ -357,7 +361,7 @@ static ilm_status tokenize_batch(run *r)
                       "(give the model directory, whose tokenizer_config.json adds them)");
     const long n = (long)r->n_items;
     const unsigned flags = ILM_TOKENIZE_EOS | (r->add_bos ? ILM_TOKENIZE_BOS : 0);
-#pragma omp parallel for schedule(dynamic, 4) num_threads(ilm__num_threads())
+#pragma omp parallel for schedule(dynamic, 4) num_threads(r->n_threads)
     for (long i = 0; i < n; i++) {
         item *it = &r->items[i];
         if (it->drop || it->st != ILM_OK) continue;
@@ -366,7 +370,8 @@ static ilm_status tokenize_batch(run *r)
             continue;
         }
         if (!it->chat) {
-            it->st = ilm_tokenizer_encode(r->tok, it->clean.p, it->clean.n, flags, &it->ids, &it->n_ids);
+            it->st = ilm__tokenizer_encode_cached(r->tok, it->clean.p, it->clean.n, flags,
+                                                  r->caches[omp_get_thread_num()], &it->ids, &it->n_ids);
             continue;
         }
         bool kept;
@@ -528,6 +533,13 @@ static ilm_status run_pipeline(run *r, ilm_progress_fn progress, void *user)
         ILM_RETURN_IF(!(r->st[s].dropped = cJSON_CreateObject()), ILM_ERR_NOMEM, "corpus: out of memory");
     }
     ILM_RETURN_IF(!(r->shards = cJSON_CreateArray()), ILM_ERR_NOMEM, "corpus: out of memory");
+    /* Each tokenizing thread keeps the words it has merged (the ids do not
+     * depend on which thread saw a word first). */
+    r->n_threads = ilm__num_threads();
+    r->caches = ilm__calloc((size_t)r->n_threads, sizeof *r->caches);
+    ILM_RETURN_IF(!r->caches, ILM_ERR_NOMEM, "corpus: out of memory");
+    for (int i = 0; i < r->n_threads; i++)
+        ILM_RETURN_IF(!(r->caches[i] = ilm__tok_cache_create()), ILM_ERR_NOMEM, "corpus: out of memory");
     if (r->c.dedup_on) {
         ILM_FORWARD(ilm__dedup_create(&r->c.dedup, &r->dd));
         if (r->c.dedup.near) {
@@ -602,6 +614,8 @@ ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress, void *
     for (size_t i = 0; i < r.cap_items; i++) item_reset(&r.items[i]);
     ilm__free(r.items);
     ilm__free(r.sigs);
+    for (int i = 0; r.caches && i < r.n_threads; i++) ilm__tok_cache_free(r.caches[i]);
+    ilm__free(r.caches);
     ilm__buf_free(&r.arena);
     for (int s = 0; s < N_STAGES; s++) cJSON_Delete(r.st[s].dropped);
     cJSON_Delete(r.shards);

@@ -94,6 +94,18 @@ static ilm_status repair(const char *s, size_t n, ilm__buf *out, bool *bad)
     static const char fffd[] = "\xEF\xBF\xBD";
     bool in_bad = false;
     for (size_t i = 0; i < n;) {
+        /* Printable ASCII, newlines and tabs go through as they are, a run
+         * at a time. */
+        size_t j = i;
+        while (j < n && (((unsigned char)s[j] >= 0x20 && (unsigned char)s[j] < 0x7F) ||
+                         s[j] == '\n' || s[j] == '\t'))
+            j++;
+        if (j > i) {
+            ILM_FORWARD(ilm__buf_append(out, s + i, j - i));
+            in_bad = false;
+            i = j;
+            continue;
+        }
         uint32_t cp;
         size_t k = ilm__utf8_decode(s + i, n - i, &cp);
         if (!k) {
@@ -151,16 +163,16 @@ static ilm_status put_line(const ilm__clean_opts *o, const char *p, size_t n,
 {
     line->n = 0;
     for (size_t i = 0; i < n;) {
+        size_t j = i;
         if (p[i] == ' ' || p[i] == '\t') {
-            size_t j = i;
             while (j < n && (p[j] == ' ' || p[j] == '\t')) j++;
             if (j == n) break; /* trailing whitespace */
             ILM_FORWARD(ilm__buf_putc(line, j - i == 1 ? p[i] : ' '));
-            i = j;
         } else {
-            ILM_FORWARD(ilm__buf_putc(line, p[i]));
-            i++;
+            while (j < n && p[j] != ' ' && p[j] != '\t') j++;
+            ILM_FORWARD(ilm__buf_append(line, p + i, j - i));
         }
+        i = j;
     }
     if (!line->n) {
         if (out->n) *pending_blank = true;
@@ -175,6 +187,22 @@ static ilm_status put_line(const ilm__clean_opts *o, const char *p, size_t n,
     return ilm__buf_append(out, line->p, line->n);
 }
 
+/* Whether normalizing cannot change the text, so utf8proc can be skipped:
+ * ASCII is its own NFC and NFKC, and so is any text of code points below
+ * U+0300 for NFC -- none of them has a canonical decomposition or a nonzero
+ * combining class, and none composes with a preceding character (Unicode's
+ * NFC_Quick_Check is Yes for all of them), while the first combining marks
+ * start at U+0300.  In UTF-8 those are the bytes below 0xCC (0xCC 0x80 is
+ * U+0300).  tests/test_corpus.c checks every pair of such code points
+ * against utf8proc. */
+static bool normal_already(ilm__norm norm, const char *s, size_t n)
+{
+    const unsigned char limit = norm == ILM__NORM_NFC ? 0xCC : 0x80;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= limit) return false;
+    return true;
+}
+
 ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
                       ilm__buf *out, const char **dropped)
 {
@@ -183,7 +211,10 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
     if (out->p) out->p[0] = '\0';
     ilm__buf tmp = { 0 }, line = { 0 };
     bool bad = false;
-    ilm_status st = repair(text, len, &tmp, &bad);
+    /* The output is about as long as the input: one allocation each. */
+    ilm_status st = ilm__buf_reserve(&tmp, len);
+    if (st == ILM_OK) st = ilm__buf_reserve(out, len);
+    if (st == ILM_OK) st = repair(text, len, &tmp, &bad);
     if (st != ILM_OK) goto done;
     if (bad && o->drop_invalid) {
         *dropped = "invalid_utf8";
@@ -192,7 +223,7 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
     const char *s = tmp.p ? tmp.p : "";
     size_t n = tmp.n;
     utf8proc_uint8_t *norm = NULL;
-    if (o->norm != ILM__NORM_NONE && n) {
+    if (o->norm != ILM__NORM_NONE && n && !normal_already(o->norm, s, n)) {
         int flags = UTF8PROC_STABLE | UTF8PROC_COMPOSE |
                     (o->norm == ILM__NORM_NFKC ? UTF8PROC_COMPAT : 0);
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n,

@@ -171,9 +171,9 @@ static bool analyse(const char *s, size_t n, analysis *a)
 {
     bool open = false;
     for (size_t i = 0; i < n;) {
-        uint32_t c;
-        size_t k = ilm__utf8_decode(s + i, n - i, &c);
-        if (!k) { c = 0xFFFD; k = 1; }
+        uint32_t c = (unsigned char)s[i];
+        size_t k = 1;
+        if (c >= 0x80 && !(k = ilm__utf8_decode(s + i, n - i, &c))) { c = 0xFFFD; k = 1; }
         a->chars++;
         if (c == '#') a->symbols++;
         else if (c == 0x2026) a->symbols++;
@@ -223,16 +223,54 @@ static bool ends_with_ellipsis(const char *p, size_t n)
            (n >= 3 && !memcmp(p + n - 3, "\xE2\x80\xA6", 3));
 }
 
-/* Duplicate units (lines, or paragraphs when `para`): fraction of units
- * that repeat an earlier one, and of their characters.  False on NOMEM. */
-static bool dup_units(const char *s, size_t n, bool para, double *frac, double *cfrac)
+/* A counting set of 64-bit hashes for one document: open addressing with
+ * linear probing, sized once for the document (at most half full), cleared
+ * between passes.  One probe sequence per lookup-and-insert, no growth and
+ * no allocation per pass; the keys are the same 64-bit hashes as before, so
+ * collisions (and verdicts) are the same as with a general map. */
+typedef struct hcount {
+    uint64_t key;
+    uint32_t n; /* 0 = empty */
+} hcount;
+
+typedef struct counter {
+    hcount *t;
+    size_t  mask;
+    int     shift;
+} counter;
+
+static void counter_clear(counter *c) { memset(c->t, 0, (c->mask + 1) * sizeof *c->t); }
+
+/* Counts one more occurrence of key; returns the count with it. */
+static inline uint32_t counter_add(counter *c, uint64_t key)
 {
-    ilm__u64map seen = { 0 };
+    size_t j = (size_t)((key * 0x9E3779B97F4A7C15ull) >> c->shift);
+    for (;; j = (j + 1) & c->mask) {
+        hcount *e = &c->t[j];
+        if (!e->n) {
+            e->key = key;
+            return e->n = 1;
+        }
+        if (e->key == key) return ++e->n;
+    }
+}
+
+/* Duplicate units (lines, or paragraphs when `para`): fraction of units
+ * that repeat an earlier one, and of their characters. */
+static void dup_units(const char *s, size_t n, bool para, counter *seen, double *frac, double *cfrac)
+{
+    counter_clear(seen);
     size_t units = 0, dups = 0, chars = 0, dchars = 0;
     for (size_t i = 0; i < n;) {
         size_t e = i;
         if (para) { /* up to a blank line */
-            while (e < n && !(s[e] == '\n' && e + 1 < n && s[e + 1] == '\n')) e++;
+            for (;;) {
+                const char *nl = memchr(s + e, '\n', n - e);
+                if (!nl) { e = n; break; }
+                e = (size_t)(nl - s);
+                if (e + 1 < n && s[e + 1] == '\n') break;
+                e++;
+            }
         } else {
             const char *nl = memchr(s + i, '\n', n - i);
             e = nl ? (size_t)(nl - s) : n;
@@ -242,23 +280,17 @@ static bool dup_units(const char *s, size_t n, bool para, double *frac, double *
         len = e - b;
         while (len && s[b + len - 1] == '\n') len--;
         if (len) {
-            uint64_t h = ilm__hash_bytes(s + b, len);
             units++;
             chars += len;
-            if (ilm__u64map_get(&seen, h) >= 0) {
+            if (counter_add(seen, ilm__hash_bytes(s + b, len)) > 1) {
                 dups++;
                 dchars += len;
-            } else if (ilm__u64map_put(&seen, h, 1) != ILM_OK) {
-                ilm__u64map_free(&seen);
-                return false;
             }
         }
         i = e + (para ? 2 : 1);
     }
-    ilm__u64map_free(&seen);
     *frac = units ? (double)dups / (double)units : 0;
     *cfrac = chars ? (double)dchars / (double)chars : 0;
-    return true;
 }
 
 /* Word n-gram hashes h[i] for the n-gram starting at word i. */
@@ -273,52 +305,40 @@ static void ngram_hashes(const analysis *a, const uint64_t *wh, size_t nn,
 }
 
 /* The share of word characters in the most frequent n-gram (counted only
- * when it repeats).  False on NOMEM. */
-static bool top_ngram(const analysis *a, const uint64_t *h, size_t nn, size_t wchars,
-                      double *out)
+ * when it repeats). */
+static double top_ngram(const analysis *a, const uint64_t *h, size_t nn, size_t wchars,
+                        counter *m)
 {
-    *out = 0;
-    if (a->n < nn || !wchars) return true;
-    ilm__u64map m = { 0 };
-    int32_t best = 0;
+    if (a->n < nn || !wchars) return 0;
+    counter_clear(m);
+    uint32_t best = 0;
     size_t best_i = 0;
     for (size_t i = 0; i + nn <= a->n; i++) {
-        int32_t c = ilm__u64map_get(&m, h[i]);
-        c = c < 0 ? 1 : c + 1;
-        if (ilm__u64map_put(&m, h[i], c) != ILM_OK) {
-            ilm__u64map_free(&m);
-            return false;
-        }
+        uint32_t c = counter_add(m, h[i]);
         if (c > best) { best = c; best_i = i; }
     }
-    ilm__u64map_free(&m);
-    if (best < 2) return true;
+    if (best < 2) return 0;
     size_t gc = 0;
     for (size_t j = 0; j < nn; j++) gc += a->w[best_i + j].chars;
-    *out = (double)gc * best / (double)wchars;
-    return true;
+    return (double)gc * best / (double)wchars;
 }
 
-/* The share of word characters covered by n-grams that occurred earlier. */
-static bool dup_ngram(const analysis *a, const uint64_t *h, size_t nn, size_t wchars,
-                      uint8_t *mark, double *out)
+/* The share of word characters covered by n-grams that occurred earlier.
+ * `covered` is the index of the first word not yet counted, so each word's
+ * characters are added once as the marked spans (which only move right)
+ * extend. */
+static double dup_ngram(const analysis *a, const uint64_t *h, size_t nn, size_t wchars,
+                        counter *m)
 {
-    *out = 0;
-    if (a->n < nn || !wchars) return true;
-    memset(mark, 0, a->n);
-    ilm__u64map m = { 0 };
+    if (a->n < nn || !wchars) return 0;
+    counter_clear(m);
+    size_t c = 0, covered = 0;
     for (size_t i = 0; i + nn <= a->n; i++) {
-        if (ilm__u64map_get(&m, h[i]) >= 0) memset(mark + i, 1, nn);
-        else if (ilm__u64map_put(&m, h[i], 1) != ILM_OK) {
-            ilm__u64map_free(&m);
-            return false;
-        }
+        if (counter_add(m, h[i]) < 2) continue;
+        for (size_t k = i > covered ? i : covered; k < i + nn; k++) c += a->w[k].chars;
+        covered = i + nn;
     }
-    ilm__u64map_free(&m);
-    size_t c = 0;
-    for (size_t i = 0; i < a->n; i++) c += mark[i] ? a->w[i].chars : 0;
-    *out = (double)c / (double)wchars;
-    return true;
+    return (double)c / (double)wchars;
 }
 
 static const char *nomem(void)
@@ -334,8 +354,7 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
     analysis a = { 0 };
     if (!analyse(text, len, &a)) { ilm__free(a.w); return nomem(); }
     const char *why = NULL;
-    uint64_t *wh = NULL, *h = NULL;
-    uint8_t *mark = NULL;
+    void *scratch = NULL;
     double nw = (double)a.n;
     size_t lat_words = 0, lat_chars = 0, alpha = 0, wchars = 0;
     for (size_t i = 0; i < a.n; i++) {
@@ -344,10 +363,11 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
         if (!a.w[i].cjk) { lat_words++; lat_chars += a.w[i].chars; }
     }
     double mean = lat_words ? (double)lat_chars / (double)lat_words : 0;
-    size_t lines = 0, bullets = 0, ellipses = 0;
+    size_t lines = 0, bullets = 0, ellipses = 0, newlines = 0;
     for (size_t i = 0; i < len;) {
         const char *nl = memchr(text + i, '\n', len - i);
         size_t e = nl ? (size_t)(nl - text) : len;
+        newlines += nl != NULL;
         size_t k = i;
         while (k < e && (text[k] == ' ' || text[k] == '\t')) k++;
         if (k < e) {
@@ -369,28 +389,41 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
     else if (lines && (double)ellipses / (double)lines > o->max_ellipsis_lines) why = N[7];
     else if (nw > 0 && (double)alpha / nw < o->min_alpha_words) why = N[8];
     if (why) goto done;
-    if (!dup_units(text, len, false, &f, &cf)) { why = nomem(); goto done; }
+    /* One allocation for the rest: word hashes, n-gram hashes and a counting
+     * table for at least twice as many keys as there are words or units. */
+    size_t units = a.n > newlines + 1 ? a.n : newlines + 1, cap = 16;
+    int shift = 60;
+    while (cap < 2 * units) cap *= 2, shift--;
+    scratch = ilm__malloc(2 * a.n * sizeof(uint64_t) + cap * sizeof(hcount));
+    if (!scratch) { why = nomem(); goto done; }
+    uint64_t *wh = scratch, *h = wh + a.n;
+    counter cnt = { (hcount *)(h + a.n), cap - 1, shift };
+    dup_units(text, len, false, &cnt, &f, &cf);
     if (f > o->max_dup_lines) { why = N[9]; goto done; }
     if (cf > o->max_dup_line_chars) { why = N[10]; goto done; }
-    if (!dup_units(text, len, true, &f, &cf)) { why = nomem(); goto done; }
+    dup_units(text, len, true, &cnt, &f, &cf);
     if (f > o->max_dup_paragraphs) { why = N[11]; goto done; }
     if (cf > o->max_dup_paragraph_chars) { why = N[12]; goto done; }
     if (a.n) {
-        wh = ilm__malloc(a.n * sizeof *wh);
-        h = ilm__malloc(a.n * sizeof *h);
-        mark = ilm__malloc(a.n);
-        if (!wh || !h || !mark) { why = nomem(); goto done; }
         for (size_t i = 0; i < a.n; i++)
             wh[i] = ilm__hash_bytes(text + a.w[i].start, a.w[i].end - a.w[i].start);
         for (size_t nn = 2; nn <= 4 && !why; nn++) {
             ngram_hashes(&a, wh, nn, h);
-            if (!top_ngram(&a, h, nn, wchars, &f)) why = nomem();
-            else if (f > o->max_top_ngram[nn - 2]) why = N[13 + nn - 2];
+            if (top_ngram(&a, h, nn, wchars, &cnt) > o->max_top_ngram[nn - 2]) why = N[13 + nn - 2];
         }
+        /* Words covered by repeated n-grams are a subset of those covered by
+         * repeated (n-1)-grams (an n-gram at i seen at j < i means the
+         * (n-1)-grams at i and i + 1 were seen at j and j + 1), so each
+         * share bounds the later ones: an n whose threshold is at or above
+         * the last share computed cannot fire and is skipped.  (With
+         * n-grams compared by 64-bit hash this holds unless two different
+         * n-grams of one document collide, about 2^-64 per pair.) */
+        double bound = 1;
         for (size_t nn = 5; nn <= 10 && !why; nn++) {
+            if (bound <= o->max_dup_ngram[nn - 5]) continue;
             ngram_hashes(&a, wh, nn, h);
-            if (!dup_ngram(&a, h, nn, wchars, mark, &f)) why = nomem();
-            else if (f > o->max_dup_ngram[nn - 5]) why = N[16 + nn - 5];
+            bound = dup_ngram(&a, h, nn, wchars, &cnt);
+            if (bound > o->max_dup_ngram[nn - 5]) why = N[16 + nn - 5];
         }
         if (why) goto done;
     }
@@ -400,8 +433,6 @@ const char *ilm__filter_check(const ilm__filter_opts *o, const char *text, size_
     }
 done:
     ilm__free(a.w);
-    ilm__free(wh);
-    ilm__free(h);
-    ilm__free(mark);
+    ilm__free(scratch);
     return why;
 }

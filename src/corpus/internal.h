@@ -423,11 +423,19 @@ ilm_status ilm__dedup_check(ilm__dedup *d, const char *text, size_t len,
 ilm_status ilm__dedup_check_signed(ilm__dedup *d, const char *text, size_t len,
                                    const uint64_t *sig, size_t n_shingles,
                                    int *verdict);
+/* The same with the text's exact hash (ilm__dedup_exact_hash) computed
+ * beforehand too, so the caller can do all the hashing in parallel. */
+ilm_status ilm__dedup_check_hashed(ilm__dedup *d, const uint64_t exact[2], const uint64_t *sig,
+                                   size_t n_shingles, int *verdict);
 /* The MinHash signature of a text into sig [num_perm]; returns the number of
  * shingles (0: empty text, every slot UINT64_MAX).  Thread-safe: it only
  * reads d. */
 size_t     ilm__dedup_signature(const ilm__dedup *d, const char *text,
                                 size_t len, uint64_t *sig);
+/* Whether signing uses the AVX-512 fold (chosen at create when the CPU has
+ * it); on = false forces the scalar one, for tests.  Returns the previous
+ * setting.  Not thread-safe: call it before signing. */
+bool       ilm__dedup_use_simd(ilm__dedup *d, bool on);
 /* Signs n texts on ilm__num_threads() OpenMP threads: sigs [n, num_perm],
  * n_shingles [n] (may be NULL). */
 ilm_status ilm__dedup_sign_batch(const ilm__dedup *d, const char *const *texts,

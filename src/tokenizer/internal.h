@@ -136,15 +136,27 @@ ilm_status ilm__spm_load_model(ilm_tokenizer *t, const uint8_t *data, size_t siz
                                const char *path);
 /* Builds the derived tables once the vocabulary and options are set. */
 ilm_status ilm__spm_finish(ilm_tokenizer *t);
+/* Pieces of words already merged, kept across the texts of one thread (it
+ * is not thread-safe: one per thread).  It only saves work: the ids are the
+ * same with or without it.  Bounded (64K words); it empties itself when
+ * full or when used with another tokenizer. */
+typedef struct ilm__tok_cache ilm__tok_cache;
+ilm__tok_cache *ilm__tok_cache_create(void);
+void            ilm__tok_cache_free(ilm__tok_cache *k);
+/* ilm_tokenizer_encode with a cache (NULL: none); SentencePiece BPE uses
+ * it, the other encoders ignore it. */
+ilm_status ilm__tokenizer_encode_cached(const ilm_tokenizer *t, const char *text, size_t len,
+                                        unsigned flags, ilm__tok_cache *cache, int32_t **ids,
+                                        size_t *n_ids);
 /* Encodes plain text (no added-token handling) exactly like
  * sentencepiece's EncodeAsIds, appending to out. */
 ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
                            ilm__ids *out);
 /* The same for a part of a text split at added tokens: the dummy prefix is
  * added only to the part that starts the text (HF's prepend_scheme
- * "first"). */
+ * "first").  cache (may be NULL) keeps merged words across calls. */
 ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
-                                bool at_text_start, ilm__ids *out);
+                                bool at_text_start, ilm__tok_cache *cache, ilm__ids *out);
 /* Appends the bytes id decodes to: "▁" -> " ", <0xNN> -> byte NN,
  * control pieces -> nothing, unknown -> " ⁇ ".  `bos_ws` says the text
  * so far is empty and a leading "▁" is the normalizer's to drop;

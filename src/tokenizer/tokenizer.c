@@ -336,15 +336,22 @@ static const ilm__added_token *match_added(const ilm_tokenizer *t, const char *s
 }
 
 static ilm_status encode_part(const ilm_tokenizer *t, const char *s, size_t n, bool at_start,
-                              ilm__ids *out)
+                              ilm__tok_cache *cache, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
-    return t->kind == ILM__TOK_SPM_BPE ? ilm__spm_encode_part(t, s, n, at_start, out)
+    return t->kind == ILM__TOK_SPM_BPE ? ilm__spm_encode_part(t, s, n, at_start, cache, out)
                                        : ilm__bbpe_encode(t, s, n, out);
 }
 
 ilm_status ilm_tokenizer_encode(const ilm_tokenizer *t, const char *text, size_t len,
                                 unsigned flags, int32_t **ids, size_t *n_ids)
+{
+    return ilm__tokenizer_encode_cached(t, text, len, flags, NULL, ids, n_ids);
+}
+
+ilm_status ilm__tokenizer_encode_cached(const ilm_tokenizer *t, const char *text, size_t len,
+                                        unsigned flags, ilm__tok_cache *cache, int32_t **ids,
+                                        size_t *n_ids)
 {
     ILM_RETURN_IF(!ids || !n_ids, ILM_ERR_INVALID_ARG, "ilm_tokenizer_encode: NULL output");
     *ids = NULL;
@@ -365,14 +372,14 @@ ilm_status ilm_tokenizer_encode(const ilm_tokenizer *t, const char *text, size_t
         size_t end = i;
         if (a->lstrip)
             while (end > part && is_space(text[end - 1])) end--;
-        st = encode_part(t, text + part, end - part, part == 0, &out);
+        st = encode_part(t, text + part, end - part, part == 0, cache, &out);
         if (st == ILM_OK) st = ilm__ids_push(&out, a->id);
         i += a->len;
         if (a->rstrip)
             while (i < len && is_space(text[i])) i++;
         part = i;
     }
-    if (st == ILM_OK) st = encode_part(t, text + part, len - part, part == 0, &out);
+    if (st == ILM_OK) st = encode_part(t, text + part, len - part, part == 0, cache, &out);
     if (st == ILM_OK && (flags & ILM_TOKENIZE_EOS) && t->eos_id >= 0) st = ilm__ids_push(&out, t->eos_id);
     if (st == ILM_OK && !out.v) { /* hand back a non-NULL array even when empty */
         st = ilm__ids_push(&out, 0);
