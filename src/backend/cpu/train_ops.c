@@ -170,6 +170,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
     ILM_RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
                   (long long)KV);
+    const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
     const int blas = ilm__blas_set_threads(1);
@@ -192,11 +193,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                     float *p = sc + r * keys, mx = -INFINITY;
                     const int64_t seen = q0 + r + 1; /* causal */
                     for (int64_t s = 0; s < seen; s++) mx = fmaxf(mx, p[s]);
-                    double sum = 0;
-                    for (int64_t s = 0; s < seen; s++) {
-                        p[s] = expf(p[s] - mx);
-                        sum += p[s];
-                    }
+                    const double sum = vo.exp_sum(p, p, mx, seen);
                     const float inv = (float)(1.0 / sum);
                     for (int64_t s = 0; s < seen; s++) p[s] *= inv;
                     memset(p + seen, 0, (size_t)(keys - seen) * sizeof *p);
@@ -267,11 +264,8 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                         const int64_t th = (s0 + q0 + r) * H + h, seen = q0 + r + 1;
                         const float l = lse[th], dl = delta[th];
                         float *pr = p + r * keys, *dr = dp + r * keys;
-                        for (int64_t s = 0; s < seen; s++) {
-                            const float e = expf(pr[s] - l);
-                            pr[s] = e;
-                            dr[s] = e * (dr[s] - dl);
-                        }
+                        vo.exp_sum(pr, pr, l, seen);
+                        for (int64_t s = 0; s < seen; s++) dr[s] = pr[s] * (dr[s] - dl);
                         memset(pr + seen, 0, (size_t)(keys - seen) * sizeof *pr);
                         memset(dr + seen, 0, (size_t)(keys - seen) * sizeof *dr);
                     }
@@ -294,13 +288,12 @@ ilm_status ilm__cpu_swiglu_bwd(const ilm__backend *be, const float *dout, const 
                                const float *up, float *dgate, float *dup, int64_t n)
 {
     (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        const float g = gate[i], u = up[i], d = dout[i];
-        const float s = 1.0f / (1.0f + expf(-g));
-        dup[i] = d * g * s;
-        dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
-    }
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
+    /* Fixed blocks: the vector and tail loops see the same pieces for any
+     * thread count. */
+#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; i += 16384)
+        vo->swiglu_bwd(dout + i, gate + i, up + i, dgate + i, dup + i, n - i < 16384 ? n - i : 16384);
     return ILM_OK;
 }
 
@@ -313,6 +306,7 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
         ILM_RETURN_IF(labels[i] != -100 && (labels[i] < 0 || labels[i] >= V), ILM_ERR_RANGE,
                       "cross-entropy: label %d at %lld is outside the vocabulary of %lld",
                       labels[i], (long long)i, (long long)V);
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
     double *row = ilm__malloc((size_t)(N > 0 ? N : 1) * sizeof *row);
     ILM_RETURN_IF(!row, ILM_ERR_NOMEM, "cross-entropy: out of memory for %lld rows", (long long)N);
 #pragma omp parallel for num_threads(ilm__num_threads()) if (N * V > 65536) schedule(static)
@@ -330,19 +324,12 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
          * log in double; with a gradient the terms are kept in dlogits
          * (which may be the logits: only l[y] and mx are read again). */
         const float ly = l[y];
-        double sum = 0;
-        if (dlogits) {
-            float *d = dlogits + i * V;
-            for (int64_t c = 0; c < V; c++) {
-                float e = expf(l[c] - mx);
-                d[c] = e;
-                sum += e;
-            }
+        float *d = dlogits ? dlogits + i * V : NULL;
+        const double sum = vo->exp_sum(d, l, mx, V);
+        if (d) {
             const float k = (float)(dscale / sum);
             for (int64_t c = 0; c < V; c++) d[c] *= k;
             d[y] -= dscale;
-        } else {
-            for (int64_t c = 0; c < V; c++) sum += expf(l[c] - mx);
         }
         row[i] = mx + log(sum) - ly;
     }
