@@ -23,8 +23,7 @@ typedef struct ilm__cpu_vec {
     /* y[i] = exp(x[i] - sub) for i < n (y may be x; NULL: not stored),
      * returning the sum of the y[i] in double, added in a fixed order. */
     double (*exp_sum)(float *y, const float *x, float sub, int64_t n);
-    /* out[i] = silu(g[i]) * u[i], and its gradient (dg may be g, du u). */
-    void (*swiglu)(const float *g, const float *u, float *out, int64_t n);
+    /* The gradient of out[i] = silu(g[i]) * u[i] (dg may be g, du u). */
     void (*swiglu_bwd)(const float *d, const float *g, const float *u, float *dg, float *du,
                        int64_t n);
 } ilm__cpu_vec;

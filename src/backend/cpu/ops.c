@@ -151,17 +151,6 @@ __attribute__((target("avx2,fma"))) static inline __m256 sigmoid8(__m256 g)
     return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
 }
 
-__attribute__((target("avx2,fma"))) static void swiglu_avx2(const float *g, const float *u,
-                                                            float *out, int64_t n)
-{
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 vg = _mm256_loadu_ps(g + i);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(vg, sigmoid8(vg)), _mm256_loadu_ps(u + i)));
-    }
-    for (; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
-
 /* d silu / dg = s (1 + g (1 - s)) with s = sigmoid(g). */
 __attribute__((target("avx2,fma"))) static void swiglu_bwd_avx2(const float *d, const float *g,
                                                                 const float *u, float *dg,
@@ -225,7 +214,7 @@ static void axpy_scalar(float *y, float p, const float *x, int64_t n)
 
 typedef ilm__cpu_vec vec_ops;
 
-static vec_ops g_vec = { dot_scalar, axpy_scalar, exp_sum_scalar, swiglu_scalar, swiglu_bwd_scalar };
+static vec_ops g_vec = { dot_scalar, axpy_scalar, exp_sum_scalar, swiglu_bwd_scalar };
 static pthread_once_t g_vec_once = PTHREAD_ONCE_INIT;
 
 static void pick_vec_ops(void)
@@ -233,7 +222,7 @@ static void pick_vec_ops(void)
 #ifdef ILM__X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        g_vec = (vec_ops){ dot_avx2, axpy_avx2, exp_sum_avx2, swiglu_avx2, swiglu_bwd_avx2 };
+        g_vec = (vec_ops){ dot_avx2, axpy_avx2, exp_sum_avx2, swiglu_bwd_avx2 };
 #endif
 }
 
@@ -351,14 +340,17 @@ ilm_status ilm__cpu_attention(const ilm__backend *be, const float *q, const floa
  * vector and tail loops split the data the same way for any thread count. */
 #define EW_BLOCK 16384
 
+/* With libm's expf, not the vector exp: inference shares this op, and the
+ * 8-bit activations of the quantized kernels turn exp's last-bit
+ * differences into logit changes of 0.1 (tests/test_model.c's tolerance
+ * against llama.cpp).  Training uses the vector exp in its backward. */
 ilm_status ilm__cpu_swiglu(const ilm__backend *be, const float *gate, const float *up, float *out,
                            int64_t n)
 {
     (void)be;
-    const vec_ops *vo = ilm__cpu_vec_ops();
 #pragma omp parallel for num_threads(ilm__num_threads()) if (n > 2 * EW_BLOCK) schedule(static)
     for (int64_t i = 0; i < n; i += EW_BLOCK)
-        vo->swiglu(gate + i, up + i, out + i, n - i < EW_BLOCK ? n - i : EW_BLOCK);
+        swiglu_scalar(gate + i, up + i, out + i, n - i < EW_BLOCK ? n - i : EW_BLOCK);
     return ILM_OK;
 }
 
