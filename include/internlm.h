@@ -712,6 +712,35 @@ ILM_API ilm_status ilm_bench_tokenize(const char *config,
 ILM_API ilm_status ilm_bench_corpus(const char *config, ilm_progress_fn progress,
                                     void *user, char **result);
 
+/*! ilm_bench_train() :
+ *  Measures training speed: a new model from "model_config" (deterministic
+ *  random weights), a fixed batch of deterministic random tokens, and
+ *  "warmup" untimed then "steps" timed optimizer steps, each forward +
+ *  backward of the mean token loss, global-norm clipping (1.0) and AdamW
+ *  (the trainer's defaults), as ilm_trainer_step takes them without the
+ *  data loader.  Timed steps also time every op of the graph.
+ *  @config : JSON or NULL.  Keys (all optional): "model_config" (a
+ *            config.json object; default a 27.7M-parameter LLaMA: V 8192,
+ *            C 512, L 6, H = KV = 8, F 1408, untied), "batch" (8), "seqlen"
+ *            (256), "docs_per_row" (1: each row one document; n: n
+ *            documents of equal length packed in a row), "steps" (5),
+ *            "warmup" (2), "threads" (ilm_get_num_threads()), "recompute"
+ *            (false).
+ *  @progress, @user : optional progress callback (stages "warmup",
+ *            "train"; done / total = steps).
+ *  @result : JSON (ilm_free): {"model_config", "parameters", "batch",
+ *            "seqlen", "docs_per_row", "steps", "warmup", "threads",
+ *            "recompute", "tokens_per_s" (over all timed steps),
+ *            "best_tokens_per_s" (the fastest step), "step_seconds",
+ *            "first_loss", "last_loss", "op_seconds_per_step" {"embedding",
+ *            "rmsnorm", "matmul_qkv", "matmul_o", "matmul_mlp",
+ *            "matmul_lm_head", "rope", "attention", "swiglu",
+ *            "cross_entropy", "other", "optimizer"}} (forward and backward
+ *            together, seconds per step).
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_NOMEM, ILM_ERR_CANCELLED. */
+ILM_API ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *user,
+                                   char **result);
+
 #ifdef __cplusplus
 }
 #endif

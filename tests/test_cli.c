@@ -33,7 +33,7 @@ START_TEST(cli_help_everywhere)
                                    "tokenize --help", "detokenize --help", "tokenizer --help",
                                    "tokenizer train --help", "generate --help", "chat --help",
                                    "score --help", "perplexity --help",
-                                   "bench generate --help" };
+                                   "bench generate --help", "bench train --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -83,6 +83,43 @@ START_TEST(cli_bench_gemm_json_and_table)
     ck_assert_ptr_nonnull(strstr(out, "% of peak"));
     ck_assert_ptr_nonnull(strstr(out, "measured peak"));
     free(out);
+}
+END_TEST
+
+/* bench train on a tiny model: the JSON has every op, and the table. */
+START_TEST(cli_bench_train_json_and_table)
+{
+    char *dir = test_tmpdir(), path[1024], *out = NULL;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+          "\"vocab_size\": 300, \"hidden_size\": 32, \"intermediate_size\": 64, "
+          "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+          "\"rms_norm_eps\": 1e-5, \"tie_word_embeddings\": true}", f);
+    fclose(f);
+    char args[4200];
+    snprintf(args, sizeof args, "bench train --model-config %s --batch 2 --seqlen 16 --steps 2 "
+             "--warmup 1 --docs-per-row 3 --threads 2 --json", path);
+    ck_assert_msg(cli(args, &out) == 0, "%s", out);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    ck_assert(cJSON_GetObjectItem(j, "tokens_per_s")->valuedouble > 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "docs_per_row")->valueint, 3);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "op_seconds_per_step")), 12);
+    ck_assert(cJSON_GetObjectItem(j, "last_loss")->valuedouble < 6.0);
+    cJSON_Delete(j);
+    free(out);
+    snprintf(args, sizeof args, "bench train --model-config %s --batch 2 --seqlen 16 --steps 1 "
+             "--warmup 0 --recompute 1", path);
+    ck_assert_int_eq(cli(args, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, "tokens/s"));
+    ck_assert_ptr_nonnull(strstr(out, "attention"));
+    free(out);
+    ck_assert_int_eq(cli("bench train --recompute 2", &out), 2);
+    free(out);
+    test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -212,6 +249,7 @@ Suite *suite_cli(void)
     tcase_add_test(t, cli_usage_errors_exit_2);
     tcase_add_test(t, cli_library_errors_name_the_status);
     tcase_add_test(t, cli_bench_gemm_json_and_table);
+    tcase_add_test(t, cli_bench_train_json_and_table);
     tcase_add_test(t, cli_info);
     tcase_add_test(t, cli_tokenize_detokenize_train);
     tcase_add_test(t, cli_model_commands);

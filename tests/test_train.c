@@ -159,6 +159,11 @@ out:
 }
 END_TEST
 
+/* Steps of the killed runs: enough that the third kill (110 ms after the
+ * log reaches step 6) still lands before the end when a step of this tiny
+ * model takes a few milliseconds. */
+#define KILL_STEPS 24
+
 /* `internlm pretrain` killed with SIGKILL at moments that fall inside
  * checkpoint writes (one per step): whatever it left, the next run resumes
  * from a complete checkpoint and ends with the uninterrupted run's bytes. */
@@ -166,7 +171,7 @@ START_TEST(train_kill_9_then_resume)
 {
     char *dir = test_tmpdir(), path[4096], p2[4096];
     if (!make_corpus(dir)) goto out;
-    char *ref = train_config(dir, "ref", 12, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
+    char *ref = train_config(dir, "ref", KILL_STEPS, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
     ilm_trainer *t;
     ck_assert_int_eq(ilm_trainer_create(ref, &t), ILM_OK);
     ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
@@ -175,7 +180,7 @@ START_TEST(train_kill_9_then_resume)
     snprintf(path, sizeof path, "%s/ref/metrics.jsonl", dir);
     cJSON *lref = read_log(path);
 
-    char *cfg = train_config(dir, "run", 12, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
+    char *cfg = train_config(dir, "run", KILL_STEPS, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 2");
     snprintf(path, sizeof path, "%s/run.json", dir);
     FILE *f = fopen(path, "w");
     fputs(cfg, f);
@@ -216,13 +221,13 @@ START_TEST(train_kill_9_then_resume)
     free(cfg);
     snprintf(p2, sizeof p2, "%s/run/metrics.jsonl", dir);
     cJSON *lrun = read_log(p2);
-    ck_assert_int_lt(from, 12); /* something is left to compare */
-    for (int s = (int)from + 1; s <= 12; s++)
+    ck_assert_int_lt(from, KILL_STEPS); /* something is left to compare */
+    for (int s = (int)from + 1; s <= KILL_STEPS; s++)
         ck_assert_msg(cJSON_GetObjectItem(log_step(lref, s), "loss")->valuedouble ==
                           cJSON_GetObjectItem(log_step(lrun, s), "loss")->valuedouble,
                       "step %d (resumed from %lld): the loss differs", s, (long long)from);
-    snprintf(path, sizeof path, "%s/ref/step-00000012/model.safetensors", dir);
-    snprintf(p2, sizeof p2, "%s/run/step-00000012/model.safetensors", dir);
+    snprintf(path, sizeof path, "%s/ref/step-%08d/model.safetensors", dir, KILL_STEPS);
+    snprintf(p2, sizeof p2, "%s/run/step-%08d/model.safetensors", dir, KILL_STEPS);
     same_bytes(path, p2);
     cJSON_Delete(lref);
     cJSON_Delete(lrun);

@@ -116,9 +116,9 @@ struct ilm__backend {
                                   const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
                                   int64_t H, int64_t KV, int64_t D);
     /* Its gradient: dq[T,H,D], dk, dv [T,KV,D] (written) from dout[T,H,D]
-     * and the forward's q, k, v, out and lse.  dq and dk/dv are computed in
-     * two passes (by query rows, then by key rows), so no two threads ever
-     * add into the same element. */
+     * and the forward's q, k, v, out and lse.  One task owns a (document,
+     * kv head) and sums its dk, dv in a fixed order, so no two threads
+     * ever add into the same element. */
     ilm_status (*attention_train_bwd)(const ilm__backend *be, const float *q, const float *k,
                                       const float *v, const float *out, const float *lse,
                                       const float *dout, float *dq, float *dk, float *dv,

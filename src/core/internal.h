@@ -69,6 +69,12 @@ void ilm__log(ilm_log_level level, const char *fmt, ...) ILM__PRINTF(2, 3);
 
 /* The thread count to use for parallel work (see ilm_set_num_threads). */
 int ilm__num_threads(void);
+/* The BLAS's own thread count, and setting it (process-wide; returns the
+ * previous count).  The training graph runs the BLAS on one thread inside
+ * its own OpenMP team (backend/cpu/cpu.c), so that only one pool of
+ * threads ever spins on the cores; ilm_set_num_threads sets it back. */
+int ilm__blas_threads(void);
+int ilm__blas_set_threads(int n);
 
 /* Monotonic wall clock in seconds. */
 double ilm__now(void);

@@ -14,6 +14,7 @@
 /* OpenBLAS's own thread control; declared here instead of including its
  * cblas.h so this file does not depend on which BLAS header is installed. */
 void openblas_set_num_threads(int num_threads);
+int  openblas_get_num_threads(void);
 
 static atomic_int g_threads; /* 0: not set, use the default */
 
@@ -35,6 +36,15 @@ void ilm_set_num_threads(int n)
 }
 
 int ilm_get_num_threads(void) { return ilm__num_threads(); }
+
+int ilm__blas_threads(void) { return openblas_get_num_threads(); }
+
+int ilm__blas_set_threads(int n)
+{
+    int old = openblas_get_num_threads();
+    if (n != old) openblas_set_num_threads(n);
+    return old;
+}
 
 int ilm__num_threads(void)
 {

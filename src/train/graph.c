@@ -41,7 +41,30 @@ struct ilm__graph {
     float *cos, *sin;    /* [N, D/2] */
     float *logits;       /* [rows, V] */
     int64_t logit_rows;
+    bool    timing;
+    double  op_s[ILM__GOP_COUNT];
 };
+
+const char *const ilm__graph_op_names[ILM__GOP_COUNT] = {
+    "embedding", "rmsnorm",   "matmul_qkv", "matmul_o",      "matmul_mlp", "matmul_lm_head",
+    "rope",      "attention", "swiglu",     "cross_entropy", "other",
+};
+
+/* Runs `call` (an ilm_status expression) as op `op` of graph g: returns
+ * on failure, and adds its time to the op when timing is on. */
+#define OP(g, op, call)                                                \
+    do {                                                               \
+        if (!(g)->timing) {                                            \
+            ILM_FORWARD(call);                                         \
+        } else {                                                       \
+            const double t0_ = ilm__now();                             \
+            const ilm_status st_ = (call);                             \
+            (g)->op_s[op] += ilm__now() - t0_;                         \
+            ILM_FORWARD(st_);                                          \
+        }                                                              \
+    } while (0)
+/* The same for a statement that cannot fail. */
+#define OPV(g, op, stmt) OP(g, op, ((stmt), ILM_OK))
 
 /* ---- creation ------------------------------------------------------------ */
 
@@ -179,6 +202,14 @@ float *ilm__graph_param_slab(ilm__graph *g) { return g->params; }
 float *ilm__graph_grad_slab(ilm__graph *g) { return g->grads; }
 ilm_model *ilm__graph_model(ilm__graph *g) { return g->view; }
 void ilm__graph_set_recompute(ilm__graph *g, bool on) { g->recompute = on; }
+
+void ilm__graph_set_timing(ilm__graph *g, bool on)
+{
+    g->timing = on;
+    memset(g->op_s, 0, sizeof g->op_s);
+}
+
+const double *ilm__graph_op_seconds(const ilm__graph *g) { return g->op_s; }
 
 void ilm__graph_zero_grad(ilm__graph *g)
 {
@@ -338,28 +369,30 @@ static ilm_status layer_forward(ilm__graph *g, int64_t l, int64_t N, int64_t n_d
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim;
     const float *x = g->xs + l * N * C;
-    ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
-        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wqkv), (H + 2 * KV) * D, g->qkv, 0));
-        split_qkv(a, g->qkv, N, s->q, s->k, s->v);
+        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wqkv), (H + 2 * KV) * D, g->qkv, 0));
+        OPV(g, ILM__GOP_OTHER, split_qkv(a, g->qkv, N, s->q, s->k, s->v));
     } else {
-        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wq), H * D, s->q, 0));
-        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wk), KV * D, s->k, 0));
-        ILM_FORWARD(mm(g, g->h, N, C, W(&ly->wv), KV * D, s->v, 0));
+        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wq), H * D, s->q, 0));
+        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wk), KV * D, s->k, 0));
+        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wv), KV * D, s->v, 0));
     }
-    ILM_FORWARD(be->rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
-    ILM_FORWARD(be->rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
-    ILM_FORWARD(be->attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
-    memcpy(s->m, x, (size_t)(N * C) * sizeof *s->m);
-    ILM_FORWARD(mm(g, s->att, N, H * D, W(&ly->wo), C, s->m, 1)); /* residual in beta */
-    ILM_FORWARD(be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
-    ILM_FORWARD(mm(g, g->h, N, C, W(&ly->w_gate), F, s->gate, 0));
-    ILM_FORWARD(mm(g, g->h, N, C, W(&ly->w_up), F, s->up, 0));
+    OP(g, ILM__GOP_ROPE, be->rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ROPE, be->rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ATTENTION,
+       be->attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
+    OPV(g, ILM__GOP_OTHER, memcpy(s->m, x, (size_t)(N * C) * sizeof *s->m));
+    OP(g, ILM__GOP_MM_O, mm(g, s->att, N, H * D, W(&ly->wo), C, s->m, 1)); /* residual in beta */
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_gate), F, s->gate, 0));
+    OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_up), F, s->up, 0));
     if (!write_out) return ILM_OK;
-    ILM_FORWARD(be->swiglu(be, s->gate, s->up, g->f, N * F));
+    OP(g, ILM__GOP_SWIGLU, be->swiglu(be, s->gate, s->up, g->f, N * F));
     float *y = g->xs + (l + 1) * N * C;
-    memcpy(y, s->m, (size_t)(N * C) * sizeof *y);
-    return mm(g, g->f, N, F, W(&ly->w_down), C, y, 1);
+    OPV(g, ILM__GOP_OTHER, memcpy(y, s->m, (size_t)(N * C) * sizeof *y));
+    OP(g, ILM__GOP_MM_MLP, mm(g, g->f, N, F, W(&ly->w_down), C, y, 1));
+    return ILM_OK;
 }
 
 /* g->dx: d loss / d x_l+1 on entry, d loss / d x_l on return.  Destroys
@@ -375,42 +408,44 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
     const float *x = g->xs + l * N * C;
     float *dx = g->dx, *dh = g->dh;
     /* MLP: x_l+1 = m + f Wd^T with f = silu(gate) * up. */
-    ILM_FORWARD(be->swiglu(be, s->gate, s->up, g->f, N * F));
-    ILM_FORWARD(mm_dw(g, dx, N, C, g->f, F, grad_of(g, ly->w_down.data)));
-    ILM_FORWARD(mm_dx(g, dx, N, C, W(&ly->w_down), F, g->f, 0));
-    ILM_FORWARD(be->swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
-    ILM_FORWARD(be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
-    ILM_FORWARD(mm_dw(g, s->gate, N, F, g->h, C, grad_of(g, ly->w_gate.data)));
-    ILM_FORWARD(mm_dw(g, s->up, N, F, g->h, C, grad_of(g, ly->w_up.data)));
-    ILM_FORWARD(mm_dx(g, s->gate, N, F, W(&ly->w_gate), C, dh, 0));
-    ILM_FORWARD(mm_dx(g, s->up, N, F, W(&ly->w_up), C, dh, 1));
-    ILM_FORWARD(be->rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm), N, C,
-                                a->rms_eps));
-    ILM_FORWARD(be->add(be, dx, dh, N * C)); /* dx: d loss / d m */
+    OP(g, ILM__GOP_SWIGLU, be->swiglu(be, s->gate, s->up, g->f, N * F));
+    OP(g, ILM__GOP_MM_MLP, mm_dw(g, dx, N, C, g->f, F, grad_of(g, ly->w_down.data)));
+    OP(g, ILM__GOP_MM_MLP, mm_dx(g, dx, N, C, W(&ly->w_down), F, g->f, 0));
+    OP(g, ILM__GOP_SWIGLU, be->swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->gate, N, F, g->h, C, grad_of(g, ly->w_gate.data)));
+    OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->up, N, F, g->h, C, grad_of(g, ly->w_up.data)));
+    OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->gate, N, F, W(&ly->w_gate), C, dh, 0));
+    OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->up, N, F, W(&ly->w_up), C, dh, 1));
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm),
+                                            N, C, a->rms_eps));
+    OP(g, ILM__GOP_OTHER, be->add(be, dx, dh, N * C)); /* dx: d loss / d m */
     /* Attention: m = x_l + att Wo^T. */
-    ILM_FORWARD(mm_dw(g, dx, N, C, s->att, HD, grad_of(g, ly->wo.data)));
-    ILM_FORWARD(mm_dx(g, dx, N, C, W(&ly->wo), HD, g->datt, 0));
-    ILM_FORWARD(be->attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk,
-                                        g->dv, g->cu, n_docs, N, H, KV, D));
-    ILM_FORWARD(be->rope_bwd(be, g->dq, N, H, D, g->cos, g->sin, a->rope_interleaved));
-    ILM_FORWARD(be->rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
-    ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_MM_O, mm_dw(g, dx, N, C, s->att, HD, grad_of(g, ly->wo.data)));
+    OP(g, ILM__GOP_MM_O, mm_dx(g, dx, N, C, W(&ly->wo), HD, g->datt, 0));
+    OP(g, ILM__GOP_ATTENTION,
+       be->attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk, g->dv,
+                               g->cu, n_docs, N, H, KV, D));
+    OP(g, ILM__GOP_ROPE, be->rope_bwd(be, g->dq, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ROPE, be->rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
         const int64_t X = HD + 2 * KVD;
-        merge_qkv(a, g->dq, g->dk, g->dv, N, g->qkv);
-        ILM_FORWARD(mm_dw(g, g->qkv, N, X, g->h, C, grad_of(g, ly->wqkv.data)));
-        ILM_FORWARD(mm_dx(g, g->qkv, N, X, W(&ly->wqkv), C, dh, 0));
+        OPV(g, ILM__GOP_OTHER, merge_qkv(a, g->dq, g->dk, g->dv, N, g->qkv));
+        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->qkv, N, X, g->h, C, grad_of(g, ly->wqkv.data)));
+        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->qkv, N, X, W(&ly->wqkv), C, dh, 0));
     } else {
-        ILM_FORWARD(mm_dw(g, g->dq, N, HD, g->h, C, grad_of(g, ly->wq.data)));
-        ILM_FORWARD(mm_dw(g, g->dk, N, KVD, g->h, C, grad_of(g, ly->wk.data)));
-        ILM_FORWARD(mm_dw(g, g->dv, N, KVD, g->h, C, grad_of(g, ly->wv.data)));
-        ILM_FORWARD(mm_dx(g, g->dq, N, HD, W(&ly->wq), C, dh, 0));
-        ILM_FORWARD(mm_dx(g, g->dk, N, KVD, W(&ly->wk), C, dh, 1));
-        ILM_FORWARD(mm_dx(g, g->dv, N, KVD, W(&ly->wv), C, dh, 1));
+        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dq, N, HD, g->h, C, grad_of(g, ly->wq.data)));
+        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dk, N, KVD, g->h, C, grad_of(g, ly->wk.data)));
+        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dv, N, KVD, g->h, C, grad_of(g, ly->wv.data)));
+        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dq, N, HD, W(&ly->wq), C, dh, 0));
+        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dk, N, KVD, W(&ly->wk), C, dh, 1));
+        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dv, N, KVD, W(&ly->wv), C, dh, 1));
     }
-    ILM_FORWARD(be->rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm), N, C,
-                                a->rms_eps));
-    return be->add(be, dx, dh, N * C);
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm),
+                                            N, C, a->rms_eps));
+    OP(g, ILM__GOP_OTHER, be->add(be, dx, dh, N * C));
+    return ILM_OK;
 }
 
 /* ---- the whole model ---------------------------------------------------------- */
@@ -458,40 +493,41 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
     int64_t n_docs = 0;
     ILM_FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
 
-    ILM_FORWARD(be->embedding(be, W(&v->tok_embd), V, C, tokens, N, g->xs));
+    OP(g, ILM__GOP_EMBEDDING, be->embedding(be, W(&v->tok_embd), V, C, tokens, N, g->xs));
     for (int64_t l = 0; l < L; l++) ILM_FORWARD(layer_forward(g, l, N, n_docs, true));
 
     /* Head: final norm, logits and loss by row chunks; in backward the
      * chunk's logits become its gradient in place, giving dh and dWout. */
     const float *xL = g->xs + L * N * C;
     const float *Wout = W(&v->output);
-    ILM_FORWARD(be->rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
     double total = 0;
     int64_t count = 0;
     for (int64_t r0 = 0; r0 < N; r0 += g->logit_rows) {
         const int64_t rows = N - r0 < g->logit_rows ? N - r0 : g->logit_rows;
         double s;
         int64_t c;
-        ILM_FORWARD(mm(g, g->h + r0 * C, rows, C, Wout, V, g->logits, 0));
-        ILM_FORWARD(be->cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
+        OP(g, ILM__GOP_MM_LM_HEAD, mm(g, g->h + r0 * C, rows, C, Wout, V, g->logits, 0));
+        OP(g, ILM__GOP_CROSS_ENTROPY, be->cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
                                       backward ? g->logits : NULL, &s, &c));
         total += s;
         count += c;
         if (!backward) continue;
-        ILM_FORWARD(mm_dx(g, g->logits, rows, V, Wout, C, g->dh + r0 * C, 0));
-        ILM_FORWARD(mm_dw(g, g->logits, rows, V, g->h + r0 * C, C, grad_of(g, Wout)));
+        OP(g, ILM__GOP_MM_LM_HEAD, mm_dx(g, g->logits, rows, V, Wout, C, g->dh + r0 * C, 0));
+        OP(g, ILM__GOP_MM_LM_HEAD, mm_dw(g, g->logits, rows, V, g->h + r0 * C, C, grad_of(g, Wout)));
     }
     *loss_sum = total;
     *n_targets = count;
     if (!backward) return ILM_OK;
 
-    ILM_FORWARD(be->rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
+    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
                                 a->rms_eps));
     for (int64_t l = L - 1; l >= 0; l--) {
         if (g->scratch_recompute) ILM_FORWARD(layer_forward(g, l, N, n_docs, false));
         ILM_FORWARD(layer_backward(g, l, N, n_docs));
     }
-    return be->embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx);
+    OP(g, ILM__GOP_EMBEDDING, be->embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx));
+    return ILM_OK;
 }
 
 ilm_status ilm__graph_forward_backward(ilm__graph *g, const int32_t *tokens,
@@ -500,8 +536,12 @@ ilm_status ilm__graph_forward_backward(ilm__graph *g, const int32_t *tokens,
                                        int64_t B, int64_t T, float grad_scale,
                                        double *loss_sum, int64_t *n_targets)
 {
-    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, true, grad_scale, loss_sum,
-               n_targets);
+    /* The BLAS on one thread inside our team for the whole pass (cpu.c). */
+    const int blas = ilm__blas_set_threads(1);
+    const ilm_status s = run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, true,
+                             grad_scale, loss_sum, n_targets);
+    ilm__blas_set_threads(blas);
+    return s;
 }
 
 ilm_status ilm__graph_forward(ilm__graph *g, const int32_t *tokens, const int32_t *labels,
@@ -509,6 +549,9 @@ ilm_status ilm__graph_forward(ilm__graph *g, const int32_t *tokens, const int32_
                               const int32_t *n_seqs, int64_t B, int64_t T, double *loss_sum,
                               int64_t *n_targets)
 {
-    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, false, 0.0f, loss_sum,
-               n_targets);
+    const int blas = ilm__blas_set_threads(1);
+    const ilm_status s = run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, false, 0.0f,
+                             loss_sum, n_targets);
+    ilm__blas_set_threads(blas);
+    return s;
 }

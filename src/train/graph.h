@@ -82,6 +82,34 @@ void ilm__graph_set_recompute(ilm__graph *g, bool on);
  * recompute setting (the scratch forward_backward allocates). */
 uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T);
 
+/* Time by op.  With timing on, every op of forward_backward and forward
+ * adds its wall time to its row (ops run one after another, each on all
+ * threads, so the rows add up to the graph's time); off (the default), the
+ * cost is one test per op.  ILM__GOP_OTHER is the residual copies and adds
+ * and InternLM2's qkv split. */
+typedef enum ilm__graph_op {
+    ILM__GOP_EMBEDDING,
+    ILM__GOP_RMSNORM,
+    ILM__GOP_MM_QKV,
+    ILM__GOP_MM_O,
+    ILM__GOP_MM_MLP,
+    ILM__GOP_MM_LM_HEAD,
+    ILM__GOP_ROPE,
+    ILM__GOP_ATTENTION,
+    ILM__GOP_SWIGLU,
+    ILM__GOP_CROSS_ENTROPY,
+    ILM__GOP_OTHER,
+    ILM__GOP_COUNT
+} ilm__graph_op;
+
+/* "embedding", "rmsnorm", "matmul_qkv", ... (the JSON keys of bench train). */
+extern const char *const ilm__graph_op_names[ILM__GOP_COUNT];
+
+/* Turns timing on or off and zeroes the times. */
+void ilm__graph_set_timing(ilm__graph *g, bool on);
+/* Seconds per op since timing was last turned on ([ILM__GOP_COUNT]). */
+const double *ilm__graph_op_seconds(const ilm__graph *g);
+
 /* Forward and backward over one batch (shapes above): *loss_sum gets the
  * sum of the token losses (double), *n_targets the number of labels that
  * are not -100; d(grad_scale * loss_sum)/d(parameters) is ADDED to the

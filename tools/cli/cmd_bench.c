@@ -61,7 +61,8 @@ static cJSON *parse_sizes(const char *s)
 typedef struct bench_opt {
     const char *flag, *key;
     char type; /* 'i' integer, 'n' number, 's' string, 'l' list of integers,
-                  'p' comma-separated list of strings */
+                  'p' comma-separated list of strings, 'b' 0 or 1, 'f' a JSON
+                  file's object */
 } bench_opt;
 
 /* Parses argv into a JSON config by `opts`; --json sets *json.  Returns
@@ -89,6 +90,19 @@ static int parse_bench_args(const char *cmd, const char *help, const bench_opt *
         cJSON *val = NULL;
         if (o->type == 's') {
             val = cJSON_CreateString(v);
+        } else if (o->type == 'b') {
+            if (!strcmp(v, "0") || !strcmp(v, "1")) val = cJSON_CreateBool(v[0] == '1');
+        } else if (o->type == 'f') {
+            FILE *f = fopen(v, "rb");
+            size_t len;
+            char *text = f ? cli_read_all(f, &len) : NULL;
+            if (f) fclose(f);
+            val = text ? cJSON_Parse(text) : NULL;
+            free(text);
+            if (val && !cJSON_IsObject(val)) {
+                cJSON_Delete(val);
+                val = NULL;
+            }
         } else if (o->type == 'l') {
             val = parse_sizes(v);
         } else if (o->type == 'p') { /* comma-separated paths */
@@ -299,11 +313,68 @@ static int bench_generate(int argc, char **argv)
                      print_generate_table, argc, argv);
 }
 
+static const char train_help[] =
+    "usage: internlm bench train [options]\n"
+    "\n"
+    "Training tokens/s (forward + backward + AdamW) of a new model on random\n"
+    "tokens, and the time per step split by op.  tools/bench_train.py runs\n"
+    "PyTorch (transformers) on the same model and batch in the same run and\n"
+    "prints the ratio.\n"
+    "\n"
+    "options:\n"
+    "  --model-config F  config.json of the architecture (default: a 27.7M\n"
+    "                    LLaMA, V 8192, C 512, L 6, H 8, F 1408)\n"
+    "  --batch N         rows per step (8)\n"
+    "  --seqlen N        tokens per row (256)\n"
+    "  --docs-per-row N  documents packed in a row (1)\n"
+    "  --steps N         timed steps (5)\n"
+    "  --warmup N        untimed steps first (2)\n"
+    "  --threads N       threads (default: all cores)\n"
+    "  --recompute 0|1   recompute activations in backward (0)\n"
+    "  --json            print the result as JSON\n";
+
+static void print_train_table(const cJSON *r)
+{
+    printf("%.1fM parameters, batch %d x %d (%d document(s) per row), %d threads%s\n",
+           cJSON_GetObjectItem(r, "parameters")->valuedouble / 1e6,
+           cJSON_GetObjectItem(r, "batch")->valueint, cJSON_GetObjectItem(r, "seqlen")->valueint,
+           cJSON_GetObjectItem(r, "docs_per_row")->valueint,
+           cJSON_GetObjectItem(r, "threads")->valueint,
+           cJSON_IsTrue(cJSON_GetObjectItem(r, "recompute")) ? ", recompute" : "");
+    printf("%d timed steps after %d warm-up: %.1f tokens/s (best step %.1f), %.3f s per step\n",
+           cJSON_GetObjectItem(r, "steps")->valueint, cJSON_GetObjectItem(r, "warmup")->valueint,
+           cJSON_GetObjectItem(r, "tokens_per_s")->valuedouble,
+           cJSON_GetObjectItem(r, "best_tokens_per_s")->valuedouble,
+           cJSON_GetObjectItem(r, "step_seconds")->valuedouble);
+    printf("loss %.4f (first step) -> %.4f (last)\n\ntime per step by op (forward + backward):\n",
+           cJSON_GetObjectItem(r, "first_loss")->valuedouble,
+           cJSON_GetObjectItem(r, "last_loss")->valuedouble);
+    const double total = cJSON_GetObjectItem(r, "step_seconds")->valuedouble;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(r, "op_seconds_per_step"))
+        printf("  %-16s %8.1f ms %6.1f%%\n", e->string, 1e3 * e->valuedouble,
+               total > 0 ? 100.0 * e->valuedouble / total : 0.0);
+}
+
+static const bench_opt train_opts[] = {
+    { "--model-config", "model_config", 'f' }, { "--batch", "batch", 'i' },
+    { "--seqlen", "seqlen", 'i' }, { "--docs-per-row", "docs_per_row", 'i' },
+    { "--steps", "steps", 'i' }, { "--warmup", "warmup", 'i' }, { "--threads", "threads", 'i' },
+    { "--recompute", "recompute", 'b' }, { NULL, NULL, 0 },
+};
+
+static int bench_train(int argc, char **argv)
+{
+    return run_bench("bench train", train_help, train_opts, ilm_bench_train, print_train_table,
+                     argc, argv);
+}
+
 static const cli_command bench_commands[] = {
     { "gemm", bench_gemm, "fp32 GEMM GFLOP/s against the measured FMA peak" },
     { "generate", bench_generate, "prompt and decode tokens/s of a model" },
     { "tokenize", bench_tokenize, "tokenizer MB/s on a text file" },
     { "corpus", bench_corpus, "corpus pipeline MB/s per stage" },
+    { "train", bench_train, "training tokens/s and the time by op" },
     { NULL, NULL, NULL },
 };
 

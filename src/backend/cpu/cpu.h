@@ -20,6 +20,12 @@ ilm_status ilm__cpu_add(const ilm__backend *be, float *y, const float *x, int64_
 typedef struct ilm__cpu_vec {
     float (*dot)(const float *, const float *, int64_t);
     void  (*axpy)(float *, float, const float *, int64_t);
+    /* y[i] = exp(x[i] - sub) for i < n (y may be x; NULL: not stored),
+     * returning the sum of the y[i] in double, added in a fixed order. */
+    double (*exp_sum)(float *y, const float *x, float sub, int64_t n);
+    /* The gradient of out[i] = silu(g[i]) * u[i] (dg may be g, du u). */
+    void (*swiglu_bwd)(const float *d, const float *g, const float *u, float *dg, float *du,
+                       int64_t n);
 } ilm__cpu_vec;
 const ilm__cpu_vec *ilm__cpu_vec_ops(void);
 

@@ -81,7 +81,124 @@ __attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, float p, con
     for (; i < n; i++) y[i] += p * x[i];
 }
 
+/* exp on eight floats: Cephes' expf (x = n ln2 + r, |r| <= ln2 / 2, a
+ * degree-5 polynomial for e^r, 2^n by the exponent bits), within 2 ulp of
+ * expf; 0 below -87.3 (so exp(-inf) = 0), clamped at 88.7 above. */
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
+    const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+/* The same on the first n < 8 floats of x (the rest read as 0). */
+__attribute__((target("avx2,fma"))) static inline __m256 load_part(const float *x, int64_t n)
+{
+    float t[8] = { 0 };
+    memcpy(t, x, (size_t)n * sizeof *t);
+    return _mm256_loadu_ps(t);
+}
+
+__attribute__((target("avx2,fma"))) static void store_part(float *y, __m256 v, int64_t n)
+{
+    float t[8];
+    _mm256_storeu_ps(t, v);
+    memcpy(y, t, (size_t)n * sizeof *t);
+}
+
+/* Lanes sum into four double accumulators, added together at the end. */
+__attribute__((target("avx2,fma"))) static double exp_sum_avx2(float *y, const float *x, float sub,
+                                                               int64_t n)
+{
+    const __m256 vs = _mm256_set1_ps(sub);
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i < n; i += 8) {
+        const int64_t m = n - i < 8 ? n - i : 8;
+        __m256 e = exp8(_mm256_sub_ps(m == 8 ? _mm256_loadu_ps(x + i) : load_part(x + i, m), vs));
+        if (m < 8) /* the lanes past n must not add exp(0 - sub) */
+            e = _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                                     _mm256_set1_epi32((int)m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))));
+        if (y) {
+            if (m == 8) _mm256_storeu_ps(y + i, e);
+            else store_part(y + i, e, m);
+        }
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(a0, a1));
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+/* sigmoid(g) = 1 / (1 + exp(-g)). */
+__attribute__((target("avx2,fma"))) static inline __m256 sigmoid8(__m256 g)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+}
+
+/* d silu / dg = s (1 + g (1 - s)) with s = sigmoid(g). */
+__attribute__((target("avx2,fma"))) static void swiglu_bwd_avx2(const float *d, const float *g,
+                                                                const float *u, float *dg,
+                                                                float *du, int64_t n)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 vg = _mm256_loadu_ps(g + i), vu = _mm256_loadu_ps(u + i), vd = _mm256_loadu_ps(d + i);
+        const __m256 s = sigmoid8(vg), ds = _mm256_mul_ps(vd, s);
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(ds, vg));
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(ds, vu),
+                                               _mm256_fmadd_ps(vg, _mm256_sub_ps(one, s), one)));
+    }
+    for (; i < n; i++) {
+        const float gi = g[i], ui = u[i], di = d[i], s = 1.0f / (1.0f + expf(-gi));
+        du[i] = di * gi * s;
+        dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
+    }
+}
+
 #endif
+
+static double exp_sum_scalar(float *y, const float *x, float sub, int64_t n)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float e = expf(x[i] - sub);
+        if (y) y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static void swiglu_scalar(const float *g, const float *u, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+static void swiglu_bwd_scalar(const float *d, const float *g, const float *u, float *dg, float *du,
+                              int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float gi = g[i], ui = u[i], di = d[i], s = 1.0f / (1.0f + expf(-gi));
+        du[i] = di * gi * s;
+        dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
+    }
+}
 
 static float dot_scalar(const float *a, const float *b, int64_t n)
 {
@@ -97,7 +214,7 @@ static void axpy_scalar(float *y, float p, const float *x, int64_t n)
 
 typedef ilm__cpu_vec vec_ops;
 
-static vec_ops g_vec = { dot_scalar, axpy_scalar };
+static vec_ops g_vec = { dot_scalar, axpy_scalar, exp_sum_scalar, swiglu_bwd_scalar };
 static pthread_once_t g_vec_once = PTHREAD_ONCE_INIT;
 
 static void pick_vec_ops(void)
@@ -105,7 +222,7 @@ static void pick_vec_ops(void)
 #ifdef ILM__X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        g_vec = (vec_ops){ dot_avx2, axpy_avx2 };
+        g_vec = (vec_ops){ dot_avx2, axpy_avx2, exp_sum_avx2, swiglu_bwd_avx2 };
 #endif
 }
 
@@ -219,15 +336,21 @@ ilm_status ilm__cpu_attention(const ilm__backend *be, const float *q, const floa
     return ILM_OK;
 }
 
+/* Blocks of elements per task of the elementwise ops: fixed, so the
+ * vector and tail loops split the data the same way for any thread count. */
+#define EW_BLOCK 16384
+
+/* With libm's expf, not the vector exp: inference shares this op, and the
+ * 8-bit activations of the quantized kernels turn exp's last-bit
+ * differences into logit changes of 0.1 (tests/test_model.c's tolerance
+ * against llama.cpp).  Training uses the vector exp in its backward. */
 ilm_status ilm__cpu_swiglu(const ilm__backend *be, const float *gate, const float *up, float *out,
                            int64_t n)
 {
     (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 2 * EW_BLOCK) schedule(static)
+    for (int64_t i = 0; i < n; i += EW_BLOCK)
+        swiglu_scalar(gate + i, up + i, out + i, n - i < EW_BLOCK ? n - i : EW_BLOCK);
     return ILM_OK;
 }
 

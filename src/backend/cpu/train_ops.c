@@ -7,6 +7,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -132,64 +133,33 @@ static ilm_status check_cu(const int32_t *cu, int64_t n_seqs, int64_t T)
     return ILM_OK;
 }
 
-/* The document of token t: the i with cu[i] <= t < cu[i + 1]. */
-static int64_t find_doc(const int32_t *cu, int64_t n_seqs, int64_t t)
+/* Query rows per block: a block's scores against all the keys it sees
+ * ([QB, n] floats for a document of n tokens) are one gemm. */
+#define QB 64
+
+static int64_t longest_doc(const int32_t *cu, int64_t n_seqs)
 {
-    int64_t lo = 0, hi = n_seqs - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi + 1) / 2;
-        if (cu[mid] <= t) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
+    int64_t mx = 0;
+    for (int64_t i = 0; i < n_seqs; i++)
+        if (cu[i + 1] - cu[i] > mx) mx = cu[i + 1] - cu[i];
+    return mx;
 }
 
-/* out[i] = dot(x, rows + i * stride) over D floats for i < n <= 4.  Four
- * rows at a time share the loads of x and one horizontal reduction: the
- * scores of attention are dot products of one head dimension (64 or 128),
- * where a reduction per product costs as much as the products. */
-#if defined(__x86_64__)
-#include <immintrin.h>
-__attribute__((target("avx2,fma"))) static void dot4_avx2(const float *x, const float *rows,
-                                                          int64_t stride, int64_t D, float *out)
+/* C[m,n] = alpha op(A) op(B) + beta C on the calling thread's BLAS (the
+ * callers set the BLAS to one thread: they run inside our own team). */
+static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    const float *r0 = rows, *r1 = rows + stride, *r2 = rows + 2 * stride, *r3 = rows + 3 * stride;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),
-           a3 = _mm256_setzero_ps();
-    for (int64_t d = 0; d < D; d += 8) {
-        __m256 xv = _mm256_loadu_ps(x + d);
-        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r0 + d), a0);
-        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r1 + d), a1);
-        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r2 + d), a2);
-        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(r3 + d), a3);
-    }
-    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-static bool have_dot4(int64_t D)
-{
-    __builtin_cpu_init();
-    return D % 8 == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#else
-static void dot4_avx2(const float *x, const float *rows, int64_t stride, int64_t D, float *out)
-{
-    (void)x; (void)rows; (void)stride; (void)D; (void)out;
-}
-static bool have_dot4(int64_t D) { (void)D; return false; }
-#endif
-
-static inline void dots(const ilm__cpu_vec *vo, bool fast, const float *x, const float *rows,
-                        int64_t stride, int64_t n, int64_t D, float *out)
-{
-    if (fast && n == 4) {
-        dot4_avx2(x, rows, stride, D, out);
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) out[i] = vo->dot(x, rows + i * stride, D);
-}
-
+/* Per (document, head): for each block of QB query rows, the scores
+ * against the keys up to the block's last row are one gemm, the causal
+ * softmax runs over each row (the max, then exp and a double sum), and the
+ * output is a second gemm with the probabilities.  One task owns a
+ * (document, head) and runs on one thread with the BLAS on one thread, so
+ * the bits do not depend on the thread count. */
 ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, const float *k,
                                     const float *v, float *out, float *lse,
                                     const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
@@ -201,46 +171,42 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
                   (long long)KV);
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
-    const bool fast = have_dot4(D);
-    const int64_t group = H / KV, KVD = KV * D;
+    const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
+    const int blas = ilm__blas_set_threads(1);
     int failed = 0;
-    /* One task per (query, kv head): the kv head's keys are read once for
-     * the whole group of query heads that share them. */
 #pragma omp parallel num_threads(ilm__num_threads()) reduction(+ : failed)
     {
-        float *sc = ilm__malloc((size_t)(group * T) * sizeof *sc);
+        float *sc = ilm__malloc((size_t)(QB * n_max) * sizeof *sc);
         if (!sc) failed = 1;
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t tj = 0; tj < T * KV; tj++) {
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t dh = 0; dh < n_seqs * H; dh++) {
             if (!sc) continue;
-            const int64_t t = tj / KV, j = tj % KV, s0 = cu_seqlens[find_doc(cu_seqlens, n_seqs, t)];
-            const int64_t n = t - s0 + 1;
-            for (int64_t g = 0; g < group; g++) {
-                const int64_t h = j * group + g;
-                const float *qh = q + (t * H + h) * D;
-                float *p = sc + g * T, mx = -INFINITY;
-                for (int64_t s = 0; s < n; s += 4)
-                    dots(&vo, fast, qh, k + (s0 + s) * KVD + j * D, KVD, n - s < 4 ? n - s : 4, D, p + s);
-                for (int64_t s = 0; s < n; s++) {
-                    p[s] *= scale;
-                    mx = fmaxf(mx, p[s]);
+            const int64_t d = dh / H, h = dh % H, j = h / group, s0 = cu_seqlens[d],
+                          n = cu_seqlens[d + 1] - s0;
+            const float *kd = k + s0 * KVD + j * D, *vd = v + s0 * KVD + j * D;
+            for (int64_t q0 = 0; q0 < n; q0 += QB) {
+                const int64_t rows = n - q0 < QB ? n - q0 : QB, keys = q0 + rows;
+                const float *qb = q + (s0 + q0) * HD + h * D;
+                sgemm(false, true, rows, keys, D, scale, qb, HD, kd, KVD, 0.0f, sc, keys);
+                for (int64_t r = 0; r < rows; r++) {
+                    float *p = sc + r * keys, mx = -INFINITY;
+                    const int64_t seen = q0 + r + 1; /* causal */
+                    for (int64_t s = 0; s < seen; s++) mx = fmaxf(mx, p[s]);
+                    const double sum = vo.exp_sum(p, p, mx, seen);
+                    const float inv = (float)(1.0 / sum);
+                    for (int64_t s = 0; s < seen; s++) p[s] *= inv;
+                    memset(p + seen, 0, (size_t)(keys - seen) * sizeof *p);
+                    lse[(s0 + q0 + r) * H + h] = mx + (float)log(sum);
                 }
-                double sum = 0;
-                for (int64_t s = 0; s < n; s++) {
-                    p[s] = expf(p[s] - mx);
-                    sum += p[s];
-                }
-                const float inv = (float)(1.0 / sum);
-                float *o = out + (t * H + h) * D;
-                memset(o, 0, (size_t)D * sizeof *o);
-                for (int64_t s = 0; s < n; s++) vo.axpy(o, p[s] * inv, v + (s0 + s) * KVD + j * D, D);
-                lse[t * H + h] = mx + (float)log(sum);
+                sgemm(false, false, rows, D, keys, 1.0f, sc, keys, vd, KVD, 0.0f,
+                      out + (s0 + q0) * HD + h * D, HD);
             }
         }
         ilm__free(sc);
     }
-    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)T);
+    ilm__blas_set_threads(blas);
+    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)n_max);
     return ILM_OK;
 }
 
@@ -248,10 +214,11 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
  *   dS_is = P_is (dout_i . v_s - delta_i),
  *   dq_i = scale sum_s dS_is k_s,  dk_s = scale sum_i dS_is q_i,
  *   dv_s = sum_i P_is dout_i,
- * where P_is = exp(S_is - lse_i) is recomputed from the saved lse.  The
- * first pass owns query rows (dq), the second key rows (dk, dv): each
- * recomputes the scores it needs (FlashAttention-2's split), and neither
- * writes where another task writes. */
+ * where P_is = exp(S_is - lse_i) is recomputed from the saved lse.  One
+ * task owns a (document, kv head): it walks the heads of the group and
+ * their blocks of QB query rows in order, each step a few gemms (scores,
+ * dout v^T, dq, and dk and dv added in with beta = 1), so dk and dv are
+ * summed in a fixed order by one thread and nothing is shared. */
 ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, const float *k,
                                         const float *v, const float *out, const float *lse,
                                         const float *dout, float *dq, float *dk, float *dv,
@@ -264,64 +231,55 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
                   (long long)KV);
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
-    const bool fast = have_dot4(D);
-    const int64_t group = H / KV, KVD = KV * D;
+    const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
     float *delta = ilm__malloc((size_t)(T * H) * sizeof *delta);
     ILM_RETURN_IF(!delta, ILM_ERR_NOMEM, "attention backward: out of memory for %lld rows",
                   (long long)T);
-#pragma omp parallel num_threads(ilm__num_threads())
+    const int blas = ilm__blas_set_threads(1);
+    int failed = 0;
+#pragma omp parallel num_threads(ilm__num_threads()) reduction(+ : failed)
     {
 #pragma omp for schedule(static)
         for (int64_t th = 0; th < T * H; th++) delta[th] = vo.dot(dout + th * D, out + th * D, D);
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t tj = 0; tj < T * KV; tj++) {
-            const int64_t t = tj / KV, j = tj % KV, s0 = cu_seqlens[find_doc(cu_seqlens, n_seqs, t)];
-            for (int64_t g = 0; g < group; g++) {
-                const int64_t h = j * group + g;
-                const float *qh = q + (t * H + h) * D, *gh = dout + (t * H + h) * D;
-                const float l = lse[t * H + h], dl = delta[t * H + h];
-                float *o = dq + (t * H + h) * D;
-                memset(o, 0, (size_t)D * sizeof *o);
-                for (int64_t s = s0; s <= t; s += 4) {
-                    const int64_t m = t + 1 - s < 4 ? t + 1 - s : 4;
-                    float sc[4], dp[4];
-                    dots(&vo, fast, qh, k + s * KVD + j * D, KVD, m, D, sc);
-                    dots(&vo, fast, gh, v + s * KVD + j * D, KVD, m, D, dp);
-                    for (int64_t i = 0; i < m; i++) {
-                        float p = expf(sc[i] * scale - l), ds = p * (dp[i] - dl);
-                        vo.axpy(o, ds * scale, k + (s + i) * KVD + j * D, D);
-                    }
-                }
+        float *p = ilm__malloc((size_t)(2 * QB * n_max) * sizeof *p), *dp = p + QB * n_max;
+        if (!p) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t dj = 0; dj < n_seqs * KV; dj++) {
+            if (!p) continue;
+            const int64_t d = dj / KV, j = dj % KV, s0 = cu_seqlens[d], n = cu_seqlens[d + 1] - s0;
+            const float *kd = k + s0 * KVD + j * D, *vd = v + s0 * KVD + j * D;
+            float *dkd = dk + s0 * KVD + j * D, *dvd = dv + s0 * KVD + j * D;
+            for (int64_t s = 0; s < n; s++) {
+                memset(dkd + s * KVD, 0, (size_t)D * sizeof *dkd);
+                memset(dvd + s * KVD, 0, (size_t)D * sizeof *dvd);
             }
-        }
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t sj = 0; sj < T * KV; sj++) {
-            const int64_t s = sj / KV, j = sj % KV;
-            const int64_t e = cu_seqlens[find_doc(cu_seqlens, n_seqs, s) + 1];
-            const float *ks = k + s * KVD + j * D, *vs = v + s * KVD + j * D;
-            float *ok = dk + s * KVD + j * D, *ov = dv + s * KVD + j * D;
-            memset(ok, 0, (size_t)D * sizeof *ok);
-            memset(ov, 0, (size_t)D * sizeof *ov);
-            for (int64_t g = 0; g < group; g++) {
-                const int64_t h = j * group + g;
-                for (int64_t t = s; t < e; t += 4) {
-                    const int64_t m = e - t < 4 ? e - t : 4;
-                    const float *qh = q + (t * H + h) * D, *gh = dout + (t * H + h) * D;
-                    float sc[4], dp[4];
-                    dots(&vo, fast, ks, qh, H * D, m, D, sc);
-                    dots(&vo, fast, vs, gh, H * D, m, D, dp);
-                    for (int64_t i = 0; i < m; i++) {
-                        const int64_t th = (t + i) * H + h;
-                        float p = expf(sc[i] * scale - lse[th]), ds = p * (dp[i] - delta[th]);
-                        vo.axpy(ok, ds * scale, qh + i * H * D, D);
-                        vo.axpy(ov, p, gh + i * H * D, D);
+            for (int64_t h = j * group; h < (j + 1) * group; h++)
+                for (int64_t q0 = 0; q0 < n; q0 += QB) {
+                    const int64_t rows = n - q0 < QB ? n - q0 : QB, keys = q0 + rows;
+                    const int64_t row0 = (s0 + q0) * HD + h * D;
+                    sgemm(false, true, rows, keys, D, scale, q + row0, HD, kd, KVD, 0.0f, p, keys);
+                    sgemm(false, true, rows, keys, D, 1.0f, dout + row0, HD, vd, KVD, 0.0f, dp, keys);
+                    for (int64_t r = 0; r < rows; r++) {
+                        const int64_t th = (s0 + q0 + r) * H + h, seen = q0 + r + 1;
+                        const float l = lse[th], dl = delta[th];
+                        float *pr = p + r * keys, *dr = dp + r * keys;
+                        vo.exp_sum(pr, pr, l, seen);
+                        for (int64_t s = 0; s < seen; s++) dr[s] = pr[s] * (dr[s] - dl);
+                        memset(pr + seen, 0, (size_t)(keys - seen) * sizeof *pr);
+                        memset(dr + seen, 0, (size_t)(keys - seen) * sizeof *dr);
                     }
+                    sgemm(false, false, rows, D, keys, scale, dp, keys, kd, KVD, 0.0f, dq + row0, HD);
+                    sgemm(true, false, keys, D, rows, scale, dp, keys, q + row0, HD, 1.0f, dkd, KVD);
+                    sgemm(true, false, keys, D, rows, 1.0f, p, keys, dout + row0, HD, 1.0f, dvd, KVD);
                 }
-            }
         }
+        ilm__free(p);
     }
+    ilm__blas_set_threads(blas);
     ilm__free(delta);
+    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention backward: out of memory for %lld scores",
+                  (long long)n_max);
     return ILM_OK;
 }
 
@@ -330,13 +288,12 @@ ilm_status ilm__cpu_swiglu_bwd(const ilm__backend *be, const float *dout, const 
                                const float *up, float *dgate, float *dup, int64_t n)
 {
     (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        const float g = gate[i], u = up[i], d = dout[i];
-        const float s = 1.0f / (1.0f + expf(-g));
-        dup[i] = d * g * s;
-        dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
-    }
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
+    /* Fixed blocks: the vector and tail loops see the same pieces for any
+     * thread count. */
+#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 32768) schedule(static)
+    for (int64_t i = 0; i < n; i += 16384)
+        vo->swiglu_bwd(dout + i, gate + i, up + i, dgate + i, dup + i, n - i < 16384 ? n - i : 16384);
     return ILM_OK;
 }
 
@@ -349,6 +306,7 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
         ILM_RETURN_IF(labels[i] != -100 && (labels[i] < 0 || labels[i] >= V), ILM_ERR_RANGE,
                       "cross-entropy: label %d at %lld is outside the vocabulary of %lld",
                       labels[i], (long long)i, (long long)V);
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
     double *row = ilm__malloc((size_t)(N > 0 ? N : 1) * sizeof *row);
     ILM_RETURN_IF(!row, ILM_ERR_NOMEM, "cross-entropy: out of memory for %lld rows", (long long)N);
 #pragma omp parallel for num_threads(ilm__num_threads()) if (N * V > 65536) schedule(static)
@@ -366,19 +324,12 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
          * log in double; with a gradient the terms are kept in dlogits
          * (which may be the logits: only l[y] and mx are read again). */
         const float ly = l[y];
-        double sum = 0;
-        if (dlogits) {
-            float *d = dlogits + i * V;
-            for (int64_t c = 0; c < V; c++) {
-                float e = expf(l[c] - mx);
-                d[c] = e;
-                sum += e;
-            }
+        float *d = dlogits ? dlogits + i * V : NULL;
+        const double sum = vo->exp_sum(d, l, mx, V);
+        if (d) {
             const float k = (float)(dscale / sum);
             for (int64_t c = 0; c < V; c++) d[c] *= k;
             d[y] -= dscale;
-        } else {
-            for (int64_t c = 0; c < V; c++) sum += expf(l[c] - mx);
         }
         row[i] = mx + log(sum) - ly;
     }
