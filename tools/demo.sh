@@ -4,11 +4,11 @@
 # -> a tokenizer trained on it -> a cleaned, deduplicated token corpus -> a
 # small model pretrained from scratch (about two minutes on 2 cores) -> a
 # sample from it; then a chat turn with the real SmolLM2-135M model.
-# ILM_DEMO_STEPS sets the pretraining steps (default 120).
+# ILM_DEMO_STEPS sets the pretraining steps (default 320).
 set -eu
 cli=${1:-build/internlm}
 out=${ILM_DEMO_DIR:-build/demo}
-steps=${ILM_DEMO_STEPS:-120}
+steps=${ILM_DEMO_STEPS:-320}
 mkdir -p "$out"
 
 echo "== libinternlm"
@@ -55,7 +55,7 @@ cat > "$out/train.json" <<EOF
                   "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2},
  "steps": $steps, "batch": 8, "seqlen": 256,
  "optimizer": {"lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 10},
- "eval_interval": 40, "eval_batches": 8,
+ "eval_interval": 80, "eval_batches": 8,
  "checkpoint_dir": "$out/ckpt", "log": "$out/ckpt/metrics.jsonl", "seed": 1}
 EOF
 "$cli" pretrain --config "$out/train.json"
