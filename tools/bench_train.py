@@ -80,11 +80,12 @@ def main():
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    rounds, peer = [], None
+    rounds = []
     for _ in range(a.rounds):
         mine = ours(a)
-        peer = peer or PyTorch(a, mine["model_config"])
-        rounds.append({"ours": mine, "pytorch": peer.run()})
+        # A fresh model each round, as ours is (a new process): the losses
+        # of both sides then follow the same number of steps.
+        rounds.append({"ours": mine, "pytorch": PyTorch(a, mine["model_config"]).run()})
     best = lambda side: max((r[side] for r in rounds), key=lambda x: x["tokens_per_s"])
     mine, theirs = best("ours"), best("pytorch")
     res = {"threads": a.threads, "batch": a.batch, "seqlen": a.seqlen, "steps": a.steps,
