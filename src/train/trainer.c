@@ -120,13 +120,11 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
 
 /* ---- pieces ------------------------------------------------------------- */
 
-static ilm_status open_loader(ilm_corpus *c, const ilm_trainer *t, const ilm__params *ps, uint64_t seed,
-                              ilm__loader **out)
+static ilm_status open_loader(ilm_corpus *c, const ilm_trainer *t, uint64_t seed, ilm__loader **out)
 {
     ilm__shard *const *shards;
     size_t n;
     ILM_FORWARD(ilm__corpus_shards(c, &shards, &n));
-    (void)ps;
     ilm__loader_config lc = { (int)t->B, (int)t->T, seed, 0, 1 };
     return ilm__loader_create(shards, n, &lc, out);
 }
@@ -296,8 +294,8 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
         t->v = ilm__calloc(ps->total, sizeof *t->v);
         if (!t->m || !t->v) s = ilm__error(ILM_ERR_NOMEM, "trainer: out of memory for AdamW state");
     }
-    if (s == ILM_OK) s = open_loader(t->data, t, ps, t->seed, &t->loader);
-    if (s == ILM_OK && t->eval) s = open_loader(t->eval, t, ps, t->seed ^ 0x5eed5eedull, &t->eval_loader);
+    if (s == ILM_OK) s = open_loader(t->data, t, t->seed, &t->loader);
+    if (s == ILM_OK && t->eval) s = open_loader(t->eval, t, t->seed ^ 0x5eed5eedull, &t->eval_loader);
     if (s == ILM_OK && t->eval) s = ilm__loader_state(t->eval_loader, &t->eval_start);
     if (s == ILM_OK) s = alloc_batches(t);
     if (s == ILM_OK) s = find_tokenizer_files(t);
