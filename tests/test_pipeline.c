@@ -322,6 +322,16 @@ START_TEST(pipeline_bad_input)
     ck_assert_double_ge(num(rep, "documents"), 400);
     cJSON_Delete(rep);
 
+    /* "overwrite" replaces what a build wrote and leaves other files. */
+    snprintf(cmd, sizeof cmd, "cd %s/o && : > keep.txt && : > shard-00009.shard", dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+    cfg[strlen(cfg) - 1] = 0;
+    strcat(cfg, ", \"overwrite\": true}");
+    rep = build(cfg, ILM_OK);
+    cJSON_Delete(rep);
+    snprintf(cmd, sizeof cmd, "cd %s/o && test -f keep.txt && test ! -e shard-00009.shard", dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+
     /* A corpus whose shard or manifest lies. */
     ilm_corpus *c = NULL;
     snprintf(path, sizeof path, "%s/o", dir);

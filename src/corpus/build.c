@@ -134,7 +134,8 @@ static bool ends_with(const char *s, const char *suf)
 
 /* Makes `dir` ready: created when missing; an existing one must be empty,
  * or (overwrite) its manifest is removed first -- so a run that dies
- * leaves no corpus that opens -- and then its old shards. */
+ * leaves no corpus that opens -- and then the other files a build writes
+ * (shards, report.json, the tokenizer copy); other files are left alone. */
 static ilm_status prepare_output(const char *dir, bool overwrite)
 {
     if (mkdir(dir, 0777) == 0) return ILM_OK;
@@ -156,7 +157,11 @@ static ilm_status prepare_output(const char *dir, bool overwrite)
     d = opendir(dir);
     ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", dir, strerror(errno));
     for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, "shard-", 6) || !ends_with(e->d_name, ".shard")) continue;
+        /* What a build writes: shards, the report, the tokenizer copy. */
+        bool ours = (!strncmp(e->d_name, "shard-", 6) && ends_with(e->d_name, ".shard")) ||
+                    !strcmp(e->d_name, "report.json") || !strcmp(e->d_name, "tokenizer.model") ||
+                    !strcmp(e->d_name, "tokenizer.json");
+        if (!ours) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         unlink(path);
     }
