@@ -47,6 +47,23 @@ const char *test_shared_file(const char *rel)
     return existing(d && *d ? d : "../shared/data", rel, "the shared data folder");
 }
 
+bool test_chat_tokenizer_dir(const char *dir)
+{
+    const char *src = test_shared_file("tokenizers/internlm2.model");
+    if (!src) return false;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/tokenizer.model'", dir, src, dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(cmd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"add_bos_token\": true, \"add_eos_token\": false, \"added_tokens_decoder\": {"
+          "\"92542\": {\"content\": \"<|im_end|>\", \"special\": true},"
+          "\"92543\": {\"content\": \"<|im_start|>\", \"special\": true}}}", f);
+    ck_assert_int_eq(fclose(f), 0);
+    return true;
+}
+
 char *test_slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -166,17 +166,12 @@ END_TEST
 
 static ilm_tokenizer *chat_tokenizer(char **dir_out)
 {
-    const char *src = test_shared_file("tokenizers/internlm2.model");
-    if (!src) return NULL;
-    char *dir = test_tmpdir(), cmd[4096];
-    snprintf(cmd, sizeof cmd, "cp '%s' %s/tokenizer.model", src, dir);
-    ck_assert_int_eq(test_run(cmd, NULL), 0);
-    snprintf(cmd, sizeof cmd, "%s/tokenizer_config.json", dir);
-    FILE *f = fopen(cmd, "w");
-    fputs("{\"add_bos_token\": true, \"add_eos_token\": false, \"added_tokens_decoder\": {"
-          "\"92542\": {\"content\": \"<|im_end|>\", \"special\": true},"
-          "\"92543\": {\"content\": \"<|im_start|>\", \"special\": true}}}", f);
-    fclose(f);
+    char *dir = test_tmpdir();
+    if (!test_chat_tokenizer_dir(dir)) {
+        test_rmtree(dir);
+        free(dir);
+        return NULL;
+    }
     ilm_tokenizer *tok = NULL;
     ck_assert_msg(ilm_tokenizer_load(dir, &tok) == ILM_OK, "%s", ilm_last_error());
     *dir_out = dir;

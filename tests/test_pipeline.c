@@ -14,14 +14,6 @@
 
 #define FORTUNES "/usr/share/games/fortunes/"
 
-static void write_file(const char *path, const char *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
 static double num(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -214,16 +206,13 @@ END_TEST
 /* Chat records: SFT shards with loss masks equal to ilm__sft_encode's. */
 START_TEST(pipeline_sft)
 {
-    const char *src = test_shared_file("tokenizers/internlm2.model");
-    if (!src) return;
     char *dir = test_tmpdir(), path[4096], cmd[8192];
-    snprintf(cmd, sizeof cmd, "mkdir %s/tok && cp '%s' %s/tok/tokenizer.model", dir, src, dir);
-    ck_assert_int_eq(test_run(cmd, NULL), 0);
-    snprintf(path, sizeof path, "%s/tok/tokenizer_config.json", dir);
-    const char *tc = "{\"add_bos_token\": true, \"added_tokens_decoder\": {"
-                     "\"92542\": {\"content\": \"<|im_end|>\", \"special\": true},"
-                     "\"92543\": {\"content\": \"<|im_start|>\", \"special\": true}}}";
-    write_file(path, tc, strlen(tc));
+    snprintf(path, sizeof path, "%s/tok", dir);
+    if (!test_chat_tokenizer_dir(path)) {
+        test_rmtree(dir);
+        free(dir);
+        return;
+    }
     static const char *const recs[] = {
         "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", "
         "\"content\": \"1+1?\"}, {\"role\": \"assistant\", \"content\": \"2\"}]}",

@@ -331,19 +331,15 @@ END_TEST
  * the assistant tokens. */
 START_TEST(train_sft)
 {
-    const char *src = test_shared_file("tokenizers/internlm2.model");
-    if (!src) return;
-    char *dir = test_tmpdir(), path[4096], cmd[8192];
-    snprintf(cmd, sizeof cmd, "mkdir %s/tok && cp '%s' %s/tok/tokenizer.model", dir, src, dir);
-    ck_assert_int_eq(test_run(cmd, NULL), 0);
-    snprintf(path, sizeof path, "%s/tok/tokenizer_config.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs("{\"add_bos_token\": true, \"added_tokens_decoder\": {"
-          "\"92542\": {\"content\": \"<|im_end|>\", \"special\": true},"
-          "\"92543\": {\"content\": \"<|im_start|>\", \"special\": true}}}", f);
-    fclose(f);
+    char *dir = test_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/tok", dir);
+    if (!test_chat_tokenizer_dir(path)) {
+        test_rmtree(dir);
+        free(dir);
+        return;
+    }
     snprintf(path, sizeof path, "%s/chat.jsonl", dir);
-    f = fopen(path, "w");
+    FILE *f = fopen(path, "w");
     static const char *const qa[][2] = { { "What is 2+2?", "4" }, { "Capital of France?", "Paris" },
                                          { "Say hi.", "Hi!" }, { "Colour of the sky?", "Blue." } };
     for (int i = 0; i < 4; i++)

@@ -8,6 +8,7 @@
 #define ILM_TESTS_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 Suite *suite_core(void);
@@ -45,6 +46,12 @@ const char *test_pydeps_file(const char *rel);
 /* The path of a file under the shared data folder (../shared/data, or
  * ILM_SHARED_DATA), or NULL after printing a skip message. */
 const char *test_shared_file(const char *rel);
+
+/* Makes `dir` a tokenizer directory for chat data: the shared InternLM2
+ * tokenizer.model and a tokenizer_config.json that adds <|im_end|> (92542)
+ * and <|im_start|> (92543), as the InternLM2 model directory does.  false
+ * (after a skip line) when the shared data is missing. */
+bool test_chat_tokenizer_dir(const char *dir);
 
 /* The whole of a file, malloc'd and NUL-terminated (*len, if given, gets
  * its size); fails the test when it cannot be read. */

@@ -38,7 +38,7 @@ int32_t *cli_parse_ids(const char *s, size_t *n);
 /* A progress callback that draws a one-line bar on stderr when it is a
  * terminal, and stays quiet otherwise. */
 int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
-/* Ends the progress line (a newline when stderr is a terminal). */
+/* Clears the progress line (when stderr is a terminal). */
 void cli_progress_done(void);
 
 /* One line of a plot: n points (x[i], y[i]). */

@@ -143,7 +143,7 @@ static int run_bench(const char *cmd, const char *help, const bench_opt *opts, b
     char *result = NULL;
     ilm_status s = fn(cfg_text, cli_progress, NULL, &result);
     cJSON_free(cfg_text);
-    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
+    cli_progress_done();
     if (s != ILM_OK) return cli_fail(s);
     if (json) {
         printf("%s\n", result);

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char tokenize_help[] =
     "usage: internlm tokenize --tokenizer PATH [--special] [--bos] [--eos] [--file F]\n"
@@ -181,7 +180,7 @@ static int tokenizer_train(int argc, char **argv)
     if (rc != CLI_OK) return rc;
     ilm_status s = ilm_tokenizer_train(text, cli_progress, NULL);
     cJSON_free(text);
-    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
+    cli_progress_done();
     if (s != ILM_OK) return cli_fail(s);
     return CLI_OK;
 }

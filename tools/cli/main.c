@@ -114,7 +114,7 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total)
 
 void cli_progress_done(void)
 {
-    if (isatty(STDERR_FILENO)) fputc('\n', stderr);
+    if (isatty(STDERR_FILENO)) fputs("\r\033[K", stderr);
 }
 
 int cmd_version(int argc, char **argv)

@@ -38,6 +38,10 @@ import safetensors
 from safetensors.torch import save_file, load_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+# The InternLM2 layout of a LLaMA state dict (fused, grouped wqkv) and its
+# config.json, as the model fixtures write them.
+from model_fixtures import internlm2_config, to_internlm2
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "tests", "fixtures", "train")
 IGNORE = -100
@@ -186,43 +190,6 @@ def adamw_run(model, bt):
                 "step": "zero_grad; loss = sum CE / n_targets on the same batch; backward; clip; "
                         "optimizer.step(); scheduler.step(); losses[i] is the loss before update i",
                 "loss_after": "loss after the 10th update"}}
-
-
-# ------------------------------------------------------------ InternLM2 copy
-def to_internlm2(sd, cfg):
-    nh, nkv = cfg.num_attention_heads, cfg.num_key_value_heads
-    hd, g = cfg.hidden_size // nh, nh // nkv
-    out = {"model.tok_embeddings.weight": sd["model.embed_tokens.weight"],
-           "model.norm.weight": sd["model.norm.weight"],
-           "output.weight": sd["lm_head.weight"]}
-    for i in range(cfg.num_hidden_layers):
-        p = "model.layers.%d." % i
-        q = sd[p + "self_attn.q_proj.weight"].view(nkv, g, hd, -1)
-        k = sd[p + "self_attn.k_proj.weight"].view(nkv, 1, hd, -1)
-        v = sd[p + "self_attn.v_proj.weight"].view(nkv, 1, hd, -1)
-        out[p + "attention.wqkv.weight"] = torch.cat([q, k, v], dim=1).reshape(-1, cfg.hidden_size)
-        out[p + "attention.wo.weight"] = sd[p + "self_attn.o_proj.weight"]
-        out[p + "feed_forward.w1.weight"] = sd[p + "mlp.gate_proj.weight"]
-        out[p + "feed_forward.w3.weight"] = sd[p + "mlp.up_proj.weight"]
-        out[p + "feed_forward.w2.weight"] = sd[p + "mlp.down_proj.weight"]
-        out[p + "attention_norm.weight"] = sd[p + "input_layernorm.weight"]
-        out[p + "ffn_norm.weight"] = sd[p + "post_attention_layernorm.weight"]
-    return {k: v.contiguous().clone() for k, v in out.items()}
-
-
-def internlm2_config(cfg):
-    return {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2",
-            "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-            "intermediate_size": cfg.intermediate_size,
-            "num_hidden_layers": cfg.num_hidden_layers,
-            "num_attention_heads": cfg.num_attention_heads,
-            "num_key_value_heads": cfg.num_key_value_heads, "hidden_act": "silu",
-            "max_position_embeddings": cfg.max_position_embeddings,
-            "rms_norm_eps": cfg.rms_norm_eps, "rope_theta": cfg.rope_parameters["rope_theta"],
-            "rope_scaling": None, "bias": False, "tie_word_embeddings": False,
-            "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
-            "initializer_range": 0.02, "use_cache": True, "torch_dtype": "float32",
-            "attn_implementation": "eager"}
 
 
 def build(name, spec, seed):

@@ -28,10 +28,12 @@ ilm_status ilm__cpu_rmsnorm(const ilm__backend *be, const float *x, const float 
     return ILM_OK;
 }
 
-ilm_status ilm__cpu_rope(const ilm__backend *be, float *x, int64_t T, int64_t NH, int64_t D,
-                         const float *cos, const float *sin, bool interleaved)
+/* Rotates every pair of x[T, NH, D] by the angle of (cos, sin), or by its
+ * negative (sign -1: the backward pass, whose gradient turns back by the
+ * same angle; -(-s) and a - (-b) are exact, so the forward bits are kept). */
+static void rotate(float *x, int64_t T, int64_t NH, int64_t D, const float *cos, const float *sin,
+                   bool interleaved, float sign)
 {
-    (void)be;
     const int64_t half = D / 2;
 #pragma omp parallel for num_threads(ilm__num_threads()) if (T * NH > 64)
     for (int64_t th = 0; th < T * NH; th++) {
@@ -40,11 +42,26 @@ ilm_status ilm__cpu_rope(const ilm__backend *be, float *x, int64_t T, int64_t NH
         const float *c = cos + t * half, *s = sin + t * half;
         for (int64_t i = 0; i < half; i++) {
             int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-            float va = v[a], vb = v[b];
-            v[a] = va * c[i] - vb * s[i];
-            v[b] = vb * c[i] + va * s[i];
+            float va = v[a], vb = v[b], si = sign * s[i];
+            v[a] = va * c[i] - vb * si;
+            v[b] = vb * c[i] + va * si;
         }
     }
+}
+
+ilm_status ilm__cpu_rope(const ilm__backend *be, float *x, int64_t T, int64_t NH, int64_t D,
+                         const float *cos, const float *sin, bool interleaved)
+{
+    (void)be;
+    rotate(x, T, NH, D, cos, sin, interleaved, 1.0f);
+    return ILM_OK;
+}
+
+ilm_status ilm__cpu_rope_bwd(const ilm__backend *be, float *dx, int64_t T, int64_t NH, int64_t D,
+                             const float *cos, const float *sin, bool interleaved)
+{
+    (void)be;
+    rotate(dx, T, NH, D, cos, sin, interleaved, -1.0f);
     return ILM_OK;
 }
 

@@ -99,30 +99,15 @@ ilm_status ilm__cpu_rmsnorm_bwd(const ilm__backend *be, const float *x, const fl
     return ILM_OK;
 }
 
-ilm_status ilm__cpu_rope_bwd(const ilm__backend *be, float *dx, int64_t T, int64_t NH, int64_t D,
-                             const float *cos, const float *sin, bool interleaved)
-{
-    (void)be;
-    const int64_t half = D / 2;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (T * NH > 64)
-    for (int64_t th = 0; th < T * NH; th++) {
-        int64_t t = th / NH;
-        float *v = dx + th * D;
-        const float *c = cos + t * half, *s = sin + t * half;
-        for (int64_t i = 0; i < half; i++) {
-            int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-            float va = v[a], vb = v[b];
-            v[a] = va * c[i] + vb * s[i];
-            v[b] = vb * c[i] - va * s[i];
-        }
-    }
-    return ILM_OK;
-}
-
 /* ---- attention over packed documents ----------------------------------- */
 
-static ilm_status check_cu(const int32_t *cu, int64_t n_seqs, int64_t T)
+/* The shapes both attention passes need: documents that tile [0, T), and
+ * heads that share the kv heads evenly. */
+static ilm_status check_shapes(const int32_t *cu, int64_t n_seqs, int64_t T, int64_t H, int64_t KV)
 {
+    ILM_RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
+                  "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
+                  (long long)KV);
     ILM_RETURN_IF(n_seqs < 1 || cu[0] != 0 || cu[n_seqs] != T, ILM_ERR_INVALID_ARG,
                   "attention: cu_seqlens must run from 0 to %lld over %lld documents",
                   (long long)T, (long long)n_seqs);
@@ -166,10 +151,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                                     int64_t H, int64_t KV, int64_t D)
 {
     (void)be;
-    ILM_FORWARD(check_cu(cu_seqlens, n_seqs, T));
-    ILM_RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
-                  "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
-                  (long long)KV);
+    ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
@@ -226,10 +208,7 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                                         int64_t H, int64_t KV, int64_t D)
 {
     (void)be;
-    ILM_FORWARD(check_cu(cu_seqlens, n_seqs, T));
-    ILM_RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
-                  "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
-                  (long long)KV);
+    ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
