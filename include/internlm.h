@@ -192,9 +192,19 @@ typedef int (*ilm_progress_fn)(void *user, const char *stage,
                                uint64_t done, uint64_t total);
 
 /*! ilm_set_num_threads() :
- *  Sets how many CPU threads the library's parallel work uses (OpenMP and
- *  the BLAS).  n <= 0 restores the default: the number of available cores.
- *  Affects work started afterwards, from any thread. */
+ *  Sets the default number of CPU threads for the library's parallel work:
+ *  what a model, session or trainer uses when its config has no "threads"
+ *  (a handle's own "threads" is never affected by this call).  n <= 0
+ *  restores the default: the number of available cores.  Affects work
+ *  started afterwards, from any thread; results never depend on it (every
+ *  reduction has a fixed order).  The library runs the BLAS on one thread
+ *  inside its own thread team (openblas_set_num_threads(1) on first use),
+ *  so OpenBLAS's own pool never competes for the cores.
+ *
+ *  The environment variable ILM_CPU=generic|avx2|avx512 limits the CPU
+ *  kernels to that instruction-set level (default: the machine's best; a
+ *  level the CPU lacks falls back to its best with a log line), so that
+ *  every kernel path can be tested on any machine. */
 ILM_API void ilm_set_num_threads(int n);
 
 /*! ilm_get_num_threads() :
@@ -451,7 +461,8 @@ ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
 /*! ilm_model_load() :
  *  Loads a Hugging Face model directory (config.json + *.safetensors, with
  *  model.safetensors.index.json when sharded; its tokenizer files too) or a
- *  GGUF file.  @config : JSON or NULL (no keys yet).
+ *  GGUF file.  @config : JSON or NULL: "threads" (the default for sessions
+ *  on this model; 0 or absent: ilm_get_num_threads() at each call).
  *  @return ILM_OK; ILM_ERR_IO; ILM_ERR_FORMAT naming the file and tensor
  *          (missing tensor, shape contradicting config.json, bad header);
  *          ILM_ERR_UNSUPPORTED for an architecture this library does not
@@ -501,7 +512,13 @@ ILM_API const char *ilm_model_chat_template(const ilm_model *m);
 
 /*! ilm_session_create() :
  *  @config : JSON or NULL: "context" (positions, default the model's
- *            maximum, at most 2048).  Free with ilm_session_free. */
+ *            maximum, at most 2048), "threads" (default: the model's, else
+ *            ilm_get_num_threads() at each call).  Each session computes on
+ *            its own backend instance (threads and scratch), so sessions on
+ *            one shared model may run in different threads at once, and
+ *            each result equals the one it gives alone, bit for bit.
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_NOMEM.  Free with
+ *          ilm_session_free. */
 ILM_API ilm_status ilm_session_create(const ilm_model *m, const char *config,
                                       ilm_session **out);
 ILM_API void ilm_session_free(ilm_session *s);
@@ -604,7 +621,9 @@ ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
  *            "checkpoint_interval" (0: only at the end), "keep_checkpoints"
  *            (3), "resume" (true: continue from the newest complete
  *            checkpoint), "recompute" (false), "log" (metrics JSONL,
- *            appended), "seed", "threads".
+ *            appended), "seed", "threads" (the trainer's own thread count;
+ *            default ilm_get_num_threads() at each step; the trainer never
+ *            changes the process's default).
  *  @return ILM_OK, ILM_ERR_CONFIG, the loaders' errors. */
 ILM_API ilm_status ilm_trainer_create(const char *config, ilm_trainer **out);
 ILM_API void ilm_trainer_free(ilm_trainer *t);
@@ -642,7 +661,11 @@ ILM_API int64_t ilm_trainer_steps_done(const ilm_trainer *t);
 
 /*! ilm_trainer_model() : the model being trained (its current weights,
  *  owned by the trainer): sessions and ilm_model_save work on it.  It has
- *  no tokenizer; a checkpoint directory has one. */
+ *  no tokenizer; a checkpoint directory has one.  Its weights change with
+ *  every ilm_trainer_step: a session over it must not evaluate while a step
+ *  runs (the caller orders the two), and its KV cache holds keys of the old
+ *  weights after a step (truncate it to 0 to start over).  Valid until
+ *  ilm_trainer_free. */
 ILM_API const ilm_model *ilm_trainer_model(const ilm_trainer *t);
 
 /* ===================================================================== */

@@ -1,5 +1,6 @@
 /* The test runner: every suite, fork mode, Check's summary line last. */
 #include "tests.h"
+#include "backend/backend.h"
 
 #include <cjson/cJSON.h>
 
@@ -8,6 +9,20 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+const ilm__backend *test_cpu(void)
+{
+    static ilm__backend *be;
+    if (!be) ck_assert_int_eq(ilm__backend_cpu_create(0, -1, &be), ILM_OK);
+    return be;
+}
+
+ilm__backend *test_cpu_new(int threads, int isa)
+{
+    ilm__backend *be = NULL;
+    ck_assert_int_eq(ilm__backend_cpu_create(threads, isa, &be), ILM_OK);
+    return be;
+}
 
 const char *test_build_dir(void)
 {

@@ -28,7 +28,7 @@ static const struct { int M, N, K; } shapes[] = { { 1, 1, 1 }, { 7, 13, 5 }, { 3
 
 START_TEST(gemm_f32_matches_definition)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     int M = shapes[_i].M, N = shapes[_i].N, K = shapes[_i].K;
     ilm__rng r;
     ilm__rng_init(&r, 99, (uint64_t)_i);
@@ -42,7 +42,7 @@ START_TEST(gemm_f32_matches_definition)
             for (int i = 0; i < arows * lda; i++) A[i] = ilm__rng_normal(&r);
             for (int i = 0; i < brows * ldb; i++) B[i] = ilm__rng_normal(&r);
             for (int i = 0; i < M * ldc; i++) C[i] = R[i] = ilm__rng_normal(&r);
-            ck_assert_int_eq(be->gemm_f32(be, ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C, ldc),
+            ck_assert_int_eq(be->iface.gemm_f32(be, ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C, ldc),
                              ILM_OK);
             naive_gemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, R, ldc);
             for (int i = 0; i < M; i++)
@@ -61,29 +61,32 @@ END_TEST
 
 START_TEST(gemm_f32_rejects_bad_arguments)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     float a[4] = { 0 }, c[4] = { 0 };
-    ck_assert_int_eq(be->gemm_f32(be, false, false, -1, 2, 2, 1, a, 2, a, 2, 0, c, 2),
+    ck_assert_int_eq(be->iface.gemm_f32(be, false, false, -1, 2, 2, 1, a, 2, a, 2, 0, c, 2),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(be->gemm_f32(be, false, false, 2, 2, 2, 1, a, 1, a, 2, 0, c, 2),
+    ck_assert_int_eq(be->iface.gemm_f32(be, false, false, 2, 2, 2, 1, a, 1, a, 2, 0, c, 2),
                      ILM_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "leading dimension"));
-    ck_assert_int_eq(be->gemm_f32(be, false, false, 0, 2, 2, 1, a, 2, a, 2, 0, c, 2), ILM_OK);
+    ck_assert_int_eq(be->iface.gemm_f32(be, false, false, 0, 2, 2, 1, a, 2, a, 2, 0, c, 2), ILM_OK);
 }
 END_TEST
 
 START_TEST(backend_buffers)
 {
-    const ilm__backend *be = ilm__backend_cpu();
-    ck_assert_str_eq(be->name, "cpu");
+    const ilm__backend *be = test_cpu();
+    ck_assert_int_eq(be->device.kind, ILM__BACKEND_CPU);
+    ck_assert_int_eq(strncmp(be->device.name, "cpu (", 5), 0);
+    ck_assert_int_eq(ilm__backend_check(be), ILM_OK);
+    ck_assert_int_eq(be->iface.synchronize(be), ILM_OK);
     float host[5] = { 1, 2, 3, 4, 5 }, back[5] = { 0 };
-    float *dev = be->alloc(be, sizeof host);
+    float *dev = be->iface.alloc(be, sizeof host);
     ck_assert_ptr_nonnull(dev);
-    ck_assert_int_eq(be->to_device(be, dev, host, sizeof host), ILM_OK);
-    ck_assert_int_eq(be->to_host(be, back, dev, sizeof host), ILM_OK);
+    ck_assert_int_eq(be->iface.to_device(be, dev, host, sizeof host), ILM_OK);
+    ck_assert_int_eq(be->iface.to_host(be, back, dev, sizeof host), ILM_OK);
     ck_assert_int_eq(memcmp(host, back, sizeof host), 0);
-    be->free(be, dev);
-    be->free(be, NULL);
+    be->iface.free_buf(be, dev);
+    be->iface.free_buf(be, NULL);
 }
 END_TEST
 

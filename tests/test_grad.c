@@ -84,17 +84,17 @@ static double fd_error(float *x, int64_t n, const float *analytic, scalar_fn f, 
 
 START_TEST(embedding_gathers_and_scatters)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     enum { V = 11, C = 70, T = 9 };
     ilm__rng r;
     ilm__rng_init(&r, 1, 0);
     float *W = randn(&r, V * C, 1), *y = malloc(T * C * sizeof *y), *dy = randn(&r, T * C, 1);
     const int32_t ids[T] = { 3, 0, 3, 10, 7, 3, 0, 1, 10 }; /* repeats */
-    ck_assert_int_eq(be->embedding(be, W, V, C, ids, T, y), ILM_OK);
+    ck_assert_int_eq(be->iface.embedding(be, ILM__GGML_F32, W, V, C, ids, T, y), ILM_OK);
     for (int t = 0; t < T; t++) ck_assert(memcmp(y + t * C, W + ids[t] * C, C * sizeof *y) == 0);
     float *dW = calloc(V * C, sizeof *dW);
     for (int i = 0; i < V * C; i++) dW[i] = 0.5f; /* accumulates */
-    ck_assert_int_eq(be->embedding_bwd(be, dW, V, C, ids, T, dy), ILM_OK);
+    ck_assert_int_eq(be->iface.embedding_bwd(be, dW, V, C, ids, T, dy), ILM_OK);
     for (int v = 0; v < V; v++)
         for (int c = 0; c < C; c++) {
             float want = 0.5f;
@@ -104,8 +104,8 @@ START_TEST(embedding_gathers_and_scatters)
                           (double)dW[v * C + c], (double)want);
         }
     const int32_t bad[1] = { V };
-    ck_assert_int_eq(be->embedding(be, W, V, C, bad, 1, y), ILM_ERR_RANGE);
-    ck_assert_int_eq(be->embedding_bwd(be, dW, V, C, bad, 1, dy), ILM_ERR_RANGE);
+    ck_assert_int_eq(be->iface.embedding(be, ILM__GGML_F32, W, V, C, bad, 1, y), ILM_ERR_RANGE);
+    ck_assert_int_eq(be->iface.embedding_bwd(be, dW, V, C, bad, 1, dy), ILM_ERR_RANGE);
     free(W); free(y); free(dy); free(dW);
 }
 END_TEST
@@ -117,27 +117,27 @@ typedef struct { const ilm__backend *be; float *x, *w, *y, *R; int64_t T, C; } n
 static double norm_f(void *p)
 {
     norm_ctx *c = p;
-    c->be->rmsnorm(c->be, c->x, c->w, c->y, c->T, c->C, 1e-5f);
+    c->be->iface.rmsnorm(c->be, c->x, c->w, c->y, c->T, c->C, 1e-5f);
     return dot_d(c->R, c->y, c->T * c->C);
 }
 
 START_TEST(rmsnorm_backward_matches_finite_differences)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     enum { T = 5, C = 70 }; /* C spans two column blocks */
     ilm__rng r;
     ilm__rng_init(&r, 2, 0);
     norm_ctx c = { be, randn(&r, T * C, 1), randn(&r, C, 1), malloc(T * C * sizeof(float)),
                    randn(&r, T * C, 1), T, C };
     float *dx = malloc(T * C * sizeof *dx), *dw = calloc(C, sizeof *dw);
-    ck_assert_int_eq(be->rmsnorm_bwd(be, c.x, c.w, c.R, dx, dw, T, C, 1e-5f), ILM_OK);
+    ck_assert_int_eq(be->iface.rmsnorm_bwd(be, c.x, c.w, c.R, dx, dw, T, C, 1e-5f), ILM_OK);
     CHECK_FD("rmsnorm dx", fd_error(c.x, T * C, dx, norm_f, &c));
     CHECK_FD("rmsnorm dw", fd_error(c.w, C, dw, norm_f, &c));
     /* dw accumulates; dx may overwrite dy. */
     float *dw2 = malloc(C * sizeof *dw2), *dy = malloc(T * C * sizeof *dy);
     for (int i = 0; i < C; i++) dw2[i] = 1.0f;
     memcpy(dy, c.R, T * C * sizeof *dy);
-    ck_assert_int_eq(be->rmsnorm_bwd(be, c.x, c.w, dy, dy, dw2, T, C, 1e-5f), ILM_OK);
+    ck_assert_int_eq(be->iface.rmsnorm_bwd(be, c.x, c.w, dy, dy, dw2, T, C, 1e-5f), ILM_OK);
     ck_assert(memcmp(dy, dx, T * C * sizeof *dx) == 0);
     for (int i = 0; i < C; i++) ck_assert_float_eq_tol(dw2[i], 1.0f + dw[i], 1e-5f);
     free(c.x); free(c.w); free(c.y); free(c.R); free(dx); free(dw); free(dw2); free(dy);
@@ -152,13 +152,13 @@ static double rope_f(void *p)
 {
     rope_ctx *c = p;
     memcpy(c->y, c->x, (size_t)(c->T * c->NH * c->D) * sizeof *c->y);
-    c->be->rope(c->be, c->y, c->T, c->NH, c->D, c->cs, c->sn, c->il);
+    c->be->iface.rope(c->be, c->y, c->T, c->NH, c->D, c->cs, c->sn, c->il);
     return dot_d(c->R, c->y, c->T * c->NH * c->D);
 }
 
 START_TEST(rope_backward_matches_finite_differences)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     enum { T = 6, NH = 3, D = 8, N = T * NH * D };
     ilm__rng r;
     ilm__rng_init(&r, 3, (uint64_t)_i);
@@ -175,12 +175,12 @@ START_TEST(rope_backward_matches_finite_differences)
                    D, _i == 1 };
     float *dx = malloc(N * sizeof *dx);
     memcpy(dx, c.R, N * sizeof *dx);
-    ck_assert_int_eq(be->rope_bwd(be, dx, T, NH, D, cs, sn, c.il), ILM_OK);
+    ck_assert_int_eq(be->iface.rope_bwd(be, dx, T, NH, D, cs, sn, c.il), ILM_OK);
     CHECK_FD(c.il ? "rope (interleaved) dx" : "rope (rotate_half) dx", fd_error(c.x, N, dx, rope_f, &c));
     /* The backward undoes the forward. */
     memcpy(c.y, c.x, N * sizeof *c.y);
-    be->rope(be, c.y, T, NH, D, cs, sn, c.il);
-    be->rope_bwd(be, c.y, T, NH, D, cs, sn, c.il);
+    be->iface.rope(be, c.y, T, NH, D, cs, sn, c.il);
+    be->iface.rope_bwd(be, c.y, T, NH, D, cs, sn, c.il);
     for (int i = 0; i < N; i++) ck_assert_float_eq_tol(c.y[i], c.x[i], 1e-5f);
     free(c.x); free(c.y); free(c.R); free(dx);
 }
@@ -205,14 +205,14 @@ typedef struct { const ilm__backend *be; float *q, *k, *v, *o, *lse, *R; } att_c
 static double att_f(void *p)
 {
     att_ctx *c = p;
-    c->be->attention_train(c->be, c->q, c->k, c->v, c->o, c->lse, ac->cu, ac->n_seqs, ac->T, AH,
+    c->be->iface.attention_train(c->be, c->q, c->k, c->v, c->o, c->lse, ac->cu, ac->n_seqs, ac->T, AH,
                            AKV, AD);
     return dot_d(c->R, c->o, (int64_t)ac->T * AH * AD);
 }
 
 START_TEST(attention_forward_equals_per_document_attention)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     ac = &att_cases[_i];
     const int AT = ac->T, ANS = ac->n_seqs;
     const int32_t *a_cu = ac->cu;
@@ -222,11 +222,11 @@ START_TEST(attention_forward_equals_per_document_attention)
           *v = randn(&r, AT * AKV * AD, 1);
     float *o = malloc(AT * AH * AD * sizeof *o), *ref = malloc(AT * AH * AD * sizeof *ref),
           *lse = malloc(AT * AH * sizeof *lse);
-    ck_assert_int_eq(be->attention_train(be, q, k, v, o, lse, a_cu, ANS, AT, AH, AKV, AD), ILM_OK);
+    ck_assert_int_eq(be->iface.attention_train(be, q, k, v, o, lse, a_cu, ANS, AT, AH, AKV, AD), ILM_OK);
     /* Each document alone through the inference op (causal from 0). */
     for (int d = 0; d < ANS; d++) {
         int s0 = a_cu[d], n = a_cu[d + 1] - s0;
-        ck_assert_int_eq(be->attention(be, q + s0 * AH * AD, k + s0 * AKV * AD, v + s0 * AKV * AD,
+        ck_assert_int_eq(be->iface.attention(be, q + s0 * AH * AD, k + s0 * AKV * AD, v + s0 * AKV * AD,
                                        ref + s0 * AH * AD, n, 0, AH, AKV, AD, AKV * AD), ILM_OK);
     }
     for (int i = 0; i < AT * AH * AD; i++) ck_assert_float_eq_tol(o[i], ref[i], 1e-5f);
@@ -243,7 +243,7 @@ START_TEST(attention_forward_equals_per_document_attention)
         }
     }
     const int32_t bad[3] = { 0, 7, 7 };
-    ck_assert_int_eq(be->attention_train(be, q, k, v, o, lse, bad, 2, 7, AH, AKV, AD),
+    ck_assert_int_eq(be->iface.attention_train(be, q, k, v, o, lse, bad, 2, 7, AH, AKV, AD),
                      ILM_ERR_INVALID_ARG);
     free(q); free(k); free(v); free(o); free(ref); free(lse);
 }
@@ -251,7 +251,7 @@ END_TEST
 
 START_TEST(attention_backward_matches_finite_differences)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     ac = &att_cases[_i];
     const int AT = ac->T;
     ilm__rng r;
@@ -262,7 +262,7 @@ START_TEST(attention_backward_matches_finite_differences)
     att_f(&c);
     float *dq = malloc(AT * AH * AD * sizeof *dq), *dk = malloc(AT * AKV * AD * sizeof *dk),
           *dv = malloc(AT * AKV * AD * sizeof *dv);
-    ck_assert_int_eq(be->attention_train_bwd(be, c.q, c.k, c.v, c.o, c.lse, c.R, dq, dk, dv, ac->cu,
+    ck_assert_int_eq(be->iface.attention_train_bwd(be, c.q, c.k, c.v, c.o, c.lse, c.R, dq, dk, dv, ac->cu,
                                              ac->n_seqs, AT, AH, AKV, AD), ILM_OK);
     const char *what[3] = { "attention dq", "attention dk", "attention dv" };
     char label[64];
@@ -284,26 +284,26 @@ typedef struct { const ilm__backend *be; float *g, *u, *y, *R; int64_t n; } swi_
 static double swi_f(void *p)
 {
     swi_ctx *c = p;
-    c->be->swiglu(c->be, c->g, c->u, c->y, c->n);
+    c->be->iface.swiglu(c->be, c->g, c->u, c->y, c->n);
     return dot_d(c->R, c->y, c->n);
 }
 
 START_TEST(swiglu_backward_matches_finite_differences)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     enum { N = 97 };
     ilm__rng r;
     ilm__rng_init(&r, 6, 0);
     swi_ctx c = { be, randn(&r, N, 2), randn(&r, N, 1), malloc(N * sizeof(float)), randn(&r, N, 1), N };
     float *dg = malloc(N * sizeof *dg), *du = malloc(N * sizeof *du);
-    ck_assert_int_eq(be->swiglu_bwd(be, c.R, c.g, c.u, dg, du, N), ILM_OK);
+    ck_assert_int_eq(be->iface.swiglu_bwd(be, c.R, c.g, c.u, dg, du, N), ILM_OK);
     CHECK_FD("swiglu dgate", fd_error(c.g, N, dg, swi_f, &c));
     CHECK_FD("swiglu dup", fd_error(c.u, N, du, swi_f, &c));
     /* In place: dgate over gate, dup over up. */
     float *g2 = malloc(N * sizeof *g2), *u2 = malloc(N * sizeof *u2);
     memcpy(g2, c.g, N * sizeof *g2);
     memcpy(u2, c.u, N * sizeof *u2);
-    ck_assert_int_eq(be->swiglu_bwd(be, c.R, g2, u2, g2, u2, N), ILM_OK);
+    ck_assert_int_eq(be->iface.swiglu_bwd(be, c.R, g2, u2, g2, u2, N), ILM_OK);
     ck_assert(memcmp(g2, dg, N * sizeof *dg) == 0 && memcmp(u2, du, N * sizeof *du) == 0);
     free(c.g); free(c.u); free(c.y); free(c.R); free(dg); free(du); free(g2); free(u2);
 }
@@ -321,20 +321,20 @@ static double ce_f(void *p)
     ce_ctx *c = p;
     double s;
     int64_t n;
-    c->be->cross_entropy(c->be, c->l, ce_labels, CN, CV, 1.0f, NULL, &s, &n);
+    c->be->iface.cross_entropy(c->be, c->l, ce_labels, CN, CV, 1.0f, NULL, &s, &n);
     return s;
 }
 
 START_TEST(cross_entropy_matches_definition_and_finite_differences)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     ilm__rng r;
     ilm__rng_init(&r, 7, 0);
     ce_ctx c = { be, randn(&r, CN * CV, 3) };
     float *d = malloc(CN * CV * sizeof *d);
     double s;
     int64_t n;
-    ck_assert_int_eq(be->cross_entropy(be, c.l, ce_labels, CN, CV, 1.0f, d, &s, &n), ILM_OK);
+    ck_assert_int_eq(be->iface.cross_entropy(be, c.l, ce_labels, CN, CV, 1.0f, d, &s, &n), ILM_OK);
     ck_assert_int_eq(n, 5);
     double want = 0;
     for (int i = 0; i < CN; i++) {
@@ -351,12 +351,12 @@ START_TEST(cross_entropy_matches_definition_and_finite_differences)
     /* Scaled and in place. */
     float *l2 = malloc(CN * CV * sizeof *l2);
     memcpy(l2, c.l, CN * CV * sizeof *l2);
-    ck_assert_int_eq(be->cross_entropy(be, l2, ce_labels, CN, CV, 0.25f, l2, &s, &n), ILM_OK);
+    ck_assert_int_eq(be->iface.cross_entropy(be, l2, ce_labels, CN, CV, 0.25f, l2, &s, &n), ILM_OK);
     for (int i = 0; i < CN * CV; i++) ck_assert_float_eq_tol(l2[i], 0.25f * d[i], 1e-7f);
     int32_t bad[CN];
     memcpy(bad, ce_labels, sizeof bad);
     bad[2] = CV;
-    ck_assert_int_eq(be->cross_entropy(be, c.l, bad, CN, CV, 1.0f, d, &s, &n), ILM_ERR_RANGE);
+    ck_assert_int_eq(be->iface.cross_entropy(be, c.l, bad, CN, CV, 1.0f, d, &s, &n), ILM_ERR_RANGE);
     free(c.l); free(d); free(l2);
 }
 END_TEST
@@ -366,7 +366,7 @@ END_TEST
 /* The reductions give the same bits with 1 thread and with 3. */
 START_TEST(backward_ops_do_not_depend_on_thread_count)
 {
-    const ilm__backend *be = ilm__backend_cpu();
+    const ilm__backend *be = test_cpu();
     enum { T = 300, C = 200, V = 17, H = 4, KV = 2, D = 16 };
     const int32_t cu[4] = { 0, 100, 101, T };
     ilm__rng r;
@@ -388,10 +388,10 @@ START_TEST(backward_ops_do_not_depend_on_thread_count)
         o[5] = malloc(T * KV * D * sizeof(float));
         o[6] = malloc(T * KV * D * sizeof(float));
         float *att = malloc(T * H * D * sizeof(float)), *lse = malloc(T * H * sizeof(float));
-        ck_assert_int_eq(be->rmsnorm_bwd(be, x, w, dy, o[0], o[1], T, C, 1e-5f), ILM_OK);
-        ck_assert_int_eq(be->embedding_bwd(be, o[2], V, C, ids, T, dy), ILM_OK);
-        ck_assert_int_eq(be->attention_train(be, q, k, v, att, lse, cu, 3, T, H, KV, D), ILM_OK);
-        ck_assert_int_eq(be->attention_train_bwd(be, q, k, v, att, lse, dout, o[4], o[5], o[6], cu,
+        ck_assert_int_eq(be->iface.rmsnorm_bwd(be, x, w, dy, o[0], o[1], T, C, 1e-5f), ILM_OK);
+        ck_assert_int_eq(be->iface.embedding_bwd(be, o[2], V, C, ids, T, dy), ILM_OK);
+        ck_assert_int_eq(be->iface.attention_train(be, q, k, v, att, lse, cu, 3, T, H, KV, D), ILM_OK);
+        ck_assert_int_eq(be->iface.attention_train_bwd(be, q, k, v, att, lse, dout, o[4], o[5], o[6], cu,
                                                  3, T, H, KV, D), ILM_OK);
         memcpy(o[3], att, T * H * D * sizeof(float));
         free(att);
@@ -913,10 +913,10 @@ START_TEST(adamw_steps_match_torch)
         worst = fmax(worst, err);
         ck_assert_msg(err <= 10 * ADAMW_TOL_SEEN, "step %d: loss %.8g, torch %.8g", s, sum / (double)n, want);
         if (s == 10) break;
-        double norm = sqrt(ilm__optim_sqnorm(ilm__graph_grad_slab(g), ps->total));
+        double norm = sqrt(ilm__optim_sqnorm(ilm__graph_backend(g), ilm__graph_grad_slab(g), ps->total));
         double wn = cJSON_GetArrayItem(norms, s)->valuedouble;
         ck_assert_msg(fabs(norm - wn) <= 10 * ADAMW_TOL_SEEN * wn, "step %d: norm %.8g, torch %.8g", s, norm, wn);
-        ck_assert_int_eq(ilm__adamw_step(&o, ps, 0, ps->total, s + 1, cJSON_GetArrayItem(lrs, s)->valuedouble,
+        ck_assert_int_eq(ilm__adamw_step(ilm__graph_backend(g), &o, ps, 0, ps->total, s + 1, cJSON_GetArrayItem(lrs, s)->valuedouble,
                                          ilm__optim_clip_coef(&o, norm), ilm__graph_param_slab(g),
                                          ilm__graph_grad_slab(g), m, v),
                          ILM_OK);

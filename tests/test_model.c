@@ -87,7 +87,11 @@ static void check_model_dir(const char *name, const char *dir, const char *fixtu
             for (int v = 0; v < V && (!dynamic || t == n - 1); v++)
                 drift = fmax(drift, fabs((double)l[v] - got[t * V + v]));
         }
-        ck_assert_msg(drift <= 1e-5, "%s: KV-cache decoding drifts by %g from the full forward",
+        /* Decode (M = 1: one dot product per output; the scalar kernel at
+         * ILM_CPU=generic keeps one running sum) and the prompt (blocked
+         * GEMM) order their fp32 sums differently: 1.1e-5 seen at generic,
+         * under 1e-5 with AVX2. */
+        ck_assert_msg(drift <= 2e-5, "%s: KV-cache decoding drifts by %g from the full forward",
                       name, drift);
         /* Log-probs of each token given the ones before. */
         double *lp = malloc(n * sizeof *lp);
@@ -229,9 +233,12 @@ START_TEST(smollm2_logits_and_greedy_equal_llama_cpp)
      * activations and double accumulation (no 8-bit activation rounding)
      * puts llama.cpp's last-position top-64 logits up to 0.42 away, and
      * greedy decoding diverges from it at near ties too; each side carries
-     * its own activation-quantization noise of that size.  0.5 bounds both
-     * (about 2-3% of these logits, which reach 15-25). */
-    ck_assert_msg(worst_top <= 0.5, "top-64 logits differ from llama.cpp by %g", worst_top);
+     * its own activation-quantization noise of that size, so the two may
+     * differ by the sum: 0.85 (about 4% of these logits, which reach
+     * 15-25).  Seen: 0.42 with the AVX2 kernels, 0.58 with the scalar ones
+     * (ILM_CPU=generic), whose float rounding moves other activations
+     * across an 8-bit rounding boundary; perplexity agrees either way. */
+    ck_assert_msg(worst_top <= 0.85, "top-64 logits differ from llama.cpp by %g", worst_top);
     ck_assert_msg(worst_tie <= 0.5, "greedy diverges from llama.cpp at a gap of %g", worst_tie);
     ck_assert_int_ge(argmax_equal * 100, positions * 95);
     ck_assert_int_ge(greedy_equal * 10, greedy_total * 8);

@@ -128,13 +128,13 @@ START_TEST(adamw_matches_torch)
         double lr = ilm__optim_lr(&o, s), want_lr = cJSON_GetArrayItem(lrs, s - 1)->valuedouble;
         ck_assert_msg(fabs(lr - want_lr) <= 1e-12 * want_lr, "step %d: lr %.17g, torch %.17g", s, lr,
                       want_lr);
-        double norm = sqrt(ilm__optim_sqnorm(g, ps.total));
+        double norm = sqrt(ilm__optim_sqnorm(test_cpu(), g, ps.total));
         double want_norm = cJSON_GetArrayItem(norms, s - 1)->valuedouble;
         ck_assert_msg(fabs(norm - want_norm) <= 1e-6 * want_norm, "step %d: norm %.9g, torch %.9g", s,
                       norm, want_norm);
         float c = ilm__optim_clip_coef(&o, norm);
         clipped += c < 1;
-        ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, ps.total, s, lr, c, p, g, m, v), ILM_OK);
+        ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, ps.total, s, lr, c, p, g, m, v), ILM_OK);
         check_close("param", s, &ps, p, blob + (size_t)(2 * s) * N, &max_rel);
     }
     ck_assert_int_eq(clipped, 2); /* the fixture clips steps 2 and 6 */
@@ -179,8 +179,8 @@ START_TEST(adamw_reference_detects_mistakes)
         double worst = 0;
         for (int s = 1; s <= 10; s++) {
             scatter(&ps, blob + (size_t)(2 * s - 1) * N, g);
-            float c = variant == 0 ? 1.0f : ilm__optim_clip_coef(&o, sqrt(ilm__optim_sqnorm(g, ps.total)));
-            ilm__adamw_step(&o, &ps, 0, ps.total, s, ilm__optim_lr(&o, s), c, p, g, m, v);
+            float c = variant == 0 ? 1.0f : ilm__optim_clip_coef(&o, sqrt(ilm__optim_sqnorm(test_cpu(), g, ps.total)));
+            ilm__adamw_step(test_cpu(), &o, &ps, 0, ps.total, s, ilm__optim_lr(&o, s), c, p, g, m, v);
             for (size_t t = 0, k = 0; t < ps.n; t++)
                 for (size_t j = 0; j < ps.p[t].numel; j++, k++) {
                     double want = blob[(size_t)(2 * s) * N + k];
@@ -311,7 +311,7 @@ START_TEST(adamw_range_split_is_bit_identical)
     for (int s = 1; s <= 3; s++) {
         fill(g, T, 100 + (uint64_t)s, 0.1f);
         ilm_set_num_threads(2);
-        ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, T, s, 0.01, 0.7f, p1, g, m1, v1), ILM_OK);
+        ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, T, s, 0.01, 0.7f, p1, g, m1, v1), ILM_OK);
         for (size_t c = 0; c + 1 < sizeof cuts / sizeof cuts[0]; c++) {
             size_t a = cuts[c], b = cuts[c + 1], n = b - a;
             ilm_set_num_threads((int)c % 3 + 1);
@@ -320,7 +320,7 @@ START_TEST(adamw_range_split_is_bit_identical)
             memcpy(lp, p2 + a, n * 4);
             memcpy(lm, m2 + a, n * 4);
             memcpy(lv, v2 + a, n * 4);
-            ck_assert_int_eq(ilm__adamw_step(&o, &ps, a, b, s, 0.01, 0.7f, lp, g + a, lm, lv), ILM_OK);
+            ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, a, b, s, 0.01, 0.7f, lp, g + a, lm, lv), ILM_OK);
             memcpy(p2 + a, lp, n * 4);
             memcpy(m2 + a, lm, n * 4);
             memcpy(v2 + a, lv, n * 4);
@@ -337,14 +337,14 @@ START_TEST(adamw_range_split_is_bit_identical)
     float *p3 = malloc(T * 4), *z = calloc(T, 4), *m3 = calloc(T, 4), *v3 = calloc(T, 4);
     fill(p3, T, 7, 1.0f);
     float a0 = p3[0], n0 = p3[ps.p[1].offset];
-    ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, T, 1, 0.5, 1.0f, p3, z, m3, v3), ILM_OK);
+    ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, T, 1, 0.5, 1.0f, p3, z, m3, v3), ILM_OK);
     ck_assert_float_eq(p3[0], a0 * (float)(1 - 0.5 * 0.3));
     ck_assert_float_eq(p3[ps.p[1].offset], n0);
     /* Bad arguments. */
-    ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, T, 0, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, T + 1, 1, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__adamw_step(&o, &ps, 9, 8, 1, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__adamw_step(&o, &ps, 0, T, 1, 0.01, 1, NULL, g, m1, v1), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, T, 0, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, T + 1, 1, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 9, 8, 1, 0.01, 1, p1, g, m1, v1), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(ilm__adamw_step(test_cpu(), &o, &ps, 0, T, 1, 0.01, 1, NULL, g, m1, v1), ILM_ERR_INVALID_ARG);
     ilm_set_num_threads(0);
     free(p1), free(m1), free(v1), free(g), free(p2), free(m2), free(v2);
     free(p3), free(z), free(m3), free(v3);
@@ -354,7 +354,7 @@ END_TEST
 
 START_TEST(sqnorm_is_thread_independent)
 {
-    const size_t n = 70 * ILM__OPTIM_CHUNK + 517; /* not a whole number of chunks */
+    const size_t n = 70 * ILM__SQNORM_CHUNK + 517; /* not a whole number of chunks */
     float *x = malloc(n * sizeof *x);
     fill(x, n, 3, 0.01f);
     double ref = 0, sums[4];
@@ -362,7 +362,7 @@ START_TEST(sqnorm_is_thread_independent)
     for (size_t i = 0; i < n; i++) exact += (long double)x[i] * x[i];
     for (int t = 1; t <= 4; t++) {
         ilm_set_num_threads(t);
-        sums[t - 1] = ilm__optim_sqnorm(x, n);
+        sums[t - 1] = ilm__optim_sqnorm(test_cpu(), x, n);
     }
     ilm_set_num_threads(0);
     ref = sums[0];
@@ -370,17 +370,17 @@ START_TEST(sqnorm_is_thread_independent)
         ck_assert_msg(memcmp(&sums[t], &ref, sizeof ref) == 0, "%d threads: %.17g != %.17g", t + 1,
                       sums[t], ref);
     ck_assert_msg(fabsl(ref - exact) <= 1e-13L * exact, "%.17g vs %.17Lg", ref, exact);
-    ck_assert(ilm__optim_sqnorm(x, 0) == 0);
-    ck_assert(ilm__optim_sqnorm(x, 1) == (double)x[0] * x[0]);
+    ck_assert(ilm__optim_sqnorm(test_cpu(), x, 0) == 0);
+    ck_assert(ilm__optim_sqnorm(test_cpu(), x, 1) == (double)x[0] * x[0]);
 
     /* Non-finite gradients stay visible, whichever chunk holds them. */
     x[n - 1] = INFINITY;
-    ck_assert(isinf(ilm__optim_sqnorm(x, n)));
+    ck_assert(isinf(ilm__optim_sqnorm(test_cpu(), x, n)));
     x[n - 1] = 0;
     x[12345] = NAN;
-    ck_assert(isnan(ilm__optim_sqnorm(x, n)));
+    ck_assert(isnan(ilm__optim_sqnorm(test_cpu(), x, n)));
     x[12345] = 3e38f; /* finite: its square fits a double */
-    ck_assert(isfinite(ilm__optim_sqnorm(x, n)));
+    ck_assert(isfinite(ilm__optim_sqnorm(test_cpu(), x, n)));
     free(x);
 
     ilm__optim_opts o;

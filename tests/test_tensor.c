@@ -7,6 +7,7 @@
 #include "tests.h"
 #include "formats/gguf.h"
 #include "tensor/tensor.h"
+#include "backend/backend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -331,11 +332,18 @@ static bool is_float_type(uint32_t t)
     return t == ILM__GGML_F32 || t == ILM__GGML_F16 || t == ILM__GGML_BF16;
 }
 
-/* Runs ilm__linear and checks every output against the bound of the path
- * it took (gemm: whether M reaches the panel threshold). */
-static void lin_check(const lin_case *c, float *y, bool gemm, const char *what)
+static ilm_status lin(const ilm__backend *be, uint32_t type, const void *w, int64_t N, int64_t K,
+                      const float *x, int64_t M, float *y)
 {
-    ck_assert_msg(ilm__linear(c->type, c->w, c->N, c->K, c->x, c->M, y) == ILM_OK, "%s: %s", what,
+    return be->iface.linear(be, type, w, N, K, x, M, y);
+}
+
+/* Runs the linear op on `be` and checks every output against the bound of
+ * the path it took (gemm: the panels, or f32 W with M > 1). */
+static void lin_check(const ilm__backend *be, const lin_case *c, float *y, bool gemm,
+                      const char *what)
+{
+    ck_assert_msg(lin(be, c->type, c->w, c->N, c->K, c->x, c->M, y) == ILM_OK, "%s: %s", what,
                   ilm_last_error());
     for (int64_t i = 0; i < c->M * c->N; i++) {
         double b = (gemm || is_float_type(c->type)) ? c->bound_f[i] : c->bound_q[i];
@@ -349,6 +357,9 @@ START_TEST(linear_within_bound_on_every_path)
 {
     static const int64_t Ms[] = { 1, 2, 7, 33 };
     uint32_t type = lin_types[_i];
+    /* Every ISA level this CPU (or ILM_CPU) allows: generic is the scalar
+     * reference; the best level is what the library runs. */
+    ilm__backend *scalar = test_cpu_new(0, ILM__ISA_GENERIC), *simd = test_cpu_new(0, -1);
     for (size_t mi = 0; mi < 4; mi++) {
         lin_case c;
         lin_setup(&c, type, 37, 512, Ms[mi], 7 + mi);
@@ -356,14 +367,12 @@ START_TEST(linear_within_bound_on_every_path)
         float *ys = malloc((size_t)(c.M * c.N) * sizeof(float));
         /* The default: the integer path at every M for quantized W; f16
          * and bf16 switch to panels at M = 8 (within bound_f either way). */
-        ilm__linear_set_gemm_min_m(0);
-        lin_check(&c, y, false, "auto");
+        lin_check(simd, &c, y, false, "auto");
         /* The integer (or fp32 dot) path at every M, scalar and SIMD. */
-        ilm__linear_set_gemm_min_m(1 << 30);
-        ilm__linear_set_isa(ILM__ISA_SCALAR);
-        lin_check(&c, ys, type == ILM__GGML_F32 && c.M > 1, "scalar");
-        ilm__linear_set_isa(ILM__ISA_AUTO);
-        lin_check(&c, y, type == ILM__GGML_F32 && c.M > 1, "simd");
+        ilm__backend_cpu_set_gemm_min_m(scalar, 1 << 30);
+        ilm__backend_cpu_set_gemm_min_m(simd, 1 << 30);
+        lin_check(scalar, &c, ys, type == ILM__GGML_F32 && c.M > 1, "scalar");
+        lin_check(simd, &c, y, type == ILM__GGML_F32 && c.M > 1, "simd");
         /* Scalar and SIMD see the same quantized activations: they differ
          * only by float rounding, within both bounds together. */
         for (int64_t i = 0; i < c.M * c.N; i++) {
@@ -372,36 +381,46 @@ START_TEST(linear_within_bound_on_every_path)
                           ilm__ggml_type_name(type), ys[i], y[i]);
         }
         /* The panel path at every M. */
-        ilm__linear_set_gemm_min_m(1);
-        lin_check(&c, y, true, "panels");
-        ilm__linear_set_gemm_min_m(0);
+        ilm__backend_cpu_set_gemm_min_m(simd, 1);
+        lin_check(simd, &c, y, true, "panels");
+        ilm__backend_cpu_set_gemm_min_m(scalar, 0);
+        ilm__backend_cpu_set_gemm_min_m(simd, 0);
         free(y);
         free(ys);
         lin_free(&c);
     }
+    ilm__backend_free(scalar);
+    ilm__backend_free(simd);
 }
 END_TEST
 
-START_TEST(linear_same_bits_with_1_and_2_threads)
+START_TEST(linear_same_bits_for_any_thread_count)
 {
-    static const int64_t Ms[] = { 1, 3, 33 };
+    /* Every path (dot products, panels, the blocked f32 GEMM: M = 300 x N
+     * = 301 x K = 512 is cut into blocks) at every ISA level gives the
+     * same bits on 1, 2 and 3 threads: the work is split by a policy that
+     * depends on the shape alone, never on the BLAS's own threading. */
+    static const int64_t Ms[] = { 1, 3, 33, 300 };
     uint32_t type = lin_types[_i];
-    for (size_t mi = 0; mi < 3; mi++) {
-        lin_case c;
-        lin_setup(&c, type, 301, 512, Ms[mi], 99);
-        size_t n = (size_t)(c.M * c.N);
-        float *y1 = malloc(n * sizeof(float)), *y2 = malloc(n * sizeof(float));
-        ilm_set_num_threads(1);
-        ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x, c.M, y1), ILM_OK);
-        ilm_set_num_threads(2);
-        ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x, c.M, y2), ILM_OK);
-        ck_assert_msg(memcmp(y1, y2, n * sizeof(float)) == 0, "%s M=%lld: thread count changes bits",
-                      ilm__ggml_type_name(type), (long long)c.M);
-        ilm_set_num_threads(0);
-        free(y1);
-        free(y2);
-        lin_free(&c);
-    }
+    for (int isa = ILM__ISA_GENERIC; isa <= ilm__isa(); isa++)
+        for (size_t mi = 0; mi < 4; mi++) {
+            lin_case c;
+            lin_setup(&c, type, 301, 512, Ms[mi], 99);
+            size_t n = (size_t)(c.M * c.N);
+            float *y[3];
+            for (int t = 0; t < 3; t++) {
+                ilm__backend *be = test_cpu_new(t + 1, isa);
+                y[t] = malloc(n * sizeof(float));
+                ck_assert_int_eq(lin(be, type, c.w, c.N, c.K, c.x, c.M, y[t]), ILM_OK);
+                ilm__backend_free(be);
+            }
+            for (int t = 1; t < 3; t++)
+                ck_assert_msg(memcmp(y[0], y[t], n * sizeof(float)) == 0,
+                              "%s M=%lld at %s: %d threads change bits", ilm__ggml_type_name(type),
+                              (long long)c.M, ilm__isa_name(isa), t + 1);
+            for (int t = 0; t < 3; t++) free(y[t]);
+            lin_free(&c);
+        }
 }
 END_TEST
 
@@ -413,13 +432,14 @@ START_TEST(linear_prompt_rows_equal_single_rows)
      * are ordered differently. */
     uint32_t type = lin_types[_i];
     if (type == ILM__GGML_F32 || type == ILM__GGML_F16 || type == ILM__GGML_BF16) return;
+    const ilm__backend *be = test_cpu();
     lin_case c;
     lin_setup(&c, type, 37, 512, 9, 7);
     size_t n = (size_t)(c.M * c.N);
     float *all = malloc(n * sizeof(float)), *one = malloc((size_t)c.N * sizeof(float));
-    ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x, c.M, all), ILM_OK);
+    ck_assert_int_eq(lin(be, type, c.w, c.N, c.K, c.x, c.M, all), ILM_OK);
     for (int64_t m = 0; m < c.M; m++) {
-        ck_assert_int_eq(ilm__linear(type, c.w, c.N, c.K, c.x + m * c.K, 1, one), ILM_OK);
+        ck_assert_int_eq(lin(be, type, c.w, c.N, c.K, c.x + m * c.K, 1, one), ILM_OK);
         ck_assert_msg(memcmp(one, all + m * c.N, (size_t)c.N * sizeof(float)) == 0,
                       "%s: row %lld of a prompt differs from the same row alone",
                       ilm__ggml_type_name(type), (long long)m);
@@ -432,24 +452,25 @@ END_TEST
 
 START_TEST(linear_bad_arguments)
 {
+    const ilm__backend *be = test_cpu();
     float x[512] = { 0 }, y[64];
     uint8_t w[4096] = { 0 };
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, 2, 48, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_K, w, 2, 128, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, -1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, 1, 32, x, -1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, NULL, 1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, 1, 32, NULL, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q8_K, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_IQ2_XXS, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(ilm__linear(1000, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, 0, 32, x, 1, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 2, 48, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_K, w, 2, 128, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, -1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 32, x, -1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, NULL, 1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 32, NULL, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q8_K, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(lin(be, ILM__GGML_IQ2_XXS, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(lin(be, 1000, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 0, 32, x, 1, y), ILM_OK);
     /* K = 0 is an empty sum. */
     y[0] = 1.0f;
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_0, w, 1, 0, x, 1, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 0, x, 1, y), ILM_OK);
     ck_assert(y[0] == 0.0f);
     /* Zero weights and activations give exact zeros on the integer path. */
-    ck_assert_int_eq(ilm__linear(ILM__GGML_Q4_1, w, 3, 64, x, 2, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__GGML_Q4_1, w, 3, 64, x, 2, y), ILM_OK);
     for (int i = 0; i < 6; i++) ck_assert(y[i] == 0.0f);
 }
 END_TEST
@@ -468,7 +489,7 @@ Suite *suite_tensor(void)
     int nt = (int)(sizeof lin_types / sizeof lin_types[0]);
     tcase_add_loop_test(l, linear_within_bound_on_every_path, 0, nt);
     tcase_add_loop_test(l, linear_prompt_rows_equal_single_rows, 0, nt);
-    tcase_add_loop_test(l, linear_same_bits_with_1_and_2_threads, 0, nt);
+    tcase_add_loop_test(l, linear_same_bits_for_any_thread_count, 0, nt);
     tcase_add_test(l, linear_bad_arguments);
     suite_add_tcase(s, l);
     return s;

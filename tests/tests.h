@@ -31,6 +31,13 @@ Suite *suite_optim(void);
 Suite *suite_ckpt(void);
 Suite *suite_grad(void);
 
+/* The process's shared CPU backend instance (the default thread count and
+ * ISA level at each call; never freed), and a new instance with its own
+ * thread count and ISA level (free with ilm__backend_free). */
+struct ilm__backend;
+const struct ilm__backend *test_cpu(void);
+struct ilm__backend *test_cpu_new(int threads, int isa);
+
 /* ILM_BUILD / ILM_LIBDIR from the environment, with the defaults of a plain
  * `make`. */
 const char *test_build_dir(void);

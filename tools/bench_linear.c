@@ -1,5 +1,5 @@
 /*
- * tools/bench_linear.c -- times ilm__linear (the CPU backend's linear op)
+ * tools/bench_linear.c -- times the CPU backend's linear op
  * on SmolLM2-135M's matrix shapes, for decode (M = 1) and a prompt chunk
  * (M = 128), and prints microseconds per call, GB/s of weight bytes
  * streamed and GFLOP/s.  A development tool, not part of the library: it
@@ -10,6 +10,7 @@
  * Types are ggml names (q4_1 q8_0 q4_0 q4_k q6_k f16 ...); the default is
  * SmolLM2's own mix: q4_1 for the layers, q8_0 for the tied output.
  */
+#include "backend/backend.h"
 #include "tensor/tensor.h"
 
 #include <math.h>
@@ -52,6 +53,14 @@ static void *random_weights(uint32_t type, int64_t N, int64_t K, size_t *bytes_o
     return w;
 }
 
+static ilm__backend *g_be;
+
+static ilm_status lin(uint32_t type, const void *w, int64_t N, int64_t K, const float *x,
+                      int64_t M, float *y)
+{
+    return g_be->iface.linear(g_be, type, w, N, K, x, M, y);
+}
+
 static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t M)
 {
     size_t wbytes;
@@ -60,7 +69,7 @@ static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t
     ilm__rng r;
     ilm__rng_init(&r, 2, 0);
     for (int64_t i = 0; i < M * K; i++) x[i] = ilm__rng_normal(&r);
-    if (ilm__linear(type, w, N, K, x, M, y) != ILM_OK) {
+    if (lin(type, w, N, K, x, M, y) != ILM_OK) {
         printf("%-6s %-10s failed: %s\n", ilm__ggml_type_name(type), what, ilm_last_error());
         return;
     }
@@ -68,10 +77,10 @@ static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t
     double best = INFINITY;
     int reps = 1;
     for (double t0 = ilm__now(); ilm__now() - t0 < 0.05; reps *= 2)
-        for (int i = 0; i < reps; i++) (void)ilm__linear(type, w, N, K, x, M, y);
+        for (int i = 0; i < reps; i++) (void)lin(type, w, N, K, x, M, y);
     for (int run = 0; run < 5; run++) {
         double t0 = ilm__now();
-        for (int i = 0; i < reps; i++) (void)ilm__linear(type, w, N, K, x, M, y);
+        for (int i = 0; i < reps; i++) (void)lin(type, w, N, K, x, M, y);
         double t = (ilm__now() - t0) / reps;
         if (t < best) best = t;
     }
@@ -86,11 +95,14 @@ static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
-    ilm_set_num_threads(threads);
+    if (ilm__backend_cpu_create(threads, -1, &g_be) != ILM_OK) {
+        printf("%s\n", ilm_last_error());
+        return 1;
+    }
     /* BENCH_GEMM_MIN_M=m moves the switch to dequantized panels + BLAS. */
     const char *gm = getenv("BENCH_GEMM_MIN_M");
-    if (gm) ilm__linear_set_gemm_min_m(atoll(gm));
-    printf("ilm__linear, %d threads\n", ilm_get_num_threads());
+    if (gm) ilm__backend_cpu_set_gemm_min_m(g_be, atoll(gm));
+    printf("linear op on %s, %d threads\n", g_be->device.name, threads);
     static const struct { const char *what; int64_t N, K; } shapes[] = {
         { "q/o", 576, 576 }, { "k/v", 192, 576 }, { "gate/up", 1536, 576 },
         { "down", 576, 1536 }, { "output", 49152, 576 },
@@ -114,5 +126,6 @@ int main(int argc, char **argv)
             }
             for (int i = 0; i < nt; i++) bench(types[i], shapes[s].what, shapes[s].N, shapes[s].K, Ms[mi]);
         }
+    ilm__backend_free(g_be);
     return 0;
 }

@@ -21,16 +21,62 @@ typedef enum ilm__backend_kind {
     ILM__BACKEND_CUDA = 1
 } ilm__backend_kind;
 
+/* The op table's version: a backend built against another one is refused
+ * (ilm__backend_check), so an out-of-tree backend cannot be called through
+ * a table whose layout it does not know. */
+#define ILM__BACKEND_API_VERSION 1
+
 typedef struct ilm__backend ilm__backend;
 
-struct ilm__backend {
-    const char        *name;
-    ilm__backend_kind  kind;
+/* The device a backend instance computes on. */
+typedef struct ilm__device {
+    ilm__backend_kind kind;
+    int               index;   /* cuda:N; 0 for the CPU */
+    char              name[64];
+} ilm__device;
 
-    /* Device memory.  `alloc` returns NULL on failure with the reason set as
-     * the thread's error; `free` accepts NULL.  Copies are synchronous. */
+/* One AdamW span: n elements of a tensor inside the optimizer's slab range
+ * (train/optim.c makes them), and whether weight decay applies. */
+typedef struct ilm__adamw_span {
+    float       *p, *m, *v;
+    const float *g;
+    size_t       n;
+    bool         decay;
+} ilm__adamw_span;
+
+/* The per-step AdamW constants, rounded to float once as torch rounds its
+ * Python scalars when it hands them to a float kernel. */
+typedef struct ilm__adamw_k {
+    float decay;     /* 1 - lr * weight_decay */
+    float one_m_b1;  /* 1 - beta1, the lerp weight */
+    float b2, one_m_b2;
+    float step_size; /* lr / (1 - beta1^t) */
+    float bc2_sqrt;  /* sqrt(1 - beta2^t) */
+    float eps;
+    float scale;     /* the clip coefficient */
+} ilm__adamw_k;
+
+/* A backend instance is an interface (this table of functions), a device
+ * and the instance's own context (for the CPU: its thread count, ISA level
+ * and scratch; for CUDA: a stream, a cuBLAS handle and device buffers) --
+ * the shape of ggml's ggml_backend.  An instance is used by one thread at
+ * a time; many instances may compute over the same read-only weights at
+ * once (sessions sharing a model each own one).  Every op is synchronous
+ * on the CPU; a device backend may queue work, and `synchronize` waits for
+ * it (copies to the host synchronize). */
+typedef struct ilm__backend_iface {
+    unsigned api_version; /* ILM__BACKEND_API_VERSION */
+
+    /* Frees the instance and everything it owns (scratch, handles). */
+    void       (*free)(ilm__backend *be);
+    /* Waits until every queued op has finished. */
+    ilm_status (*synchronize)(const ilm__backend *be);
+
+    /* Device memory owned by the backend.  `alloc` returns NULL on failure
+     * with the reason set as the thread's error; `free_buf` accepts NULL.
+     * Copies are synchronous. */
     void      *(*alloc)(const ilm__backend *be, size_t bytes);
-    void       (*free)(const ilm__backend *be, void *ptr);
+    void       (*free_buf)(const ilm__backend *be, void *ptr);
     ilm_status (*to_device)(const ilm__backend *be, void *dst, const void *src, size_t bytes);
     ilm_status (*to_host)(const ilm__backend *be, void *dst, const void *src, size_t bytes);
 
@@ -69,6 +115,19 @@ struct ilm__backend {
     ilm_status (*swiglu)(const ilm__backend *be, const float *gate, const float *up, float *out,
                          int64_t n);
 
+    /* KV cache append: rows pos .. pos+T-1 of cache[*, width] = x[T, width]. */
+    ilm_status (*kv_append)(const ilm__backend *be, float *cache, int64_t pos, const float *x,
+                            int64_t T, int64_t width);
+
+    /* InternLM2's fused projection: qkv[T, KV*(g+2)*D], grouped per KV head
+     * as [q x g, k, v] (g = H / KV), to q[T,H,D], k and v [T,KV,D]; and its
+     * inverse (for the gradient). */
+    ilm_status (*qkv_split)(const ilm__backend *be, const float *qkv, int64_t T, int64_t H,
+                            int64_t KV, int64_t D, float *q, float *k, float *v);
+    ilm_status (*qkv_merge)(const ilm__backend *be, const float *q, const float *k,
+                            const float *v, int64_t T, int64_t H, int64_t KV, int64_t D,
+                            float *qkv);
+
     /* y[n] += x[n]. */
     ilm_status (*add)(const ilm__backend *be, float *y, const float *x, int64_t n);
 
@@ -83,10 +142,11 @@ struct ilm__backend {
      * gradients are written.  Matmul gradients need no op of their own:
      * dX = dY W and dW += dY^T X are gemm_f32 with trans flags. ---- */
 
-    /* y[T,C] = W[ids[t], :] of an fp32 table W[V,C]; ILM_ERR_RANGE for an
-     * id outside [0, V). */
-    ilm_status (*embedding)(const ilm__backend *be, const float *W, int64_t V, int64_t C,
-                            const int32_t *ids, int64_t T, float *y);
+    /* y[T,C] = W[ids[t], :] of a table W[V,C] in ggml type `wtype` (f32
+     * for training, any type a model file stores for inference: rows are
+     * dequantized); ILM_ERR_RANGE for an id outside [0, V). */
+    ilm_status (*embedding)(const ilm__backend *be, uint32_t wtype, const void *W, int64_t V,
+                            int64_t C, const int32_t *ids, int64_t T, float *y);
     /* dW[V,C] += sum over t with ids[t] = v of dy[t, :], summed in token
      * order whatever the thread count. */
     ilm_status (*embedding_bwd)(const ilm__backend *be, float *dW, int64_t V, int64_t C,
@@ -139,9 +199,42 @@ struct ilm__backend {
     ilm_status (*cross_entropy)(const ilm__backend *be, const float *logits,
                                 const int32_t *labels, int64_t N, int64_t V, float dscale,
                                 float *dlogits, double *loss_sum, int64_t *n_targets);
+
+    /* ---- the optimizer (train/optim.h states the semantics) ---- */
+
+    /* *out = sum of x[i]^2 in double, in fixed chunks of ILM__SQNORM_CHUNK
+     * summed in order whatever the thread count. */
+    ilm_status (*sqnorm)(const ilm__backend *be, const float *x, size_t n, double *out);
+    /* One AdamW step over the spans (elementwise, so the split into spans
+     * and threads never changes the bits). */
+    ilm_status (*adamw)(const ilm__backend *be, const ilm__adamw_k *k,
+                        const ilm__adamw_span *spans, size_t n_spans);
+} ilm__backend_iface;
+
+#define ILM__SQNORM_CHUNK 8192
+
+struct ilm__backend {
+    ilm__backend_iface iface;
+    ilm__device        device;
+    void              *ctx;
 };
 
-/* The CPU backend: always available, the reference for all others. */
-const ilm__backend *ilm__backend_cpu(void);
+/* A new CPU backend instance (the reference for all others) computing with
+ * `threads` threads (<= 0: the process default, ilm_get_num_threads(), at
+ * each call) and kernels up to instruction-set level `isa` (< 0: ilm__isa(),
+ * the machine's best or ILM_CPU's).  Puts the BLAS on one thread for the
+ * process (the first time).  Free with ilm__backend_free. */
+ilm_status ilm__backend_cpu_create(int threads, int isa, ilm__backend **out);
+/* Frees an instance of any backend; NULL is accepted. */
+void ilm__backend_free(ilm__backend *be);
+/* ILM_ERR_BACKEND unless the instance's table has this build's version. */
+ilm_status ilm__backend_check(const ilm__backend *be);
+
+/* The CPU instance's knobs, for tests and benchmarks of both kernel
+ * paths: the thread count, and the smallest M at which the linear op
+ * switches quantized / half weights to dequantized panels and the BLAS
+ * (<= 0: the default). */
+void ilm__backend_cpu_set_threads(ilm__backend *be, int threads);
+void ilm__backend_cpu_set_gemm_min_m(ilm__backend *be, int64_t m);
 
 #endif /* ILM_BACKEND_H */

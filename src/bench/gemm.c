@@ -81,8 +81,8 @@ static ilm_status time_size(const ilm__backend *be, int n, const gemm_opts *o,
     char stage[64];
     snprintf(stage, sizeof stage, "gemm %d", n);
     const double flops = 2.0 * (double)n * n * n;
-    /* One untimed call warms caches, page tables and the BLAS thread pool. */
-    st = be->gemm_f32(be, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    /* One untimed call warms caches, page tables and the thread team. */
+    st = be->iface.gemm_f32(be, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
     double spent = 0;
     while (st == ILM_OK && (spent < o->min_time || reps < (size_t)o->min_reps)) {
         if (progress && progress(user, stage, reps, (uint64_t)o->min_reps)) {
@@ -90,7 +90,7 @@ static ilm_status time_size(const ilm__backend *be, int n, const gemm_opts *o,
             break;
         }
         double t0 = ilm__now();
-        st = be->gemm_f32(be, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+        st = be->iface.gemm_f32(be, false, false, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
         double dt = ilm__now() - t0;
         spent += dt;
         if (reps == cap) {
@@ -126,15 +126,15 @@ ilm_status ilm_bench_gemm(const char *config, ilm_progress_fn progress, void *us
     gemm_opts o = { 0 };
     ILM_FORWARD(parse_opts(config, &o));
 
-    const int saved_threads = ilm__num_threads();
-    ilm_set_num_threads((int)o.threads);
+    ilm__backend *be = NULL;
+    ILM_FORWARD(ilm__backend_cpu_create((int)o.threads, -1, &be));
     const char *isa = "";
     double peak = ilm__bench_peak_gflops((int)o.threads, &isa);
 
     cJSON *root = cJSON_CreateObject(), *results = cJSON_CreateArray();
     ilm_status st = ILM_OK;
     for (size_t i = 0; i < o.n_sizes && st == ILM_OK; i++)
-        st = time_size(ilm__backend_cpu(), (int)o.sizes[i], &o, progress, user, results);
+        st = time_size(be, (int)o.sizes[i], &o, progress, user, results);
     /* The peak is measured again after the GEMMs and the better figure
      * kept, so a busy moment during one measurement does not inflate the
      * fraction. */
@@ -146,7 +146,7 @@ ilm_status ilm_bench_gemm(const char *config, ilm_progress_fn progress, void *us
             isa = isa2;
         }
     }
-    ilm_set_num_threads(saved_threads);
+    ilm__backend_free(be);
 
     if (st == ILM_OK) {
         for (cJSON *r = results->child; r; r = r->next)

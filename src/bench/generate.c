@@ -25,8 +25,6 @@ ilm_status ilm_bench_generate(const char *config, ilm_progress_fn progress, void
         { "reps", ILM__J_INT, &reps, false, 1, 1000 },
     };
     ilm_status st = ilm__json_fields(root, "", f, sizeof f / sizeof *f);
-    const int saved = ilm__num_threads();
-    if (st == ILM_OK) ilm_set_num_threads((int)threads);
     ilm_model *m = NULL;
     ilm_session *s = NULL;
     int32_t *ids = NULL;
@@ -34,7 +32,8 @@ ilm_status ilm_bench_generate(const char *config, ilm_progress_fn progress, void
     if (st == ILM_OK) st = ilm_model_load(path, NULL, &m);
     load = ilm__now() - load;
     char cfg[64];
-    snprintf(cfg, sizeof cfg, "{\"context\": %lld}", (long long)(n_prompt + n_gen));
+    snprintf(cfg, sizeof cfg, "{\"context\": %lld, \"threads\": %lld}",
+             (long long)(n_prompt + n_gen), (long long)threads);
     if (st == ILM_OK) st = ilm_session_create(m, cfg, &s);
     if (st == ILM_OK && !(ids = ilm__malloc((size_t)n_prompt * sizeof *ids)))
         st = ilm__error(ILM_ERR_NOMEM, "bench generate: out of memory");
@@ -80,7 +79,6 @@ ilm_status ilm_bench_generate(const char *config, ilm_progress_fn progress, void
         st = ilm__json_print(j, result);
         cJSON_Delete(j);
     }
-    ilm_set_num_threads(saved);
     ilm__free(ids);
     ilm_session_free(s);
     ilm_model_free(m);

@@ -79,8 +79,9 @@ static ilm_status step(ilm__graph *g, const ilm__optim_opts *o, const bench_batc
     *loss = nt ? sum / (double)nt : NAN;
     const double t0 = ilm__now();
     float *grad = ilm__graph_grad_slab(g);
-    const double norm = sqrt(ilm__optim_sqnorm(grad, ps->total));
-    ILM_FORWARD(ilm__adamw_step(o, ps, 0, ps->total, n, ilm__optim_lr(o, n), ilm__optim_clip_coef(o, norm),
+    const ilm__backend *be = ilm__graph_backend(g);
+    const double norm = sqrt(ilm__optim_sqnorm(be, grad, ps->total));
+    ILM_FORWARD(ilm__adamw_step(be, o, ps, 0, ps->total, n, ilm__optim_lr(o, n), ilm__optim_clip_coef(o, norm),
                                 ilm__graph_param_slab(g), grad, m, v));
     ilm__graph_zero_grad(g);
     *opt_s = ilm__now() - t0;
@@ -154,15 +155,13 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
     if (st == ILM_OK && mcfg && !(model_config = cJSON_PrintUnformatted(mcfg)))
         st = ilm__error(ILM_ERR_NOMEM, "bench train: out of memory");
     const char *mc = model_config ? model_config : default_model;
-    const int saved = ilm__num_threads();
-    if (st == ILM_OK) ilm_set_num_threads((int)threads);
     ilm_model *m = NULL;
     ilm__graph *g = NULL;
     bench_batch b = { 0 };
     float *mom = NULL, *var = NULL;
     if (st == ILM_OK) st = ilm_model_create(mc, 1234, &m);
     if (st == ILM_OK) {
-        const ilm__graph_opts go = { recompute };
+        const ilm__graph_opts go = { recompute, (int)threads };
         st = ilm__graph_create(m, &go, &g);
     }
     if (st == ILM_OK) st = make_batch(&b, B, T, docs, m->arch.vocab_size);
@@ -196,7 +195,6 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
     if (st == ILM_OK)
         st = report(mc, g, B, T, docs, steps, warmup, threads, recompute, seconds, best, opt_s,
                     loss0, loss1, result);
-    ilm_set_num_threads(saved);
     ilm__free(mom);
     ilm__free(var);
     free_batch(&b);

@@ -67,14 +67,30 @@ void ilm__log(ilm_log_level level, const char *fmt, ...) ILM__PRINTF(2, 3);
 
 /* ---- threads (threads.c) ---------------------------------------------- */
 
-/* The thread count to use for parallel work (see ilm_set_num_threads). */
+/* The default thread count for parallel work (ilm_set_num_threads): what
+ * a backend, session or trainer without its own "threads" uses. */
 int ilm__num_threads(void);
-/* The BLAS's own thread count, and setting it (process-wide; returns the
- * previous count).  The training graph runs the BLAS on one thread inside
- * its own OpenMP team (backend/cpu/cpu.c), so that only one pool of
- * threads ever spins on the cores; ilm_set_num_threads sets it back. */
-int ilm__blas_threads(void);
-int ilm__blas_set_threads(int n);
+/* The largest "threads" a config may ask for. */
+#define ILM__MAX_THREADS 1024
+/* Puts the BLAS on one thread, once per process: every matmul is cut into
+ * fixed blocks by our own OpenMP team (backend/cpu/), so OpenBLAS's own
+ * pool never runs and never competes for the cores. */
+void ilm__blas_single_thread(void);
+
+/* ---- the CPU's instruction-set level (cpu.c) ----------------------------- */
+
+/* Levels, in order: a kernel for level L runs when ilm__isa() >= L. */
+enum { ILM__ISA_GENERIC = 0, ILM__ISA_AVX2 = 1, ILM__ISA_AVX512 = 2 };
+/* The level the kernels may use: the CPU's best (AVX2 = AVX2 + FMA + F16C,
+ * AVX512 = AVX-512 F + VL), or a lower one forced by ILM_CPU=generic|avx2|
+ * avx512 (read once; a level the CPU lacks falls back with a log line). */
+int ilm__isa(void);
+/* The best level the CPU has, whatever ILM_CPU says. */
+int ilm__isa_best(void);
+/* "generic", "avx2", "avx512". */
+const char *ilm__isa_name(int isa);
+/* Whether the CPU has AVX512-VNNI (used only at level ILM__ISA_AVX512). */
+bool ilm__isa_vnni(void);
 
 /* Monotonic wall clock in seconds. */
 double ilm__now(void);

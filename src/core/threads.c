@@ -1,9 +1,11 @@
-/* Thread control: one knob for both OpenMP and the BLAS, so the two never
- * fight over cores (OpenBLAS keeps its own pool, separate from OpenMP's).
- * The library leaves the embedding program's OpenMP settings alone: every
- * parallel region of ours names its size, num_threads(ilm__num_threads()). */
+/* Thread control.  ilm_set_num_threads is the process's default thread
+ * count; backends, sessions and trainers may carry their own ("threads" in
+ * their configs).  Every parallel region of ours names its size, so the
+ * embedding program's OpenMP settings are left alone; the BLAS runs on one
+ * thread inside our regions (ilm__blas_single_thread). */
 #include "core/internal.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,7 +16,6 @@
 /* OpenBLAS's own thread control; declared here instead of including its
  * cblas.h so this file does not depend on which BLAS header is installed. */
 void openblas_set_num_threads(int num_threads);
-int  openblas_get_num_threads(void);
 
 static atomic_int g_threads; /* 0: not set, use the default */
 
@@ -30,27 +31,22 @@ static int default_threads(void)
 
 void ilm_set_num_threads(int n)
 {
-    if (n <= 0) n = default_threads();
-    atomic_store(&g_threads, n);
-    openblas_set_num_threads(n);
+    atomic_store(&g_threads, n > 0 ? n : 0);
 }
 
 int ilm_get_num_threads(void) { return ilm__num_threads(); }
-
-int ilm__blas_threads(void) { return openblas_get_num_threads(); }
-
-int ilm__blas_set_threads(int n)
-{
-    int old = openblas_get_num_threads();
-    if (n != old) openblas_set_num_threads(n);
-    return old;
-}
 
 int ilm__num_threads(void)
 {
     int n = atomic_load(&g_threads);
     return n > 0 ? n : default_threads();
 }
+
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_one(void) { openblas_set_num_threads(1); }
+
+void ilm__blas_single_thread(void) { pthread_once(&g_blas_once, blas_one); }
 
 double ilm__now(void)
 {

@@ -449,7 +449,7 @@ ilm_status ilm__dedup_create(const ilm__dedup_opts *opts, ilm__dedup **out)
     }
     make_perms(opts->seed, opts->num_perm, d->perm);
 #ifdef HAVE_FOLD_AVX512
-    d->avx512 = __builtin_cpu_supports("avx512f");
+    d->avx512 = ilm__isa() >= ILM__ISA_AVX512;
 #endif
     *out = d;
     return ILM_OK;
@@ -469,7 +469,7 @@ bool ilm__dedup_use_simd(ilm__dedup *d, bool on)
 {
     bool was = d->avx512;
 #ifdef HAVE_FOLD_AVX512
-    d->avx512 = on && __builtin_cpu_supports("avx512f");
+    d->avx512 = on && ilm__isa() >= ILM__ISA_AVX512;
 #else
     (void)on;
 #endif

@@ -7,6 +7,7 @@
 
 struct ilm_session {
     const ilm_model *m;
+    ilm__backend    *be;         /* the session's own instance */
     ilm__kv          kv;
     int32_t         *tokens;     /* [context]: the ids in the cache */
     float           *logits;     /* [V]: after the last evaluated token */

@@ -17,10 +17,14 @@ ilm_status ilm_session_create(const ilm_model *m, const char *config, ilm_sessio
     *out = NULL;
     ILM_RETURN_IF(!m, ILM_ERR_INVALID_ARG, "ilm_session_create: model is NULL");
     int64_t ctx = m->arch.max_position < 2048 ? m->arch.max_position : 2048;
+    int64_t threads = m->threads;
     cJSON *root = NULL;
     ILM_FORWARD(ilm__json_parse(config, "session config", &root));
-    const ilm__jfield fields[] = { { "context", ILM__J_INT, &ctx, false, 1, 1 << 24 } };
-    ilm_status st = ilm__json_fields(root, "", fields, 1);
+    const ilm__jfield fields[] = {
+        { "context", ILM__J_INT, &ctx, false, 1, 1 << 24 },
+        { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
+    };
+    ilm_status st = ilm__json_fields(root, "", fields, 2);
     cJSON_Delete(root);
     ILM_FORWARD(st);
 
@@ -30,7 +34,8 @@ ilm_status ilm_session_create(const ilm_model *m, const char *config, ilm_sessio
     s->tokens = ilm__malloc((size_t)ctx * sizeof *s->tokens);
     s->logits = ilm__malloc((size_t)m->arch.vocab_size * sizeof *s->logits);
     st = !s->tokens || !s->logits ? ilm__error(ILM_ERR_NOMEM, "session: out of memory")
-                                  : ilm__kv_init(m, ctx, &s->kv);
+                                  : ilm__backend_cpu_create((int)threads, -1, &s->be);
+    if (st == ILM_OK) st = ilm__kv_init(m, ctx, &s->kv);
     if (st != ILM_OK) {
         ilm_session_free(s);
         return st;
@@ -43,6 +48,7 @@ void ilm_session_free(ilm_session *s)
 {
     if (!s) return;
     ilm__kv_free(&s->kv);
+    ilm__backend_free(s->be);
     ilm__free(s->tokens);
     ilm__free(s->logits);
     ilm__free(s);
@@ -83,10 +89,10 @@ static ilm_status eval(ilm_session *s, const int32_t *ids, size_t n, float *all_
         memcpy(s->tokens + s->kv.n, ids + i, (size_t)T * sizeof *ids);
         ilm_status st;
         if (all_logits) {
-            st = ilm__forward(s->m, &s->kv, ids + i, T, true, all_logits + (int64_t)i * V);
+            st = ilm__forward(s->be, s->m, &s->kv, ids + i, T, true, all_logits + (int64_t)i * V);
             if (st == ILM_OK && last) memcpy(s->logits, all_logits + (int64_t)(n - 1) * V, (size_t)V * sizeof *s->logits);
         } else {
-            st = ilm__forward(s->m, &s->kv, ids + i, T, false, s->logits);
+            st = ilm__forward(s->be, s->m, &s->kv, ids + i, T, false, s->logits);
         }
         if (st != ILM_OK) {
             s->has_logits = false;

@@ -53,7 +53,6 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
     *out = NULL;
     ilm_model *m = ilm__calloc(1, sizeof *m);
     ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
-    m->be = ilm__backend_cpu();
     ilm_status st = ilm__arch_from_hf_config(config, strlen(config), "config", &m->arch);
     const ilm__arch *a = &m->arch;
     /* Every weight draws from its own Philox stream, numbered in a fixed

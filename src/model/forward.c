@@ -2,7 +2,6 @@
  * is split after the matmul) over a session's KV cache, on the backend op
  * table.  Activations are fp32; weights stay in their stored type. */
 #include "model/internal.h"
-#include "tensor/tensor.h"
 
 #include <string.h>
 
@@ -47,49 +46,16 @@ static float *scratch(ilm__kv *kv, size_t n)
     return kv->scratch;
 }
 
-static ilm_status embed(const ilm_model *m, const int32_t *ids, int64_t T, float *x)
-{
-    const ilm__weight *e = &m->tok_embd;
-    uint32_t block, bytes;
-    ILM_RETURN_IF(!ilm__ggml_type_info(e->type, &block, &bytes), ILM_ERR_INTERNAL,
-                  "model: embedding type %u", e->type);
-    size_t row_bytes = (size_t)(e->cols / block) * bytes;
-    for (int64_t t = 0; t < T; t++) {
-        ILM_RETURN_IF(ids[t] < 0 || ids[t] >= e->rows, ILM_ERR_RANGE,
-                      "model: token id %d is outside the vocabulary of %lld", ids[t],
-                      (long long)e->rows);
-        ILM_FORWARD(ilm__dequantize(e->type, (const uint8_t *)e->data + (size_t)ids[t] * row_bytes,
-                                    x + t * e->cols, e->cols));
-    }
-    return ILM_OK;
-}
-
-static ilm_status linear(const ilm_model *m, const ilm__weight *w, const float *x, int64_t T,
+static ilm_status linear(const ilm__backend *be, const ilm__weight *w, const float *x, int64_t T,
                          float *y)
 {
-    return m->be->linear(m->be, w->type, w->data, w->rows, w->cols, x, T, y);
+    return be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y);
 }
 
-/* InternLM2: qkv[T, KV*(g+2)*D] grouped per KV head -> q[T,H,D], k/v[T,KV,D]. */
-static void split_wqkv(const ilm__arch *a, const float *qkv, int64_t T, float *q, float *k,
-                       float *v)
-{
-    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV;
-    const int64_t row = KV * (g + 2) * D;
-    for (int64_t t = 0; t < T; t++)
-        for (int64_t j = 0; j < KV; j++) {
-            const float *grp = qkv + t * row + j * (g + 2) * D;
-            memcpy(q + (t * a->n_heads + j * g) * D, grp, (size_t)(g * D) * sizeof *q);
-            memcpy(k + (t * KV + j) * D, grp + g * D, (size_t)D * sizeof *k);
-            memcpy(v + (t * KV + j) * D, grp + (g + 1) * D, (size_t)D * sizeof *v);
-        }
-}
-
-ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int64_t T,
-                        bool all_logits, float *logits)
+ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
+                        const int32_t *ids, int64_t T, bool all_logits, float *logits)
 {
     const ilm__arch *a = &m->arch;
-    const ilm__backend *be = m->be;
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim, L = a->n_layers, p0 = kv->n, S = p0 + T, KVD = KV * D;
     ILM_RETURN_IF(T <= 0, ILM_ERR_INVALID_ARG, "model: no tokens to run");
@@ -111,7 +77,8 @@ ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int
           *v = k + T * KVD, *g = v + T * KVD, *u = g + T * F, *cos_t = g + gu,
           *sin_t = cos_t + S * D / 2, *k_rot = sin_t + S * D / 2;
 
-    ILM_FORWARD(embed(m, ids, T, x));
+    const ilm__weight *e = &m->tok_embd;
+    ILM_FORWARD(be->iface.embedding(be, e->type, e->data, e->rows, e->cols, ids, T, x));
     /* Rotation tables: for the new positions, or, when dynamic NTK has
      * changed the base, for every position (the cached keys turn again). */
     double base = ilm__rope_dynamic_base(a, S);
@@ -128,39 +95,39 @@ ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int
     for (int64_t l = 0; l < L; l++) {
         const ilm__layer *ly = &m->layers[l];
         float *kc = kv->k + l * kv->capacity * KVD, *vc = kv->v + l * kv->capacity * KVD;
-        ILM_FORWARD(be->rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
+        ILM_FORWARD(be->iface.rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
         if (a->kind == ILM__ARCH_INTERNLM2) {
-            ILM_FORWARD(linear(m, &ly->wqkv, h, T, g));
-            split_wqkv(a, g, T, q, k, v);
+            ILM_FORWARD(linear(be, &ly->wqkv, h, T, g));
+            ILM_FORWARD(be->iface.qkv_split(be, g, T, H, KV, D, q, k, v));
         } else {
-            ILM_FORWARD(linear(m, &ly->wq, h, T, q));
-            ILM_FORWARD(linear(m, &ly->wk, h, T, k));
-            ILM_FORWARD(linear(m, &ly->wv, h, T, v));
+            ILM_FORWARD(linear(be, &ly->wq, h, T, q));
+            ILM_FORWARD(linear(be, &ly->wk, h, T, k));
+            ILM_FORWARD(linear(be, &ly->wv, h, T, v));
         }
-        if (dynamic) memcpy(kv->k_raw + (l * kv->capacity + p0) * KVD, k, (size_t)(T * KVD) * sizeof *k);
-        ILM_FORWARD(be->rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
-        ILM_FORWARD(be->rope(be, k, T, KV, D, cos_new, sin_new, a->rope_interleaved));
-        memcpy(kc + p0 * KVD, k, (size_t)(T * KVD) * sizeof *k);
-        memcpy(vc + p0 * KVD, v, (size_t)(T * KVD) * sizeof *v);
+        if (dynamic) ILM_FORWARD(be->iface.kv_append(be, kv->k_raw + l * kv->capacity * KVD, p0, k, T, KVD));
+        ILM_FORWARD(be->iface.rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
+        ILM_FORWARD(be->iface.rope(be, k, T, KV, D, cos_new, sin_new, a->rope_interleaved));
+        ILM_FORWARD(be->iface.kv_append(be, kc, p0, k, T, KVD));
+        ILM_FORWARD(be->iface.kv_append(be, vc, p0, v, T, KVD));
         if (rerotate) { /* every cached key again, from its unrotated copy */
-            memcpy(k_rot, kv->k_raw + l * kv->capacity * KVD, (size_t)(S * KVD) * sizeof *k_rot);
-            ILM_FORWARD(be->rope(be, k_rot, S, KV, D, cos_t, sin_t, a->rope_interleaved));
-            memcpy(kc, k_rot, (size_t)(S * KVD) * sizeof *kc);
+            ILM_FORWARD(be->iface.kv_append(be, k_rot, 0, kv->k_raw + l * kv->capacity * KVD, S, KVD));
+            ILM_FORWARD(be->iface.rope(be, k_rot, S, KV, D, cos_t, sin_t, a->rope_interleaved));
+            ILM_FORWARD(be->iface.kv_append(be, kc, 0, k_rot, S, KVD));
         }
-        ILM_FORWARD(be->attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
-        ILM_FORWARD(linear(m, &ly->wo, att, T, h));
-        ILM_FORWARD(be->add(be, x, h, T * C));
-        ILM_FORWARD(be->rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
-        ILM_FORWARD(linear(m, &ly->w_gate, h, T, g));
-        ILM_FORWARD(linear(m, &ly->w_up, h, T, u));
-        ILM_FORWARD(be->swiglu(be, g, u, g, T * F));
-        ILM_FORWARD(linear(m, &ly->w_down, g, T, h));
-        ILM_FORWARD(be->add(be, x, h, T * C));
+        ILM_FORWARD(be->iface.attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
+        ILM_FORWARD(linear(be, &ly->wo, att, T, h));
+        ILM_FORWARD(be->iface.add(be, x, h, T * C));
+        ILM_FORWARD(be->iface.rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
+        ILM_FORWARD(linear(be, &ly->w_gate, h, T, g));
+        ILM_FORWARD(linear(be, &ly->w_up, h, T, u));
+        ILM_FORWARD(be->iface.swiglu(be, g, u, g, T * F));
+        ILM_FORWARD(linear(be, &ly->w_down, g, T, h));
+        ILM_FORWARD(be->iface.add(be, x, h, T * C));
     }
     kv->n = S;
     kv->rope_base = base;
     const float *last = all_logits ? x : x + (T - 1) * C;
     int64_t rows = all_logits ? T : 1;
-    ILM_FORWARD(be->rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
-    return linear(m, &m->output, h, rows, logits);
+    ILM_FORWARD(be->iface.rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
+    return linear(be, &m->output, h, rows, logits);
 }

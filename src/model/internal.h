@@ -42,7 +42,7 @@ typedef struct ilm__layer {
 
 struct ilm_model {
     ilm__arch           arch;
-    const ilm__backend *be;
+    int                 threads;  /* the load config's "threads"; 0: the default */
     ilm__weight         tok_embd; /* [V, C] */
     const float        *out_norm; /* [C] */
     ilm__weight         output;   /* [V, C]; = tok_embd when tied */
@@ -107,10 +107,11 @@ typedef struct ilm__kv {
 ilm_status ilm__kv_init(const ilm_model *m, int64_t capacity, ilm__kv *kv);
 void       ilm__kv_free(ilm__kv *kv);
 
-/* Runs T tokens at positions kv->n .. kv->n+T-1 through the model, appends
- * their keys/values, and writes logits: all T rows ([T, V]) when
- * all_logits, else the last row only ([V]). */
-ilm_status ilm__forward(const ilm_model *m, ilm__kv *kv, const int32_t *ids, int64_t T,
-                        bool all_logits, float *logits);
+/* Runs T tokens at positions kv->n .. kv->n+T-1 through the model on the
+ * caller's backend instance (a session's own), appends their keys/values,
+ * and writes logits: all T rows ([T, V]) when all_logits, else the last row
+ * only ([V]).  Reads the model only, so many sessions may run it at once. */
+ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
+                        const int32_t *ids, int64_t T, bool all_logits, float *logits);
 
 #endif /* ILM_MODEL_INTERNAL_H */

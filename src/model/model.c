@@ -247,14 +247,16 @@ ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
     *out = NULL;
     ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_model_load: path is NULL");
     cJSON *root = NULL;
+    int64_t threads = 0;
     ILM_FORWARD(ilm__json_parse(config, "model config", &root));
-    ilm_status st = ilm__json_fields(root, "", NULL, 0); /* no options yet */
+    const ilm__jfield fields[] = { { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS } };
+    ilm_status st = ilm__json_fields(root, "", fields, 1);
     cJSON_Delete(root);
     ILM_FORWARD(st);
 
     ilm_model *m = ilm__calloc(1, sizeof *m);
     ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
-    m->be = ilm__backend_cpu();
+    m->threads = (int)threads;
     struct stat sb;
     if (stat(path, &sb) != 0) st = ilm__error(ILM_ERR_IO, "cannot open '%s'", path);
     else st = S_ISDIR(sb.st_mode) ? load_hf(m, path) : load_gguf(m, path);

@@ -21,7 +21,7 @@ typedef struct layer_acts {
 
 struct ilm__graph {
     ilm__arch           a;
-    const ilm__backend *be;
+    ilm__backend       *be; /* the graph's own CPU instance */
     ilm__params         ps;
     float              *params, *grads; /* [ps.total] each */
     ilm_model          *view;
@@ -95,7 +95,6 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
     const int64_t V = a->vocab_size, C = a->hidden_size;
     ilm_model *v = g->view;
     v->arch = *a;
-    v->be = g->be;
     v->layers = ilm__calloc((size_t)a->n_layers, sizeof *v->layers);
     v->inv_freq = ilm__malloc((size_t)(a->head_dim / 2) * sizeof *v->inv_freq);
     v->chat_template = ilm__strdup(m->chat_template ? m->chat_template : "chatml");
@@ -153,9 +152,9 @@ ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, il
     ilm__graph *g = ilm__calloc(1, sizeof *g);
     ILM_RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
     g->a = *a;
-    g->be = m->be;
     g->recompute = opts && opts->recompute;
-    ilm_status st = ilm__params_layout(a, &g->ps);
+    ilm_status st = ilm__backend_cpu_create(opts ? opts->threads : 0, -1, &g->be);
+    if (st == ILM_OK) st = ilm__params_layout(a, &g->ps);
     if (st == ILM_OK) {
         g->params = ilm__calloc(g->ps.total, sizeof *g->params);
         g->grads = ilm__calloc(g->ps.total, sizeof *g->grads);
@@ -194,8 +193,11 @@ void ilm__graph_free(ilm__graph *g)
     ilm__params_free(&g->ps);
     ilm__free(g->params);
     ilm__free(g->grads);
+    ilm__backend_free(g->be);
     ilm__free(g);
 }
+
+const ilm__backend *ilm__graph_backend(const ilm__graph *g) { return g->be; }
 
 const ilm__params *ilm__graph_params(const ilm__graph *g) { return &g->ps; }
 float *ilm__graph_param_slab(ilm__graph *g) { return g->params; }
@@ -300,7 +302,7 @@ static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
 static ilm_status mm(const ilm__graph *g, const float *X, int64_t N, int64_t in, const float *W,
                      int64_t out, float *Y, float beta)
 {
-    return g->be->gemm_f32(g->be, false, true, (int)N, (int)out, (int)in, 1.0f, X, (int)in, W,
+    return g->be->iface.gemm_f32(g->be, false, true, (int)N, (int)out, (int)in, 1.0f, X, (int)in, W,
                            (int)in, beta, Y, (int)out);
 }
 
@@ -308,7 +310,7 @@ static ilm_status mm(const ilm__graph *g, const float *X, int64_t N, int64_t in,
 static ilm_status mm_dx(const ilm__graph *g, const float *dY, int64_t N, int64_t out,
                         const float *W, int64_t in, float *dX, float beta)
 {
-    return g->be->gemm_f32(g->be, false, false, (int)N, (int)in, (int)out, 1.0f, dY, (int)out, W,
+    return g->be->iface.gemm_f32(g->be, false, false, (int)N, (int)in, (int)out, 1.0f, dY, (int)out, W,
                            (int)in, beta, dX, (int)in);
 }
 
@@ -316,7 +318,7 @@ static ilm_status mm_dx(const ilm__graph *g, const float *dY, int64_t N, int64_t
 static ilm_status mm_dw(const ilm__graph *g, const float *dY, int64_t N, int64_t out,
                         const float *X, int64_t in, float *dW)
 {
-    return g->be->gemm_f32(g->be, true, false, (int)out, (int)in, (int)N, 1.0f, dY, (int)out, X,
+    return g->be->iface.gemm_f32(g->be, true, false, (int)out, (int)in, (int)N, 1.0f, dY, (int)out, X,
                            (int)in, 1.0f, dW, (int)in);
 }
 
@@ -327,34 +329,6 @@ static float *grad_of(const ilm__graph *g, const void *param)
 }
 
 static const float *W(const ilm__weight *w) { return (const float *)w->data; }
-
-/* ---- InternLM2's fused wqkv ----------------------------------------------- */
-
-/* qkv[N, KV*(g+2)*D] grouped per KV head <-> q[N,H,D], k/v[N,KV,D]. */
-static void split_qkv(const ilm__arch *a, const float *qkv, int64_t N, float *q, float *k, float *v)
-{
-    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV, row = KV * (g + 2) * D;
-    for (int64_t t = 0; t < N; t++)
-        for (int64_t j = 0; j < KV; j++) {
-            const float *grp = qkv + t * row + j * (g + 2) * D;
-            memcpy(q + (t * a->n_heads + j * g) * D, grp, (size_t)(g * D) * sizeof *q);
-            memcpy(k + (t * KV + j) * D, grp + g * D, (size_t)D * sizeof *k);
-            memcpy(v + (t * KV + j) * D, grp + (g + 1) * D, (size_t)D * sizeof *v);
-        }
-}
-
-static void merge_qkv(const ilm__arch *a, const float *q, const float *k, const float *v,
-                      int64_t N, float *qkv)
-{
-    const int64_t D = a->head_dim, KV = a->n_kv_heads, g = a->n_heads / KV, row = KV * (g + 2) * D;
-    for (int64_t t = 0; t < N; t++)
-        for (int64_t j = 0; j < KV; j++) {
-            float *grp = qkv + t * row + j * (g + 2) * D;
-            memcpy(grp, q + (t * a->n_heads + j * g) * D, (size_t)(g * D) * sizeof *q);
-            memcpy(grp + g * D, k + (t * KV + j) * D, (size_t)D * sizeof *k);
-            memcpy(grp + (g + 1) * D, v + (t * KV + j) * D, (size_t)D * sizeof *v);
-        }
-}
 
 /* ---- forward and backward of one layer ------------------------------------- */
 
@@ -369,26 +343,26 @@ static ilm_status layer_forward(ilm__graph *g, int64_t l, int64_t N, int64_t n_d
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim;
     const float *x = g->xs + l * N * C;
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
         OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wqkv), (H + 2 * KV) * D, g->qkv, 0));
-        OPV(g, ILM__GOP_OTHER, split_qkv(a, g->qkv, N, s->q, s->k, s->v));
+        OP(g, ILM__GOP_OTHER, be->iface.qkv_split(be, g->qkv, N, H, KV, D, s->q, s->k, s->v));
     } else {
         OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wq), H * D, s->q, 0));
         OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wk), KV * D, s->k, 0));
         OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wv), KV * D, s->v, 0));
     }
-    OP(g, ILM__GOP_ROPE, be->rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
-    OP(g, ILM__GOP_ROPE, be->rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ROPE, be->iface.rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ROPE, be->iface.rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
     OP(g, ILM__GOP_ATTENTION,
-       be->attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
+       be->iface.attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
     OPV(g, ILM__GOP_OTHER, memcpy(s->m, x, (size_t)(N * C) * sizeof *s->m));
     OP(g, ILM__GOP_MM_O, mm(g, s->att, N, H * D, W(&ly->wo), C, s->m, 1)); /* residual in beta */
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
     OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_gate), F, s->gate, 0));
     OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_up), F, s->up, 0));
     if (!write_out) return ILM_OK;
-    OP(g, ILM__GOP_SWIGLU, be->swiglu(be, s->gate, s->up, g->f, N * F));
+    OP(g, ILM__GOP_SWIGLU, be->iface.swiglu(be, s->gate, s->up, g->f, N * F));
     float *y = g->xs + (l + 1) * N * C;
     OPV(g, ILM__GOP_OTHER, memcpy(y, s->m, (size_t)(N * C) * sizeof *y));
     OP(g, ILM__GOP_MM_MLP, mm(g, g->f, N, F, W(&ly->w_down), C, y, 1));
@@ -408,30 +382,30 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
     const float *x = g->xs + l * N * C;
     float *dx = g->dx, *dh = g->dh;
     /* MLP: x_l+1 = m + f Wd^T with f = silu(gate) * up. */
-    OP(g, ILM__GOP_SWIGLU, be->swiglu(be, s->gate, s->up, g->f, N * F));
+    OP(g, ILM__GOP_SWIGLU, be->iface.swiglu(be, s->gate, s->up, g->f, N * F));
     OP(g, ILM__GOP_MM_MLP, mm_dw(g, dx, N, C, g->f, F, grad_of(g, ly->w_down.data)));
     OP(g, ILM__GOP_MM_MLP, mm_dx(g, dx, N, C, W(&ly->w_down), F, g->f, 0));
-    OP(g, ILM__GOP_SWIGLU, be->swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_SWIGLU, be->iface.swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
     OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->gate, N, F, g->h, C, grad_of(g, ly->w_gate.data)));
     OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->up, N, F, g->h, C, grad_of(g, ly->w_up.data)));
     OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->gate, N, F, W(&ly->w_gate), C, dh, 0));
     OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->up, N, F, W(&ly->w_up), C, dh, 1));
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm),
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm),
                                             N, C, a->rms_eps));
-    OP(g, ILM__GOP_OTHER, be->add(be, dx, dh, N * C)); /* dx: d loss / d m */
+    OP(g, ILM__GOP_OTHER, be->iface.add(be, dx, dh, N * C)); /* dx: d loss / d m */
     /* Attention: m = x_l + att Wo^T. */
     OP(g, ILM__GOP_MM_O, mm_dw(g, dx, N, C, s->att, HD, grad_of(g, ly->wo.data)));
     OP(g, ILM__GOP_MM_O, mm_dx(g, dx, N, C, W(&ly->wo), HD, g->datt, 0));
     OP(g, ILM__GOP_ATTENTION,
-       be->attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk, g->dv,
+       be->iface.attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk, g->dv,
                                g->cu, n_docs, N, H, KV, D));
-    OP(g, ILM__GOP_ROPE, be->rope_bwd(be, g->dq, N, H, D, g->cos, g->sin, a->rope_interleaved));
-    OP(g, ILM__GOP_ROPE, be->rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_ROPE, be->iface.rope_bwd(be, g->dq, N, H, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_ROPE, be->iface.rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
         const int64_t X = HD + 2 * KVD;
-        OPV(g, ILM__GOP_OTHER, merge_qkv(a, g->dq, g->dk, g->dv, N, g->qkv));
+        OP(g, ILM__GOP_OTHER, be->iface.qkv_merge(be, g->dq, g->dk, g->dv, N, H, KV, D, g->qkv));
         OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->qkv, N, X, g->h, C, grad_of(g, ly->wqkv.data)));
         OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->qkv, N, X, W(&ly->wqkv), C, dh, 0));
     } else {
@@ -442,9 +416,9 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
         OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dk, N, KVD, W(&ly->wk), C, dh, 1));
         OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dv, N, KVD, W(&ly->wv), C, dh, 1));
     }
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm),
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm),
                                             N, C, a->rms_eps));
-    OP(g, ILM__GOP_OTHER, be->add(be, dx, dh, N * C));
+    OP(g, ILM__GOP_OTHER, be->iface.add(be, dx, dh, N * C));
     return ILM_OK;
 }
 
@@ -493,14 +467,14 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
     int64_t n_docs = 0;
     ILM_FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
 
-    OP(g, ILM__GOP_EMBEDDING, be->embedding(be, W(&v->tok_embd), V, C, tokens, N, g->xs));
+    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding(be, ILM__GGML_F32, W(&v->tok_embd), V, C, tokens, N, g->xs));
     for (int64_t l = 0; l < L; l++) ILM_FORWARD(layer_forward(g, l, N, n_docs, true));
 
     /* Head: final norm, logits and loss by row chunks; in backward the
      * chunk's logits become its gradient in place, giving dh and dWout. */
     const float *xL = g->xs + L * N * C;
     const float *Wout = W(&v->output);
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
     double total = 0;
     int64_t count = 0;
     for (int64_t r0 = 0; r0 < N; r0 += g->logit_rows) {
@@ -508,7 +482,7 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
         double s;
         int64_t c;
         OP(g, ILM__GOP_MM_LM_HEAD, mm(g, g->h + r0 * C, rows, C, Wout, V, g->logits, 0));
-        OP(g, ILM__GOP_CROSS_ENTROPY, be->cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
+        OP(g, ILM__GOP_CROSS_ENTROPY, be->iface.cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
                                       backward ? g->logits : NULL, &s, &c));
         total += s;
         count += c;
@@ -520,13 +494,13 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
     *n_targets = count;
     if (!backward) return ILM_OK;
 
-    OP(g, ILM__GOP_RMSNORM, be->rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
                                 a->rms_eps));
     for (int64_t l = L - 1; l >= 0; l--) {
         if (g->scratch_recompute) ILM_FORWARD(layer_forward(g, l, N, n_docs, false));
         ILM_FORWARD(layer_backward(g, l, N, n_docs));
     }
-    OP(g, ILM__GOP_EMBEDDING, be->embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx));
+    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx));
     return ILM_OK;
 }
 
@@ -536,12 +510,8 @@ ilm_status ilm__graph_forward_backward(ilm__graph *g, const int32_t *tokens,
                                        int64_t B, int64_t T, float grad_scale,
                                        double *loss_sum, int64_t *n_targets)
 {
-    /* The BLAS on one thread inside our team for the whole pass (cpu.c). */
-    const int blas = ilm__blas_set_threads(1);
-    const ilm_status s = run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, true,
-                             grad_scale, loss_sum, n_targets);
-    ilm__blas_set_threads(blas);
-    return s;
+    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, true, grad_scale, loss_sum,
+               n_targets);
 }
 
 ilm_status ilm__graph_forward(ilm__graph *g, const int32_t *tokens, const int32_t *labels,
@@ -549,9 +519,6 @@ ilm_status ilm__graph_forward(ilm__graph *g, const int32_t *tokens, const int32_
                               const int32_t *n_seqs, int64_t B, int64_t T, double *loss_sum,
                               int64_t *n_targets)
 {
-    const int blas = ilm__blas_set_threads(1);
-    const ilm_status s = run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, false, 0.0f,
-                             loss_sum, n_targets);
-    ilm__blas_set_threads(blas);
-    return s;
+    return run(g, tokens, labels, positions, cu_seqlens, n_seqs, B, T, false, 0.0f, loss_sum,
+               n_targets);
 }

@@ -47,7 +47,8 @@
  *
  * Numerics: fp32 throughout, deterministic (same bits for any thread
  * count).  The slabs and the scratch are host memory: the graph runs on
- * the CPU backend (a device backend will need device slabs).  Dynamic-NTK RoPE uses the base of the longest document
+ * its own CPU backend instance (a device backend will need device slabs),
+ * so a graph never shares scratch or threads with a session.  Dynamic-NTK RoPE uses the base of the longest document
  * position in the batch (max position + 1).
  */
 #ifndef ILM_TRAIN_GRAPH_H
@@ -60,12 +61,15 @@ typedef struct ilm__graph ilm__graph;
 
 typedef struct ilm__graph_opts {
     bool recompute; /* keep only layer inputs; recompute layers in backward */
+    int  threads;   /* the graph's backend instance's threads; 0: the default */
 } ilm__graph_opts;
 
 /* A graph over a copy of `m`'s weights (any stored type; dequantized to
  * fp32).  opts may be NULL (no recompute).  The gradient slab starts zero. */
 ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, ilm__graph **out);
 void       ilm__graph_free(ilm__graph *g);
+/* The graph's own backend instance (the optimizer steps on it too). */
+const ilm__backend *ilm__graph_backend(const ilm__graph *g);
 
 /* The layout, the parameter slab and the gradient slab ([total] floats
  * each, owned by the graph). */

@@ -74,37 +74,11 @@ double ilm__optim_lr(const ilm__optim_opts *o, int64_t step)
 
 /* ---- gradient norm ---------------------------------------------------------- */
 
-static double chunk_sqsum(const float *x, size_t n)
+double ilm__optim_sqnorm(const ilm__backend *be, const float *x, size_t n)
 {
-    /* Four running sums break the add dependency chain; their count and
-     * order are fixed, so the result is too. */
-    double s[4] = { 0, 0, 0, 0 };
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int k = 0; k < 4; k++) s[k] += (double)x[i + k] * (double)x[i + k];
-    for (; i < n; i++) s[0] += (double)x[i] * (double)x[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
-double ilm__optim_sqnorm(const float *x, size_t n)
-{
-    /* Chunk sums of up to GROUP chunks at a time go to a stack array, in
-     * parallel, then into the total in chunk order: the same additions in
-     * the same order whatever the thread count, and no allocation. */
-    enum { GROUP = 256 };
-    const size_t chunk = ILM__OPTIM_CHUNK;
-    const size_t n_chunks = (n + chunk - 1) / chunk;
-    double part[GROUP], total = 0;
-    for (size_t g0 = 0; g0 < n_chunks; g0 += GROUP) {
-        const long ng = (long)(n_chunks - g0 < GROUP ? n_chunks - g0 : GROUP);
-#pragma omp parallel for schedule(static) num_threads(ilm__num_threads()) if (ng > 1)
-        for (long c = 0; c < ng; c++) {
-            size_t lo = (g0 + (size_t)c) * chunk, hi = lo + chunk < n ? lo + chunk : n;
-            part[c] = chunk_sqsum(x + lo, hi - lo);
-        }
-        for (long c = 0; c < ng; c++) total += part[c];
-    }
-    return total;
+    double sq = 0;
+    if (be->iface.sqnorm(be, x, n, &sq) != ILM_OK) return NAN;
+    return sq;
 }
 
 float ilm__optim_clip_coef(const ilm__optim_opts *o, double norm)
@@ -117,37 +91,7 @@ float ilm__optim_clip_coef(const ilm__optim_opts *o, double norm)
 
 /* ---- AdamW ------------------------------------------------------------------ */
 
-/* The per-step constants, rounded to float once as torch rounds its Python
- * scalars when it hands them to a float kernel. */
-typedef struct adamw_k {
-    float decay;     /* 1 - lr * weight_decay */
-    float one_m_b1;  /* 1 - beta1, the lerp weight */
-    float b2, one_m_b2;
-    float step_size; /* lr / (1 - beta1^t) */
-    float bc2_sqrt;  /* sqrt(1 - beta2^t) */
-    float eps;
-    float scale;     /* the clip coefficient */
-} adamw_k;
-
-static void adamw_span(const adamw_k *k, bool decay, float *p, const float *gr, float *m, float *v,
-                       size_t n)
-{
-#pragma omp for schedule(static) nowait
-    for (size_t i = 0; i < n; i++) {
-        const float g = gr[i] * k->scale;
-        float pi = p[i];
-        if (decay) pi *= k->decay;
-        /* torch's lerp(m, g, w) for w < 0.5: m + w * (g - m). */
-        const float mi = m[i] + k->one_m_b1 * (g - m[i]);
-        const float vi = v[i] * k->b2 + k->one_m_b2 * g * g;
-        const float denom = sqrtf(vi) / k->bc2_sqrt + k->eps;
-        p[i] = pi + (-k->step_size * mi) / denom;
-        m[i] = mi;
-        v[i] = vi;
-    }
-}
-
-ilm_status ilm__adamw_step(const ilm__optim_opts *o, const ilm__params *ps, size_t begin,
+ilm_status ilm__adamw_step(const ilm__backend *be, const ilm__optim_opts *o, const ilm__params *ps, size_t begin,
                            size_t end, int64_t step, double lr, float grad_scale, float *param,
                            const float *grad, float *m, float *v)
 {
@@ -160,7 +104,7 @@ ilm_status ilm__adamw_step(const ilm__optim_opts *o, const ilm__params *ps, size
                   ps->total);
     const double bc1 = 1.0 - pow(o->beta1, (double)step);
     const double bc2 = 1.0 - pow(o->beta2, (double)step);
-    const adamw_k k = {
+    const ilm__adamw_k k = {
         .decay = (float)(1.0 - lr * o->weight_decay),
         .one_m_b1 = (float)(1.0 - o->beta1),
         .b2 = (float)o->beta2,
@@ -178,14 +122,21 @@ ilm_status ilm__adamw_step(const ilm__optim_opts *o, const ilm__params *ps, size
         else hi = mid;
     }
     const size_t first = lo;
-#pragma omp parallel num_threads(ilm__num_threads())
+    size_t n_spans = 0;
+    for (size_t t = first; t < ps->n && ps->p[t].offset < end; t++) n_spans++;
+    ilm__adamw_span *spans = ilm__malloc((n_spans ? n_spans : 1) * sizeof *spans);
+    ILM_RETURN_IF(!spans, ILM_ERR_NOMEM, "adamw: out of memory");
+    n_spans = 0;
     for (size_t t = first; t < ps->n && ps->p[t].offset < end; t++) {
         const ilm__param *pp = &ps->p[t];
         size_t a = pp->offset > begin ? pp->offset : begin;
         size_t b = pp->offset + pp->numel < end ? pp->offset + pp->numel : end;
         if (a >= b) continue;
-        adamw_span(&k, pp->decay && o->weight_decay != 0, param + (a - begin), grad + (a - begin),
-                   m + (a - begin), v + (a - begin), b - a);
+        const size_t o0 = a - begin;
+        spans[n_spans++] = (ilm__adamw_span){ param + o0, m + o0, v + o0, grad + o0, b - a,
+                                              pp->decay && o->weight_decay != 0 };
     }
-    return ILM_OK;
+    const ilm_status st = be->iface.adamw(be, &k, spans, n_spans);
+    ilm__free(spans);
+    return st;
 }

@@ -10,21 +10,21 @@
  *
  * One optimizer step, as torch does it (clip_grad_norm_ then AdamW.step):
  *
- *     double sq = ilm__optim_sqnorm(grad + begin, end - begin);
+ *     double sq = ilm__optim_sqnorm(be, grad + begin, end - begin);
  *         (with ZeRO: sum sq over all ranges, the caller's all-reduce)
  *     double norm = sqrt(sq);
  *     if (!isfinite(norm)) skip the step          (the caller's decision)
  *     float c = ilm__optim_clip_coef(&opts, norm);
- *     ilm__adamw_step(&opts, ps, begin, end, step, ilm__optim_lr(&opts, step),
+ *     ilm__adamw_step(be, &opts, ps, begin, end, step, ilm__optim_lr(&opts, step),
  *                     c, param + begin, grad + begin, m + begin, v + begin);
  *
- * All functions are reentrant; the elementwise ones use OpenMP with
- * ilm__num_threads() threads.
+ * All functions are reentrant; the two that compute run on the caller's
+ * backend instance (its sqnorm and adamw ops) with that instance's threads.
  */
 #ifndef ILM_TRAIN_OPTIM_H
 #define ILM_TRAIN_OPTIM_H
 
-#include "core/internal.h"
+#include "backend/backend.h"
 #include "train/params.h"
 
 typedef enum ilm__lr_schedule {
@@ -75,14 +75,13 @@ double ilm__optim_lr(const ilm__optim_opts *o, int64_t step);
 
 /* The sum of squares of x[0 .. n) in double.  The result depends only on
  * the data, never on the thread count: the range is cut into fixed chunks
- * of ILM__OPTIM_CHUNK elements (from x[0]), each summed in order, and the
+ * of ILM__SQNORM_CHUNK elements (from x[0]), each summed in order, and the
  * chunk sums are added in order.  Non-finite input gives a non-finite
  * result (inf or NaN), which is how the caller detects an overflowed or
  * poisoned gradient; a finite float's square cannot overflow a double.
  * Alignment gaps between tensors are summed too: they must hold zeros, as
  * slabs from ilm__calloc do when nothing writes there. */
-#define ILM__OPTIM_CHUNK 8192
-double ilm__optim_sqnorm(const float *x, size_t n);
+double ilm__optim_sqnorm(const ilm__backend *be, const float *x, size_t n);
 
 /* The factor gradients are multiplied by, as torch.nn.utils.clip_grad_norm_
  * computes it: min(1, clip_norm / (norm + 1e-6)); 1 when clipping is off.
@@ -103,7 +102,7 @@ float ilm__optim_clip_coef(const ilm__optim_opts *o, double norm);
  * bit-identical to one call over the whole range.
  * @return ILM_OK, or ILM_ERR_INVALID_ARG (NULL pointer, step < 1,
  *         begin > end, end > ps->total). */
-ilm_status ilm__adamw_step(const ilm__optim_opts *o, const ilm__params *ps,
+ilm_status ilm__adamw_step(const ilm__backend *be, const ilm__optim_opts *o, const ilm__params *ps,
                            size_t begin, size_t end, int64_t step, double lr,
                            float grad_scale, float *param, const float *grad,
                            float *m, float *v);

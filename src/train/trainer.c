@@ -37,6 +37,7 @@ struct ilm_trainer {
     int64_t         B, T, accum, steps, eval_interval, eval_batches, ckpt_interval, keep;
     uint64_t        seed;
     bool            resume, recompute, sft;
+    int             threads;   /* the config's; 0: ilm_get_num_threads() */
     ilm__optim_opts opt;
     /* state */
     ilm__graph     *g;
@@ -89,7 +90,7 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
         { "resume", ILM__J_BOOL, &t->resume, false, 0, 0 },
         { "recompute", ILM__J_BOOL, &t->recompute, false, 0, 0 },
         { "log", ILM__J_STRING, &log, false, 0, 0 },
-        { "threads", ILM__J_INT, &threads, false, 1, 4096 },
+        { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
     };
     ILM_FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
     ILM_RETURN_IF(!model == !mcfg, ILM_ERR_CONFIG,
@@ -100,7 +101,7 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
     t->sft = mode && !strcmp(mode, "sft");
     ILM_RETURN_IF(t->sft && !model, ILM_ERR_CONFIG, "config: SFT needs 'model' (the model to fine-tune)");
     t->seed = (uint64_t)seed;
-    if (threads) ilm_set_num_threads((int)threads);
+    t->threads = (int)threads;
     /* The schedule's horizon is the run unless the config says otherwise. */
     ILM_FORWARD(ilm__optim_opts_parse(optim, "optimizer", &t->opt));
     if (!optim || !cJSON_GetObjectItemCaseSensitive(optim, "total_steps")) {
@@ -281,7 +282,7 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
     if (s == ILM_OK && t->eval_dir) s = ilm_corpus_open(t->eval_dir, &t->eval);
     if (s == ILM_OK) s = start_model(t, mcfg, &ckpt, &m);
     if (s == ILM_OK) {
-        const ilm__graph_opts go = { t->recompute };
+        const ilm__graph_opts go = { t->recompute, t->threads };
         s = ilm__graph_create(m, &go, &t->g);
     }
     ilm_model_free(m);
@@ -423,31 +424,38 @@ ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
         copy_batch(&t->mb[i], b, t->B, t->T);
         for (int64_t k = 0; k < t->B * t->T; k++) targets += b->labels[k] != ILM__IGNORE;
     }
+    /* Gradients accumulate over the micro-batches and are zeroed after the
+     * update, and on every failure too: a failed step leaves nothing
+     * behind for the next one, and the step count only moves on success. */
     double loss_sum = 0;
     const float scale = targets ? 1.0f / (float)targets : 0.0f;
-    for (int64_t i = 0; i < t->accum; i++) {
+    ilm_status st = ILM_OK;
+    for (int64_t i = 0; st == ILM_OK && i < t->accum; i++) {
         const batch_copy *b = &t->mb[i];
-        double ls;
+        double ls = 0;
         int64_t nt;
-        ILM_FORWARD(ilm__graph_forward_backward(t->g, b->tokens, b->labels, b->positions, b->cu_seqlens,
-                                                b->n_seqs, t->B, t->T, scale, &ls, &nt));
+        st = ilm__graph_forward_backward(t->g, b->tokens, b->labels, b->positions, b->cu_seqlens,
+                                         b->n_seqs, t->B, t->T, scale, &ls, &nt);
         loss_sum += ls;
     }
-    t->step++;
-    t->tokens_seen += (uint64_t)(t->accum * t->B * t->T);
+    const ilm__backend *be = ilm__graph_backend(t->g);
+    const int64_t step = t->step + 1;
     float *grad = ilm__graph_grad_slab(t->g);
-    const double norm = sqrt(ilm__optim_sqnorm(grad, ps->total));
-    const double lr = ilm__optim_lr(&t->opt, t->step);
+    const double norm = st == ILM_OK ? sqrt(ilm__optim_sqnorm(be, grad, ps->total)) : NAN;
+    const double lr = ilm__optim_lr(&t->opt, step);
     const float coef = ilm__optim_clip_coef(&t->opt, norm);
     const double loss = targets ? loss_sum / (double)targets : NAN;
     const bool skip = !isfinite(norm) || !isfinite(loss);
-    if (skip)
+    if (st == ILM_OK && skip)
         ilm__log(ILM_LOG_WARN, "trainer: step %lld skipped: the loss (%g) or gradient norm (%g) is not finite",
-                 (long long)t->step, loss, norm);
-    else
-        ILM_FORWARD(ilm__adamw_step(&t->opt, ps, 0, ps->total, t->step, lr, coef, ilm__graph_param_slab(t->g),
-                                    grad, t->m, t->v));
+                 (long long)step, loss, norm);
+    else if (st == ILM_OK)
+        st = ilm__adamw_step(be, &t->opt, ps, 0, ps->total, step, lr, coef,
+                             ilm__graph_param_slab(t->g), grad, t->m, t->v);
     ilm__graph_zero_grad(t->g);
+    ILM_FORWARD(st);
+    t->step = step;
+    t->tokens_seen += (uint64_t)(t->accum * t->B * t->T);
     const double secs = ilm__now() - t0;
 
     cJSON *o = cJSON_CreateObject();
@@ -519,7 +527,7 @@ ilm_status ilm_trainer_info(const ilm_trainer *t, char **json)
     cJSON_AddNumberToObject(o, "seqlen", (double)t->T);
     cJSON_AddNumberToObject(o, "grad_accum", (double)t->accum);
     cJSON_AddNumberToObject(o, "tokens_per_step", (double)(t->B * t->T * t->accum));
-    cJSON_AddNumberToObject(o, "threads", ilm__num_threads());
+    cJSON_AddNumberToObject(o, "threads", t->threads > 0 ? t->threads : ilm__num_threads());
     cJSON_AddNumberToObject(mem, "parameters", (double)slab);
     cJSON_AddNumberToObject(mem, "gradients", (double)slab);
     cJSON_AddNumberToObject(mem, "optimizer", 2.0 * (double)slab);

@@ -5,7 +5,6 @@
 #include "backend/cpu/cpu.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -15,8 +14,7 @@
 ilm_status ilm__cpu_rmsnorm(const ilm__backend *be, const float *x, const float *w, float *y,
                             int64_t T, int64_t C, float eps)
 {
-    (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (T > 1)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T > 1)
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * C;
         float *yr = y + t * C;
@@ -31,11 +29,11 @@ ilm_status ilm__cpu_rmsnorm(const ilm__backend *be, const float *x, const float 
 /* Rotates every pair of x[T, NH, D] by the angle of (cos, sin), or by its
  * negative (sign -1: the backward pass, whose gradient turns back by the
  * same angle; -(-s) and a - (-b) are exact, so the forward bits are kept). */
-static void rotate(float *x, int64_t T, int64_t NH, int64_t D, const float *cos, const float *sin,
+static void rotate(const ilm__backend *be, float *x, int64_t T, int64_t NH, int64_t D, const float *cos, const float *sin,
                    bool interleaved, float sign)
 {
     const int64_t half = D / 2;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (T * NH > 64)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * NH > 64)
     for (int64_t th = 0; th < T * NH; th++) {
         int64_t t = th / NH;
         float *v = x + th * D;
@@ -52,24 +50,22 @@ static void rotate(float *x, int64_t T, int64_t NH, int64_t D, const float *cos,
 ilm_status ilm__cpu_rope(const ilm__backend *be, float *x, int64_t T, int64_t NH, int64_t D,
                          const float *cos, const float *sin, bool interleaved)
 {
-    (void)be;
-    rotate(x, T, NH, D, cos, sin, interleaved, 1.0f);
+    rotate(be, x, T, NH, D, cos, sin, interleaved, 1.0f);
     return ILM_OK;
 }
 
 ilm_status ilm__cpu_rope_bwd(const ilm__backend *be, float *dx, int64_t T, int64_t NH, int64_t D,
                              const float *cos, const float *sin, bool interleaved)
 {
-    (void)be;
-    rotate(dx, T, NH, D, cos, sin, interleaved, -1.0f);
+    rotate(be, dx, T, NH, D, cos, sin, interleaved, -1.0f);
     return ILM_OK;
 }
 
 /* ---- attention -------------------------------------------------------- */
 
 /* dot(a, b) and y += p * x over n floats.  The AVX2 versions keep eight
- * partial sums; which version runs is decided once per process, so the
- * result does not depend on anything but the machine. */
+ * partial sums; which version runs is the instance's ISA level, so the
+ * result depends on nothing but that level. */
 #ifdef ILM__X86
 __attribute__((target("avx2,fma"))) static float dot_avx2(const float *a, const float *b, int64_t n)
 {
@@ -231,22 +227,18 @@ static void axpy_scalar(float *y, float p, const float *x, int64_t n)
 
 typedef ilm__cpu_vec vec_ops;
 
-static vec_ops g_vec = { dot_scalar, axpy_scalar, exp_sum_scalar, swiglu_bwd_scalar };
-static pthread_once_t g_vec_once = PTHREAD_ONCE_INIT;
+static const vec_ops k_vec_scalar = { dot_scalar, axpy_scalar, exp_sum_scalar, swiglu_bwd_scalar };
+#ifdef ILM__X86
+static const vec_ops k_vec_avx2 = { dot_avx2, axpy_avx2, exp_sum_avx2, swiglu_bwd_avx2 };
+#endif
 
-static void pick_vec_ops(void)
+const ilm__cpu_vec *ilm__cpu_vec_ops(const ilm__backend *be)
 {
 #ifdef ILM__X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        g_vec = (vec_ops){ dot_avx2, axpy_avx2, exp_sum_avx2, swiglu_bwd_avx2 };
+    if (ilm__cpu_ctx_of(be)->isa >= ILM__ISA_AVX2) return &k_vec_avx2;
 #endif
-}
-
-const ilm__cpu_vec *ilm__cpu_vec_ops(void)
-{
-    pthread_once(&g_vec_once, pick_vec_ops);
-    return &g_vec;
+    (void)be;
+    return &k_vec_scalar;
 }
 
 /* Positions per chunk when decoding: fixed, so the order of the partial
@@ -257,7 +249,7 @@ const ilm__cpu_vec *ilm__cpu_vec_ops(void)
  * shared among threads; each chunk scores all heads (reading every key row
  * once for its whole group), then, after a softmax per head, adds its part
  * of the weighted values, and the parts are summed in chunk order. */
-static ilm_status attend_one(const vec_ops *vo, const float *q, const float *k, const float *v,
+static ilm_status attend_one(const ilm__backend *be, const vec_ops *vo, const float *q, const float *k, const float *v,
                              float *out, int64_t S, int64_t H, int64_t KV, int64_t D,
                              int64_t kv_stride, float scale)
 {
@@ -271,7 +263,7 @@ static ilm_status attend_one(const vec_ops *vo, const float *q, const float *k, 
         ilm__free(norm);
         return ilm__error(ILM_ERR_NOMEM, "attention: out of memory for %lld positions", (long long)S);
     }
-#pragma omp parallel num_threads(ilm__num_threads()) if (S >= 2 * ATT_CHUNK)
+#pragma omp parallel num_threads(ilm__cpu_threads(be)) if (S >= 2 * ATT_CHUNK)
     {
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < n_chunks; c++)
@@ -313,16 +305,14 @@ ilm_status ilm__cpu_attention(const ilm__backend *be, const float *q, const floa
                               const float *v, float *out, int64_t T, int64_t p0, int64_t H,
                               int64_t KV, int64_t D, int64_t kv_stride)
 {
-    (void)be;
-    pthread_once(&g_vec_once, pick_vec_ops);
-    const vec_ops vo = g_vec;
+    const vec_ops vo = *ilm__cpu_vec_ops(be);
     const int64_t S = p0 + T, group = H / KV;
     const float scale = 1.0f / sqrtf((float)D);
-    if (T == 1) return attend_one(&vo, q, k, v, out, S, H, KV, D, kv_stride, scale);
+    if (T == 1) return attend_one(be, &vo, q, k, v, out, S, H, KV, D, kv_stride, scale);
     /* Many queries (a prompt): each (query, kv head) pair is one task that
      * serves the whole group of query heads reading that kv head. */
     int failed = 0;
-#pragma omp parallel num_threads(ilm__num_threads()) reduction(+ : failed)
+#pragma omp parallel num_threads(ilm__cpu_threads(be)) reduction(+ : failed)
     {
         float *scores = ilm__malloc((size_t)(group * S) * sizeof *scores);
         if (!scores) failed = 1;
@@ -364,8 +354,7 @@ ilm_status ilm__cpu_attention(const ilm__backend *be, const float *q, const floa
 ilm_status ilm__cpu_swiglu(const ilm__backend *be, const float *gate, const float *up, float *out,
                            int64_t n)
 {
-    (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 2 * EW_BLOCK) schedule(static)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (n > 2 * EW_BLOCK) schedule(static)
     for (int64_t i = 0; i < n; i += EW_BLOCK)
         swiglu_scalar(gate + i, up + i, out + i, n - i < EW_BLOCK ? n - i : EW_BLOCK);
     return ILM_OK;
@@ -373,8 +362,7 @@ ilm_status ilm__cpu_swiglu(const ilm__backend *be, const float *gate, const floa
 
 ilm_status ilm__cpu_add(const ilm__backend *be, float *y, const float *x, int64_t n)
 {
-    (void)be;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 65536)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (n > 65536)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
     return ILM_OK;
 }

@@ -6,6 +6,7 @@
  * (tests/test_grad.c checks this). */
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
+#include "tensor/tensor.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -24,26 +25,35 @@ static ilm_status check_ids(const int32_t *ids, int64_t T, int64_t V, const char
     return ILM_OK;
 }
 
-ilm_status ilm__cpu_embedding(const ilm__backend *be, const float *W, int64_t V, int64_t C,
-                              const int32_t *ids, int64_t T, float *y)
+ilm_status ilm__cpu_embedding(const ilm__backend *be, uint32_t wtype, const void *W, int64_t V,
+                              int64_t C, const int32_t *ids, int64_t T, float *y)
 {
-    (void)be;
+    uint32_t block, bytes;
+    ILM_RETURN_IF(!ilm__ggml_type_info(wtype, &block, &bytes) || C % block != 0,
+                  ILM_ERR_UNSUPPORTED, "embedding: table type %s (%u) with %lld columns",
+                  ilm__ggml_type_name(wtype), wtype, (long long)C);
     ILM_FORWARD(check_ids(ids, T, V, "embedding"));
-#pragma omp parallel for num_threads(ilm__num_threads()) if (T * C > 65536)
-    for (int64_t t = 0; t < T; t++)
-        memcpy(y + t * C, W + (int64_t)ids[t] * C, (size_t)C * sizeof *y);
+    const size_t row_bytes = (size_t)(C / block) * bytes;
+    int failed = 0;
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * C > 65536) reduction(+ : failed)
+    for (int64_t t = 0; t < T; t++) {
+        const uint8_t *row = (const uint8_t *)W + (size_t)ids[t] * row_bytes;
+        if (wtype == ILM__GGML_F32) memcpy(y + t * C, row, (size_t)C * sizeof *y);
+        else failed += ilm__dequantize(wtype, row, y + t * C, C) != ILM_OK;
+    }
+    ILM_RETURN_IF(failed, ILM_ERR_UNSUPPORTED, "embedding: cannot dequantize %s rows",
+                  ilm__ggml_type_name(wtype));
     return ILM_OK;
 }
 
 ilm_status ilm__cpu_embedding_bwd(const ilm__backend *be, float *dW, int64_t V, int64_t C,
                                   const int32_t *ids, int64_t T, const float *dy)
 {
-    (void)be;
     ILM_FORWARD(check_ids(ids, T, V, "embedding backward"));
     /* Scatter-add by column blocks: a block's task walks the tokens in
      * order, so a row that several tokens share is summed in token order. */
     const int64_t n_blocks = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel for num_threads(ilm__num_threads()) if (T * C > 65536) schedule(static)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * C > 65536) schedule(static)
     for (int64_t cb = 0; cb < n_blocks; cb++) {
         const int64_t c0 = cb * COL_BLOCK, c1 = c0 + COL_BLOCK < C ? c0 + COL_BLOCK : C;
         for (int64_t t = 0; t < T; t++) {
@@ -62,12 +72,11 @@ ilm_status ilm__cpu_rmsnorm_bwd(const ilm__backend *be, const float *x, const fl
                                 const float *dy, float *dx, float *dw, int64_t T, int64_t C,
                                 float eps)
 {
-    (void)be;
     if (T <= 0) return ILM_OK;
     float *r = ilm__malloc((size_t)T * sizeof *r);
     ILM_RETURN_IF(!r, ILM_ERR_NOMEM, "rmsnorm backward: out of memory for %lld rows", (long long)T);
     const int64_t n_blocks = (C + COL_BLOCK - 1) / COL_BLOCK;
-#pragma omp parallel num_threads(ilm__num_threads()) if (T * C > 16384)
+#pragma omp parallel num_threads(ilm__cpu_threads(be)) if (T * C > 16384)
     {
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < T; t++) {
@@ -130,8 +139,8 @@ static int64_t longest_doc(const int32_t *cu, int64_t n_seqs)
     return mx;
 }
 
-/* C[m,n] = alpha op(A) op(B) + beta C on the calling thread's BLAS (the
- * callers set the BLAS to one thread: they run inside our own team). */
+/* C[m,n] = alpha op(A) op(B) + beta C on the calling thread's BLAS (one
+ * thread: the callers run inside our own team). */
 static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
@@ -143,21 +152,19 @@ static void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha
  * against the keys up to the block's last row are one gemm, the causal
  * softmax runs over each row (the max, then exp and a double sum), and the
  * output is a second gemm with the probabilities.  One task owns a
- * (document, head) and runs on one thread with the BLAS on one thread, so
+ * (document, head) and runs on one thread with the single-threaded BLAS, so
  * the bits do not depend on the thread count. */
 ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, const float *k,
                                     const float *v, float *out, float *lse,
                                     const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
                                     int64_t H, int64_t KV, int64_t D)
 {
-    (void)be;
     ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
-    const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
+    const ilm__cpu_vec vo = *ilm__cpu_vec_ops(be);
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
-    const int blas = ilm__blas_set_threads(1);
     int failed = 0;
-#pragma omp parallel num_threads(ilm__num_threads()) reduction(+ : failed)
+#pragma omp parallel num_threads(ilm__cpu_threads(be)) reduction(+ : failed)
     {
         float *sc = ilm__malloc((size_t)(QB * n_max) * sizeof *sc);
         if (!sc) failed = 1;
@@ -187,7 +194,6 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
         }
         ilm__free(sc);
     }
-    ilm__blas_set_threads(blas);
     ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)n_max);
     return ILM_OK;
 }
@@ -207,17 +213,15 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                                         const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
                                         int64_t H, int64_t KV, int64_t D)
 {
-    (void)be;
     ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
-    const ilm__cpu_vec vo = *ilm__cpu_vec_ops();
+    const ilm__cpu_vec vo = *ilm__cpu_vec_ops(be);
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
     float *delta = ilm__malloc((size_t)(T * H) * sizeof *delta);
     ILM_RETURN_IF(!delta, ILM_ERR_NOMEM, "attention backward: out of memory for %lld rows",
                   (long long)T);
-    const int blas = ilm__blas_set_threads(1);
     int failed = 0;
-#pragma omp parallel num_threads(ilm__num_threads()) reduction(+ : failed)
+#pragma omp parallel num_threads(ilm__cpu_threads(be)) reduction(+ : failed)
     {
 #pragma omp for schedule(static)
         for (int64_t th = 0; th < T * H; th++) delta[th] = vo.dot(dout + th * D, out + th * D, D);
@@ -255,7 +259,6 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
         }
         ilm__free(p);
     }
-    ilm__blas_set_threads(blas);
     ilm__free(delta);
     ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention backward: out of memory for %lld scores",
                   (long long)n_max);
@@ -266,11 +269,10 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
 ilm_status ilm__cpu_swiglu_bwd(const ilm__backend *be, const float *dout, const float *gate,
                                const float *up, float *dgate, float *dup, int64_t n)
 {
-    (void)be;
-    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops(be);
     /* Fixed blocks: the vector and tail loops see the same pieces for any
      * thread count. */
-#pragma omp parallel for num_threads(ilm__num_threads()) if (n > 32768) schedule(static)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (n > 32768) schedule(static)
     for (int64_t i = 0; i < n; i += 16384)
         vo->swiglu_bwd(dout + i, gate + i, up + i, dgate + i, dup + i, n - i < 16384 ? n - i : 16384);
     return ILM_OK;
@@ -280,15 +282,14 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
                                   const int32_t *labels, int64_t N, int64_t V, float dscale,
                                   float *dlogits, double *loss_sum, int64_t *n_targets)
 {
-    (void)be;
     for (int64_t i = 0; i < N; i++)
         ILM_RETURN_IF(labels[i] != -100 && (labels[i] < 0 || labels[i] >= V), ILM_ERR_RANGE,
                       "cross-entropy: label %d at %lld is outside the vocabulary of %lld",
                       labels[i], (long long)i, (long long)V);
-    const ilm__cpu_vec *vo = ilm__cpu_vec_ops();
+    const ilm__cpu_vec *vo = ilm__cpu_vec_ops(be);
     double *row = ilm__malloc((size_t)(N > 0 ? N : 1) * sizeof *row);
     ILM_RETURN_IF(!row, ILM_ERR_NOMEM, "cross-entropy: out of memory for %lld rows", (long long)N);
-#pragma omp parallel for num_threads(ilm__num_threads()) if (N * V > 65536) schedule(static)
+#pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (N * V > 65536) schedule(static)
     for (int64_t i = 0; i < N; i++) {
         const float *l = logits + i * V;
         const int32_t y = labels[i];

@@ -3,6 +3,7 @@
  * ggml format: the driver (argument checks, activation quantization,
  * threading, the BLAS panel path) and the portable scalar kernels, which
  * are the reference the SIMD kernels (linear_avx2.c) are tested against.
+ * Only the CPU backend calls it (backend.h's linear op).
  *
  * The method is the one llama.cpp made standard for CPU decoding: quantize
  * each activation row once to 8-bit blocks aligned with the weight blocks,
@@ -15,7 +16,8 @@
  * For prompt-sized M, expanding W is amortised over M rows, and a BLAS
  * GEMM on dequantized panels of W beats the integer dot products.
  */
-#include "tensor/linear.h"
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/linear.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -23,30 +25,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-/* ---- per-thread scratch --------------------------------------------------- */
-
-/* The caller's thread owns a buffer that grows to the largest size asked
- * for and is reused by every later call on that thread (ilm__linear takes
- * no lock; one call runs per thread at a time).  It is kept for the life of
- * the thread: bounded by the largest M*K (activations) or panel seen. */
-typedef struct scratch {
-    void  *p;
-    size_t cap;
-} scratch;
-
-static _Thread_local scratch tl_act, tl_aux, tl_panel;
-
-static void *scratch_get(scratch *s, size_t bytes)
-{
-    if (bytes <= s->cap) return s->p;
-    size_t cap = bytes + bytes / 4 + 256;
-    void *p = ilm__realloc(s->p, cap);
-    if (!p) return NULL;
-    s->p = p;
-    s->cap = cap;
-    return p;
-}
 
 /* ---- scalar activation quantizers ----------------------------------------- */
 
@@ -333,9 +311,6 @@ static bool lin_scalar(uint32_t t, lin_type *o)
     }
 }
 
-static int     g_isa;               /* ILM__ISA_* */
-static int64_t g_gemm_min_m;        /* 0: the default below */
-
 /* When panels and the BLAS take over from the dot products.  Measured on
  * the 2-core AVX-512 EPYC CI machine with the SmolLM2 shapes
  * (tools/bench_linear.c): for the quantized formats the integer path with
@@ -343,36 +318,51 @@ static int64_t g_gemm_min_m;        /* 0: the default below */
  * stay on it; f16/bf16 rows switch at M = 8. */
 #define GEMM_MIN_M_HALF 8
 
-void ilm__linear_set_isa(int isa) { g_isa = isa; }
-void ilm__linear_set_gemm_min_m(int64_t m) { g_gemm_min_m = m > 0 ? m : 0; }
-
-static bool use_avx2(void)
-{
-    return g_isa != ILM__ISA_SCALAR && ilm__avx2_usable();
-}
-
 /* ---- the BLAS panel path (prompt-sized M) ----------------------------------- */
 
-/* Dequantizes panels of W rows into fp32 (the rows split across threads)
- * and multiplies each with the BLAS.  Panels have a fixed height that does
- * not depend on the thread count, so neither do the results. */
-static ilm_status linear_panels(uint32_t wtype, const uint8_t *W, size_t row_bytes, int64_t N,
-                                int64_t K, const float *x, int64_t M, float *y)
+/* Cuts W into panels of a fixed height (about 512 KB of floats, a multiple
+ * of 16 rows) that depends on K alone; each thread of the team dequantizes
+ * a panel into its own buffer and multiplies it with one single-threaded
+ * BLAS call, so neither the thread count nor the BLAS's own partitioning
+ * changes a bit of y. */
+static ilm_status linear_panels(const ilm__backend *be, uint32_t wtype, const uint8_t *W,
+                                size_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M,
+                                float *y)
 {
-    int64_t P = (int64_t)(1 << 17) / K; /* a panel of about 512 KB of floats */
+    ilm__cpu_ctx *c = ilm__cpu_ctx_of(be);
+    int64_t P = (int64_t)(1 << 17) / K;
     P = P < 16 ? 16 : P - P % 16;
     if (P > N) P = N;
-    float *panel = scratch_get(&tl_panel, (size_t)P * (size_t)K * sizeof(float));
-    ILM_RETURN_IF(!panel, ILM_ERR_NOMEM, "linear: cannot allocate a %lldx%lld panel",
-                  (long long)P, (long long)K);
-    for (int64_t n0 = 0; n0 < N; n0 += P) {
-        int64_t rows = N - n0 < P ? N - n0 : P;
-        /* Dequantized by the calling thread alone: an OpenMP team here
-         * would keep spinning after its region while OpenBLAS's own
-         * threads want the same cores (measured: half the GEMM speed). */
-        (void)ilm__dequantize(wtype, W + (size_t)n0 * row_bytes, panel, rows * K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)rows, (int)K, 1.0f, x,
-                    (int)K, panel, (int)K, 0.0f, y + n0, (int)N);
+    const int64_t n_panels = (N + P - 1) / P;
+    int nt = ilm__cpu_threads(be);
+    if (nt > n_panels) nt = (int)n_panels;
+    if (nt > c->n_panels) {
+        ilm__cpu_scratch *grown = ilm__realloc(c->panels, (size_t)nt * sizeof *grown);
+        ILM_RETURN_IF(!grown, ILM_ERR_NOMEM, "linear: out of memory");
+        for (int i = c->n_panels; i < nt; i++) grown[i] = (ilm__cpu_scratch){ 0 };
+        c->panels = grown;
+        c->n_panels = nt;
+    }
+    /* Every buffer is grown before the team starts: nothing inside the
+     * parallel region can fail. */
+    for (int i = 0; i < nt; i++)
+        ILM_RETURN_IF(!ilm__cpu_scratch_get(&c->panels[i], (size_t)P * (size_t)K * sizeof(float)),
+                      ILM_ERR_NOMEM, "linear: cannot allocate a %lldx%lld panel", (long long)P,
+                      (long long)K);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        float *panel = c->panels[t].p;
+#pragma omp for schedule(static, 1)
+        for (int64_t p = 0; p < n_panels; p++) {
+            const int64_t n0 = p * P, rows = N - n0 < P ? N - n0 : P;
+            (void)ilm__dequantize(wtype, W + (size_t)n0 * row_bytes, panel, rows * K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)rows, (int)K, 1.0f,
+                        x, (int)K, panel, (int)K, 0.0f, y + n0, (int)N);
+        }
     }
     return ILM_OK;
 }
@@ -381,9 +371,10 @@ static ilm_status linear_panels(uint32_t wtype, const uint8_t *W, size_t row_byt
 
 /* ---- the entry point ----------------------------------------------------- */
 
-ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, const float *x,
-                       int64_t M, float *y)
+ilm_status ilm__cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W, int64_t N,
+                           int64_t K, const float *x, int64_t M, float *y)
 {
+    ilm__cpu_ctx *c = ilm__cpu_ctx_of(be);
     uint32_t block, bytes;
     lin_type lt;
     ILM_RETURN_IF(!ilm__ggml_type_info(wtype, &block, &bytes) || !lin_scalar(wtype, &lt),
@@ -409,21 +400,21 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
     int64_t nb = K / block;
 
     if (wtype == ILM__GGML_F32 && M > 1) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
-                    (int)K, W, (int)K, 0.0f, y, (int)N);
+        ilm__cpu_gemm(be, false, true, (int)M, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f,
+                      y, (int)N);
         return ILM_OK;
     }
-    int64_t gemm_min = g_gemm_min_m ? g_gemm_min_m
-                                    : lt.act == ACT_F32 ? GEMM_MIN_M_HALF : INT64_MAX;
-    if (M >= gemm_min) return linear_panels(wtype, w, row_bytes, N, K, x, M, y);
+    int64_t gemm_min = c->gemm_min_m ? c->gemm_min_m
+                                     : lt.act == ACT_F32 ? GEMM_MIN_M_HALF : INT64_MAX;
+    if (M >= gemm_min) return linear_panels(be, wtype, w, row_bytes, N, K, x, M, y);
 
     ilm__dot_fn dot = lt.dot;
     ilm__dot4_fn dot4 = NULL;
     ilm__quant_act_fn quant = lt.act == ACT_Q8A ? quant_q8a_scalar : quant_q8k_scalar;
-    if (use_avx2()) {
+    if (c->isa >= ILM__ISA_AVX2) {
         ilm__dot_fn v = ilm__avx2_dot(wtype);
         if (v) dot = v;
-        dot4 = ilm__avx2_dot4(wtype);
+        dot4 = ilm__avx2_dot4(wtype, c->isa);
         quant = lt.act == ACT_Q8A ? ilm__avx2_quant_q8a : ilm__avx2_quant_q8k;
     }
 
@@ -433,7 +424,7 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
     if (lt.act != ACT_F32) {
         act_row = lt.act == ACT_Q8A ? (size_t)(K / 32) * sizeof(ilm__q8a)
                                     : (size_t)(K / 256) * sizeof(ilm__q8k);
-        void *buf = scratch_get(&tl_act, act_row * (size_t)M);
+        void *buf = ilm__cpu_scratch_get(&c->act, act_row * (size_t)M);
         ILM_RETURN_IF(!buf, ILM_ERR_NOMEM, "linear: cannot allocate %lld quantized rows",
                       (long long)M);
         for (int64_t m = 0; m < M; m++)
@@ -444,16 +435,17 @@ ilm_status ilm__linear(uint32_t wtype, const void *W, int64_t N, int64_t K, cons
     /* The four-row kernel's per-block terms, for every group of four rows. */
     float *aux = NULL;
     if (dot4 && M >= 4) {
-        aux = scratch_get(&tl_aux, (size_t)(M / 4) * (size_t)nb * 8 * sizeof(float));
+        aux = ilm__cpu_scratch_get(&c->aux, (size_t)(M / 4) * (size_t)nb * 8 * sizeof(float));
         ILM_RETURN_IF(!aux, ILM_ERR_NOMEM, "linear: out of memory");
         for (int64_t g = 0; g < M / 4; g++)
             ilm__q8a_aux(nb, (const uint8_t *)act + (size_t)(4 * g) * act_row, act_row,
                          aux + g * nb * 8);
     }
 
-    /* Rows of W split evenly across threads; small matrices stay on one
-     * thread, where waking the team would cost more than it saves. */
-    int nt = ilm__num_threads();
+    /* Rows of W split evenly across threads (each output is one dot
+     * product, so the split never changes a bit); small matrices stay on
+     * one thread, where waking the team would cost more than it saves. */
+    int nt = ilm__cpu_threads(be);
     if ((double)N * (double)row_bytes * (double)M < 32768.0) nt = 1;
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {

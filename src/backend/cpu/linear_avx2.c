@@ -1,8 +1,8 @@
 /*
  * AVX2 + FMA + F16C kernels for the linear op (x86-64).  Compiled with
  * function target attributes, not global flags, so the library still runs
- * on CPUs without them: linear.c asks ilm__avx2_usable() at run time and
- * falls back to the scalar kernels.
+ * on CPUs without them: linear.c calls them only when the backend
+ * instance's ISA level (core/cpu.c, ILM_CPU) is ILM__ISA_AVX2 or higher.
  *
  * Integer dot products use vpmaddubsw (unsigned 8-bit weights times signed
  * 8-bit activations, pairs summed to 16 bits) and vpmaddwd (to 32 bits).
@@ -12,7 +12,7 @@
  * q5_0's 16, q6_k's 32) are applied through the activation block sums
  * instead of to the codes, so the codes stay unsigned.
  */
-#include "tensor/linear.h"
+#include "backend/cpu/linear.h"
 
 #include <string.h>
 
@@ -21,17 +21,6 @@
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
-
-bool ilm__avx2_usable(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        __builtin_cpu_init();
-        ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-             __builtin_cpu_supports("f16c");
-    }
-    return ok;
-}
 
 static inline TGT float f16at(const uint8_t *p)
 {
@@ -421,20 +410,16 @@ ilm__dot_fn ilm__avx2_dot(uint32_t wtype)
     }
 }
 
-ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype)
+ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype, int isa)
 {
     if (wtype != ILM__GGML_Q4_1) return NULL;
-    static int vnni = -1;
-    if (vnni < 0)
-        vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-    return vnni ? dot4_q4_1_vnni : dot4_q4_1;
+    return isa >= ILM__ISA_AVX512 && ilm__isa_vnni() ? dot4_q4_1_vnni : dot4_q4_1;
 }
 
 #else /* not x86-64 with GCC/Clang: the scalar kernels serve every type */
 
-bool ilm__avx2_usable(void) { return false; }
 ilm__dot_fn ilm__avx2_dot(uint32_t wtype) { (void)wtype; return NULL; }
-ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype) { (void)wtype; return NULL; }
+ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype, int isa) { (void)wtype; (void)isa; return NULL; }
 void ilm__avx2_quant_q8a(const float *x, void *out, int64_t n) { (void)x; (void)out; (void)n; }
 void ilm__avx2_quant_q8k(const float *x, void *out, int64_t n) { (void)x; (void)out; (void)n; }
 

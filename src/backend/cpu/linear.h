@@ -1,10 +1,10 @@
 /*
- * src/tensor/linear.h -- what the linear kernel's driver (linear.c) shares
+ * src/backend/cpu/linear.h -- what the linear kernel's driver (linear.c) shares
  * with its instruction-set specific kernels (linear_avx2.c): the quantized
  * activation blocks and the dot-product signatures.
  */
-#ifndef ILM_TENSOR_LINEAR_H
-#define ILM_TENSOR_LINEAR_H
+#ifndef ILM_BACKEND_CPU_LINEAR_H
+#define ILM_BACKEND_CPU_LINEAR_H
 
 #include "tensor/tensor.h"
 
@@ -58,11 +58,11 @@ typedef void (*ilm__quant_act_fn)(const float *x, void *out, int64_t n);
 
 /* The AVX2 kernels (NULL entries: the scalar kernel serves that type). */
 ilm__dot_fn       ilm__avx2_dot(uint32_t wtype);
-ilm__dot4_fn      ilm__avx2_dot4(uint32_t wtype); /* NULL: use ilm__avx2_dot */
+/* The four-row kernel (NULL: use ilm__avx2_dot); at ISA level
+ * ILM__ISA_AVX512 on a CPU with AVX512-VNNI, the VNNI variant. */
+ilm__dot4_fn      ilm__avx2_dot4(uint32_t wtype, int isa);
 void              ilm__avx2_quant_q8a(const float *x, void *out, int64_t n);
 void              ilm__avx2_quant_q8k(const float *x, void *out, int64_t n);
-/* Whether the CPU runs the AVX2 kernels (AVX2, FMA and F16C). */
-bool              ilm__avx2_usable(void);
 
 /* The block scale both quantizers use: 127/amax (0 for an all-zero
  * block), computed in scalar code so that the paths agree bit for bit. */
@@ -72,4 +72,4 @@ static inline float ilm__act_iscale(float amax, float *d)
     return amax > 0.0f ? 127.0f / amax : 0.0f;
 }
 
-#endif /* ILM_TENSOR_LINEAR_H */
+#endif /* ILM_BACKEND_CPU_LINEAR_H */
