@@ -149,7 +149,7 @@ deps:
 	@tools/deps.sh
 
 # The tests run from the repository root; they find the build through these
-# variables.  Check's summary line is the last thing printed.
+# variables.  The runner's summary line (passed, failed, skipped) is last.
 test: deps
 	@$(MAKE) --no-print-directory all $(RUNNER)
 	ILM_BUILD=$(BUILD) ILM_LIBDIR=$(LIBDIR) ILM_CUDA=$(CUDA) ILM_SANITIZE=$(SANITIZE) $(RUNNER)

@@ -60,7 +60,7 @@ END_TEST
 START_TEST(installed_library_through_pkg_config)
 {
     if (test_sanitized()) {
-        printf("abi: skipping the install test in the sanitizer build (it installs the plain build)\n");
+        test_skip("abi: the install test in the sanitizer build (it installs the plain build)");
         return;
     }
     char *dir = test_tmpdir(), *out = NULL;
@@ -95,7 +95,7 @@ END_TEST
 START_TEST(cpu_only_build_has_no_cuda)
 {
     if (test_sanitized()) {
-        printf("abi: skipping the CPU-only rebuild in the sanitizer build\n");
+        test_skip("abi: the CPU-only rebuild in the sanitizer build");
         return;
     }
     char *dir = test_tmpdir(), *out = NULL;

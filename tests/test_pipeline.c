@@ -102,7 +102,7 @@ START_TEST(pipeline_debian_corpora)
     fclose(g);
     char *kjv = NULL;
     if (access(".cache/debian/kjv.txt", R_OK) == 0) kjv = realpath(".cache/debian/kjv.txt", NULL);
-    else printf("skip: .cache/debian/kjv.txt is missing (tools/debian_text.sh); using the fortunes only\n");
+    else test_skip(".cache/debian/kjv.txt is missing (tools/debian_text.sh); using the fortunes only");
     char cfg[8192];
     snprintf(cfg, sizeof cfg,
              "{\"inputs\": [\"" FORTUNES "fortunes\", \"" FORTUNES "tang300\", \"" FORTUNES "song100\", "

@@ -32,7 +32,7 @@ static const char model_config[] =
 static bool make_corpus(const char *dir)
 {
     if (access(FORTUNES "fortunes", R_OK) || access(FORTUNES "literature", R_OK)) {
-        printf("skip: the Debian fortunes are not installed\n");
+        test_skip("the Debian fortunes are not installed");
         return false;
     }
     char cfg[4096];

@@ -11,25 +11,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-Suite *suite_core(void);
-Suite *suite_backend(void);
-Suite *suite_abi(void);
-Suite *suite_cli(void);
-Suite *suite_tokenizer(void);
-Suite *suite_model(void);
-Suite *suite_tok_train(void);
-Suite *suite_gguf(void);
-Suite *suite_bytelevel(void);
-Suite *suite_formats(void);
-Suite *suite_tensor(void);
-Suite *suite_corpus(void);
-Suite *suite_ingest(void);
-Suite *suite_dedup(void);
-Suite *suite_pipeline(void);
-Suite *suite_train(void);
-Suite *suite_optim(void);
-Suite *suite_ckpt(void);
-Suite *suite_grad(void);
+/* Every suite, in the order the runner runs them: the one list (the runner
+ * builds its run from it, and each suite_<name>() is defined in its test
+ * file). */
+#define TEST_SUITES(X) \
+    X(core) X(backend) X(abi) X(cli) X(tokenizer) X(model) X(tok_train) X(gguf) X(bytelevel) \
+    X(formats) X(tensor) X(corpus) X(ingest) X(dedup) X(pipeline) X(train) X(optim) X(ckpt) X(grad)
+#define TEST_DECLARE_SUITE(name) Suite *suite_##name(void);
+TEST_SUITES(TEST_DECLARE_SUITE)
+
+/* Marks the running test as skipped (wholly or in part) for the reason
+ * printf'd from fmt: one "skip: ..." line now, and the runner lists it and
+ * counts it as skipped, not passed, in its summary.  The caller returns
+ * (or goes on without the part it could not run). */
+void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The process's shared CPU backend instance (the default thread count and
  * ISA level at each call; never freed), and a new instance with its own
