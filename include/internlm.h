@@ -134,8 +134,14 @@ ILM_API const char *ilm_last_error(void);
 /* ===================================================================== */
 
 /*! ilm_allocator :
- *  Hooks through which the library allocates all host memory it owns.
- *  `user` is passed back to each hook.  Sizes are in bytes. */
+ *  Hooks through which the library allocates all host memory it owns,
+ *  including what its dependencies allocate for it: cJSON (through
+ *  cJSON_InitHooks, which is process-wide: a program that uses libcjson
+ *  itself gets its allocations through the hooks too), PCRE2 (a general
+ *  context) and utf8proc (normalized text lands in the library's buffers).
+ *  Not covered: OpenBLAS's and OpenMP's internal buffers, PCRE2's JIT code
+ *  (its own executable mappings), CUDA device memory, and memory-mapped
+ *  model files.  `user` is passed back to each hook.  Sizes are in bytes. */
 typedef struct ilm_allocator {
     void *(*malloc_fn)(void *user, size_t size);
     void *(*realloc_fn)(void *user, void *ptr, size_t size);

@@ -2,6 +2,10 @@
  * JSON config, mmap views, atomic writes, the RNG, thread control. */
 #include "tests.h"
 #include "core/internal.h"
+#include "internlm.h"
+
+#include <cjson/cJSON.h>
+#include <utf8proc.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -112,6 +116,72 @@ START_TEST(allocator_hook_sees_every_allocation)
     ilm_allocator bad = { count_malloc, NULL, count_free, NULL };
     ck_assert_int_eq(ilm_set_allocator(&bad), ILM_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "realloc_fn"));
+}
+END_TEST
+
+/* A tagging allocator: every block carries a header, so a block freed
+ * through the hook that it did not come from (a library's own malloc
+ * leaking out) fails the test; the live count must return to zero. */
+#define TAG 0x1234abcdu
+static long n_live, n_tagged;
+static void *tag_malloc(void *u, size_t n)
+{
+    (void)u;
+    uint32_t *p = malloc(n + 16);
+    if (!p) return NULL;
+    p[0] = TAG;
+    n_live++;
+    n_tagged++;
+    return (char *)p + 16;
+}
+static void tag_free(void *u, void *q)
+{
+    (void)u;
+    uint32_t *p = (uint32_t *)((char *)q - 16);
+    ck_assert_msg(p[0] == TAG, "a block the hook did not allocate was freed through it");
+    p[0] = 0;
+    n_live--;
+    free(p);
+}
+static void *tag_realloc(void *u, void *q, size_t n)
+{
+    if (!q) return tag_malloc(u, n);
+    uint32_t *p = (uint32_t *)((char *)q - 16);
+    ck_assert(p[0] == TAG);
+    p = realloc(p, n + 16);
+    return p ? (char *)p + 16 : NULL;
+}
+
+START_TEST(allocator_hook_covers_cjson_pcre2_and_utf8proc)
+{
+    ilm_allocator a = { tag_malloc, tag_realloc, tag_free, NULL };
+    ck_assert_int_eq(ilm_set_allocator(&a), ILM_OK);
+    /* cJSON: the library's hooks are cJSON's. */
+    long before = n_tagged;
+    cJSON *j = cJSON_Parse("{\"k\": [1, 2]}");
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_gt(n_tagged, before);
+    cJSON_Delete(j);
+    /* PCRE2 (the byte-level pre-tokenizer's patterns and match data). */
+    ilm_tokenizer *t = NULL;
+    ck_assert_int_eq(ilm_tokenizer_load("tests/fixtures/tokenizer/bbpe_gpt2.json", &t), ILM_OK);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(ilm_tokenizer_encode(t, "Hello world, it's 2026!", 23, 0, &ids, &n), ILM_OK);
+    ck_assert_uint_gt(n, 0);
+    ilm_free(ids);
+    ilm_tokenizer_free(t);
+    /* utf8proc: e + combining acute composes to U+00E9. */
+    char *out = NULL;
+    size_t m = 0;
+    before = n_tagged;
+    ck_assert_int_eq(ilm__utf8proc_map("e\xCC\x81", 3, UTF8PROC_STABLE | UTF8PROC_COMPOSE, &out, &m), ILM_OK);
+    ck_assert_int_gt(n_tagged, before);
+    ck_assert_uint_eq(m, 2);
+    ck_assert_int_eq(memcmp(out, "\xC3\xA9", 2), 0);
+    ilm__free(out);
+    ck_assert_int_eq(n_live, 0);
+    ck_assert_int_eq(ilm_set_allocator(NULL), ILM_OK);
 }
 END_TEST
 
@@ -547,6 +617,7 @@ Suite *suite_core(void)
     tcase_add_test(t, last_error_is_per_thread);
     tcase_add_test(t, long_messages_are_truncated_not_overflowed);
     tcase_add_test(t, allocator_hook_sees_every_allocation);
+    tcase_add_test(t, allocator_hook_covers_cjson_pcre2_and_utf8proc);
     tcase_add_test(t, log_callback_filters_by_level);
     suite_add_tcase(s, t);
 

@@ -3,6 +3,7 @@
  * arena (as SQLite's sqlite3_config(SQLITE_CONFIG_MALLOC) allows). */
 #include "core/internal.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +14,24 @@ static void  std_free(void *user, void *p) { (void)user; free(p); }
 
 static ilm_allocator g_alloc = { std_malloc, std_realloc, std_free, NULL };
 
+/* cJSON's hooks: its allocations go through ours too (PCRE2 gets a general
+ * context, tokenizer/bytelevel.c; utf8proc decomposes into our buffers,
+ * corpus/clean.c). */
+static void *cjson_malloc(size_t n) { return ilm__malloc(n); }
+static void  cjson_free(void *p) { ilm__free(p); }
+
 ilm_status ilm_set_allocator(const ilm_allocator *a)
 {
     if (!a) {
         g_alloc = (ilm_allocator){ std_malloc, std_realloc, std_free, NULL };
+        cJSON_InitHooks(NULL);
         return ILM_OK;
     }
     ILM_RETURN_IF(!a->malloc_fn || !a->realloc_fn || !a->free_fn,
                   ILM_ERR_INVALID_ARG,
                   "ilm_set_allocator: malloc_fn, realloc_fn and free_fn must all be set");
     g_alloc = *a;
+    cJSON_InitHooks(&(cJSON_Hooks){ cjson_malloc, cjson_free });
     return ILM_OK;
 }
 

@@ -212,6 +212,11 @@ void       ilm__u64map_free(ilm__u64map *m);
 size_t ilm__utf8_decode(const char *s, size_t n, uint32_t *cp);
 /* Writes the UTF-8 of cp into out (4 bytes room); returns its length. */
 size_t ilm__utf8_encode(uint32_t cp, char *out);
+/* utf8proc_map(s, n, options) into a buffer from the library's allocator
+ * (*out, NUL-terminated, ilm__free; *out_n bytes), so utf8proc's results
+ * go through the allocator hook too.  ILM_ERR_NOMEM, or ILM_ERR_RANGE for
+ * input utf8proc rejects or cannot index. */
+ilm_status ilm__utf8proc_map(const char *s, size_t n, int options, char **out, size_t *out_n);
 
 /* ---- files (file.c) --------------------------------------------------- */
 

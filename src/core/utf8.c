@@ -2,6 +2,8 @@
  * forms, no surrogates, nothing above U+10FFFF). */
 #include "core/internal.h"
 
+#include <utf8proc.h>
+
 size_t ilm__utf8_decode(const char *str, size_t n, uint32_t *cp)
 {
     const uint8_t *s = (const uint8_t *)str;
@@ -47,4 +49,29 @@ size_t ilm__utf8_encode(uint32_t cp, char *out)
     o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
     o[3] = (uint8_t)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+ilm_status ilm__utf8proc_map(const char *s, size_t n, int options, char **out, size_t *out_n)
+{
+    /* What utf8proc_map does, with the buffer from our allocator: the
+     * decomposed length first, then decompose, then compose and encode in
+     * place (the UTF-8 is never longer than the UTF-32 it comes from). */
+    *out = NULL;
+    *out_n = 0;
+    const utf8proc_uint8_t *in = (const utf8proc_uint8_t *)s;
+    const utf8proc_option_t opt = (utf8proc_option_t)options;
+    utf8proc_ssize_t r = utf8proc_decompose(in, (utf8proc_ssize_t)n, NULL, 0, opt);
+    utf8proc_int32_t *buf = NULL;
+    if (r >= 0 && (size_t)r > (SIZE_MAX - 1) / sizeof *buf) r = UTF8PROC_ERROR_OVERFLOW;
+    if (r >= 0 && !(buf = ilm__malloc((size_t)r * sizeof *buf + 1))) r = UTF8PROC_ERROR_NOMEM;
+    if (r >= 0) r = utf8proc_decompose(in, (utf8proc_ssize_t)n, buf, r, opt);
+    if (r >= 0) r = utf8proc_reencode(buf, r, opt);
+    if (r < 0) {
+        ilm__free(buf);
+        return ilm__error(r == UTF8PROC_ERROR_NOMEM ? ILM_ERR_NOMEM : ILM_ERR_RANGE,
+                          "unicode normalization of %zu bytes: %s", n, utf8proc_errmsg(r));
+    }
+    *out = (char *)buf;
+    *out_n = (size_t)r;
+    return ILM_OK;
 }

@@ -222,22 +222,15 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
     }
     const char *s = tmp.p ? tmp.p : "";
     size_t n = tmp.n;
-    utf8proc_uint8_t *norm = NULL;
+    char *norm = NULL;
     if (o->norm != ILM__NORM_NONE && n && !normal_already(o->norm, s, n)) {
         int flags = UTF8PROC_STABLE | UTF8PROC_COMPOSE |
                     (o->norm == ILM__NORM_NFKC ? UTF8PROC_COMPAT : 0);
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n,
-                                          &norm, (utf8proc_option_t)flags);
-        if (r < 0) {
-            /* The input is valid UTF-8 by now: only memory, or a size past
-             * what utf8proc can index, can fail. */
-            st = ilm__error(r == UTF8PROC_ERROR_NOMEM ? ILM_ERR_NOMEM : ILM_ERR_RANGE,
-                            "clean: utf8proc on a %zu-byte document: %s", n,
-                            utf8proc_errmsg(r));
-            goto done;
-        }
-        s = (const char *)norm;
-        n = (size_t)r;
+        size_t m;
+        st = ilm__utf8proc_map(s, n, flags, &norm, &m);
+        if (st != ILM_OK) goto done; /* valid UTF-8 by now: only memory or size fail */
+        s = norm;
+        n = m;
     }
     bool pending_blank = false;
     for (size_t i = 0; i <= n && st == ILM_OK;) {
@@ -246,7 +239,7 @@ ilm_status ilm__clean(const ilm__clean_opts *o, const char *text, size_t len,
         st = put_line(o, s + i, e - i, out, &line, &pending_blank);
         i = e + 1;
     }
-    free(norm); /* utf8proc allocates with malloc */
+    ilm__free(norm);
     if (st == ILM_OK && !out->n) *dropped = "empty";
 done:
     ilm__buf_free(&tmp);

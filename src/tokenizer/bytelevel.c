@@ -202,6 +202,18 @@ static ilm_status onig_spaces(const char *p, size_t n, ilm__buf *out)
     return ILM_OK;
 }
 
+/* PCRE2 allocates through our hooks: a general context names them for
+ * each compiled pattern and match data (which keep a copy; the context is
+ * freed right after).  JIT code lives in PCRE2's own executable mappings,
+ * outside the hooks. */
+static void *pcre_alloc(PCRE2_SIZE n, void *user) { (void)user; return ilm__malloc(n); }
+static void  pcre_release(void *p, void *user) { (void)user; ilm__free(p); }
+
+static pcre2_general_context *pcre_memory(void)
+{
+    return pcre2_general_context_create(pcre_alloc, pcre_release, NULL);
+}
+
 static ilm_status compile(const char *pattern, size_t len, bool literal, const char *what,
                           pcre2_code **out)
 {
@@ -215,8 +227,14 @@ static ilm_status compile(const char *pattern, size_t len, bool literal, const c
     int err;
     PCRE2_SIZE at;
     uint32_t opt = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.n, opt, &err, &at,
-                                   NULL);
+    pcre2_general_context *gc = pcre_memory();
+    pcre2_compile_context *cc = gc ? pcre2_compile_context_create(gc) : NULL;
+    pcre2_code *re = cc ? pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.n, opt, &err, &at,
+                                        cc)
+                        : NULL;
+    pcre2_compile_context_free(cc);
+    pcre2_general_context_free(gc);
+    if (!cc) err = PCRE2_ERROR_NOMEMORY;
     ilm__buf_free(&pat);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -682,10 +700,9 @@ static ilm_status sanitize(const char *text, size_t len, ilm__buf *out, bool *ch
 static ilm_status normalize(const struct ilm__bbpe *b, const char *text, size_t len,
                             char **out, size_t *out_len)
 {
-    /* utf8proc allocates with malloc; the result is freed right after use. */
-    utf8proc_uint8_t *cur = NULL;
-    const utf8proc_uint8_t *src = (const utf8proc_uint8_t *)text;
-    utf8proc_ssize_t n = (utf8proc_ssize_t)len;
+    char *cur = NULL;
+    const char *src = text;
+    size_t n = len;
     for (size_t i = 0; i < b->n_norm; i++) {
         int opt = UTF8PROC_STABLE;
         switch (b->norm[i]) {
@@ -694,21 +711,17 @@ static ilm_status normalize(const struct ilm__bbpe *b, const char *text, size_t 
         case ILM__NORM_NFD: opt |= UTF8PROC_DECOMPOSE; break;
         case ILM__NORM_NFKD: opt |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
         }
-        utf8proc_uint8_t *dst = NULL;
-        utf8proc_ssize_t m = utf8proc_map(src, n, &dst, (utf8proc_option_t)opt);
-        free(cur);
-        if (m < 0) {
-            free(dst);
-            return ilm__error(m == UTF8PROC_ERROR_NOMEM ? ILM_ERR_NOMEM : ILM_ERR_INTERNAL,
-                              "byte-level BPE: normalization failed: %s",
-                              utf8proc_errmsg(m));
-        }
+        char *dst = NULL;
+        size_t m = 0;
+        const ilm_status st = ilm__utf8proc_map(src, n, opt, &dst, &m);
+        ilm__free(cur);
+        if (st != ILM_OK) return ilm__error(st, "byte-level BPE: %s", ilm_last_error());
         cur = dst;
         src = dst;
         n = m;
     }
-    *out = (char *)cur;
-    *out_len = (size_t)n;
+    *out = cur;
+    *out_len = n;
     return ILM_OK;
 }
 
@@ -736,7 +749,9 @@ ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len
     }
     enc e = { t, b, out, NULL, NULL, NULL, 0, { 0 } };
     if (s == ILM_OK) {
-        e.md = pcre2_match_data_create(16, NULL);
+        pcre2_general_context *gc = pcre_memory();
+        e.md = gc ? pcre2_match_data_create(16, gc) : NULL;
+        pcre2_general_context_free(gc);
         if (!e.md) s = ilm__error(ILM_ERR_NOMEM, "byte-level BPE: out of memory");
     }
     if (s == ILM_OK) s = run_stage(&e, 0, text, len);
@@ -744,7 +759,7 @@ ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len
     ilm__free(e.syms);
     ilm__free(e.heap);
     ilm__buf_free(&e.tmp);
-    free(normed);
+    ilm__free(normed);
     ilm__buf_free(&clean);
     return s;
 }
