@@ -12,6 +12,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_X86 1
+#include <cpuid.h>
 #endif
 
 static int             g_isa;
@@ -29,8 +30,11 @@ int ilm__isa_best(void)
 {
 #ifdef CPU_X86
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !__builtin_cpu_supports("f16c"))
+    /* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports
+     * does not know "f16c". */
+    unsigned a, b, c = 0, d;
+    bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !f16c)
         return ILM__ISA_GENERIC;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         return ILM__ISA_AVX512;
