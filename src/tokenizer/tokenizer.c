@@ -537,7 +537,9 @@ static ilm_status drain(ilm_detokenizer *d, bool final, const char **text, size_
                               &d->out, &st);
     if (st == ILM_OK && !d->out.p) st = ilm__buf_append(&d->out, "", 0);
     ILM_FORWARD(st);
-    memmove(d->pending.p, d->pending.p + used, d->pending.n - used);
+    /* Nothing is pending yet (pending.p NULL) after ids that render as
+     * nothing, such as a control piece first. */
+    if (used > 0) memmove(d->pending.p, d->pending.p + used, d->pending.n - used);
     d->pending.n -= used;
     *text = d->out.p;
     *len = d->out.n;
