@@ -417,6 +417,64 @@ START_TEST(broken_tokenizer_json)
 }
 END_TEST
 
+/* One huge id in a small file: refused before anything is sized by it (it
+ * once loaded, taking 4.5 GB and 16 s for a 8.5 KB file). */
+START_TEST(huge_token_id_is_a_format_error)
+{
+    char *dir = test_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    /* ~8.5 KB: 600 ordinary pieces, then the id 2^28. */
+    static char json[16384];
+    size_t n = (size_t)snprintf(json, sizeof json, "{" BL ",\"model\":{\"type\":\"BPE\","
+                                "\"merges\":[],\"vocab\":{");
+    for (int i = 0; i < 600; i++)
+        n += (size_t)snprintf(json + n, sizeof json - n, "\"p%d\":%d,", i, i);
+    snprintf(json + n, sizeof json - n, "\"huge\":268435456}}}");
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(json, fp);
+    fclose(fp);
+    ilm_tokenizer *t = NULL;
+    ck_assert_int_eq(ilm_tokenizer_load(path, &t), ILM_ERR_FORMAT);
+    ck_assert_ptr_null(t);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), path));
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "too large"));
+    /* Just below 2^28, and in added_tokens and the post-processor. */
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,"
+                               "\"b\":268435455},\"merges\":[]}}"), ILM_ERR_FORMAT);
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":100000000,\"content\":\"<s>\"}]}"),
+                     ILM_ERR_FORMAT);
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"post_processor\":{\"type\":\"RobertaProcessing\","
+                               "\"cls\":[\"a\",0],\"sep\":[\"b\",99999999]}}"),
+                     ILM_ERR_FORMAT);
+    /* Holes are fine while ids stay below twice the pieces: an added token
+     * after a gap loads. */
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":7,\"content\":\"<s>\"}]}"),
+                     ILM_OK);
+    /* tokenizer_config.json beside it: the same bound for its added tokens. */
+    fp = fopen(path, "w");
+    fputs("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]}}", fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    fp = fopen(path, "w");
+    fputs("{\"added_tokens_decoder\": {\"268435455\": {\"content\": \"<x>\"}}}", fp);
+    fclose(fp);
+    ck_assert_int_eq(ilm_tokenizer_load(dir, &t), ILM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "tokenizer_config.json"));
+    fp = fopen(path, "w");
+    fputs("{\"added_tokens_decoder\": {\"3\": {\"content\": \"<x>\", \"special\": true}}}", fp);
+    fclose(fp);
+    ck_assert_msg(ilm_tokenizer_load(dir, &t) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_tokenizer_piece_id(t, "<x>"), 3);
+    ilm_tokenizer_free(t);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(empty_and_tiny_inputs)
 {
     ilm_tokenizer *t;
@@ -452,6 +510,7 @@ Suite *suite_bytelevel(void)
     tcase_add_test(t, threads_share_one_tokenizer);
     tcase_add_test(t, small_tokenizer_json_match_tokenizers);
     tcase_add_test(t, broken_tokenizer_json);
+    tcase_add_test(t, huge_token_id_is_a_format_error);
     tcase_add_test(t, empty_and_tiny_inputs);
     suite_add_tcase(s, t);
     return s;

@@ -123,6 +123,11 @@ ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n);
  * that already exists under another id is ILM_ERR_FORMAT. */
 ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
                               float score, uint8_t type, const char *what);
+/* The vocabulary size a file that defines n_pieces pieces may ask for (ids
+ * below it): ids may leave holes, but no more holes than pieces, so memory
+ * stays proportional to the file and a few bytes cannot ask for gigabytes;
+ * at most ilm__tok_vocab_resize's 2^28. */
+int32_t ilm__tok_id_limit(size_t n_pieces);
 /* Adds a token recognised in text (copied).  An id beyond the vocabulary
  * grows it; the piece of that id becomes `text`. */
 ilm_status ilm__tok_add_token(ilm_tokenizer *t, const char *text, size_t len, int32_t id,

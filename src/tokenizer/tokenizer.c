@@ -79,6 +79,11 @@ ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n)
     return ILM_OK;
 }
 
+int32_t ilm__tok_id_limit(size_t n_pieces)
+{
+    return n_pieces >= (1u << 27) ? 1 << 28 : (int32_t)(2 * n_pieces);
+}
+
 ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
                               float score, uint8_t type, const char *what)
 {
@@ -238,12 +243,20 @@ static ilm_status apply_config(ilm_tokenizer *t, const char *path)
     ILM_RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", path);
     ilm_status st = ILM_OK;
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
+    int32_t limit = ilm__tok_id_limit((size_t)t->n_vocab +
+                                      (size_t)(cJSON_IsObject(dec) ? cJSON_GetArraySize(dec) : 0));
     for (const cJSON *e = cJSON_IsObject(dec) ? dec->child : NULL; e && st == ILM_OK; e = e->next) {
         char *end;
         long id = strtol(e->string, &end, 10);
         const char *text = token_text(e);
-        if (*end || id < 0 || id > INT32_MAX || !text || !*text) {
+        if (*end || end == e->string || id < 0 || id > INT32_MAX || !text || !*text) {
             st = ilm__error(ILM_ERR_FORMAT, "%s: bad added token '%s'", path, e->string);
+            break;
+        }
+        if (id >= limit) {
+            st = ilm__error(ILM_ERR_FORMAT,
+                            "%s: added token id %ld is too large for a vocabulary of %d pieces "
+                            "(ids must be below %d)", path, id, t->n_vocab, limit);
             break;
         }
         st = ilm__tok_add_token(t, text, strlen(text), (int32_t)id,
