@@ -175,7 +175,9 @@ typedef struct ilm__tok_guard {
     const char *const *markers;
     size_t             n_markers;
 } ilm__tok_guard;
-/* ilm_tokenizer_encode(flags) of such a prompt, appended to out.  Inside the
+/* ilm_tokenizer_encode(flags) of such a prompt, appended to out (of the
+ * flags only ILM_TOKENIZE_SPECIAL counts: the template writes its own BOS
+ * and EOS).  Inside the
  * plain ranges no special token is recognised (as without
  * ILM_TOKENIZE_SPECIAL) and no marker ever comes out: an added token or
  * SentencePiece user-defined piece that is a marker is read there as
