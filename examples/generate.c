@@ -24,18 +24,22 @@ int main(int argc, char **argv)
     }
     ilm_model *model = NULL;
     ilm_session *session = NULL;
-    char *prompt = NULL, messages[4096];
+    char messages[4096];
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
     ilm_status s = ilm_model_load(argv[1], NULL, &model);
     if (s == ILM_OK) s = ilm_session_create(model, "{\"context\": 1024}", &session);
     /* A real program would build this JSON with a JSON library. */
     snprintf(messages, sizeof messages, "[{\"role\": \"user\", \"content\": \"%s\"}]", argv[2]);
-    if (s == ILM_OK) s = ilm_chat_apply(model, messages, &prompt);
+    /* The conversation's ids: the template's markers are control tokens,
+     * the question is plain text whatever it holds. */
+    if (s == ILM_OK) s = ilm_chat_encode(model, messages, &ids, &n_ids);
+    if (s == ILM_OK) s = ilm_session_eval(session, ids, n_ids, NULL);
     if (s == ILM_OK)
-        s = ilm_generate(session, prompt, "{\"special\": true, \"temperature\": 0.7, \"seed\": 1}",
-                         print, NULL, NULL);
+        s = ilm_generate(session, NULL, "{\"temperature\": 0.7, \"seed\": 1}", print, NULL, NULL);
     printf("\n");
     if (s != ILM_OK) fprintf(stderr, "%s: %s\n", ilm_status_str(s), ilm_last_error());
-    ilm_free(prompt);
+    ilm_free(ids);
     ilm_session_free(session);
     ilm_model_free(model);
     return s == ILM_OK ? 0 : 1;

@@ -583,13 +583,17 @@ typedef int (*ilm_text_fn)(void *user, const char *text, size_t len);
 
 /*! ilm_generate() :
  *  Tokenizes `prompt`, appends it to the session and samples until an
- *  end-of-turn id, a stop string or max_tokens.
+ *  end-of-turn id, a stop string or max_tokens.  With `prompt` NULL nothing
+ *  is appended: generation continues from the ids the session holds (a
+ *  chat prompt from ilm_chat_encode() appended with ilm_session_eval()).
  *  @config : JSON or NULL: "max_tokens" (256), "temperature" (0.8; 0 is
  *            greedy), "top_k" (40), "top_p" (0.95), "min_p" (0.05),
  *            "repetition_penalty" (1.0), "repeat_last_n" (64), "seed" (0),
  *            "stop" ([strings]), "special" (false: recognise special
- *            tokens in the prompt; chat prompts need true), "add_bos"
- *            (the tokenizer's default).
+ *            tokens such as "<|im_start|>" written in the prompt; only
+ *            for text the caller trusts whole, never for text that holds
+ *            user input -- use ilm_chat_encode() for conversations),
+ *            "add_bos" (the tokenizer's default).
  *  @on_text, @user : optional streaming callback.
  *  @text : optional; the whole generated text (ilm_free), without the stop
  *          string.
@@ -597,11 +601,32 @@ typedef int (*ilm_text_fn)(void *user, const char *text, size_t len);
 ILM_API ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config,
                                 ilm_text_fn on_text, void *user, char **text);
 
+/*! ilm_chat_encode() :
+ *  The token ids of a conversation in the model's chat template, ending
+ *  with the assistant's opening, ready for ilm_session_eval() and then
+ *  ilm_generate(session, NULL, ...).  The template's markers ("<s>",
+ *  "<|im_start|>", ...) are their control ids; the messages' roles and
+ *  contents are plain text, so a message that contains "<|im_start|>" or
+ *  "<|im_end|>" gets those characters, never the control ids (InternLM2's
+ *  "name" attribute is read with special tokens, as its tool protocol
+ *  writes name=<|plugin|>).  No BOS is added beyond what the template
+ *  writes.
+ *  @messages_json : JSON array of {"role", "content", "name"?}; roles
+ *                   system, user, assistant, and environment for InternLM2.
+ *  @ids, @n_ids : on ILM_OK, *n_ids ids allocated by the library (ilm_free;
+ *                 non-NULL even when empty).
+ *  @return ILM_OK, ILM_ERR_CONFIG (bad messages), ILM_ERR_STATE (no
+ *          tokenizer), ILM_ERR_NOMEM.  Any thread; the model is not
+ *          changed. */
+ILM_API ilm_status ilm_chat_encode(const ilm_model *m, const char *messages_json,
+                                   int32_t **ids, size_t *n_ids);
+
 /*! ilm_chat_apply() :
- *  Renders messages (JSON array of {"role", "content", "name"?}; roles
- *  system, user, assistant, and environment for InternLM2) with the model's
- *  chat template, ending with the assistant's opening.  *prompt is
- *  allocated (ilm_free); generate from it with "special": true. */
+ *  The same conversation as text (for display and logs), with the same
+ *  rendering as ilm_chat_encode().  *prompt is allocated (ilm_free).  Text
+ *  loses where the messages were: do not generate from it with "special":
+ *  true, which would read a "<|im_start|>" inside a message as the
+ *  control token; generate from ilm_chat_encode()'s ids instead. */
 ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
                                   char **prompt);
 

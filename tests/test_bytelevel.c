@@ -225,6 +225,48 @@ START_TEST(invalid_utf8_is_replaced_per_byte)
 }
 END_TEST
 
+/* Bytes SmolLM2's vocabulary has no piece for (0x13 and a few other
+ * control bytes) and no unknown token to stand for: tokenizers drops them
+ * (fixture from tools/reference/smollm2_missing_bytes.py; keys are the
+ * input in hex).  Such a piece alone gives no ids at all, which once added
+ * an offset to a NULL id array (clang's UBSan). */
+START_TEST(bytes_missing_from_vocab_are_dropped)
+{
+    const char *p = test_pydeps_file(SMOLLM2);
+    if (!p) return;
+    ilm_tokenizer *t;
+    ck_assert_msg(ilm_tokenizer_load(p, &t) == ILM_OK, "%s", ilm_last_error());
+    cJSON *j = test_read_json("tests/fixtures/tokenizer/smollm2_missing_bytes.json"), *e;
+    int n_cases = 0;
+    cJSON_ArrayForEach(e, j) {
+        char bytes[64];
+        size_t n = strlen(e->string) / 2;
+        ck_assert_uint_lt(n, sizeof bytes);
+        for (size_t i = 0; i < n; i++) {
+            unsigned v;
+            sscanf(e->string + 2 * i, "%2x", &v);
+            bytes[i] = (char)v;
+        }
+        /* Twice: the second answer comes from the word cache. */
+        for (int pass = 0; pass < 2; pass++) {
+            int32_t *ids;
+            size_t ni;
+            ck_assert_int_eq(ilm_tokenizer_encode(t, bytes, n, ILM_TOKENIZE_SPECIAL, &ids, &ni),
+                             ILM_OK);
+            ck_assert_ptr_nonnull(ids);
+            ck_assert_msg(ni == (size_t)cJSON_GetArraySize(e), "%s: %zu ids", e->string, ni);
+            for (size_t i = 0; i < ni; i++)
+                ck_assert_int_eq(ids[i], cJSON_GetArrayItem(e, (int)i)->valueint);
+            ilm_free(ids);
+        }
+        n_cases++;
+    }
+    ck_assert_int_ge(n_cases, 5);
+    cJSON_Delete(j);
+    ilm_tokenizer_free(t);
+}
+END_TEST
+
 /* ---- many threads, one tokenizer ----------------------------------------- */
 
 typedef struct job {
@@ -375,6 +417,64 @@ START_TEST(broken_tokenizer_json)
 }
 END_TEST
 
+/* One huge id in a small file: refused before anything is sized by it (it
+ * once loaded, taking 4.5 GB and 16 s for a 8.5 KB file). */
+START_TEST(huge_token_id_is_a_format_error)
+{
+    char *dir = test_tmpdir(), path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    /* ~8.5 KB: 600 ordinary pieces, then the id 2^28. */
+    static char json[16384];
+    size_t n = (size_t)snprintf(json, sizeof json, "{" BL ",\"model\":{\"type\":\"BPE\","
+                                "\"merges\":[],\"vocab\":{");
+    for (int i = 0; i < 600; i++)
+        n += (size_t)snprintf(json + n, sizeof json - n, "\"p%d\":%d,", i, i);
+    snprintf(json + n, sizeof json - n, "\"huge\":268435456}}}");
+    FILE *fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(json, fp);
+    fclose(fp);
+    ilm_tokenizer *t = NULL;
+    ck_assert_int_eq(ilm_tokenizer_load(path, &t), ILM_ERR_FORMAT);
+    ck_assert_ptr_null(t);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), path));
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "too large"));
+    /* Just below 2^28, and in added_tokens and the post-processor. */
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,"
+                               "\"b\":268435455},\"merges\":[]}}"), ILM_ERR_FORMAT);
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":100000000,\"content\":\"<s>\"}]}"),
+                     ILM_ERR_FORMAT);
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"post_processor\":{\"type\":\"RobertaProcessing\","
+                               "\"cls\":[\"a\",0],\"sep\":[\"b\",99999999]}}"),
+                     ILM_ERR_FORMAT);
+    /* Holes are fine while ids stay below twice the pieces: an added token
+     * after a gap loads. */
+    ck_assert_int_eq(load_text("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]},"
+                               "\"added_tokens\":[{\"id\":7,\"content\":\"<s>\"}]}"),
+                     ILM_OK);
+    /* tokenizer_config.json beside it: the same bound for its added tokens. */
+    fp = fopen(path, "w");
+    fputs("{" BL ",\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[]}}", fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    fp = fopen(path, "w");
+    fputs("{\"added_tokens_decoder\": {\"268435455\": {\"content\": \"<x>\"}}}", fp);
+    fclose(fp);
+    ck_assert_int_eq(ilm_tokenizer_load(dir, &t), ILM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "tokenizer_config.json"));
+    fp = fopen(path, "w");
+    fputs("{\"added_tokens_decoder\": {\"3\": {\"content\": \"<x>\", \"special\": true}}}", fp);
+    fclose(fp);
+    ck_assert_msg(ilm_tokenizer_load(dir, &t) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_tokenizer_piece_id(t, "<x>"), 3);
+    ilm_tokenizer_free(t);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(empty_and_tiny_inputs)
 {
     ilm_tokenizer *t;
@@ -406,9 +506,11 @@ Suite *suite_bytelevel(void)
     tcase_set_timeout(t, 120); /* sanitizer builds are slow on the real vocabulary */
     tcase_add_test(t, smollm2_gguf_matches_tokenizers);
     tcase_add_test(t, invalid_utf8_is_replaced_per_byte);
+    tcase_add_test(t, bytes_missing_from_vocab_are_dropped);
     tcase_add_test(t, threads_share_one_tokenizer);
     tcase_add_test(t, small_tokenizer_json_match_tokenizers);
     tcase_add_test(t, broken_tokenizer_json);
+    tcase_add_test(t, huge_token_id_is_a_format_error);
     tcase_add_test(t, empty_and_tiny_inputs);
     suite_add_tcase(s, t);
     return s;

@@ -370,6 +370,38 @@ START_TEST(streaming_holds_back_split_characters)
 }
 END_TEST
 
+/* Ids that render as nothing before any text: the decoder has nothing
+ * pending yet (this once moved bytes from a NULL buffer, which clang's
+ * UBSan reports). */
+START_TEST(streaming_starts_with_control_pieces)
+{
+    ilm_tokenizer *tok = internlm2();
+    if (!tok) return;
+    ilm_detokenizer *d = NULL;
+    const char *out;
+    size_t len;
+    for (int skip = 0; skip < 2; skip++) {
+        ck_assert_int_eq(ilm_detokenizer_create(tok, skip ? ILM_DECODE_SKIP_SPECIAL : 0, &d),
+                         ILM_OK);
+        ck_assert_int_eq(ilm_detokenizer_push(d, 1, &out, &len), ILM_OK); /* <s> */
+        ck_assert_uint_eq(len, 0);
+        ck_assert_str_eq(out, "");
+        ck_assert_int_eq(ilm_detokenizer_push(d, 2, &out, &len), ILM_OK); /* </s> */
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(ilm_detokenizer_flush(d, &out, &len), ILM_OK);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_str_eq(out, "");
+        ilm_detokenizer_free(d);
+    }
+    /* A fresh decoder flushed at once. */
+    ck_assert_int_eq(ilm_detokenizer_create(tok, 0, &d), ILM_OK);
+    ck_assert_int_eq(ilm_detokenizer_flush(d, &out, &len), ILM_OK);
+    ck_assert_uint_eq(len, 0);
+    ilm_detokenizer_free(d);
+    ilm_tokenizer_free(tok);
+}
+END_TEST
+
 START_TEST(concurrent_encoding_is_safe)
 {
     ilm_tokenizer *tok = internlm2();
@@ -568,6 +600,7 @@ Suite *suite_tokenizer(void)
     tcase_add_test(t, special_tokens_only_when_asked);
     tcase_add_test(t, model_dir_with_chat_tokens);
     tcase_add_test(t, streaming_holds_back_split_characters);
+    tcase_add_test(t, streaming_starts_with_control_pieces);
     tcase_add_test(t, concurrent_encoding_is_safe);
     suite_add_tcase(s, t);
 

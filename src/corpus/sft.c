@@ -8,14 +8,17 @@
  * (with " name={name}" after the role when an OpenAI message has a "name",
  * as InternLM2's tool protocol writes "environment name=<|plugin|>");
  * The markers (and the role, which we write ourselves) are tokenized with
- * ILM_TOKENIZE_SPECIAL; contents are tokenized without it, so a user who
- * writes "<|im_start|>" gets those characters as text, never the control
- * token.  Targets: the content of assistant messages and their closing
+ * ILM_TOKENIZE_SPECIAL; contents are tokenized without it and with the
+ * markers guarded (ilm__tok_encode_guarded), so a user who writes
+ * "<|im_start|>" gets those characters as text, never the control token --
+ * not even from a SentencePiece model that has the markers as user-defined
+ * pieces, which sentencepiece matches in any text.  Targets: the content of assistant messages and their closing
  * <|im_end|> (the model must learn to stop); the "\n" after <|im_end|> is
  * not a target (XTuner's SEP is added "without loss"), nor is the role
  * header.  A message's "loss" flag overrides its role's default.
  */
 #include "corpus/internal.h"
+#include "tokenizer/internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -143,20 +146,31 @@ static ilm_status parse_record(const cJSON *rec, msgs *out)
                                       "'conversation', 'instruction'");
 }
 
-/* Appends the tokens of `text` with the same mask value for all. */
-static ilm_status put(const ilm_tokenizer *tok, const char *text, unsigned flags,
+/* The template's markers, which message content must never produce. */
+static const char *const k_markers[] = { "<|im_start|>", "<|im_end|>" };
+
+/* Appends the tokens of `text` with the same mask value for all: template
+ * text with `flags`, or (user) message content, as plain text in which not
+ * even a marker is recognised. */
+static ilm_status put(const ilm_tokenizer *tok, const char *text, unsigned flags, bool user,
                       uint8_t m, ilm__ids *ids, ilm__buf *mask)
 {
-    int32_t *v = NULL;
-    size_t n = 0;
-    ILM_FORWARD(ilm_tokenizer_encode(tok, text, strlen(text), flags, &v, &n));
-    ilm_status st = ILM_OK;
-    for (size_t i = 0; i < n && st == ILM_OK; i++) {
-        st = ilm__ids_push(ids, v[i]);
-        if (st == ILM_OK) st = ilm__buf_putc(mask, (char)m);
+    size_t len = strlen(text), first = ids->n;
+    if (user) {
+        const size_t whole[2] = { 0, len };
+        const ilm__tok_guard g = { whole, 1, k_markers, 2 };
+        ILM_FORWARD(ilm__tok_encode_guarded(tok, text, len, 0, &g, ids));
+    } else {
+        int32_t *v = NULL;
+        size_t n = 0;
+        ILM_FORWARD(ilm_tokenizer_encode(tok, text, len, flags, &v, &n));
+        ilm_status st = ILM_OK;
+        for (size_t i = 0; i < n && st == ILM_OK; i++) st = ilm__ids_push(ids, v[i]);
+        ilm_free(v);
+        ILM_FORWARD(st);
     }
-    ilm_free(v);
-    return st;
+    for (size_t i = first; i < ids->n; i++) ILM_FORWARD(ilm__buf_putc(mask, (char)m));
+    return ILM_OK;
 }
 
 /* Encodes every message; ends[i] = token count after message i. */
@@ -176,12 +190,12 @@ static ilm_status encode_all(const ilm_tokenizer *tok, const msgs *m, ilm__ids *
                                      g->name ? g->name : "");
         ILM_RETURN_IF(!header, ILM_ERR_NOMEM, "sft: out of memory");
         uint8_t l = g->loss ? 1 : 0;
-        ilm_status st = put(tok, header, ILM_TOKENIZE_SPECIAL, 0, ids, mask);
+        ilm_status st = put(tok, header, ILM_TOKENIZE_SPECIAL, false, 0, ids, mask);
         ilm__free(header);
         ILM_FORWARD(st);
-        ILM_FORWARD(put(tok, g->content, 0, l, ids, mask));
-        ILM_FORWARD(put(tok, "<|im_end|>", ILM_TOKENIZE_SPECIAL, l, ids, mask));
-        ILM_FORWARD(put(tok, "\n", 0, 0, ids, mask));
+        ILM_FORWARD(put(tok, g->content, 0, true, l, ids, mask));
+        ILM_FORWARD(put(tok, "<|im_end|>", ILM_TOKENIZE_SPECIAL, false, l, ids, mask));
+        ILM_FORWARD(put(tok, "\n", 0, false, 0, ids, mask));
         ends[i] = ids->n;
         has_loss[i] = g->loss;
     }

@@ -77,7 +77,7 @@ static bool is_end(const int32_t *ends, int n_ends, int32_t id)
 ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config, ilm_text_fn on_text,
                         void *user, char **text_out)
 {
-    ILM_RETURN_IF(!s || !prompt, ILM_ERR_INVALID_ARG, "ilm_generate: NULL argument");
+    ILM_RETURN_IF(!s, ILM_ERR_INVALID_ARG, "ilm_generate: NULL session");
     if (text_out) *text_out = NULL;
     const ilm_model *m = s->m;
     ILM_RETURN_IF(!m->tok, ILM_ERR_STATE, "generate: the model has no tokenizer");
@@ -89,13 +89,13 @@ ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config, 
     ilm_detokenizer *dt = NULL;
     ilm__buf out = { 0 };
     void *work = NULL;
-    if (st == ILM_OK) {
+    if (st == ILM_OK && prompt) { /* NULL: continue from the session's ids */
         bool bos = o.add_bos_set ? o.add_bos : m->tok->add_bos;
         st = ilm_tokenizer_encode(m->tok, prompt, strlen(prompt),
                                   (o.special ? ILM_TOKENIZE_SPECIAL : 0) | (bos ? ILM_TOKENIZE_BOS : 0),
                                   &ids, &n_ids);
     }
-    if (st == ILM_OK) st = ilm_session_eval(s, ids, n_ids, NULL);
+    if (st == ILM_OK && prompt) st = ilm_session_eval(s, ids, n_ids, NULL);
     if (st == ILM_OK) st = ilm_detokenizer_create(m->tok, ILM_DECODE_SKIP_SPECIAL, &dt);
     work = ilm__malloc((size_t)m->arch.vocab_size * 12);
     if (st == ILM_OK && !work) st = ilm__error(ILM_ERR_NOMEM, "generate: out of memory");

@@ -33,9 +33,20 @@ void ilm__sampling_defaults(ilm__sampling *p);
 int32_t ilm__sample(const float *logits, int64_t V, const ilm__sampling *p,
                     const int32_t *history, size_t n_history, ilm__rng *rng, void *work);
 
+/* A rendered conversation: the prompt text and, in plain (2 * n_plain
+ * offsets, sorted), the [start, end) byte ranges that came from the
+ * messages (roles and contents) rather than from the template. */
+typedef struct ilm__chat_text {
+    ilm__buf text;
+    size_t  *plain;
+    size_t   n_plain, cap;
+} ilm__chat_text;
+void ilm__chat_text_free(ilm__chat_text *r);
+
 /* Renders messages (JSON array of {"role", "content", "name"?}) with the
- * model's template into a prompt ending with the assistant's opening. */
-ilm_status ilm__chat_render(const char *tmpl, const cJSON *messages, ilm__buf *out);
+ * model's template into a prompt ending with the assistant's opening,
+ * appending to r. */
+ilm_status ilm__chat_render(const char *tmpl, const cJSON *messages, ilm__chat_text *r);
 /* The text that ends an assistant turn in this template ("<|im_end|>"). */
 const char *ilm__chat_end(const char *tmpl);
 

@@ -511,7 +511,10 @@ static ilm_status bpe_word(enc *e, const char *p, size_t n)
     if (cache_get(e, p, n, h)) return ILM_OK;
     size_t first = e->out->n;
     ILM_FORWARD(bpe_merge(e, p, n));
-    cache_put(e, p, n, h, e->out->v + first, e->out->n - first);
+    /* A piece of bytes the vocabulary lacks (and no unknown token) gives
+     * no ids: out->v may still be NULL then. */
+    size_t added = e->out->n - first;
+    cache_put(e, p, n, h, added ? e->out->v + first : NULL, added);
     return ILM_OK;
 }
 

@@ -20,6 +20,8 @@ typedef struct ctx {
     ilm_tokenizer    *t;
     struct ilm__bbpe *b;
     const char       *path;
+    size_t            n_pieces; /* vocab entries + added tokens in the file */
+    int32_t           id_limit; /* ilm__tok_id_limit(n_pieces) */
 } ctx;
 
 /* ---- small typed accessors (strict: a wrong type is ILM_ERR_FORMAT) ---- */
@@ -56,13 +58,18 @@ static ilm_status get_str(const ctx *c, const cJSON *o, const char *key, const c
     return ILM_OK;
 }
 
+/* An id, bounded by the file's own size before anything is allocated for
+ * it: one id of 2^28 in a few bytes of JSON would otherwise size the
+ * vocabulary to 2^28 pieces (gigabytes). */
 static ilm_status get_id(const ctx *c, const cJSON *v, const char *what, int32_t *out)
 {
-    /* ilm__tok_vocab_resize's bound: 2^28 ids. */
-    ILM_RETURN_IF(!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= (1 << 28) ||
+    ILM_RETURN_IF(!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= INT32_MAX ||
                       v->valuedouble != (double)(int32_t)v->valuedouble,
-                  ILM_ERR_FORMAT, "%s: %s must be a token id (an integer in [0, 2^28))",
+                  ILM_ERR_FORMAT, "%s: %s must be a token id (a non-negative integer)",
                   c->path, what);
+    ILM_RETURN_IF(v->valuedouble >= c->id_limit, ILM_ERR_FORMAT,
+                  "%s: %s %.0f is too large: the file defines %zu pieces, so ids must be "
+                  "below %d", c->path, what, v->valuedouble, c->n_pieces, c->id_limit);
     *out = (int32_t)v->valuedouble;
     return ILM_OK;
 }
@@ -377,12 +384,16 @@ static ilm_status added_tokens(ctx *c, const cJSON *root)
 
 ilm_status ilm__bbpe_load_json(ilm_tokenizer *t, const cJSON *root, const char *path)
 {
-    ctx c = { t, NULL, path ? path : "tokenizer.json" };
+    ctx c = { t, NULL, path ? path : "tokenizer.json", 0, 0 };
     ILM_RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", c.path);
     ILM_FORWARD(ilm__bbpe_new(&t->bbpe));
     c.b = t->bbpe;
     const cJSON *m = item(root, "model");
     ILM_RETURN_IF(!m, ILM_ERR_FORMAT, "%s: no \"model\"", c.path);
+    const cJSON *v = cJSON_IsObject(m) ? item(m, "vocab") : NULL, *a = item(root, "added_tokens");
+    c.n_pieces = (size_t)(cJSON_IsObject(v) ? cJSON_GetArraySize(v) : 0) +
+                 (size_t)(cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0);
+    c.id_limit = ilm__tok_id_limit(c.n_pieces);
     /* The model type first, so a WordPiece or Unigram file is reported as
      * such rather than by whichever of its parts we happen to read first. */
     const char *mtype = NULL;

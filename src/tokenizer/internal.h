@@ -123,6 +123,11 @@ ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n);
  * that already exists under another id is ILM_ERR_FORMAT. */
 ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
                               float score, uint8_t type, const char *what);
+/* The vocabulary size a file that defines n_pieces pieces may ask for (ids
+ * below it): ids may leave holes, but no more holes than pieces, so memory
+ * stays proportional to the file and a few bytes cannot ask for gigabytes;
+ * at most ilm__tok_vocab_resize's 2^28. */
+int32_t ilm__tok_id_limit(size_t n_pieces);
 /* Adds a token recognised in text (copied).  An id beyond the vocabulary
  * grows it; the piece of that id becomes `text`. */
 ilm_status ilm__tok_add_token(ilm_tokenizer *t, const char *text, size_t len, int32_t id,
@@ -148,15 +153,52 @@ void            ilm__tok_cache_free(ilm__tok_cache *k);
 ilm_status ilm__tokenizer_encode_cached(const ilm_tokenizer *t, const char *text, size_t len,
                                         unsigned flags, ilm__tok_cache *cache, int32_t **ids,
                                         size_t *n_ids);
+/* Ids that must not come out of some text (a chat template's markers, for
+ * message content); n == 0 or a NULL pointer: none. */
+typedef struct ilm__tok_deny {
+    const int32_t *id;
+    size_t         n;
+} ilm__tok_deny;
+static inline bool ilm__tok_denied(const ilm__tok_deny *d, int32_t id)
+{
+    for (size_t i = 0; d && i < d->n; i++)
+        if (d->id[i] == id) return true;
+    return false;
+}
+/* A prompt that a template built around text from users (message content):
+ * `plain` holds n_plain sorted, disjoint [start, end) byte ranges of the
+ * users' text (2 * n_plain offsets); `markers` are the template's own
+ * token strings ("<|im_start|>", ...), those the vocabulary has. */
+typedef struct ilm__tok_guard {
+    const size_t      *plain;
+    size_t             n_plain;
+    const char *const *markers;
+    size_t             n_markers;
+} ilm__tok_guard;
+/* ilm_tokenizer_encode(flags) of such a prompt, appended to out (of the
+ * flags only ILM_TOKENIZE_SPECIAL counts: the template writes its own BOS
+ * and EOS).  Inside the
+ * plain ranges no special token is recognised (as without
+ * ILM_TOKENIZE_SPECIAL) and no marker ever comes out: an added token or
+ * SentencePiece user-defined piece that is a marker is read there as
+ * ordinary characters, and no merge makes one.  Outside them each marker's
+ * text is its id, even where the vocabulary has it as a user-defined piece
+ * or a non-special added token.  ILM_ERR_UNSUPPORTED if a byte-level
+ * vocabulary's merges would make a marker out of user text. */
+ilm_status ilm__tok_encode_guarded(const ilm_tokenizer *t, const char *text, size_t len,
+                                   unsigned flags, const ilm__tok_guard *g, ilm__ids *out);
 /* Encodes plain text (no added-token handling) exactly like
  * sentencepiece's EncodeAsIds, appending to out. */
 ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len,
                            ilm__ids *out);
 /* The same for a part of a text split at added tokens: the dummy prefix is
  * added only to the part that starts the text (HF's prepend_scheme
- * "first").  cache (may be NULL) keeps merged words across calls. */
+ * "first").  cache (may be NULL) keeps merged words across calls; no id of
+ * deny (may be NULL) comes out (user-defined pieces with such ids are read
+ * as characters, and no merge makes one). */
 ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
-                                bool at_text_start, ilm__tok_cache *cache, ilm__ids *out);
+                                bool at_text_start, ilm__tok_cache *cache,
+                                const ilm__tok_deny *deny, ilm__ids *out);
 /* Appends the bytes id decodes to: "▁" -> " ", <0xNN> -> byte NN,
  * control pieces -> nothing, unknown -> " ⁇ ".  `bos_ws` says the text
  * so far is empty and a leading "▁" is the normalizer's to drop;

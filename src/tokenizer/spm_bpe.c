@@ -214,7 +214,8 @@ void ilm__spm_free(ilm__spm *s)
 /* Longest user-defined piece that prefixes s[0..n), or 0.  The two-byte
  * bitmap and the set of lengths keep the common case (no such piece here)
  * to one bit test. */
-static size_t user_prefix(const ilm__spm *s, const char *p, size_t n, int32_t *id)
+static size_t user_prefix(const ilm__spm *s, const char *p, size_t n, const ilm__tok_deny *deny,
+                          int32_t *id)
 {
     if (!s->max_user_len) return 0;
     unsigned key = (uint8_t)p[0] << 8 | (n > 1 ? (uint8_t)p[1] : 0);
@@ -225,7 +226,7 @@ static size_t user_prefix(const ilm__spm *s, const char *p, size_t n, int32_t *i
         if (len < 64 ? !((s->user_lens >> (len - 1)) & 1) : !s->user_long) continue;
         if (len > 1 && !two) continue;
         int32_t v = ilm__strmap_get(&s->user_defined, p, len);
-        if (v >= 0) {
+        if (v >= 0 && !ilm__tok_denied(deny, v)) {
             if (id) *id = v;
             return len;
         }
@@ -275,10 +276,10 @@ static size_t charsmap_match(const ilm__spm *s, const char *p, size_t n, const c
 
 /* normalizer.cc's NormalizePrefix: what the text at p becomes, and how
  * many input bytes that consumes. */
-static size_t normalize_prefix(const ilm__spm *s, const char *p, size_t n, const char **out,
-                               size_t *out_len)
+static size_t normalize_prefix(const ilm__spm *s, const char *p, size_t n,
+                               const ilm__tok_deny *deny, const char **out, size_t *out_len)
 {
-    size_t len = user_prefix(s, p, n, NULL);
+    size_t len = user_prefix(s, p, n, deny, NULL);
     if (len) {
         *out = p;
         *out_len = len;
@@ -310,14 +311,14 @@ static bool ends_with(const ilm__buf *b, const char *s, size_t n)
 }
 
 static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dummy_prefix,
-                            ilm__buf *out)
+                            const ilm__tok_deny *deny, ilm__buf *out)
 {
     const char *sp;
     size_t sp_len, used;
     out->n = 0;
     if (n == 0) return ILM_OK;
     if (s->remove_extra_whitespaces) { /* drop leading whitespace */
-        while (n && (used = normalize_prefix(s, p, n, &sp, &sp_len)) &&
+        while (n && (used = normalize_prefix(s, p, n, deny, &sp, &sp_len)) &&
                sp_len == 1 && sp[0] == ' ') {
             p += used;
             n -= used;
@@ -327,7 +328,7 @@ static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dum
     if (!s->treat_whitespace_as_suffix && dummy_prefix) ILM_FORWARD(add_space(s, out));
     bool prev_space = s->remove_extra_whitespaces;
     while (n) {
-        used = normalize_prefix(s, p, n, &sp, &sp_len);
+        used = normalize_prefix(s, p, n, deny, &sp, &sp_len);
         if (prev_space)
             while (sp_len && sp[0] == ' ') {
                 sp++;
@@ -435,6 +436,7 @@ typedef struct bpe_ctx {
     heap        agenda;
     ilm__strmap rev_merge; /* merged UNUSED piece -> length of its left part */
     bool        plain;     /* the segment being merged touched no UNUSED piece */
+    const ilm__tok_deny *deny; /* ids no merge may make (NULL: none) */
 } bpe_ctx;
 
 static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
@@ -448,7 +450,7 @@ static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
     int32_t id = l->id >= 0 && r->id >= 0
                      ? ilm__u64map_get(&c->t->spm.merge_of, (uint64_t)l->id << 32 | (uint32_t)r->id)
                      : mergeable_id(c->t, p, len);
-    if (id < 0) return ILM_OK;
+    if (id < 0 || ilm__tok_denied(c->deny, id)) return ILM_OK;
     if (c->t->type[id] == ILM__PIECE_UNUSED) {
         c->plain = false;
         ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)l->len));
@@ -504,11 +506,11 @@ static ilm_status resegment(bpe_ctx *c, const char *p, size_t n, emit_state *es,
  * one character read off its lead byte like sentencepiece's OneCharLen
  * (the normalized text is valid UTF-8). */
 static size_t symbol_len(const ilm_tokenizer *t, const char *text, size_t i, size_t n,
-                         bool *frozen, int32_t *id)
+                         const ilm__tok_deny *deny, bool *frozen, int32_t *id)
 {
     static const uint8_t len_of_nibble[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
     const ilm__spm *s = &t->spm;
-    size_t len = user_prefix(s, text + i, n - i, id);
+    size_t len = user_prefix(s, text + i, n - i, deny, id);
     *frozen = len > 0;
     if (len) return len;
     uint8_t c = (uint8_t)text[i];
@@ -665,19 +667,19 @@ static ilm_status merge_cached(bpe_ctx *c, ilm__tok_cache *k, int32_t first, int
  * "▁" on that side (pieces mostly start with "▁", so this cuts at nearly
  * every word). */
 static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__tok_cache *cache,
-                      ilm__ids *out)
+                      const ilm__tok_deny *deny, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
     ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
     const ilm__spm *s = &t->spm;
-    bpe_ctx c = { .t = t, .text = text };
+    bpe_ctx c = { .t = t, .text = text, .deny = deny };
     c.sym = ilm__malloc(n * sizeof *c.sym);
     ILM_RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
     int32_t count = 0;
     for (size_t i = 0; i < n;) {
         bool frozen;
         int32_t id = -1;
-        size_t len = symbol_len(t, text, i, n, &frozen, &id);
+        size_t len = symbol_len(t, text, i, n, deny, &frozen, &id);
         c.sym[count] = (symbol){ count - 1, count + 1, (uint32_t)i, (uint32_t)len, id, frozen };
         count++;
         i += len;
@@ -713,21 +715,25 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__t
 }
 
 ilm_status ilm__spm_encode_part(const ilm_tokenizer *t, const char *text, size_t len,
-                                bool at_text_start, ilm__tok_cache *cache, ilm__ids *out)
+                                bool at_text_start, ilm__tok_cache *cache,
+                                const ilm__tok_deny *deny, ilm__ids *out)
 {
+    /* The segment cache is keyed by bytes alone: a guarded text bypasses it. */
+    if (deny && deny->n) cache = NULL;
     ilm__buf norm = { 0 };
     /* Room for the text with about one space in six becoming "▁" (three
      * bytes), so prose normalizes without regrowing the buffer. */
     ilm_status st = ilm__buf_reserve(&norm, len + len / 3 + 4);
-    if (st == ILM_OK) st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, &norm);
-    if (st == ILM_OK) st = bpe(t, norm.p, norm.n, cache, out);
+    if (st == ILM_OK)
+        st = normalize(&t->spm, text, len, at_text_start && t->spm.add_dummy_prefix, deny, &norm);
+    if (st == ILM_OK) st = bpe(t, norm.p, norm.n, cache, deny, out);
     ilm__buf_free(&norm);
     return st;
 }
 
 ilm_status ilm__spm_encode(const ilm_tokenizer *t, const char *text, size_t len, ilm__ids *out)
 {
-    return ilm__spm_encode_part(t, text, len, true, NULL, out);
+    return ilm__spm_encode_part(t, text, len, true, NULL, NULL, out);
 }
 
 /* ---- decoding ---------------------------------------------------------- */

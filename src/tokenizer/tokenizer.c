@@ -79,6 +79,11 @@ ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n)
     return ILM_OK;
 }
 
+int32_t ilm__tok_id_limit(size_t n_pieces)
+{
+    return n_pieces >= (1u << 27) ? 1 << 28 : (int32_t)(2 * n_pieces);
+}
+
 ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
                               float score, uint8_t type, const char *what)
 {
@@ -238,12 +243,20 @@ static ilm_status apply_config(ilm_tokenizer *t, const char *path)
     ILM_RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", path);
     ilm_status st = ILM_OK;
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
+    int32_t limit = ilm__tok_id_limit((size_t)t->n_vocab +
+                                      (size_t)(cJSON_IsObject(dec) ? cJSON_GetArraySize(dec) : 0));
     for (const cJSON *e = cJSON_IsObject(dec) ? dec->child : NULL; e && st == ILM_OK; e = e->next) {
         char *end;
         long id = strtol(e->string, &end, 10);
         const char *text = token_text(e);
-        if (*end || id < 0 || id > INT32_MAX || !text || !*text) {
+        if (*end || end == e->string || id < 0 || id > INT32_MAX || !text || !*text) {
             st = ilm__error(ILM_ERR_FORMAT, "%s: bad added token '%s'", path, e->string);
+            break;
+        }
+        if (id >= limit) {
+            st = ilm__error(ILM_ERR_FORMAT,
+                            "%s: added token id %ld is too large for a vocabulary of %d pieces "
+                            "(ids must be below %d)", path, id, t->n_vocab, limit);
             break;
         }
         st = ilm__tok_add_token(t, text, strlen(text), (int32_t)id,
@@ -320,27 +333,117 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* The longest enabled added token at text[i..n), or NULL. */
+/* The longest enabled added token at text[i..n) whose id is not denied,
+ * or NULL. */
 static const ilm__added_token *match_added(const ilm_tokenizer *t, const char *s, size_t n,
-                                           unsigned flags)
+                                           unsigned flags, const ilm__tok_deny *deny)
 {
     uint8_t c = (uint8_t)s[0];
     if (!(t->added_first[c >> 3] & (1u << (c & 7)))) return NULL;
     for (size_t k = 0; k < t->n_added; k++) { /* sorted longest first */
         const ilm__added_token *a = &t->added[k];
         if (a->len <= n && (!a->special || (flags & ILM_TOKENIZE_SPECIAL)) &&
-            memcmp(s, a->text, a->len) == 0)
+            memcmp(s, a->text, a->len) == 0 && !ilm__tok_denied(deny, a->id))
             return a;
     }
     return NULL;
 }
 
 static ilm_status encode_part(const ilm_tokenizer *t, const char *s, size_t n, bool at_start,
-                              ilm__tok_cache *cache, ilm__ids *out)
+                              ilm__tok_cache *cache, const ilm__tok_deny *deny, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
-    return t->kind == ILM__TOK_SPM_BPE ? ilm__spm_encode_part(t, s, n, at_start, cache, out)
-                                       : ilm__bbpe_encode(t, s, n, out);
+    if (t->kind == ILM__TOK_SPM_BPE) return ilm__spm_encode_part(t, s, n, at_start, cache, deny, out);
+    size_t first = out->n;
+    ILM_FORWARD(ilm__bbpe_encode(t, s, n, out));
+    /* Byte-level merges never make an added token in real vocabularies;
+     * one that would is refused rather than let user text become it. */
+    for (size_t i = first; deny && i < out->n; i++)
+        ILM_RETURN_IF(ilm__tok_denied(deny, out->v[i]), ILM_ERR_UNSUPPORTED,
+                      "tokenizer: the merges of this vocabulary make the marker '%s' out of "
+                      "plain text", t->piece[out->v[i]]);
+    return ILM_OK;
+}
+
+/* Where a guard's markers are in the vocabulary. */
+typedef struct marker_set {
+    int32_t     id[8];
+    const char *text[8];
+    size_t      len[8], n;
+} marker_set;
+
+/* The longest marker at s[0..n), or -1 (its length in *len). */
+static int match_marker(const marker_set *m, const char *s, size_t n, size_t *len)
+{
+    int best = -1;
+    for (size_t k = 0; k < m->n; k++)
+        if (m->len[k] <= n && memcmp(s, m->text[k], m->len[k]) == 0 &&
+            (best < 0 || m->len[k] > m->len[best]))
+            best = (int)k;
+    if (best >= 0) *len = m->len[best];
+    return best;
+}
+
+/* Splits text at added tokens (and, under a guard, at markers outside the
+ * plain ranges) and encodes the parts between, appending to out. */
+static ilm_status encode_into(const ilm_tokenizer *t, const char *text, size_t len, unsigned flags,
+                              ilm__tok_cache *cache, const ilm__tok_guard *g, ilm__ids *out)
+{
+    marker_set ms = { .n = 0 };
+    for (size_t k = 0; g && k < g->n_markers; k++) {
+        int32_t id = ilm_tokenizer_piece_id(t, g->markers[k]);
+        if (id < 0) continue;
+        ILM_RETURN_IF(ms.n == 8, ILM_ERR_INTERNAL, "tokenizer: more than 8 template markers");
+        ms.id[ms.n] = id;
+        ms.text[ms.n] = g->markers[k];
+        ms.len[ms.n++] = strlen(g->markers[k]);
+    }
+    const ilm__tok_deny deny = { ms.id, ms.n };
+    const ilm__tok_deny *dp = ms.n ? &deny : NULL;
+    size_t part = 0, i = 0, r = 0; /* r: the next plain range not wholly before i */
+    ilm_status st = ILM_OK;
+    while (st == ILM_OK && i < len) {
+        while (g && r < g->n_plain && g->plain[2 * r + 1] <= i) r++;
+        bool in_plain = g && r < g->n_plain && g->plain[2 * r] <= i;
+        /* Outside user text, a token may not reach into the next range. */
+        size_t avail = !g ? len - i : in_plain ? len - i
+                     : (r < g->n_plain ? g->plain[2 * r] : len) - i;
+        int32_t id = -1;
+        size_t tl = 0;
+        bool lstrip = false, rstrip = false;
+        int mk = in_plain || !ms.n ? -1 : match_marker(&ms, text + i, avail, &tl);
+        if (mk >= 0) {
+            id = ms.id[mk];
+        } else if (t->n_added) {
+            const ilm__added_token *a =
+                match_added(t, text + i, avail, in_plain ? flags & ~ILM_TOKENIZE_SPECIAL : flags,
+                            in_plain ? dp : NULL);
+            if (a) id = a->id, tl = a->len, lstrip = a->lstrip, rstrip = a->rstrip;
+        }
+        if (id < 0) {
+            i++;
+            continue;
+        }
+        size_t end = i;
+        if (lstrip)
+            while (end > part && is_space(text[end - 1])) end--;
+        st = encode_part(t, text + part, end - part, part == 0, cache, dp, out);
+        if (st == ILM_OK) st = ilm__ids_push(out, id);
+        i += tl;
+        if (rstrip)
+            while (i < len && is_space(text[i])) i++;
+        part = i;
+    }
+    if (st == ILM_OK) st = encode_part(t, text + part, len - part, part == 0, cache, dp, out);
+    return st;
+}
+
+ilm_status ilm__tok_encode_guarded(const ilm_tokenizer *t, const char *text, size_t len,
+                                   unsigned flags, const ilm__tok_guard *g, ilm__ids *out)
+{
+    ILM_RETURN_IF(!t || (!text && len) || !g || !out, ILM_ERR_INVALID_ARG,
+                  "tokenizer: NULL argument");
+    return encode_into(t, text, len, flags & ILM_TOKENIZE_SPECIAL, NULL, g, out);
 }
 
 ilm_status ilm_tokenizer_encode(const ilm_tokenizer *t, const char *text, size_t len,
@@ -360,26 +463,7 @@ ilm_status ilm__tokenizer_encode_cached(const ilm_tokenizer *t, const char *text
     ilm__ids out = { 0 };
     ilm_status st = ILM_OK;
     if ((flags & ILM_TOKENIZE_BOS) && t->bos_id >= 0) st = ilm__ids_push(&out, t->bos_id);
-
-    /* Split the text at added tokens; the parts between go to the encoder. */
-    size_t part = 0, i = 0;
-    while (st == ILM_OK && i < len) {
-        const ilm__added_token *a = t->n_added ? match_added(t, text + i, len - i, flags) : NULL;
-        if (!a) {
-            i++;
-            continue;
-        }
-        size_t end = i;
-        if (a->lstrip)
-            while (end > part && is_space(text[end - 1])) end--;
-        st = encode_part(t, text + part, end - part, part == 0, cache, &out);
-        if (st == ILM_OK) st = ilm__ids_push(&out, a->id);
-        i += a->len;
-        if (a->rstrip)
-            while (i < len && is_space(text[i])) i++;
-        part = i;
-    }
-    if (st == ILM_OK) st = encode_part(t, text + part, len - part, part == 0, cache, &out);
+    if (st == ILM_OK) st = encode_into(t, text, len, flags, cache, NULL, &out);
     if (st == ILM_OK && (flags & ILM_TOKENIZE_EOS) && t->eos_id >= 0) st = ilm__ids_push(&out, t->eos_id);
     if (st == ILM_OK && !out.v) { /* hand back a non-NULL array even when empty */
         st = ilm__ids_push(&out, 0);
@@ -537,7 +621,9 @@ static ilm_status drain(ilm_detokenizer *d, bool final, const char **text, size_
                               &d->out, &st);
     if (st == ILM_OK && !d->out.p) st = ilm__buf_append(&d->out, "", 0);
     ILM_FORWARD(st);
-    memmove(d->pending.p, d->pending.p + used, d->pending.n - used);
+    /* Nothing is pending yet (pending.p NULL) after ids that render as
+     * nothing, such as a control piece first. */
+    if (used > 0) memmove(d->pending.p, d->pending.p + used, d->pending.n - used);
     d->pending.n -= used;
     *text = d->out.p;
     *len = d->out.n;

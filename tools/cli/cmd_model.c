@@ -97,8 +97,9 @@ static const char generate_help[] =
     "  --max-tokens N        (256)   --temperature T (0.8; 0 = greedy)\n"
     "  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)\n"
     "  --repetition-penalty R (1.0)  --seed S (0)  --context N\n"
-    "  --chat                wrap the prompt in the chat template\n"
-    "  --special             recognise special tokens in the prompt\n";
+    "  --chat                wrap the prompt in the chat template (as a user\n"
+    "                        message: special tokens written in it stay text)\n"
+    "  --special             recognise special tokens written in the prompt\n";
 
 int cmd_generate(int argc, char **argv)
 {
@@ -115,25 +116,27 @@ int cmd_generate(int argc, char **argv)
         cJSON_Delete(a.gen);
         return rc;
     }
-    char *prompt = NULL;
     ilm_status st = ILM_OK;
     if (a.chat) {
+        /* The template's markers are control ids; the user's text is text,
+         * whatever it holds (--special does not apply to it). */
         cJSON *msgs = cJSON_CreateArray(), *msg = cJSON_CreateObject();
         cJSON_AddStringToObject(msg, "role", "user");
         cJSON_AddStringToObject(msg, "content", a.prompt);
         cJSON_AddItemToArray(msgs, msg);
         char *j = cJSON_PrintUnformatted(msgs);
-        st = ilm_chat_apply(m, j, &prompt);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        st = ilm_chat_encode(m, j, &ids, &n);
+        if (st == ILM_OK) st = ilm_session_eval(s, ids, n, NULL);
+        ilm_free(ids);
         cJSON_free(j);
         cJSON_Delete(msgs);
-        cJSON_DeleteItemFromObject(a.gen, "special");
-        cJSON_AddTrueToObject(a.gen, "special");
     }
     char *cfg = cJSON_PrintUnformatted(a.gen);
-    if (st == ILM_OK) st = ilm_generate(s, prompt ? prompt : a.prompt, cfg, print_text, NULL, NULL);
+    if (st == ILM_OK) st = ilm_generate(s, a.chat ? NULL : a.prompt, cfg, print_text, NULL, NULL);
     printf("\n");
     cJSON_free(cfg);
-    ilm_free(prompt);
     cJSON_Delete(a.gen);
     ilm_session_free(s);
     ilm_model_free(m);
@@ -169,7 +172,6 @@ int cmd_chat(int argc, char **argv)
         cJSON_Delete(a.gen);
         return rc;
     }
-    cJSON_AddTrueToObject(a.gen, "special");
     char *cfg = cJSON_PrintUnformatted(a.gen);
     cJSON *msgs = cJSON_CreateArray();
     if (a.system) {
@@ -178,7 +180,6 @@ int cmd_chat(int argc, char **argv)
         cJSON_AddStringToObject(sys, "content", a.system);
         cJSON_AddItemToArray(msgs, sys);
     }
-    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
     ilm_status st = ILM_OK;
     char line[8192];
     for (;;) {
@@ -190,14 +191,14 @@ int cmd_chat(int argc, char **argv)
         cJSON_AddStringToObject(msg, "role", "user");
         cJSON_AddStringToObject(msg, "content", line);
         cJSON_AddItemToArray(msgs, msg);
-        /* Render the whole conversation, keep the cached prefix it shares
-         * with the session, and generate from the rest. */
-        char *j = cJSON_PrintUnformatted(msgs), *prompt = NULL, *reply = NULL;
-        st = ilm_chat_apply(m, j, &prompt);
-        cJSON_free(j);
+        /* Encode the whole conversation (messages as plain text, so typed
+         * "<|im_start|>" stays text), keep the cached prefix it shares with
+         * the session, and generate from the rest. */
+        char *j = cJSON_PrintUnformatted(msgs), *reply = NULL;
         int32_t *ids = NULL;
         size_t n = 0;
-        if (st == ILM_OK) st = ilm_tokenizer_encode(tok, prompt, strlen(prompt), ILM_TOKENIZE_SPECIAL, &ids, &n);
+        st = ilm_chat_encode(m, j, &ids, &n);
+        cJSON_free(j);
         if (st == ILM_OK) {
             const int32_t *have;
             size_t nh = ilm_session_tokens(s, &have), keep = common_prefix(have, nh, ids, n);
@@ -206,8 +207,7 @@ int cmd_chat(int argc, char **argv)
             if (st == ILM_OK) st = ilm_session_eval(s, ids + keep, n - keep, NULL);
         }
         ilm_free(ids);
-        ilm_free(prompt);
-        if (st == ILM_OK) st = ilm_generate(s, "", cfg, print_text, NULL, &reply);
+        if (st == ILM_OK) st = ilm_generate(s, NULL, cfg, print_text, NULL, &reply);
         printf("\n");
         if (st != ILM_OK) break;
         cJSON *ans = cJSON_CreateObject();

@@ -154,7 +154,9 @@ def gguf_field(r, key):
     return r.fields[key].contents()
 
 
-def smollm2(path, rng):
+def smollm2_tokenizer(path):
+    """SmolLM2's tokenizer built from its GGUF vocabulary with the
+    configuration of SmolLM2's tokenizer.json."""
     r = gguf.GGUFReader(path)
     tokens = gguf_field(r, "tokenizer.ggml.tokens")
     types = gguf_field(r, "tokenizer.ggml.token_type")
@@ -170,6 +172,11 @@ def smollm2(path, rng):
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     for s in specials:
         assert tok.token_to_id(s) == vocab[s]
+    return tok
+
+
+def smollm2(path, rng):
+    tok = smollm2_tokenizer(path)
     texts = corpus(rng, 180, 100)
     stats = write_jsonl(os.path.join(FIX, "tokenizer", "smollm2_ids.jsonl"), {"": tok}, texts)
     llama_cpp_check(path, tok, texts)
