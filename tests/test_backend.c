@@ -103,7 +103,7 @@ END_TEST
  * sum (a - b)^2 / sum b^2 against the op's tolerance.  Inputs are made on
  * the host from a seed and reach the backend through its own buffers
  * (alloc, to_device, to_host), so a device backend runs the same table:
- * ops_check(test_be) is all it needs.  On the CPU the table also proves
+ * ops_check_case(its_instance, cpu_reference, i) for every case.  On the CPU the table also proves
  * the determinism promise: every ISA level gives the same bits on 1, 2 and
  * 3 threads. */
 
