@@ -424,8 +424,11 @@ ILM_API ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress
 /*! ilm_corpus_open() :
  *  Opens a corpus directory: the manifest, every shard (sizes checked
  *  against their headers) and the tokenizer.  A lying or truncated shard
- *  or manifest is ILM_ERR_FORMAT naming the file.  Free with
- *  ilm_corpus_free. */
+ *  or manifest is ILM_ERR_FORMAT naming the file.  The shards' contents
+ *  (CRC-32, ids inside the vocabulary, mask bytes 0 or 1) are verified
+ *  once per shard before its first token is read, so ilm_corpus_document,
+ *  ilm_corpus_info and training can fail with ILM_ERR_FORMAT naming the
+ *  shard.  Free with ilm_corpus_free. */
 ILM_API ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out);
 ILM_API void ilm_corpus_free(ilm_corpus *c);
 
@@ -441,7 +444,8 @@ ILM_API uint64_t ilm_corpus_num_documents(const ilm_corpus *c);
 /*! ilm_corpus_document() :
  *  Copies document i's ids (and, when mask is not NULL, its loss mask: 1 =
  *  training target; all ones for pretraining data) into arrays allocated
- *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end. */
+ *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end,
+ *  ILM_ERR_FORMAT when its shard fails verification (ilm_corpus_open). */
 ILM_API ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids,
                                        uint8_t **mask, size_t *n);
 
