@@ -113,10 +113,15 @@ static int train(const char *cmd, const char *mode, int argc, char **argv)
     }
     const cJSON *given = cJSON_GetObjectItemCaseSensitive(cfg, "mode");
     if (given && (!cJSON_IsString(given) || strcmp(given->valuestring, mode))) {
+        /* The message quotes the config: print it before the config is freed. */
+        const bool known = cJSON_IsString(given) &&
+                           (!strcmp(given->valuestring, "pretrain") || !strcmp(given->valuestring, "sft"));
+        int rc = known ? cli_usage_error(cmd, "'%s' says \"mode\": \"%s\"; use `internlm %s`", config,
+                                         given->valuestring, given->valuestring)
+                       : cli_usage_error(cmd, "'%s': \"mode\" must be \"%s\" for `internlm %s`", config,
+                                         mode, cmd);
         cJSON_Delete(cfg);
-        return cli_usage_error(cmd, "the config says \"mode\": %s; use `internlm %s`",
-                               cJSON_IsString(given) ? given->valuestring : "?",
-                               cJSON_IsString(given) ? given->valuestring : "pretrain");
+        return rc;
     }
     if (!given) cJSON_AddStringToObject(cfg, "mode", mode);
     char log_buf[4096] = "", plot_buf[4096];
