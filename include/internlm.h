@@ -405,7 +405,9 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
  *            directory (required; created, or empty), "tokenizer": path
  *            (required), "mode": "auto" (default: from the first record) |
  *            "pretrain" | "sft", "overwrite": bool (replace the corpus in a
- *            non-empty output directory), "max_length": SFT sample tokens
+ *            non-empty output directory; only once the new build has
+ *            succeeded: a failed build leaves the old corpus as it was),
+ *            "max_length": SFT sample tokens
  *            (0 = no limit), "shard_tokens": tokens per shard (2^26),
  *            "ingest", "clean": objects, "filter", "dedup": objects or
  *            false (off); their keys are listed in docs/corpus.md.
