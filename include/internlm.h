@@ -647,7 +647,12 @@ ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
  *  @metrics : optional; JSON (ilm_free): "step", "steps", "loss", "lr",
  *             "grad_norm", "skipped", "targets", "tokens_seen", "seconds",
  *             "tokens_per_s", and "eval_loss" / "checkpoint" when done.
- *             The same line is appended to the "log" file. */
+ *             The same line is appended to the "log" file, before the
+ *             step's checkpoint is written; a resumed trainer first drops
+ *             the log's lines after its checkpoint's step.
+ *  @return ILM_OK; ILM_ERR_RANGE when "steps" steps are done already (a
+ *          finished run does nothing); the loader's, graph's and
+ *          checkpoint's errors. */
 ILM_API ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics);
 
 /*! ilm_trainer_run() : steps until "steps" are done; progress stage
