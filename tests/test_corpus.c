@@ -4,10 +4,14 @@
 #include "tests.h"
 #include "corpus/internal.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -720,6 +724,49 @@ START_TEST(loader_bad_configs)
 }
 END_TEST
 
+/* A write that fails part way (the file-size limit stands in for a full
+ * disk: EFBIG where ENOSPC would be) names the file in its message, and
+ * leaves no file and no temporary behind.  In a child: the limit stays
+ * there. */
+START_TEST(shard_write_failure_names_the_file)
+{
+    char *dir = test_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/big.shard", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = { 4096, 4096 };
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
+        ilm__shard_writer *w = NULL;
+        if (ilm__shard_writer_create(path, 1000, false, &w) != ILM_OK) _exit(11);
+        int32_t ids[1000];
+        for (int i = 0; i < 1000; i++) ids[i] = i;
+        for (int d = 0; d < 10; d++)
+            if (ilm__shard_writer_add(w, ids, NULL, 1000) != ILM_OK) _exit(12);
+        ilm_status st = ilm__shard_writer_close(w);
+        const char *msg = ilm_last_error();
+        if (st != ILM_ERR_IO) _exit(13);
+        if (!strstr(msg, "cannot write '") || !strstr(msg, path) || !strstr(msg, "File too large")) {
+            fprintf(stderr, "message: %s\n", msg);
+            _exit(14);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", dir);
+    test_run(cmd, &out);
+    ck_assert_int_eq(atoi(out), 0); /* neither the shard nor its temporary */
+    free(out);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* CRC-32 (zlib/IEEE 802.3, reflected 0xEDB88320), bit by bit: what a
  * shard's header holds, so a test can plant bad ids behind a valid sum. */
 static uint32_t crc32_ieee(const uint8_t *p, size_t n)
@@ -851,6 +898,7 @@ Suite *suite_corpus(void)
     tcase_add_test(t, shard_round_trip);
     tcase_add_loop_test(t, bad_shards_are_format_errors, 0,
                         (int)(sizeof bad_shards / sizeof *bad_shards));
+    tcase_add_test(t, shard_write_failure_names_the_file);
     tcase_add_loop_test(t, corpus_verifies_shards_before_use, 0, 3);
     tcase_add_loop_test(t, corpus_bad_manifests, 0,
                         (int)(sizeof bad_manifests / sizeof *bad_manifests));
