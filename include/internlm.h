@@ -411,7 +411,9 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
  *            directory (required; created, or empty), "tokenizer": path
  *            (required), "mode": "auto" (default: from the first record) |
  *            "pretrain" | "sft", "overwrite": bool (replace the corpus in a
- *            non-empty output directory), "max_length": SFT sample tokens
+ *            non-empty output directory; only once the new build has
+ *            succeeded: a failed build leaves the old corpus as it was),
+ *            "max_length": SFT sample tokens
  *            (0 = no limit), "shard_tokens": tokens per shard (2^26),
  *            "ingest", "clean": objects, "filter", "dedup": objects or
  *            false (off); their keys are listed in docs/corpus.md.
@@ -430,8 +432,11 @@ ILM_API ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress
 /*! ilm_corpus_open() :
  *  Opens a corpus directory: the manifest, every shard (sizes checked
  *  against their headers) and the tokenizer.  A lying or truncated shard
- *  or manifest is ILM_ERR_FORMAT naming the file.  Free with
- *  ilm_corpus_free. */
+ *  or manifest is ILM_ERR_FORMAT naming the file.  The shards' contents
+ *  (CRC-32, ids inside the vocabulary, mask bytes 0 or 1) are verified
+ *  once per shard before its first token is read, so ilm_corpus_document,
+ *  ilm_corpus_info and training can fail with ILM_ERR_FORMAT naming the
+ *  shard.  Free with ilm_corpus_free. */
 ILM_API ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out);
 ILM_API void ilm_corpus_free(ilm_corpus *c);
 
@@ -447,7 +452,8 @@ ILM_API uint64_t ilm_corpus_num_documents(const ilm_corpus *c);
 /*! ilm_corpus_document() :
  *  Copies document i's ids (and, when mask is not NULL, its loss mask: 1 =
  *  training target; all ones for pretraining data) into arrays allocated
- *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end. */
+ *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end,
+ *  ILM_ERR_FORMAT when its shard fails verification (ilm_corpus_open). */
 ILM_API ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids,
                                        uint8_t **mask, size_t *n);
 
@@ -672,7 +678,12 @@ ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
  *  @metrics : optional; JSON (ilm_free): "step", "steps", "loss", "lr",
  *             "grad_norm", "skipped", "targets", "tokens_seen", "seconds",
  *             "tokens_per_s", and "eval_loss" / "checkpoint" when done.
- *             The same line is appended to the "log" file. */
+ *             The same line is appended to the "log" file, before the
+ *             step's checkpoint is written; a resumed trainer first drops
+ *             the log's lines after its checkpoint's step.
+ *  @return ILM_OK; ILM_ERR_RANGE when "steps" steps are done already (a
+ *          finished run does nothing); the loader's, graph's and
+ *          checkpoint's errors. */
 ILM_API ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics);
 
 /*! ilm_trainer_run() : steps until "steps" are done; progress stage

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -374,6 +375,51 @@ START_TEST(lying_optimizer_files)
 }
 END_TEST
 
+/* A checkpoint whose write fails part way (the file-size limit stands in
+ * for a full disk) says which file, and leaves the checkpoints before it as
+ * they were.  In a child: the limit stays there. */
+START_TEST(write_failure_names_the_file)
+{
+    fixture f;
+    fixture_init(&f);
+    char *root = test_tmpdir();
+    fixture_fill(&f, 1);
+    ck_assert_msg(ilm__ckpt_write(root, 1, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(1), NULL) ==
+                      ILM_OK, "%s", ilm_last_error());
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = { 2048, 2048 };
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
+        fixture_fill(&f, 2);
+        ilm_status st = ilm__ckpt_write(root, 2, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(2), NULL);
+        const char *msg = ilm_last_error();
+        if (st != ILM_ERR_IO) _exit(11);
+        if (!strstr(msg, "cannot write '") || !strstr(msg, root) || !strstr(msg, "step-00000002") ||
+            !strstr(msg, ".safetensors")) {
+            fprintf(stderr, "message: %s\n", msg);
+            _exit(12);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    char *dir = NULL;
+    int64_t step = -1;
+    ck_assert_int_eq(ilm__ckpt_latest(root, &dir, &step), ILM_OK);
+    ck_assert_int_eq(step, 1);
+    verify_ckpt(&f, dir, 1);
+    ck_assert(!exists(root, "step-00000002") && !exists(root, "step-00000002.tmp"));
+    ilm_free(dir);
+    test_rmtree(root);
+    free(root);
+    fixture_free(&f);
+}
+END_TEST
+
 /* A child process writes checkpoints 1, 2, 3, ... as fast as it can; it is
  * SIGKILLed after a random delay.  Whatever latest then returns must load
  * completely and hold the step it claims, and the next run (a new child
@@ -454,6 +500,7 @@ Suite *suite_ckpt(void)
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, keep_last_n_and_crash_leftovers);
     tcase_add_test(tc, lying_optimizer_files);
+    tcase_add_test(tc, write_failure_names_the_file);
     tcase_add_test(tc, survives_sigkill);
     suite_add_tcase(s, tc);
     return s;

@@ -56,6 +56,51 @@ START_TEST(cli_usage_errors_exit_2)
     free(out);
     ck_assert_int_eq(cli("bench gemm --bogus", &out), 2);
     free(out);
+    /* Counts: 0 is not "the default" (once silently replaced by it), and
+     * negatives, fractions, huge values and non-numbers are refused too. */
+    static const char *const counts[] = {
+        "generate --model M --prompt hi --context 0",   "generate --model M --prompt hi --context -4",
+        "generate --model M --prompt hi --context abc", "generate --model M --prompt hi --context 1.5",
+        "generate --model M --prompt hi --context 1e300", "chat --model M --context 0",
+        "perplexity --model M --file F --ctx 0",         "perplexity --model M --file F --chunks -1",
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+        ck_assert_msg(cli(counts[i], &out) == 2, "'%s': %s", counts[i], out);
+        const char *opt = strstr(counts[i], "--c");
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(opt, " "), opt);
+        ck_assert_msg(strstr(out, name) && strstr(out, "wants"), "'%s': %s", counts[i], out);
+        free(out);
+    }
+}
+END_TEST
+
+/* `internlm pretrain` with an SFT config and the other way round: a usage
+ * error that quotes the config's mode (it once printed freed memory). */
+START_TEST(cli_train_mode_mismatch)
+{
+    char *dir = test_tmpdir(), path[2048], args[4096], *out = NULL;
+    static const struct {
+        const char *cmd, *mode, *says;
+    } cases[] = {
+        { "pretrain", "\"sft\"", "\"mode\": \"sft\"; use `internlm sft`" },
+        { "sft", "\"pretrain\"", "\"mode\": \"pretrain\"; use `internlm pretrain`" },
+        { "pretrain", "\"bogus\"", "\"mode\" must be \"pretrain\" for `internlm pretrain`" },
+        { "sft", "7", "\"mode\" must be \"sft\" for `internlm sft`" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(path, sizeof path, "%s/run.json", dir);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "{\"mode\": %s, \"data\": \"%s/none\", \"steps\": 1}", cases[i].mode, dir);
+        fclose(f);
+        snprintf(args, sizeof args, "%s --config %s", cases[i].cmd, path);
+        ck_assert_msg(cli(args, &out) == 2, "%s: %s", args, out);
+        ck_assert_msg(strstr(out, cases[i].says) && strstr(out, "run.json"), "%s: %s", args, out);
+        free(out);
+    }
+    test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -247,6 +292,7 @@ Suite *suite_cli(void)
     tcase_add_test(t, cli_version);
     tcase_add_test(t, cli_help_everywhere);
     tcase_add_test(t, cli_usage_errors_exit_2);
+    tcase_add_test(t, cli_train_mode_mismatch);
     tcase_add_test(t, cli_library_errors_name_the_status);
     tcase_add_test(t, cli_bench_gemm_json_and_table);
     tcase_add_test(t, cli_bench_train_json_and_table);

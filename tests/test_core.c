@@ -450,7 +450,10 @@ START_TEST(atomic_write_failure_leaves_old_file)
     char *f = path_in(dir, "model.bin");
     ck_assert_int_eq(ilm__atomic_write_buf(f, "complete old content", 20), ILM_OK);
     ck_assert_int_eq(ilm__atomic_write(f, failing_writer, NULL), ILM_ERR_IO);
-    ck_assert_str_eq(ilm_last_error(), "simulated: no space left on device");
+    /* The writer's message, with the file it was writing. */
+    char want[4200];
+    snprintf(want, sizeof want, "cannot write '%s': simulated: no space left on device", f);
+    ck_assert_str_eq(ilm_last_error(), want);
     ck_assert_str_eq(read_file(f), "complete old content");
     ck_assert_int_eq(count_entries(dir), 1);
     /* A failed first write leaves no file at all. */

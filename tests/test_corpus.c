@@ -4,9 +4,14 @@
 #include "tests.h"
 #include "corpus/internal.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -805,6 +810,173 @@ START_TEST(loader_bad_configs)
 }
 END_TEST
 
+/* A write that fails part way (the file-size limit stands in for a full
+ * disk: EFBIG where ENOSPC would be) names the file in its message, and
+ * leaves no file and no temporary behind.  In a child: the limit stays
+ * there. */
+START_TEST(shard_write_failure_names_the_file)
+{
+    char *dir = test_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/big.shard", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = { 4096, 4096 };
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
+        ilm__shard_writer *w = NULL;
+        if (ilm__shard_writer_create(path, 1000, false, &w) != ILM_OK) _exit(11);
+        int32_t ids[1000];
+        for (int i = 0; i < 1000; i++) ids[i] = i;
+        for (int d = 0; d < 10; d++)
+            if (ilm__shard_writer_add(w, ids, NULL, 1000) != ILM_OK) _exit(12);
+        ilm_status st = ilm__shard_writer_close(w);
+        const char *msg = ilm_last_error();
+        if (st != ILM_ERR_IO) _exit(13);
+        if (!strstr(msg, "cannot write '") || !strstr(msg, path) || !strstr(msg, "File too large")) {
+            fprintf(stderr, "message: %s\n", msg);
+            _exit(14);
+        }
+        _exit(0);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    char cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", dir);
+    test_run(cmd, &out);
+    ck_assert_int_eq(atoi(out), 0); /* neither the shard nor its temporary */
+    free(out);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* CRC-32 (zlib/IEEE 802.3, reflected 0xEDB88320), bit by bit: what a
+ * shard's header holds, so a test can plant bad ids behind a valid sum. */
+static uint32_t crc32_ieee(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+/* dir/c: a corpus of the small shard (after `bad`) and a manifest with no
+ * tokenizer; returns the corpus directory (malloc'd). */
+static char *corpus_of(const char *dir, const uint8_t *shard, size_t n, const char *manifest)
+{
+    char *c = malloc(strlen(dir) + 8), p[4096];
+    sprintf(c, "%s/c", dir);
+    mkdir(c, 0777);
+    snprintf(p, sizeof p, "%s/small.shard", c);
+    write_bytes(p, shard, n);
+    snprintf(p, sizeof p, "%s/corpus.json", c);
+    write_bytes(p, manifest, strlen(manifest));
+    return c;
+}
+
+static const char good_manifest[] =
+    "{\"format\": \"ilm-corpus\", \"version\": 1, \"tokenizer\": \"\", "
+    "\"shards\": [{\"file\": \"small.shard\", \"documents\": 3}]}";
+
+/* Opening reads no payload; the first reader of tokens verifies the shard:
+ * an id past the vocabulary (once a segfault in ilm_corpus_info), a wrong
+ * CRC and a mask byte of 7 are ILM_ERR_FORMAT naming the shard, for
+ * ilm_corpus_info, ilm_corpus_document and the trainer's loader alike. */
+START_TEST(corpus_verifies_shards_before_use)
+{
+    static const char *const why[] = { "outside the vocabulary", "checksum", "mask byte" };
+    char *dir = test_tmpdir(), *path = small_shard(dir);
+    size_t n = 0;
+    uint8_t *p = (uint8_t *)test_slurp(path, &n);
+    /* A good corpus first: every reader works. */
+    char *cdir = corpus_of(dir, p, n, good_manifest);
+    ilm_corpus *c = NULL;
+    ck_assert_msg(ilm_corpus_open(cdir, &c) == ILM_OK, "%s", ilm_last_error());
+    char *info = NULL;
+    ck_assert_msg(ilm_corpus_info(c, &info) == ILM_OK, "%s", ilm_last_error());
+    ilm_free(info);
+    ilm_corpus_free(c);
+    switch (_i) {
+    case 0: p[96] = 0xFF, p[97] = 0xFF; break; /* id 65535 of a vocabulary of 1000 */
+    case 1: p[96] ^= 0x40; break;              /* id 65: valid, but the sum is off */
+    case 2: p[106] = 7; break;
+    }
+    if (_i != 1) put32(p + 40, crc32_ieee(p + 64, n - 64));
+    write_bytes(path, p, n);
+    free(cdir);
+    cdir = corpus_of(dir, p, n, good_manifest);
+    ck_assert_msg(ilm_corpus_open(cdir, &c) == ILM_OK, "%s", ilm_last_error()); /* cheap: sizes only */
+    ck_assert_int_eq(ilm_corpus_num_documents(c), 3);
+    ck_assert_int_eq(ilm_corpus_info(c, &info), ILM_ERR_FORMAT);
+    ck_assert_ptr_null(info);
+    ck_assert_msg(strstr(ilm_last_error(), "small.shard") && strstr(ilm_last_error(), why[_i]), "%s",
+                  ilm_last_error());
+    int32_t *ids = NULL;
+    uint8_t *mask = NULL;
+    size_t len = 9;
+    ck_assert_int_eq(ilm_corpus_document(c, 2, &ids, &mask, &len), ILM_ERR_FORMAT);
+    ck_assert(ids == NULL && mask == NULL && len == 0);
+    ck_assert_msg(strstr(ilm_last_error(), why[_i]), "%s", ilm_last_error());
+    ilm__shard *const *shards;
+    size_t n_shards;
+    ck_assert_int_eq(ilm__corpus_shards(c, &shards, &n_shards), ILM_OK);
+    ilm__loader *l = NULL;
+    const ilm__loader_config lc = { 1, 4, 1, 0, 1 };
+    ck_assert_int_eq(ilm__loader_create(shards, n_shards, &lc, &l), ILM_OK);
+    const ilm__batch *b;
+    ck_assert_int_eq(ilm__loader_next(l, &b), ILM_ERR_FORMAT);
+    ck_assert_msg(strstr(ilm_last_error(), "small.shard"), "%s", ilm_last_error());
+    ilm__loader_free(l);
+    ilm_corpus_free(c);
+    free(cdir);
+    free(p);
+    free(path);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* Manifests that do not parse or lie about a count: ILM_ERR_FORMAT with a
+ * message that names corpus.json (a parse error once gave an empty one). */
+static const struct bad_manifest {
+    const char *text, *says;
+} bad_manifests[] = {
+    { "{\"format\": \"ilm-corpus\"", "invalid JSON" },
+    { "{\"format\": \"ilm-corpus\", \"version\": 1, \"tokenizer\": \"\", \"shards\": [{\"file\": "
+      "\"small.shard\", \"documents\": -1}]}", "shards[0].documents" },
+    { "{\"format\": \"ilm-corpus\", \"version\": 1, \"tokenizer\": \"\", \"shards\": [{\"file\": "
+      "\"small.shard\", \"documents\": 1e300}]}", "shards[0].documents" },
+    { "{\"format\": \"ilm-corpus\", \"version\": 1, \"tokenizer\": \"\", \"shards\": [{\"file\": "
+      "\"small.shard\", \"documents\": 2.5}]}", "shards[0].documents" },
+    { "{\"format\": \"ilm-corpus\", \"version\": 1, \"tokenizer\": \"\", \"shards\": [{\"file\": "
+      "\"small.shard\", \"documents\": 4}]}", "lists 4 documents" },
+};
+
+START_TEST(corpus_bad_manifests)
+{
+    char *dir = test_tmpdir(), *path = small_shard(dir);
+    size_t n = 0;
+    uint8_t *p = (uint8_t *)test_slurp(path, &n);
+    char *cdir = corpus_of(dir, p, n, bad_manifests[_i].text);
+    ilm_corpus *c = (ilm_corpus *)1;
+    ck_assert_int_eq(ilm_corpus_open(cdir, &c), ILM_ERR_FORMAT);
+    ck_assert_ptr_null(c);
+    const char *msg = ilm_last_error();
+    ck_assert_msg(*msg && strstr(msg, "corpus.json") && strstr(msg, bad_manifests[_i].says),
+                  "message '%s' should name corpus.json and say '%s'", msg, bad_manifests[_i].says);
+    free(cdir);
+    free(p);
+    free(path);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 Suite *suite_corpus(void)
 {
     Suite *s = suite_create("corpus");
@@ -812,6 +984,10 @@ Suite *suite_corpus(void)
     tcase_add_test(t, shard_round_trip);
     tcase_add_loop_test(t, bad_shards_are_format_errors, 0,
                         (int)(sizeof bad_shards / sizeof *bad_shards));
+    tcase_add_test(t, shard_write_failure_names_the_file);
+    tcase_add_loop_test(t, corpus_verifies_shards_before_use, 0, 3);
+    tcase_add_loop_test(t, corpus_bad_manifests, 0,
+                        (int)(sizeof bad_manifests / sizeof *bad_manifests));
     suite_add_tcase(s, t);
 
     t = tcase_create("sft");

@@ -321,9 +321,36 @@ START_TEST(pipeline_bad_input)
     snprintf(cmd, sizeof cmd, "cd %s/o && test -f keep.txt && test ! -e shard-00009.shard", dir);
     ck_assert_int_eq(test_run(cmd, NULL), 0);
 
-    /* A corpus whose shard or manifest lies. */
+    /* A failing overwrite (chat data, a tokenizer without the chat tokens)
+     * leaves the old corpus as it was, and no work directory behind; the
+     * corpus's own tokenizer.model can build its replacement. */
     ilm_corpus *c = NULL;
     snprintf(path, sizeof path, "%s/o", dir);
+    ck_assert_int_eq(ilm_corpus_open(path, &c), ILM_OK);
+    const uint64_t docs = ilm_corpus_num_documents(c);
+    ilm_corpus_free(c);
+    snprintf(cmd, sizeof cmd, "cd %s && md5sum o/* > sums && echo '{\"messages\": [{\"role\": \"user\", "
+             "\"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}' > chat.jsonl", dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+    char cfg2[8192];
+    snprintf(cfg2, sizeof cfg2, "{\"inputs\": [\"%s/chat.jsonl\"], \"output\": \"%s/o/\", \"tokenizer\": \"%s\", "
+             "\"overwrite\": true}", dir, dir, tok);
+    ck_assert_ptr_null(build(cfg2, ILM_ERR_UNSUPPORTED));
+    snprintf(cmd, sizeof cmd, "cd %s && md5sum -c --quiet sums && test -z \"$(ls -A o | grep build)\" && "
+             "test -z \"$(ls -A . | grep build)\"", dir);
+    ck_assert_msg(test_run(cmd, NULL) == 0, "the failed build changed the old corpus or left files");
+    snprintf(cfg2, sizeof cfg2, "{\"inputs\": [\"%s/in\"], \"output\": \"%s/o\", \"tokenizer\": "
+             "\"%s/o/tokenizer.model\", \"filter\": false, \"dedup\": false, \"overwrite\": true}", dir, dir, dir);
+    rep = build(cfg2, ILM_OK);
+    cJSON_Delete(rep);
+    ck_assert_msg(ilm_corpus_open(path, &c) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_corpus_num_documents(c), docs);
+    ck_assert_ptr_nonnull(ilm_corpus_tokenizer(c));
+    ilm_corpus_free(c);
+    snprintf(cmd, sizeof cmd, "cd %s && test -f o/keep.txt && test -z \"$(ls -A o | grep build)\"", dir);
+    ck_assert_int_eq(test_run(cmd, NULL), 0);
+
+    /* A corpus whose shard or manifest lies. */
     ck_assert_int_eq(ilm_corpus_open(path, &c), ILM_OK);
     ilm_corpus_free(c);
     snprintf(cmd, sizeof cmd, "cd %s/o && cp corpus.json m.json && sed -i 's/\"documents\":\\t*[0-9]*/"

@@ -85,6 +85,18 @@ static const cJSON *log_step(const cJSON *log, int step)
     return found;
 }
 
+/* The log holds steps 1 .. n, each exactly once, in order. */
+static void one_line_per_step(const cJSON *log, int n)
+{
+    ck_assert_msg(cJSON_GetArraySize(log) == n, "the log has %d lines for %d steps", cJSON_GetArraySize(log), n);
+    int want = 1;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, log) {
+        ck_assert_int_eq(cJSON_GetObjectItem(m, "step")->valueint, want);
+        want++;
+    }
+}
+
 static void same_bytes(const char *a, const char *b)
 {
     size_t na, nb;
@@ -199,8 +211,8 @@ START_TEST(train_kill_9_then_resume)
             _exit(127);
         }
         /* Wait for its log to reach step 2, 4, 6 (the line is written
-         * after that step's checkpoint), then kill it a little later: in
-         * the next step or inside its checkpoint write. */
+         * just before that step's checkpoint), then kill it a little
+         * later: inside that checkpoint's write or in the next step. */
         snprintf(p2, sizeof p2, "%s/run/metrics.jsonl", dir);
         for (int waited = 0; waited < 2000; waited++) {
             char *text = access(p2, R_OK) == 0 ? test_slurp(p2, NULL) : NULL;
@@ -223,6 +235,7 @@ START_TEST(train_kill_9_then_resume)
     snprintf(p2, sizeof p2, "%s/run/metrics.jsonl", dir);
     cJSON *lrun = read_log(p2);
     ck_assert_int_lt(from, KILL_STEPS); /* something is left to compare */
+    one_line_per_step(lrun, KILL_STEPS); /* whatever the kills cut */
     for (int s = (int)from + 1; s <= KILL_STEPS; s++)
         ck_assert_msg(cJSON_GetObjectItem(log_step(lref, s), "loss")->valuedouble ==
                           cJSON_GetObjectItem(log_step(lrun, s), "loss")->valuedouble,
@@ -322,6 +335,163 @@ START_TEST(train_config_errors)
     ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "mask"));
     ck_assert_ptr_null(t);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* `internlm pretrain` run again once finished: it says so and changes no
+ * file (it once trained "step 4/3", appended to the log and, with
+ * keep_checkpoints 1, pruned the real last checkpoint); the library's step
+ * is ILM_ERR_RANGE there and run does nothing. */
+START_TEST(train_finished_run_does_nothing)
+{
+    char *dir = test_tmpdir(), path[4096], cmd[8192], *out = NULL, *before = NULL, *after = NULL;
+    if (!make_corpus(dir)) goto out;
+    char *cfg = train_config(dir, "fin", 3, "\"checkpoint_interval\": 1, \"keep_checkpoints\": 1");
+    snprintf(path, sizeof path, "%s/fin.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(cfg, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s/internlm pretrain --config %s --plot %s/fin/loss.svg", test_build_dir(), path,
+             dir);
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    free(out);
+    char ls[8192];
+    snprintf(ls, sizeof ls, "cd %s/fin && ls -lR --time-style=full-iso . && md5sum metrics.jsonl loss.svg", dir);
+    ck_assert_int_eq(test_run(ls, &before), 0);
+    ck_assert_ptr_nonnull(strstr(before, "step-00000003"));
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    ck_assert_msg(strstr(out, "already finished") && strstr(out, "3 of 3") && !strstr(out, "step 4"), "%s", out);
+    free(out);
+    ck_assert_int_eq(test_run(ls, &after), 0);
+    ck_assert_str_eq(after, before);
+    ilm_trainer *t;
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 3);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    char *m = (char *)1;
+    ck_assert_int_eq(ilm_trainer_step(t, &m), ILM_ERR_RANGE);
+    ck_assert_ptr_null(m);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "finished"));
+    ilm_trainer_free(t);
+    free(after);
+    ck_assert_int_eq(test_run(ls, &after), 0);
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    free(cfg);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* trainer_state.json values out of range: ILM_ERR_FORMAT naming the file
+ * and the key (a step of 1e300 was an undefined cast, -7 was accepted and
+ * then blamed on the optimizer). */
+START_TEST(train_bad_trainer_state)
+{
+    static const struct {
+        const char *from, *to, *says;
+    } cases[] = {
+        { "\"step\":3", "\"step\":1e300", "'step' is 1e+300" },
+        { "\"step\":3", "\"step\":-7", "'step' is -7" },
+        { "\"step\":3", "\"step\":2.5", "'step' is 2.5" },
+        { "\"step\":3", "\"step\":2", "'step' is 2 but the checkpoint is of step 3" },
+        { "\"step\":3", "\"stepp\":3", "no number 'step'" },
+        { "\"tokens_seen\":", "\"tokens_seen\":-1,\"x\":", "'tokens_seen' is -1" },
+    };
+    char *dir = test_tmpdir(), path[4096];
+    if (!make_corpus(dir)) goto out;
+    char *cfg = train_config(dir, "st", 3, "");
+    ilm_trainer *t;
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    snprintf(path, sizeof path, "%s/st/step-00000003/trainer_state.json", dir);
+    char *good = test_slurp(path, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *at = strstr(good, cases[i].from);
+        ck_assert_msg(at != NULL, "no '%s' in %s", cases[i].from, good);
+        FILE *f = fopen(path, "w");
+        fprintf(f, "%.*s%s%s", (int)(at - good), good, cases[i].to, at + strlen(cases[i].from));
+        fclose(f);
+        t = (ilm_trainer *)1;
+        ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_FORMAT);
+        ck_assert_ptr_null(t);
+        ck_assert_msg(strstr(ilm_last_error(), "step-00000003/trainer_state.json") &&
+                          strstr(ilm_last_error(), cases[i].says),
+                      "case %zu: %s", i, ilm_last_error());
+    }
+    free(good);
+    free(cfg);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The metrics log on resume: a step's line is written before its
+ * checkpoint (a log that cannot take the line leaves no checkpoint of the
+ * step), and a resumed run drops the lines after its checkpoint, so the
+ * log ends with each step exactly once (it once lost the line of a step
+ * killed after its checkpoint, and repeated the steps after it). */
+START_TEST(train_log_one_line_per_step)
+{
+    char *dir = test_tmpdir(), path[4096], ck[4096];
+    if (!make_corpus(dir)) goto out;
+    /* Stopped at step 3, with a checkpoint at 2: resuming drops line 3. */
+    char *cfg = train_config(dir, "lg", 6, "\"checkpoint_interval\": 2");
+    ilm_trainer *t;
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(ilm_trainer_step(t, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    snprintf(path, sizeof path, "%s/lg/metrics.jsonl", dir);
+    FILE *f = fopen(path, "a");
+    fputs("{\"step\": 4, \"loss\"", f); /* a line cut by a kill */
+    fclose(f);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 2);
+    cJSON *log = read_log(path);
+    one_line_per_step(log, 2);
+    cJSON_Delete(log);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    log = read_log(path);
+    one_line_per_step(log, 6);
+    ck_assert_str_eq(cJSON_GetObjectItem(log_step(log, 6), "checkpoint")->valuestring + strlen(dir),
+                     "/lg/step-00000006");
+    cJSON_Delete(log);
+    free(cfg);
+
+    /* The log refuses step 3's line: no checkpoint of step 3 appears. */
+    cfg = train_config(dir, "lf", 4, "\"checkpoint_interval\": 1");
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    for (int i = 0; i < 2; i++) ck_assert_int_eq(ilm_trainer_step(t, NULL), ILM_OK);
+    snprintf(path, sizeof path, "%s/lf/metrics.jsonl", dir);
+    char *two = test_slurp(path, NULL);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkdir(path, 0777), 0);
+    ck_assert_int_eq(ilm_trainer_step(t, NULL), ILM_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "metrics.jsonl"));
+    ilm_trainer_free(t);
+    snprintf(ck, sizeof ck, "%s/lf/step-00000003", dir);
+    ck_assert_int_ne(access(ck, F_OK), 0);
+    ck_assert_int_eq(rmdir(path), 0);
+    f = fopen(path, "w");
+    fputs(two, f);
+    fclose(f);
+    free(two);
+    ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_OK);
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 2);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    log = read_log(path);
+    one_line_per_step(log, 4);
+    cJSON_Delete(log);
+    free(cfg);
 out:
     test_rmtree(dir);
     free(dir);
@@ -559,6 +729,9 @@ Suite *suite_train(void)
     tcase_add_test(tc, train_kill_9_then_resume);
     tcase_add_test(tc, train_cli_plot_and_nan_guard);
     tcase_add_test(tc, train_config_errors);
+    tcase_add_test(tc, train_finished_run_does_nothing);
+    tcase_add_test(tc, train_bad_trainer_state);
+    tcase_add_test(tc, train_log_one_line_per_step);
     tcase_add_test(tc, train_sft);
     suite_add_tcase(s, tc);
     tc = tcase_create("concurrency");

@@ -106,6 +106,10 @@ ilm_status ilm__atomic_write(const char *path, ilm__write_fn write_fn, void *ctx
     ILM_RETURN_IF(fd < 0, ILM_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
 
     ilm_status st = write_fn(fd, ctx);
+    /* ilm__write_all knows only the descriptor: name the file here ("No
+     * space left on device" alone does not say which of a corpus's or a
+     * checkpoint's files failed). */
+    if (st == ILM_ERR_IO) st = ilm__error(st, "cannot write '%s': %s", path, ilm_last_error());
     if (st == ILM_OK && fsync(fd) != 0)
         st = ilm__error(ILM_ERR_IO, "cannot fsync '%s': %s", tmp, strerror(errno));
     if (close(fd) != 0 && st == ILM_OK)

@@ -238,7 +238,8 @@ void       ilm__mmap_close(ilm__mmap *m);
  * fsynced.  Readers see either the old file or the complete new one, even if
  * the process dies at any point.  `write_fn` produces the content by calling
  * ilm__write_all on the descriptor it is given; if it fails, the temporary
- * file is removed, `path` is untouched and its status is returned. */
+ * file is removed, `path` is untouched and its status is returned (an
+ * ILM_ERR_IO message prefixed with "cannot write '<path>': "). */
 typedef ilm_status (*ilm__write_fn)(int fd, void *ctx);
 ilm_status ilm__atomic_write(const char *path, ilm__write_fn write_fn,
                              void *ctx);

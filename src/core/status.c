@@ -8,6 +8,7 @@
 #include "core/internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* One message per thread, like libgit2's git_error_last(): a failure on one
  * thread never overwrites the message another thread is about to read. */
@@ -40,7 +41,13 @@ const char *ilm_last_error(void)
 
 ilm_status ilm__verror(ilm_status s, const char *fmt, va_list ap)
 {
-    vsnprintf(tls_message, sizeof tls_message, fmt, ap);
+    /* Formatted aside first: an argument may be ilm_last_error() itself (a
+     * caller re-raising a message under another status or with a prefix),
+     * and vsnprintf into the buffer it reads from is undefined (in practice
+     * an empty message). */
+    char msg[sizeof tls_message];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(tls_message, msg, sizeof msg);
     ilm__log(ILM_LOG_DEBUG, "%s: %s", ilm_status_str(s), tls_message);
     return s;
 }

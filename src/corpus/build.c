@@ -17,7 +17,9 @@
  * A corpus directory holds shard-NNNNN.shard files (docs/formats.md), the
  * tokenizer (a copy of the file as tokenizer.model or tokenizer.json, or
  * its absolute path when it is a directory or a GGUF model), report.json, and corpus.json, the manifest,
- * written last: a directory without corpus.json is not a corpus.
+ * written last: a directory without corpus.json is not a corpus.  A build
+ * writes into a work directory and moves its files into the output only
+ * when it has succeeded (open_output, commit_output).
  */
 #include "corpus/internal.h"
 #include "tokenizer/internal.h"
@@ -132,41 +134,144 @@ static bool ends_with(const char *s, const char *suf)
     return a >= b && !strcmp(s + a - b, suf);
 }
 
-/* Makes `dir` ready: created when missing; an existing one must be empty,
- * or (overwrite) its manifest is removed first -- so a run that dies
- * leaves no corpus that opens -- and then the other files a build writes
- * (shards, report.json, the tokenizer copy); other files are left alone. */
-static ilm_status prepare_output(const char *dir, bool overwrite)
+/* dir/name into buf [n]; false when it does not fit. */
+static bool join(char *buf, size_t n, const char *dir, const char *name)
 {
-    if (mkdir(dir, 0777) == 0) return ILM_OK;
-    ILM_RETURN_IF(errno != EEXIST || !is_dir(dir), ILM_ERR_IO,
-                  "corpus: cannot create the output directory '%s': %s", dir, strerror(errno));
-    DIR *d = opendir(dir);
-    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", dir, strerror(errno));
-    bool empty = true;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
-    closedir(d);
-    if (empty) return ILM_OK;
-    ILM_RETURN_IF(!overwrite, ILM_ERR_IO,
-                  "corpus: the output directory '%s' is not empty (set \"overwrite\": true "
-                  "to replace the corpus in it)", dir);
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/%s", dir, MANIFEST);
-    if (unlink(path) == 0) ILM_FORWARD(ilm__fsync_dir(dir));
-    d = opendir(dir);
-    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", dir, strerror(errno));
+    size_t a = strlen(dir), b = strlen(name);
+    if (a + 1 + b >= n) return false;
+    memcpy(buf, dir, a);
+    buf[a] = '/';
+    memcpy(buf + a + 1, name, b + 1);
+    return true;
+}
+
+/* What a build writes into a corpus directory: shards, the report, the
+ * tokenizer copy and the manifest.  Overwriting replaces these and leaves
+ * every other file alone. */
+static bool is_ours(const char *name)
+{
+    return (!strncmp(name, "shard-", 6) && ends_with(name, ".shard")) || !strcmp(name, "report.json") ||
+           !strcmp(name, "tokenizer.model") || !strcmp(name, "tokenizer.json") || !strcmp(name, MANIFEST);
+}
+
+/* Where a build writes.  Nothing is written into the output directory until
+ * the build has succeeded: the files go to a hidden work directory on the
+ * same filesystem, so that moving them in is a rename, and a build that
+ * fails (bad data, a tokenizer without the chat tokens, a full disk, a
+ * cancel) leaves an existing corpus exactly as it was.  For an output that
+ * does not exist yet the work directory sits beside it and is renamed to
+ * it at the end; for an existing one (empty, or a corpus to overwrite) it
+ * sits inside it, and its files replace the old corpus's at the end. */
+typedef struct outdir {
+    char final[PATH_MAX]; /* the output directory, trailing slashes cut */
+    char work[PATH_MAX];
+    bool existed;
+} outdir;
+
+/* Removes the work directory and what is in it (files only). */
+static void remove_work(const outdir *o)
+{
+    DIR *d = opendir(o->work);
+    if (d) {
+        char p[PATH_MAX];
+        for (struct dirent *e; (e = readdir(d));) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            if (join(p, sizeof p, o->work, e->d_name)) unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(o->work);
+}
+
+/* Checks the output directory (missing; empty; or, with overwrite, any)
+ * and makes the work directory. */
+static ilm_status open_output(const char *dir, bool overwrite, outdir *o)
+{
+    static unsigned counter;
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    ILM_RETURN_IF(n + 64 >= sizeof o->final, ILM_ERR_CONFIG, "config: 'output' is too long");
+    snprintf(o->final, sizeof o->final, "%.*s", (int)n, dir);
+    struct stat sb;
+    o->existed = stat(o->final, &sb) == 0;
+    ILM_RETURN_IF(!o->existed && errno != ENOENT, ILM_ERR_IO, "corpus: cannot use the output directory '%s': %s",
+                  o->final, strerror(errno));
+    ILM_RETURN_IF(o->existed && !S_ISDIR(sb.st_mode), ILM_ERR_IO,
+                  "corpus: the output '%s' exists and is not a directory", o->final);
+    const unsigned k = counter++;
+    if (o->existed) {
+        DIR *d = opendir(o->final);
+        ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
+        bool empty = true;
+        for (struct dirent *e; (e = readdir(d));)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
+        closedir(d);
+        ILM_RETURN_IF(!empty && !overwrite, ILM_ERR_IO,
+                      "corpus: the output directory '%s' is not empty (set \"overwrite\": true "
+                      "to replace the corpus in it)", o->final);
+        char name[64];
+        snprintf(name, sizeof name, ".build-%ld-%u", (long)getpid(), k);
+        join(o->work, sizeof o->work, o->final, name); /* fits: final is 64 short of PATH_MAX */
+    } else {
+        const char *slash = strrchr(o->final, '/');
+        const char *base = slash ? slash + 1 : o->final;
+        char parent[PATH_MAX], name[NAME_MAX + 64];
+        snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - o->final) : 1, slash ? o->final : ".");
+        if (slash == o->final) snprintf(parent, sizeof parent, "/");
+        snprintf(name, sizeof name, ".%.*s.build-%ld-%u", NAME_MAX, base, (long)getpid(), k);
+        ILM_RETURN_IF(!join(o->work, sizeof o->work, parent, name), ILM_ERR_CONFIG, "config: 'output' is too long");
+    }
+    ILM_RETURN_IF(mkdir(o->work, 0777) != 0, ILM_ERR_IO,
+                  "corpus: cannot create '%s' to build the output directory '%s' in: %s", o->work, o->final,
+                  strerror(errno));
+    return ILM_OK;
+}
+
+/* Moves the finished build into place.  New output: one rename.  Existing
+ * output: the old manifest goes first (a crash from here on leaves a
+ * directory that does not open as a corpus, never a mix of two), then the
+ * old corpus's other files, then the new files by rename within the
+ * directory, the manifest last. */
+static ilm_status commit_output(const outdir *o)
+{
+    if (!o->existed) {
+        ILM_RETURN_IF(rename(o->work, o->final) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s",
+                      o->work, o->final, strerror(errno));
+        const char *slash = strrchr(o->final, '/');
+        char parent[PATH_MAX];
+        if (!slash) snprintf(parent, sizeof parent, ".");
+        else snprintf(parent, sizeof parent, "%.*s", slash == o->final ? 1 : (int)(slash - o->final), o->final);
+        return ilm__fsync_dir(parent);
+    }
+    char from[PATH_MAX], to[PATH_MAX];
+    join(to, sizeof to, o->final, MANIFEST); /* fits, as the work directory's name */
+    ILM_RETURN_IF(unlink(to) != 0 && errno != ENOENT, ILM_ERR_IO, "corpus: cannot remove '%s': %s", to,
+                  strerror(errno));
+    ILM_FORWARD(ilm__fsync_dir(o->final));
+    DIR *d = opendir(o->final);
+    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
     for (struct dirent *e; (e = readdir(d));) {
-        /* What a build writes: shards, the report, the tokenizer copy. */
-        bool ours = (!strncmp(e->d_name, "shard-", 6) && ends_with(e->d_name, ".shard")) ||
-                    !strcmp(e->d_name, "report.json") || !strcmp(e->d_name, "tokenizer.model") ||
-                    !strcmp(e->d_name, "tokenizer.json");
-        if (!ours) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
+        if (is_ours(e->d_name) && join(to, sizeof to, o->final, e->d_name)) unlink(to);
     }
     closedir(d);
-    return ILM_OK;
+    d = opendir(o->work);
+    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->work, strerror(errno));
+    ilm_status st = ILM_OK;
+    for (struct dirent *e; st == ILM_OK && (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, MANIFEST)) continue;
+        if (!join(from, sizeof from, o->work, e->d_name) || !join(to, sizeof to, o->final, e->d_name) ||
+            rename(from, to) != 0)
+            st = ilm__error(ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+    }
+    closedir(d);
+    ILM_FORWARD(st);
+    ILM_FORWARD(ilm__fsync_dir(o->final));
+    join(from, sizeof from, o->work, MANIFEST);
+    join(to, sizeof to, o->final, MANIFEST);
+    ILM_RETURN_IF(rename(from, to) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s", from, to,
+                  strerror(errno));
+    rmdir(o->work);
+    return ilm__fsync_dir(o->final);
 }
 
 /* Copies a tokenizer file into the corpus; *name is the manifest's
@@ -200,6 +305,7 @@ static ilm_status keep_tokenizer(const char *src, const char *dir, char **name)
 
 typedef struct run {
     build_cfg            c;
+    const char          *dir;  /* where the files go: the work directory */
     const ilm_tokenizer *tok;
     ilm__ingest         *in;
     ilm__dedup          *dd;
@@ -394,7 +500,7 @@ static ilm_status tokenize_batch(run *r)
 
 static ilm_status open_shard(run *r)
 {
-    char *path = ilm__asprintf("%s/shard-%05u.shard", r->c.output, r->n_shards);
+    char *path = ilm__asprintf("%s/shard-%05u.shard", r->dir, r->n_shards);
     ILM_RETURN_IF(!path, ILM_ERR_NOMEM, "corpus: out of memory");
     ilm_status st = ilm__shard_writer_create(path, ilm_tokenizer_vocab_size(r->tok), r->mode == MODE_SFT, &r->w);
     ilm__free(path);
@@ -600,20 +706,36 @@ ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress, void *
         for (const cJSON *e = r.c.inputs->child; st == ILM_OK && e; e = e->next) paths[i++] = e->valuestring;
         if (st == ILM_OK) st = ilm__ingest_open(paths, n, &r.c.ingest, &r.in);
     }
-    if (st == ILM_OK) st = prepare_output(r.c.output, r.c.overwrite);
-    if (st == ILM_OK) st = keep_tokenizer(r.c.tokenizer, r.c.output, &tok_name);
+    outdir out;
+    bool have_work = false;
+    if (st == ILM_OK) st = open_output(r.c.output, r.c.overwrite, &out);
+    have_work = st == ILM_OK;
+    r.dir = out.work;
+    if (st == ILM_OK) st = keep_tokenizer(r.c.tokenizer, r.dir, &tok_name);
     if (st == ILM_OK) st = run_pipeline(&r, progress, user);
     if (st == ILM_OK && r.mode == MODE_AUTO) r.mode = MODE_PRETRAIN; /* no records at all */
     if (st == ILM_OK) st = report_json(&r, ilm__now() - t0, tok_name, &rep);
-    if (st == ILM_OK) st = write_json(r.c.output, "report.json", rep);
+    if (st == ILM_OK) st = write_json(r.dir, "report.json", rep);
     if (st == ILM_OK) { /* the manifest: the report without the stage details, last */
         cJSON *man = cJSON_Duplicate(rep, true);
         cJSON_DeleteItemFromObjectCaseSensitive(man, "stages");
-        st = man ? write_json(r.c.output, MANIFEST, man) : ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");
+        st = man ? write_json(r.dir, MANIFEST, man) : ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");
         cJSON_Delete(man);
     }
-    if (st == ILM_OK) st = ilm__fsync_dir(r.c.output);
+    if (st == ILM_OK) st = ilm__fsync_dir(r.dir);
+    if (st == ILM_OK) {
+        st = commit_output(&out);
+        /* Moved into place; or, when a rename failed, the new files may be
+         * all there is of a corpus: kept either way. */
+        have_work = false;
+        if (st != ILM_OK) st = ilm__error(st, "%s (the new corpus's files are in '%s')", ilm_last_error(), out.work);
+    }
     if (st == ILM_OK && report) st = ilm__json_print(rep, report);
+    if (st != ILM_OK && have_work) {
+        ilm__shard_writer_free(r.w); /* before its directory goes */
+        r.w = NULL;
+        remove_work(&out);
+    }
 
     ilm__shard_writer_free(r.w);
     for (size_t i = 0; i < r.cap_items; i++) item_reset(&r.items[i]);

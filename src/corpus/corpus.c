@@ -49,6 +49,11 @@ static ilm_status open_parts(ilm_corpus *c, const char *path)
         const cJSON *docs = cJSON_GetObjectItemCaseSensitive(e, "documents");
         ILM_RETURN_IF(!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsNumber(docs),
                       ILM_ERR_FORMAT, "corpus: '%s': shard entry %zu is malformed", path, i);
+        /* Range first: a negative or huge double has no uint64_t value. */
+        const double d = docs->valuedouble;
+        ILM_RETURN_IF(!(d >= 0 && d <= 9007199254740992.0) || d != floor(d), ILM_ERR_FORMAT,
+                      "corpus: '%s': 'shards[%zu].documents' is %g; it must be a whole number "
+                      "from 0 to 2^53", path, i, d);
         char *p = ilm__asprintf("%s/%s", c->dir, file->valuestring);
         ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
         ilm_status st = ilm__shard_open(p, false, &c->shards[i]);
@@ -92,8 +97,10 @@ ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out)
         else {
             memcpy(text, m.data, m.size);
             text[m.size] = 0;
+            /* The parser's message names the file and the byte; only the
+             * status changes (a manifest is data, not configuration). */
             st = ilm__json_parse(text, path, &c->manifest);
-            if (st != ILM_OK) st = ilm__error(ILM_ERR_FORMAT, "%s", ilm_last_error());
+            if (st == ILM_ERR_CONFIG) st = ILM_ERR_FORMAT;
             ilm__free(text);
         }
         ilm__mmap_close(&m);
@@ -127,7 +134,8 @@ ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids, u
                   (unsigned long long)ilm_corpus_num_documents(c));
     size_t s = 0;
     while (i >= c->first_doc[s + 1]) s++;
-    const ilm__shard *sh = c->shards[s];
+    ilm__shard *sh = c->shards[s];
+    ILM_FORWARD(ilm__shard_verify(sh));
     uint64_t start, len;
     ilm__shard_doc(sh, i - c->first_doc[s], &start, &len);
     int32_t *v = ilm__malloc((len ? len : 1) * sizeof *v);
@@ -151,6 +159,8 @@ ilm_status ilm_corpus_info(const ilm_corpus *c, char **json)
 {
     ILM_RETURN_IF(!c || !json, ILM_ERR_INVALID_ARG, "ilm_corpus_info: NULL argument");
     *json = NULL;
+    /* Every id below is a frequency index: the shards are verified first. */
+    for (size_t s = 0; s < c->n_shards; s++) ILM_FORWARD(ilm__shard_verify(c->shards[s]));
     cJSON *o = cJSON_Duplicate(c->manifest, true);
     ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "corpus: out of memory");
     /* Length statistics from the shards themselves. */

@@ -56,6 +56,7 @@ typedef struct ilm__shard {
     const uint8_t *offsets;    /* u64 LE [n_docs + 1] */
     const uint8_t *tokens;     /* u16 or u32 LE [n_tokens] */
     const uint8_t *mask;       /* u8 [n_tokens] or NULL */
+    bool           verified;   /* the payload passed ilm__shard_verify */
 } ilm__shard;
 
 /* Opens and validates a shard: magic, version, width against vocab size,
@@ -66,6 +67,14 @@ typedef struct ilm__shard {
  * ILM_ERR_FORMAT naming the file; free with ilm__shard_close. */
 ilm_status ilm__shard_open(const char *path, bool verify, ilm__shard **out);
 void       ilm__shard_close(ilm__shard *s);
+/* The `verify` pass of ilm__shard_open, for a shard opened without it: run
+ * once (a success is remembered, so later calls cost nothing), before the
+ * first token or mask byte is handed out.  A corpus opens its shards
+ * without it, so opening a big corpus stays cheap, and every reader of
+ * tokens (ilm_corpus_document, ilm_corpus_info, the loader) calls this on
+ * the shard first.  ILM_ERR_FORMAT naming the file and the first bad
+ * token, mask byte or the checksum. */
+ilm_status ilm__shard_verify(ilm__shard *s);
 
 /* Document i's first token index and length (i < n_docs). */
 void    ilm__shard_doc(const ilm__shard *s, uint64_t i, uint64_t *start,

@@ -134,8 +134,7 @@ static void ensure_perm(ilm__loader *l)
 }
 
 /* The shard and token range of the rank's local document `doc`. */
-static const ilm__shard *locate(ilm__loader *l, uint64_t doc, uint64_t *start,
-                                uint64_t *len)
+static ilm__shard *locate(ilm__loader *l, uint64_t doc, uint64_t *start, uint64_t *len)
 {
     ensure_perm(l);
     uint64_t g = l->perm[(uint64_t)l->cfg.rank + doc * (uint64_t)l->cfg.world];
@@ -165,7 +164,7 @@ ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out)
         cu[0] = 0;
         while (t < T) {
             uint64_t start, len;
-            const ilm__shard *s = locate(l, l->doc, &start, &len);
+            ilm__shard *s = locate(l, l->doc, &start, &len);
             if (l->offset >= len) {
                 /* Next document.  Two epochs' worth of empty documents in
                  * a row would loop forever: an error instead. */
@@ -181,6 +180,9 @@ ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out)
                 continue;
             }
             empty_run = 0;
+            /* Tokens go into the model's embedding lookup: the shard's ids
+             * and mask are checked before its first document is used. */
+            ILM_FORWARD(ilm__shard_verify(s));
             uint64_t take = len - l->offset;
             if (take > (uint64_t)(T - t)) take = (uint64_t)(T - t);
             uint64_t p0 = start + l->offset;

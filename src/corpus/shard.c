@@ -282,6 +282,15 @@ static ilm_status verify(const ilm__shard *s)
     return ILM_OK;
 }
 
+ilm_status ilm__shard_verify(ilm__shard *s)
+{
+    ILM_RETURN_IF(!s, ILM_ERR_INVALID_ARG, "shard verify: NULL");
+    if (s->verified) return ILM_OK;
+    ILM_FORWARD(verify(s));
+    s->verified = true;
+    return ILM_OK;
+}
+
 ilm_status ilm__shard_open(const char *path, bool check, ilm__shard **out)
 {
     ILM_RETURN_IF(!out || !path, ILM_ERR_INVALID_ARG, "shard open: NULL argument");
@@ -296,7 +305,7 @@ ilm_status ilm__shard_open(const char *path, bool check, ilm__shard **out)
     ilm_status st = ilm__mmap_open(path, &s->map);
     if (st == ILM_OK) {
         st = parse(s);
-        if (st == ILM_OK && check) st = verify(s);
+        if (st == ILM_OK && check) st = ilm__shard_verify(s);
     } else {
         s->map.data = NULL;
     }

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -188,6 +189,20 @@ static ilm_status start_model(ilm_trainer *t, const char *model_config, char **c
     return ilm_model_create(model_config, t->seed, out);
 }
 
+/* A whole number in [0, max] at `key` of a checkpoint's trainer state. */
+static ilm_status state_count(const cJSON *st, const char *dir, const char *key, double max, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, key);
+    ILM_RETURN_IF(!cJSON_IsNumber(v), ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json' has no number '%s'", dir,
+                  key);
+    const double d = v->valuedouble;
+    ILM_RETURN_IF(!(d >= 0 && d <= max) || d != floor(d), ILM_ERR_FORMAT,
+                  "trainer: '%s/trainer_state.json': '%s' is %g; it must be a whole number from 0 to %g", dir, key,
+                  d, max);
+    *out = (int64_t)d;
+    return ILM_OK;
+}
+
 static ilm_status restore(ilm_trainer *t, const char *path)
 {
     const ilm__params *ps = ilm__graph_params(t->g);
@@ -198,17 +213,24 @@ static ilm_status restore(ilm_trainer *t, const char *path)
     ilm_status s = ilm__json_parse(text, "trainer_state.json", &st);
     ilm__free(text);
     ILM_FORWARD(s);
-    const cJSON *step = cJSON_GetObjectItemCaseSensitive(st, "step");
-    const cJSON *seen = cJSON_GetObjectItemCaseSensitive(st, "tokens_seen");
     const cJSON *loader = cJSON_GetObjectItemCaseSensitive(st, "loader");
     char *lstate = NULL;
-    if (!cJSON_IsNumber(step) || !cJSON_IsNumber(seen) || !cJSON_IsObject(loader))
-        s = ilm__error(ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json' lacks step, tokens_seen or loader", path);
+    int64_t step = 0, seen = 0;
+    if (!cJSON_IsObject(loader))
+        s = ilm__error(ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json' has no 'loader' object", path);
+    /* Counts are checked before they are converted: a double out of range
+     * (1e300) has no int64_t value, and a negative step would be blamed on
+     * the optimizer later. */
+    if (s == ILM_OK) s = state_count(st, path, "step", 1e12, &step);
+    if (s == ILM_OK) s = state_count(st, path, "tokens_seen", 9007199254740992.0, &seen);
+    if (s == ILM_OK && step != t->resumed_from)
+        s = ilm__error(ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json': 'step' is %lld but the checkpoint is "
+                       "of step %lld", path, (long long)step, (long long)t->resumed_from);
     if (s == ILM_OK) s = ilm__json_print(loader, &lstate);
     if (s == ILM_OK) s = ilm__loader_restore(t->loader, lstate);
     if (s == ILM_OK) {
-        t->step = (int64_t)step->valuedouble;
-        t->tokens_seen = (uint64_t)seen->valuedouble;
+        t->step = step;
+        t->tokens_seen = (uint64_t)seen;
     }
     ilm__free(lstate);
     cJSON_Delete(st);
@@ -262,6 +284,88 @@ static ilm_status alloc_batches(ilm_trainer *t)
     return ILM_OK;
 }
 
+/* Orders a log's lines by step, then by position. */
+typedef struct log_line {
+    int64_t step;
+    size_t  index;
+} log_line;
+
+static int by_step(const void *a, const void *b)
+{
+    const log_line *x = a, *y = b;
+    if (x->step != y->step) return x->step < y->step ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* The step of one log line, or -1 when it is not a whole metrics line (a
+ * line cut short by a kill). */
+static int64_t line_step(const char *p, size_t n)
+{
+    char *text = ilm__strndup(p, n);
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "step");
+    int64_t step = cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= 1e12 ? (int64_t)v->valuedouble : -1;
+    cJSON_Delete(o);
+    ilm__free(text);
+    return step;
+}
+
+/* On resume from the checkpoint of step R, the metrics log is made to hold
+ * exactly one line for each logged step <= R (the last one written: the
+ * history that led to the checkpoint) and none after R, since those steps
+ * run again now; lines that do not parse (cut by a kill) go too.  A log
+ * that already is so is not rewritten; otherwise it is rewritten
+ * atomically. */
+static ilm_status trim_log(const ilm_trainer *t)
+{
+    if (!t->log_path) return ILM_OK;
+    struct stat sb;
+    if (stat(t->log_path, &sb) != 0 && errno == ENOENT) return ILM_OK;
+    ilm__mmap m;
+    ILM_FORWARD(ilm__mmap_open(t->log_path, &m));
+    const char *text = (const char *)m.data;
+    size_t n_lines = 0;
+    for (size_t i = 0; i < m.size; i++) n_lines += text[i] == '\n';
+    if (m.size && text[m.size - 1] != '\n') n_lines++;
+    log_line *lines = ilm__calloc(n_lines + 1, sizeof *lines);
+    size_t *start = ilm__calloc(n_lines + 2, sizeof *start);
+    bool *keep = ilm__calloc(n_lines + 1, sizeof *keep);
+    ilm_status s = !lines || !start || !keep ? ilm__error(ILM_ERR_NOMEM, "trainer: out of memory") : ILM_OK;
+    size_t k = 0;
+    for (size_t i = 0; s == ILM_OK && i < m.size; k++) {
+        const char *nl = memchr(text + i, '\n', m.size - i);
+        size_t end = nl ? (size_t)(nl - text) + 1 : m.size;
+        start[k] = i;
+        lines[k] = (log_line){ nl ? line_step(text + i, end - i - 1) : -1, k };
+        i = end;
+    }
+    if (s == ILM_OK) start[k] = m.size;
+    bool change = false;
+    if (s == ILM_OK) {
+        qsort(lines, k, sizeof *lines, by_step);
+        for (size_t i = 0; i < k; i++) {
+            const bool last = i + 1 == k || lines[i + 1].step != lines[i].step;
+            keep[lines[i].index] = lines[i].step >= 1 && lines[i].step <= t->step && last;
+            change = change || !keep[lines[i].index];
+        }
+    }
+    if (s == ILM_OK && change) {
+        ilm__buf out = { 0 };
+        for (size_t i = 0; s == ILM_OK && i < k; i++)
+            if (keep[i]) s = ilm__buf_append(&out, text + start[i], start[i + 1] - start[i]);
+        if (s == ILM_OK) s = ilm__atomic_write_buf(t->log_path, out.n ? out.p : "", out.n);
+        ilm__buf_free(&out);
+        if (s == ILM_OK)
+            ilm__log(ILM_LOG_INFO, "trainer: the log '%s' now ends at step %lld, the checkpoint's", t->log_path,
+                     (long long)t->step);
+    }
+    ilm__free(lines);
+    ilm__free(start);
+    ilm__free(keep);
+    ilm__mmap_close(&m);
+    return s;
+}
+
 ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
 {
     ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_trainer_create: out is NULL");
@@ -301,6 +405,7 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
     if (s == ILM_OK) s = alloc_batches(t);
     if (s == ILM_OK) s = find_tokenizer_files(t);
     if (s == ILM_OK && ckpt) s = restore(t, ckpt);
+    if (s == ILM_OK && ckpt) s = trim_log(t);
     if (s == ILM_OK && ckpt)
         ilm__log(ILM_LOG_INFO, "trainer: resumed from '%s' (step %lld)", ckpt, (long long)t->step);
     ilm__free(ckpt);
@@ -415,6 +520,11 @@ ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
 {
     ILM_RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_step: NULL argument");
     if (metrics) *metrics = NULL;
+    /* A step past the end would be logged and checkpointed as part of the
+     * run and prune its real last checkpoint. */
+    ILM_RETURN_IF(t->step >= t->steps, ILM_ERR_RANGE,
+                  "trainer: the run is finished: %lld of %lld steps are done (raise \"steps\" to train on)",
+                  (long long)t->step, (long long)t->steps);
     const double t0 = ilm__now();
     const ilm__params *ps = ilm__graph_params(t->g);
     int64_t targets = 0;
@@ -478,17 +588,23 @@ ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
         s = ilm_trainer_evaluate(t, &el);
         if (s == ILM_OK) cJSON_AddNumberToObject(o, "eval_loss", el);
     }
-    if (s == ILM_OK && t->ckpt_dir &&
-        ((t->ckpt_interval && t->step % t->ckpt_interval == 0) || t->step == t->steps)) {
-        char *path = NULL;
-        s = ilm_trainer_checkpoint(t, &path);
-        if (s == ILM_OK) cJSON_AddStringToObject(o, "checkpoint", path);
+    /* The step's line goes to the log before its checkpoint is written: a
+     * run killed once the checkpoint is complete has logged the step, and a
+     * run killed before resumes from an earlier checkpoint, whose resume
+     * drops the lines after it (trim_log).  So every step up to the
+     * resumed one has exactly one line. */
+    const bool ckpt_due = t->ckpt_dir && ((t->ckpt_interval && t->step % t->ckpt_interval == 0) ||
+                                          t->step == t->steps);
+    if (s == ILM_OK && ckpt_due) {
+        char *path = ilm__asprintf("%s/step-%08lld", t->ckpt_dir, (long long)t->step);
+        if (!path || !cJSON_AddStringToObject(o, "checkpoint", path)) s = ilm__error(ILM_ERR_NOMEM, "trainer: out of memory");
         ilm__free(path);
     }
     char *line = NULL;
     if (s == ILM_OK) s = ilm__json_print(o, &line);
     cJSON_Delete(o);
     if (s == ILM_OK) s = append_log(t, line);
+    if (s == ILM_OK && ckpt_due) s = ilm_trainer_checkpoint(t, NULL);
     if (s == ILM_OK && metrics) *metrics = line;
     else ilm__free(line);
     return s;

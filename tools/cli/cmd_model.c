@@ -11,7 +11,7 @@
 typedef struct model_args {
     const char *model, *prompt, *text, *ids, *file, *system;
     cJSON      *gen;     /* generation config being built */
-    long        context; /* 0: the default */
+    long        context; /* 0: not given (the session's default) */
     long        ctx_len, chunks;
     bool        json, chat;
 } model_args;
@@ -48,6 +48,10 @@ static int parse_args(const char *cmd, const char *help, const char *allowed, in
             char *end;
             double d = strtod(v, &end);
             if (*end || end == v) return cli_usage_error(cmd, "%s wants a number, got '%s'", o, v);
+            bool count = !strcmp(o, "--context") || !strcmp(o, "--ctx") || !strcmp(o, "--chunks");
+            /* A count of 0 is not "the default": leaving the option out is. */
+            if (count && !(d >= 1 && d <= 2147483647.0 && d == floor(d)))
+                return cli_usage_error(cmd, "%s wants a whole number of at least 1, got '%s'", o, v);
             if (strcmp(o, "--context") == 0) a->context = (long)d;
             else if (strcmp(o, "--ctx") == 0) a->ctx_len = (long)d;
             else if (strcmp(o, "--chunks") == 0) a->chunks = (long)d;

@@ -113,10 +113,15 @@ static int train(const char *cmd, const char *mode, int argc, char **argv)
     }
     const cJSON *given = cJSON_GetObjectItemCaseSensitive(cfg, "mode");
     if (given && (!cJSON_IsString(given) || strcmp(given->valuestring, mode))) {
+        /* The message quotes the config: print it before the config is freed. */
+        const bool known = cJSON_IsString(given) &&
+                           (!strcmp(given->valuestring, "pretrain") || !strcmp(given->valuestring, "sft"));
+        int rc = known ? cli_usage_error(cmd, "'%s' says \"mode\": \"%s\"; use `internlm %s`", config,
+                                         given->valuestring, given->valuestring)
+                       : cli_usage_error(cmd, "'%s': \"mode\" must be \"%s\" for `internlm %s`", config,
+                                         mode, cmd);
         cJSON_Delete(cfg);
-        return cli_usage_error(cmd, "the config says \"mode\": %s; use `internlm %s`",
-                               cJSON_IsString(given) ? given->valuestring : "?",
-                               cJSON_IsString(given) ? given->valuestring : "pretrain");
+        return rc;
     }
     if (!given) cJSON_AddStringToObject(cfg, "mode", mode);
     char log_buf[4096] = "", plot_buf[4096];
@@ -144,10 +149,12 @@ static int train(const char *cmd, const char *mode, int argc, char **argv)
     if (s != ILM_OK) return cli_fail(s);
 
     char *info = NULL;
+    double steps = NAN;
     if (ilm_trainer_info(t, &info) == ILM_OK) {
         cJSON *i = cJSON_Parse(info);
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(i, "memory");
         double resumed = num(i, "resumed_from");
+        steps = num(i, "steps");
         printf("%s: %.2fM parameters, %g tokens per step (%g x %g x %g), %g threads\n", cmd,
                num(i, "parameters") / 1e6, num(i, "tokens_per_step"), num(i, "batch"), num(i, "seqlen"),
                num(i, "grad_accum"), num(i, "threads"));
@@ -158,6 +165,14 @@ static int train(const char *cmd, const char *mode, int argc, char **argv)
         fflush(stdout);
         cJSON_Delete(i);
         ilm_free(info);
+    }
+    /* A finished run (resumed from its last checkpoint) does nothing: no
+     * step, no log line, no checkpoint, no plot. */
+    if ((double)ilm_trainer_steps_done(t) >= steps) {
+        printf("%s: the run is already finished (%lld of %.0f steps done); nothing to do (raise \"steps\" in "
+               "'%s' to train on)\n", cmd, (long long)ilm_trainer_steps_done(t), steps, config);
+        ilm_trainer_free(t);
+        return CLI_OK;
     }
     curve c = { 0 };
     const bool tty = isatty(STDOUT_FILENO);
