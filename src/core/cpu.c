@@ -12,6 +12,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_X86 1
+#include <cpuid.h>
 #endif
 
 static int             g_isa;
@@ -25,12 +26,21 @@ const char *ilm__isa_name(int isa)
     return isa >= ILM__ISA_GENERIC && isa <= ILM__ISA_AVX512 ? k_names[isa] : "?";
 }
 
+#ifdef CPU_X86
+/* F16C from CPUID leaf 1 (ECX bit 29): clang before 15 does not know
+ * "f16c" in __builtin_cpu_supports. */
+static bool has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 int ilm__isa_best(void)
 {
 #ifdef CPU_X86
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !__builtin_cpu_supports("f16c"))
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !has_f16c())
         return ILM__ISA_GENERIC;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
         return ILM__ISA_AVX512;
