@@ -6,6 +6,8 @@
 #   make bench            benchmarks (GEMM against the measured peak)
 #   make asan             tests under AddressSanitizer + UBSan (in build/asan)
 #   make tsan             the threaded suites under ThreadSanitizer (clang, build/tsan)
+#   make fuzz             libFuzzer harnesses (clang), FUZZ_SECONDS each (docs/reliability.md)
+#   make fuzz-regress     every harness once over tests/fuzz/regress/
 #   make install PREFIX=/usr/local
 #   make config           what was detected
 #
@@ -67,6 +69,7 @@ endif
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
                      src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c src/train/*.c \
                      src/bench/*.c)
+CPU_LIB_SRC := $(LIB_SRC)
 CU_SRC  :=
 ifeq ($(CUDA),1)
 LIB_SRC := $(filter-out src/backend/nocuda.c,$(LIB_SRC))
@@ -94,7 +97,7 @@ STATIC  := $(LIBDIR)/libinternlm.a
 CLI     := $(BUILD)/internlm
 RUNNER  := $(BUILD)/test_runner
 
-.PHONY: all test demo bench asan tsan install uninstall config clean deps
+.PHONY: FORCE all test demo bench asan tsan fuzz fuzz-build fuzz-seeds fuzz-regress install uninstall config clean deps
 all: $(SHARED) $(STATIC) $(CLI)
 
 # ---- build rules -----------------------------------------------------------
@@ -172,6 +175,109 @@ tsan: deps
 	    OMP_TOOL_LIBRARIES=$(ARCHER) TSAN_OPTIONS="halt_on_error=1 ignore_noninstrumented_modules=1" \
 	    CK_RUN_SUITE=$${s%%:*} ILM_BUILD=build/tsan ILM_LIBDIR=build/tsan/lib ILM_CUDA=0 \
 	    ILM_SANITIZE=thread build/tsan/test_runner; done
+# ---- fuzzing ------------------------------------------------------------------
+# libFuzzer harnesses over the public API (tests/fuzz/, docs/reliability.md).
+# The library is rebuilt with clang and ASan + UBSan in build/fuzz (CPU only);
+# each harness runs FUZZ_SECONDS over its corpus (build/fuzz/corpus/<h>, grown
+# by the run), its seeds (build/fuzz/seeds/<h>, made by tests/fuzz/seeds.sh
+# from the fixtures) and its regression inputs; crashes go to
+# build/fuzz/crashes/<h>/.  FUZZ=name runs one harness.
+
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := build/fuzz
+FUZZ_ABS     := $(CURDIR)/$(FUZZ_BUILD)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   ?=
+FUZZ_ALL     := gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt
+FUZZ         ?= $(FUZZ_ALL)
+# Pointer-overflow and nonnull reports are recoverable so that tests/fuzz/ubsan.supp can
+# silence the known ones; halt_on_error stops the run at any other.
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fsanitize-recover=pointer-overflow,nonnull-attribute -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -Wall -Wextra -Werror -O1 -g -fopenmp $(FUZZ_SAN)
+FUZZ_CPPFLAGS := $(filter-out -DILM_HAVE_CUDA,$(CPPFLAGS))
+FUZZ_LIB_OBJ := $(CPU_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB     := $(FUZZ_BUILD)/libinternlm.a
+FUZZ_LDLIBS  := $(BLAS_LIBS) $(JSON_LIBS) $(PCRE_LIBS) $(UTF8PROC_LIBS) -lz -lm -lpthread
+FUZZ_BINS    := $(FUZZ_ALL:%=$(FUZZ_BUILD)/fuzz_%)
+# The longest input each harness takes (its seeds fit).
+FUZZ_MAXLEN_gguf := 16384
+FUZZ_MAXLEN_safetensors := 16384
+FUZZ_MAXLEN_hf_config := 4096
+FUZZ_MAXLEN_spm := 65536
+FUZZ_MAXLEN_tokenizer_json := 32768
+FUZZ_MAXLEN_tokenize := 4096
+FUZZ_MAXLEN_chat := 4096
+FUZZ_MAXLEN_configs := 4096
+FUZZ_MAXLEN_corpus := 65536
+FUZZ_MAXLEN_ckpt := 98304
+FUZZ_DICT_hf_config := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_tokenizer_json := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_chat := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_configs := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_corpus := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_ckpt := -dict=$(CURDIR)/tests/fuzz/json.dict
+# Leaks are findings too; the harness-level limits live in tests/fuzz/fuzz.c.
+FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/tests/fuzz/ubsan.supp \
+            ILM_SHARED_DATA=$(or $(ILM_SHARED_DATA),../shared/data)
+
+# The objects are rebuilt when the compiler or its flags change.
+$(FUZZ_BUILD)/cflags: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS)' | cmp -s - $@ || \
+	    echo '$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS)' > $@
+
+FORCE:
+
+$(FUZZ_BUILD)/obj/%.o: %.c $(FUZZ_BUILD)/cflags
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) -DILM_BUILDING_LIBRARY $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	    -MMD -MP -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.c tests/fuzz/fuzz.h $(FUZZ_LIB) $(FUZZ_BUILD)/cflags
+	$(FUZZ_CC) $(FUZZ_CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< tests/fuzz/fuzz.c \
+	    $(FUZZ_LIB) $(FUZZ_LDLIBS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/seeds/.stamp: $(FUZZ_BINS) tests/fuzz/seeds.sh
+	$(FUZZ_ENV) tests/fuzz/seeds.sh $(FUZZ_BUILD)
+	@touch $@
+
+fuzz-seeds: $(FUZZ_BUILD)/seeds/.stamp
+
+# One harness's run: $(1) the harness, $(2) seconds.
+define fuzz_one
+mkdir -p $(FUZZ_BUILD)/corpus/$(1) $(FUZZ_BUILD)/crashes/$(1) $(FUZZ_BUILD)/logs; \
+printf 'fuzz %-15s %4ss ... ' $(1) $(2); \
+if $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$(1) -max_total_time=$(2) -timeout=20 -rss_limit_mb=3072 \
+    -max_len=$(FUZZ_MAXLEN_$(1)) $(FUZZ_DICT_$(1)) $(FUZZ_FLAGS) -print_final_stats=1 \
+    -artifact_prefix=$(FUZZ_ABS)/crashes/$(1)/ \
+    $(FUZZ_ABS)/corpus/$(1) $(FUZZ_ABS)/seeds/$(1) $(wildcard $(CURDIR)/tests/fuzz/regress/$(1)) \
+    > $(FUZZ_BUILD)/logs/$(1).log 2>&1; \
+then sed -n 's/^stat::number_of_executed_units: *\([0-9]*\)/\1 execs/p' $(FUZZ_BUILD)/logs/$(1).log; \
+else echo "FAILED: $(FUZZ_BUILD)/logs/$(1).log, $(FUZZ_BUILD)/crashes/$(1)/"; false; fi
+endef
+
+fuzz: fuzz-seeds
+	@fail=0; $(foreach h,$(FUZZ),{ $(call fuzz_one,$(h),$(FUZZ_SECONDS)); } || fail=1;) exit $$fail
+
+# Every committed regression input once (tests/fuzz/regress/<harness>/).
+fuzz-regress: fuzz-build
+	@fail=0; for h in $(FUZZ); do \
+	    files=$$(find $(CURDIR)/tests/fuzz/regress/$$h -type f 2>/dev/null | sort); \
+	    [ -n "$$files" ] || continue; \
+	    printf 'fuzz-regress %-15s %3s inputs ... ' $$h $$(echo "$$files" | wc -l); \
+	    if $(FUZZ_ENV) $(FUZZ_BUILD)/fuzz_$$h -rss_limit_mb=3072 $$files > $(FUZZ_BUILD)/regress-$$h.log 2>&1; \
+	    then echo ok; else echo "FAILED: $(FUZZ_BUILD)/regress-$$h.log"; fail=1; fi; \
+	done; exit $$fail
 
 demo: deps
 	@$(MAKE) --no-print-directory all

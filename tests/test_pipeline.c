@@ -357,6 +357,16 @@ START_TEST(pipeline_bad_input)
              "\"documents\": 5/' corpus.json", dir);
     ck_assert_int_eq(test_run(cmd, NULL), 0);
     ck_assert_int_eq(ilm_corpus_open(path, &c), ILM_ERR_FORMAT);
+    /* Counts no integer holds (found by tests/fuzz/fuzz_corpus.c: they were
+     * cast to uint64_t, which is undefined behaviour). */
+    static const char *const counts[] = { "-1", "1e30", "2.5" };
+    for (size_t k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "cd %s/o && sed 's/\"documents\":\t*[0-9]*/\"documents\": %s/' m.json > corpus.json",
+                 dir, counts[k]);
+        ck_assert_int_eq(test_run(cmd, NULL), 0);
+        ck_assert_int_eq(ilm_corpus_open(path, &c), ILM_ERR_FORMAT);
+        ck_assert_ptr_nonnull(strstr(ilm_last_error(), "documents in"));
+    }
     snprintf(cmd, sizeof cmd, "cd %s/o && mv m.json corpus.json && truncate -s -3 shard-00000.shard", dir);
     ck_assert_int_eq(test_run(cmd, NULL), 0);
     ck_assert_int_eq(ilm_corpus_open(path, &c), ILM_ERR_FORMAT);

@@ -59,7 +59,9 @@ static ilm_status open_parts(ilm_corpus *c, const char *path)
         ilm_status st = ilm__shard_open(p, false, &c->shards[i]);
         ilm__free(p);
         ILM_FORWARD(st);
-        ILM_RETURN_IF(c->shards[i]->n_docs != (uint64_t)docs->valuedouble, ILM_ERR_FORMAT,
+        /* Compared as doubles: a count no uint64_t holds (negative, huge,
+         * fractional) must not be cast. */
+        ILM_RETURN_IF((double)c->shards[i]->n_docs != docs->valuedouble, ILM_ERR_FORMAT,
                       "corpus: '%s' lists %g documents in '%s', which holds %llu", path,
                       docs->valuedouble, file->valuestring, (unsigned long long)c->shards[i]->n_docs);
         c->first_doc[i + 1] = c->first_doc[i] + c->shards[i]->n_docs;
