@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <errno.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +28,32 @@ static void remove_dir(void)
     rmdir(g_dir);
 }
 
+/* libFuzzer often leaves by _Exit (a crash, -max_total_time), so atexit
+ * is not enough: each directory carries its process id, and a new process
+ * removes those of processes that are gone. */
+static void remove_stale(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        int pid = 0;
+        if (sscanf(e->d_name, "ilm-fuzz-%d-", &pid) != 1 || pid <= 0) continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+        char path[FUZZ_PATH_MAX];
+        fuzz_join(path, tmp, e->d_name);
+        nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        rmdir(path);
+    }
+    closedir(d);
+}
+
 const char *fuzz_dir(void)
 {
     if (g_dir[0]) return g_dir;
     const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/ilm-fuzz-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    remove_stale(tmp);
+    snprintf(g_dir, sizeof g_dir, "%s/ilm-fuzz-%d-XXXXXX", tmp, (int)getpid());
     if (!mkdtemp(g_dir)) fuzz_fail("mkdtemp", strerror(errno));
     atexit(remove_dir);
     return g_dir;

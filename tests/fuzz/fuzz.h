@@ -27,8 +27,9 @@
 
 #define FUZZ_PATH_MAX 4096
 
-/* The process's private directory (mkdtemp under $TMPDIR or /tmp), made on
- * the first call and removed at exit. */
+/* The process's private directory (mkdtemp under $TMPDIR or /tmp,
+ * "ilm-fuzz-<pid>-XXXXXX"), made on the first call and removed at exit or,
+ * when the process did not exit normally, by the next harness to start. */
 const char *fuzz_dir(void);
 
 /* out = a "/" b (both under FUZZ_PATH_MAX together). */
