@@ -36,7 +36,7 @@ static bool has_f16c(void)
 }
 #endif
 
-int ilm__isa_best(void)
+static int isa_best(void)
 {
 #ifdef CPU_X86
     __builtin_cpu_init();
@@ -52,7 +52,7 @@ int ilm__isa_best(void)
 
 static void pick(void)
 {
-    const int best = ilm__isa_best();
+    const int best = isa_best();
     g_isa = best;
 #ifdef CPU_X86
     g_vnni = best == ILM__ISA_AVX512 && __builtin_cpu_supports("avx512vnni");

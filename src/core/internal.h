@@ -85,8 +85,6 @@ enum { ILM__ISA_GENERIC = 0, ILM__ISA_AVX2 = 1, ILM__ISA_AVX512 = 2 };
  * AVX512 = AVX-512 F + VL), or a lower one forced by ILM_CPU=generic|avx2|
  * avx512 (read once; a level the CPU lacks falls back with a log line). */
 int ilm__isa(void);
-/* The best level the CPU has, whatever ILM_CPU says. */
-int ilm__isa_best(void);
 /* "generic", "avx2", "avx512". */
 const char *ilm__isa_name(int isa);
 /* Whether the CPU has AVX512-VNNI (used only at level ILM__ISA_AVX512). */
