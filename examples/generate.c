@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     if (s == ILM_OK) s = ilm_chat_encode(model, messages, &ids, &n_ids);
     if (s == ILM_OK) s = ilm_session_eval(session, ids, n_ids, NULL);
     if (s == ILM_OK)
-        s = ilm_generate(session, NULL, "{\"temperature\": 0.7, \"seed\": 1}", print, NULL, NULL);
+        s = ilm_session_generate(session, NULL, "{\"temperature\": 0.7, \"seed\": 1}", print, NULL, NULL);
     printf("\n");
     if (s != ILM_OK) fprintf(stderr, "%s: %s\n", ilm_status_str(s), ilm_last_error());
     ilm_free(ids);

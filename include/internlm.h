@@ -23,13 +23,19 @@
  *    of the wrong type is ILM_ERR_CONFIG with a message naming the key path.
  *  - The library never calls exit() or abort() and never prints, unless a log
  *    callback (ilm_set_log_callback) asks for its messages.
- *  - Threads: every function in the core section may be called from any
- *    thread unless its comment says otherwise.  A model is immutable after
- *    loading and may be shared; each session, trainer, evaluator and agent is
- *    used by one thread at a time.
+ *  - Threads: every function in the core sections (version to devices) may
+ *    be called from any thread unless its comment says otherwise.  Each
+ *    handle section opens with its rule: tokenizers, corpora and models are
+ *    immutable after loading and may be shared by any number of threads;
+ *    each detokenizer, session, trainer, evaluator and agent is used by one
+ *    thread at a time (different ones may run in different threads at once).
+ *  - Ownership: a pointer returned as const (a piece, a tokenizer of a model,
+ *    logits) belongs to the object it came from and stays valid as long as
+ *    that object, or until the call the comment names.
  *
  * ABI policy (docs/ABI.md): within one major version the ABI only grows.
- * Status values are pinned forever; new behaviour gets new symbols.
+ * Status values are pinned forever; new behaviour gets new symbols.  The
+ * last section (experimental) is outside this promise until it moves up.
  */
 #ifndef INTERNLM_H
 #define INTERNLM_H
@@ -66,7 +72,7 @@ extern "C" {
 #define ILM_VERSION_NUMBER \
     (ILM_VERSION_MAJOR * 10000 + ILM_VERSION_MINOR * 100 + ILM_VERSION_PATCH)
 
-/*! ilm_version() :
+/*! ilm_version() : any thread.
  *  @return the version of the library actually linked, as
  *          MAJOR*10000 + MINOR*100 + PATCH.  Compare it with
  *          ILM_VERSION_NUMBER to detect a header/library mismatch. */
@@ -118,7 +124,8 @@ typedef enum ilm_status {
 ILM_API const char *ilm_status_str(ilm_status s);
 
 /*! ilm_status_desc() :
- *  @return the one-line meaning of a status ("invalid configuration"). */
+ *  @return the one-line meaning of a status ("invalid configuration"), or
+ *          "unknown status"; static string, never freed. */
 ILM_API const char *ilm_status_desc(ilm_status s);
 
 /*! ilm_last_error() :
@@ -161,7 +168,9 @@ ILM_API ilm_status ilm_set_allocator(const ilm_allocator *a);
 
 /*! ilm_free() :
  *  Frees a string or buffer that the library allocated for the caller
- *  (each function says when).  NULL is accepted. */
+ *  (each function says when), through the allocator hooks.  NULL is
+ *  accepted.  Any thread, not necessarily the one that got the buffer.
+ *  @return nothing. */
 ILM_API void ilm_free(void *ptr);
 
 /* ===================================================================== */
@@ -184,7 +193,8 @@ typedef void (*ilm_log_fn)(void *user, ilm_log_level level, const char *msg);
 /*! ilm_set_log_callback() :
  *  Routes library messages at `max_level` or more severe to `fn`.  With fn
  *  NULL (the default) the library is silent.  Not thread-safe with other
- *  library calls: set it once at start-up. */
+ *  library calls: set it once at start-up.
+ *  @return nothing. */
 ILM_API void ilm_set_log_callback(ilm_log_fn fn, void *user,
                                   ilm_log_level max_level);
 
@@ -210,7 +220,8 @@ typedef int (*ilm_progress_fn)(void *user, const char *stage,
  *  The environment variable ILM_CPU=generic|avx2|avx512 limits the CPU
  *  kernels to that instruction-set level (default: the machine's best; a
  *  level the CPU lacks falls back to its best with a log line), so that
- *  every kernel path can be tested on any machine. */
+ *  every kernel path can be tested on any machine.
+ *  @return nothing. */
 ILM_API void ilm_set_num_threads(int n);
 
 /*! ilm_get_num_threads() :
@@ -295,7 +306,9 @@ typedef struct ilm_comm      ilm_comm;      /* communicator for collectives  */
  *          encoding.  *out is NULL on failure; free with ilm_tokenizer_free. */
 ILM_API ilm_status ilm_tokenizer_load(const char *path, ilm_tokenizer **out);
 
-/*! ilm_tokenizer_free() : frees the tokenizer; NULL is accepted. */
+/*! ilm_tokenizer_free() : frees the tokenizer; NULL is accepted.  Not while
+ *  another thread uses it, nor before the detokenizers, corpora and models
+ *  that use it are freed.  @return nothing. */
 ILM_API void ilm_tokenizer_free(ilm_tokenizer *tok);
 
 /*! ilm_tokenizer_encode() :
@@ -346,7 +359,8 @@ ILM_API int32_t ilm_tokenizer_piece_id(const ilm_tokenizer *tok, const char *pie
 /*! ilm_tokenizer_info() :
  *  Describes the tokenizer as JSON: {"kind": "sentencepiece-bpe" |
  *  "byte-level-bpe", "vocab_size", "bos", "eos", "unk", "add_bos",
- *  "add_eos", ...options of the kind}.  *json is allocated (ilm_free). */
+ *  "add_eos", ...options of the kind}.  *json is allocated (ilm_free).
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_tokenizer_info(const ilm_tokenizer *tok, char **json);
 
 /* A streaming decoder turns ids into text one at a time, for token-by-token
@@ -357,7 +371,9 @@ ILM_API ilm_status ilm_tokenizer_info(const ilm_tokenizer *tok, char **json);
 typedef struct ilm_detokenizer ilm_detokenizer;
 
 /*! ilm_detokenizer_create() : @flags ILM_DECODE_*; free with
- *  ilm_detokenizer_free. */
+ *  ilm_detokenizer_free.
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM; *out NULL on
+ *          failure. */
 ILM_API ilm_status ilm_detokenizer_create(const ilm_tokenizer *tok, unsigned flags,
                                           ilm_detokenizer **out);
 
@@ -370,10 +386,13 @@ ILM_API ilm_status ilm_detokenizer_push(ilm_detokenizer *d, int32_t id,
 
 /*! ilm_detokenizer_flush() :
  *  Emits what is held back (an incomplete character becomes U+FFFD) and
- *  resets the decoder for a new sequence. */
+ *  resets the decoder for a new sequence.  *text (not NUL-terminated)
+ *  stays valid until the next call on this decoder.
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_detokenizer_flush(ilm_detokenizer *d, const char **text,
                                          size_t *len);
 
+/*! ilm_detokenizer_free() : NULL is accepted.  @return nothing. */
 ILM_API void ilm_detokenizer_free(ilm_detokenizer *d);
 
 /*! ilm_tokenizer_train() :
@@ -399,7 +418,9 @@ ILM_API ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progr
 
 /* The data stage: raw text and chat records in, token shards out.  A
  * corpus directory holds shard files (docs/formats.md), the tokenizer,
- * report.json and the manifest corpus.json, which is written last. */
+ * report.json and the manifest corpus.json, which is written last.
+ * Threads: builds of different corpora may run at once; an open corpus is
+ * read-only and may be shared by any number of threads. */
 
 /*! ilm_corpus_build() :
  *  Runs ingest -> clean -> quality filters -> dedup -> tokenize and writes
@@ -436,28 +457,38 @@ ILM_API ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress
  *  (CRC-32, ids inside the vocabulary, mask bytes 0 or 1) are verified
  *  once per shard before its first token is read, so ilm_corpus_document,
  *  ilm_corpus_info and training can fail with ILM_ERR_FORMAT naming the
- *  shard.  Free with ilm_corpus_free. */
+ *  shard.  Free with ilm_corpus_free.
+ *  @return ILM_OK, ILM_ERR_IO, ILM_ERR_FORMAT, ILM_ERR_NOMEM, and the
+ *          tokenizer loader's errors; *out NULL on failure. */
 ILM_API ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out);
+/*! ilm_corpus_free() : NULL is accepted.  @return nothing. */
 ILM_API void ilm_corpus_free(ilm_corpus *c);
 
 /*! ilm_corpus_info() : the manifest plus "stats" (documents, tokens,
  *  target_tokens, min/max/mean_document_tokens, unigram_entropy: the
  *  entropy in nats of the token frequencies, the loss a model that knows
- *  only those frequencies gets) as JSON (ilm_free). */
+ *  only those frequencies gets) as JSON (ilm_free).
+ *  @return ILM_OK, ILM_ERR_FORMAT (a shard fails verification),
+ *          ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_corpus_info(const ilm_corpus *c, char **json);
 
-/*! ilm_corpus_num_documents() : documents in all shards together. */
+/*! ilm_corpus_num_documents() :
+ *  @return the documents in all shards together (0 for NULL). */
 ILM_API uint64_t ilm_corpus_num_documents(const ilm_corpus *c);
 
 /*! ilm_corpus_document() :
  *  Copies document i's ids (and, when mask is not NULL, its loss mask: 1 =
  *  training target; all ones for pretraining data) into arrays allocated
- *  by the library (ilm_free).  ILM_ERR_RANGE when i is past the end,
- *  ILM_ERR_FORMAT when its shard fails verification (ilm_corpus_open). */
+ *  by the library (ilm_free), and their length into *n.
+ *  @return ILM_OK, ILM_ERR_RANGE when i is past the end, ILM_ERR_FORMAT
+ *          when its shard fails verification (ilm_corpus_open),
+ *          ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids,
                                        uint8_t **mask, size_t *n);
 
-/*! ilm_corpus_tokenizer() : the corpus's tokenizer, owned by it. */
+/*! ilm_corpus_tokenizer() :
+ *  @return the corpus's tokenizer, owned by it (valid until
+ *          ilm_corpus_free). */
 ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
 
 /* ===================================================================== */
@@ -480,6 +511,8 @@ ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
  *          ILM_ERR_UNSUPPORTED for an architecture this library does not
  *          run.  Free with ilm_model_free. */
 ILM_API ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out);
+/*! ilm_model_free() : NULL is accepted; every session over the model must
+ *  be freed first.  @return nothing. */
 ILM_API void ilm_model_free(ilm_model *m);
 
 /*! ilm_model_create() :
@@ -487,7 +520,9 @@ ILM_API void ilm_model_free(ilm_model *m);
  *  random weights: normal(0, 0.02) for matrices (transformers' default
  *  initializer_range), ones for norms; each tensor draws from its own
  *  Philox stream of `seed`, so the weights depend on the seed alone.
- *  For pretraining from scratch.  Free with ilm_model_free. */
+ *  For pretraining from scratch.  Free with ilm_model_free.
+ *  @return ILM_OK, ILM_ERR_CONFIG (the message names the config key),
+ *          ILM_ERR_UNSUPPORTED, ILM_ERR_NOMEM; *out NULL on failure. */
 ILM_API ilm_status ilm_model_create(const char *config_json, uint64_t seed, ilm_model **out);
 
 /*! ilm_model_save() :
@@ -500,18 +535,22 @@ ILM_API ilm_status ilm_model_create(const char *config_json, uint64_t seed, ilm_
  *          (their Q/K rows are permuted for adjacent-pair RoPE). */
 ILM_API ilm_status ilm_model_save(const ilm_model *m, const char *dir);
 
-/*! ilm_model_info() : the architecture and memory as JSON (ilm_free). */
+/*! ilm_model_info() : the architecture and memory as JSON (ilm_free).
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_model_info(const ilm_model *m, char **json);
 
-/*! ilm_model_memory() : bytes of weights (mapped) and buffers it owns. */
+/*! ilm_model_memory() :
+ *  @return the bytes of weights (mapped) and buffers the model owns. */
 ILM_API uint64_t ilm_model_memory(const ilm_model *m);
 
-/*! ilm_model_tokenizer() : the tokenizer that came with the model files,
- *  owned by the model; NULL when there was none. */
+/*! ilm_model_tokenizer() :
+ *  @return the tokenizer that came with the model files, owned by the
+ *          model (valid until ilm_model_free); NULL when there was none. */
 ILM_API const ilm_tokenizer *ilm_model_tokenizer(const ilm_model *m);
 
-/*! ilm_model_chat_template() : the built-in chat template the model uses:
- *  "internlm2", "chatml", "llama2" or "llama3" (static string). */
+/*! ilm_model_chat_template() :
+ *  @return the built-in chat template the model uses: "internlm2",
+ *          "chatml", "llama2" or "llama3" (static string). */
 ILM_API const char *ilm_model_chat_template(const ilm_model *m);
 
 /* ===================================================================== */
@@ -533,6 +572,7 @@ ILM_API const char *ilm_model_chat_template(const ilm_model *m);
  *          ilm_session_free. */
 ILM_API ilm_status ilm_session_create(const ilm_model *m, const char *config,
                                       ilm_session **out);
+/*! ilm_session_free() : NULL is accepted.  @return nothing. */
 ILM_API void ilm_session_free(ilm_session *s);
 
 /*! ilm_session_eval() :
@@ -545,35 +585,46 @@ ILM_API ilm_status ilm_session_eval(ilm_session *s, const int32_t *ids, size_t n
                                     const float **logits);
 
 /*! ilm_session_eval_all() : like ilm_session_eval, writing the logits of
- *  every appended position into logits[n, vocab] (the caller's buffer). */
+ *  every appended position into logits[n, vocab] (the caller's buffer).
+ *  @return as ilm_session_eval. */
 ILM_API ilm_status ilm_session_eval_all(ilm_session *s, const int32_t *ids, size_t n,
                                         float *logits);
 
-/*! ilm_session_logits() : the [vocab] logits after the last id, or NULL. */
+/*! ilm_session_logits() :
+ *  @return the [vocab] logits after the last id (owned by the session,
+ *          valid until its next call), or NULL when there are none. */
 ILM_API const float *ilm_session_logits(const ilm_session *s);
 
-/*! ilm_session_length() / ilm_session_context() : ids held / capacity. */
+/*! ilm_session_length() / ilm_session_context() :
+ *  @return the ids the session holds / its capacity in positions. */
 ILM_API size_t ilm_session_length(const ilm_session *s);
 ILM_API size_t ilm_session_context(const ilm_session *s);
 
 /*! ilm_session_tokens() : the ids in the session (*ids owned by it, valid
- *  until its next call); returns their count. */
+ *  until its next call).
+ *  @return their count. */
 ILM_API size_t ilm_session_tokens(const ilm_session *s, const int32_t **ids);
 
 /*! ilm_session_truncate() : keeps the first n ids (to reuse a prefix);
- *  n = 0 resets.  The logits are gone until the next evaluation. */
+ *  n = 0 resets.  The logits are gone until the next evaluation.
+ *  @return ILM_OK, ILM_ERR_RANGE when n exceeds the length. */
 ILM_API ilm_status ilm_session_truncate(ilm_session *s, size_t n);
 
 /*! ilm_session_logprobs() :
  *  Appends ids and writes out[i] = log p(ids[i] | everything before); for
- *  i = 0 that needs ids already in the session (else out[0] is NaN). */
+ *  i = 0 that needs ids already in the session (else out[0] is NaN).
+ *  `out` is the caller's buffer of n doubles.
+ *  @return as ilm_session_eval. */
 ILM_API ilm_status ilm_session_logprobs(ilm_session *s, const int32_t *ids, size_t n,
                                         double *out);
 
 /*! ilm_session_score() :
  *  The evaluator's primitive: the sum of log p(cont | ctx) over the
  *  continuation's ids and whether greedy decoding would have produced it.
- *  The session's cached prefix shared with ctx is reused. */
+ *  The session's cached prefix shared with ctx is reused; afterwards the
+ *  session holds ctx + cont.
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG (no continuation), ILM_ERR_RANGE
+ *          (past the context, or an id outside the vocabulary). */
 ILM_API ilm_status ilm_session_score(ilm_session *s, const int32_t *ctx, size_t n_ctx,
                                      const int32_t *cont, size_t n_cont,
                                      double *sum_logprob, int *is_greedy);
@@ -587,7 +638,7 @@ ILM_API ilm_status ilm_session_score(ilm_session *s, const int32_t *ctx, size_t 
  *  part of a stop string).  Return non-zero to stop generating. */
 typedef int (*ilm_text_fn)(void *user, const char *text, size_t len);
 
-/*! ilm_generate() :
+/*! ilm_session_generate() :
  *  Tokenizes `prompt`, appends it to the session and samples until an
  *  end-of-turn id, a stop string or max_tokens.  With `prompt` NULL nothing
  *  is appended: generation continues from the ids the session holds (a
@@ -603,14 +654,20 @@ typedef int (*ilm_text_fn)(void *user, const char *text, size_t len);
  *  @on_text, @user : optional streaming callback.
  *  @text : optional; the whole generated text (ilm_free), without the stop
  *          string.
- *  The same seed, prompt and session state give the same text. */
-ILM_API ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config,
-                                ilm_text_fn on_text, void *user, char **text);
+ *  A context that fills up ends the text as max_tokens does (the last id
+ *  is then not appended).  The same seed, prompt and session state give
+ *  the same text.
+ *  @return ILM_OK (also when on_text stopped it), ILM_ERR_CONFIG,
+ *          ILM_ERR_STATE (no tokenizer, or no prompt on an empty session),
+ *          ILM_ERR_RANGE (the prompt does not fit the context),
+ *          ILM_ERR_NOMEM. */
+ILM_API ilm_status ilm_session_generate(ilm_session *s, const char *prompt, const char *config,
+                                        ilm_text_fn on_text, void *user, char **text);
 
 /*! ilm_chat_encode() :
  *  The token ids of a conversation in the model's chat template, ending
  *  with the assistant's opening, ready for ilm_session_eval() and then
- *  ilm_generate(session, NULL, ...).  The template's markers ("<s>",
+ *  ilm_session_generate(session, NULL, ...).  The template's markers ("<s>",
  *  "<|im_start|>", ...) are their control ids; the messages' roles and
  *  contents are plain text, so a message that contains "<|im_start|>" or
  *  "<|im_end|>" gets those characters, never the control ids (InternLM2's
@@ -632,7 +689,8 @@ ILM_API ilm_status ilm_chat_encode(const ilm_model *m, const char *messages_json
  *  rendering as ilm_chat_encode().  *prompt is allocated (ilm_free).  Text
  *  loses where the messages were: do not generate from it with "special":
  *  true, which would read a "<|im_start|>" inside a message as the
- *  control token; generate from ilm_chat_encode()'s ids instead. */
+ *  control token; generate from ilm_chat_encode()'s ids instead.
+ *  @return as ilm_chat_encode().  Any thread. */
 ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
                                   char **prompt);
 
@@ -663,12 +721,15 @@ ILM_API ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json,
  *            changes the process's default).
  *  @return ILM_OK, ILM_ERR_CONFIG, the loaders' errors. */
 ILM_API ilm_status ilm_trainer_create(const char *config, ilm_trainer **out);
+/*! ilm_trainer_free() : NULL is accepted; sessions over
+ *  ilm_trainer_model() must be freed first.  @return nothing. */
 ILM_API void ilm_trainer_free(ilm_trainer *t);
 
 /*! ilm_trainer_info() : JSON (ilm_free): "parameters", "step", "steps",
  *  "resumed_from" (-1 for a fresh start), "batch", "seqlen", "grad_accum",
  *  "tokens_per_step", "threads" and "memory" {"parameters", "gradients",
- *  "optimizer", "activations", "batches"} in bytes. */
+ *  "optimizer", "activations", "batches"} in bytes.
+ *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
 
 /*! ilm_trainer_step() :
@@ -687,18 +748,25 @@ ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
 ILM_API ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics);
 
 /*! ilm_trainer_run() : steps until "steps" are done; progress stage
- *  "train", done / total = steps. */
+ *  "train", done / total = steps.
+ *  @return ILM_OK (also when nothing was left to do), ILM_ERR_CANCELLED,
+ *          the errors of ilm_trainer_step. */
 ILM_API ilm_status ilm_trainer_run(ilm_trainer *t, ilm_progress_fn progress, void *user);
 
 /*! ilm_trainer_evaluate() : the mean token loss on the same eval_batches
- *  held-out batches each time.  ILM_ERR_CONFIG without "eval_data". */
+ *  held-out batches each time, into *loss.
+ *  @return ILM_OK, ILM_ERR_CONFIG without "eval_data", the loader's and
+ *          graph's errors. */
 ILM_API ilm_status ilm_trainer_evaluate(ilm_trainer *t, double *loss);
 
 /*! ilm_trainer_checkpoint() : writes a checkpoint of the current step now
- *  (its directory in *path when not NULL, ilm_free). */
+ *  (its directory in *path when not NULL, ilm_free).
+ *  @return ILM_OK, ILM_ERR_CONFIG without "checkpoint_dir", ILM_ERR_IO
+ *          naming the file, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_trainer_checkpoint(ilm_trainer *t, char **path);
 
-/*! ilm_trainer_steps_done() : optimizer steps done (restored on resume). */
+/*! ilm_trainer_steps_done() :
+ *  @return the optimizer steps done (restored on resume). */
 ILM_API int64_t ilm_trainer_steps_done(const ilm_trainer *t);
 
 /*! ilm_trainer_model() : the model being trained (its current weights,
@@ -707,12 +775,18 @@ ILM_API int64_t ilm_trainer_steps_done(const ilm_trainer *t);
  *  every ilm_trainer_step: a session over it must not evaluate while a step
  *  runs (the caller orders the two), and its KV cache holds keys of the old
  *  weights after a step (truncate it to 0 to start over).  Valid until
- *  ilm_trainer_free. */
+ *  ilm_trainer_free.
+ *  @return the model, owned by the trainer. */
 ILM_API const ilm_model *ilm_trainer_model(const ilm_trainer *t);
 
 /* ===================================================================== */
-/*  Benchmarks                                                           */
+/*  Experimental: benchmarks (not yet stable)                            */
 /* ===================================================================== */
+
+/* The functions of this section stay, but their config and result keys may
+ * change in any 0.x or 1.x minor version until they move up into a stable
+ * section; tools that parse the results should check the keys they read.
+ * Each runs on the calling thread with its own objects, so any thread. */
 
 /*! ilm_bench_gemm() :
  *  Measures fp32 GEMM throughput (C = A·B, square n×n, row-major) on the
@@ -742,7 +816,9 @@ ILM_API ilm_status ilm_bench_gemm(const char *config,
  *            "threads", "reps".
  *  @result : JSON (ilm_free): {"model", "threads", "prompt_tokens",
  *            "gen_tokens", "prompt_tokens_per_s", "decode_tokens_per_s",
- *            "load_seconds", "weight_bytes"}. */
+ *            "load_seconds", "weight_bytes"}.
+ *  @return ILM_OK, ILM_ERR_CONFIG, the model loader's errors,
+ *          ILM_ERR_CANCELLED, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_bench_generate(const char *config,
                                       ilm_progress_fn progress, void *user,
                                       char **result);
@@ -773,7 +849,9 @@ ILM_API ilm_status ilm_bench_tokenize(const char *config,
  *  @result : JSON (ilm_free): {"threads", "reps", "input_bytes",
  *            "documents_in", "documents_out", "tokens", "clean_filter_mb_s",
  *            "dedup_mb_s", "tokenize_pack_mb_s", "pipeline_mb_s",
- *            "pipeline_seconds"}. */
+ *            "pipeline_seconds"}.
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_IO, the errors of
+ *          ilm_corpus_build. */
 ILM_API ilm_status ilm_bench_corpus(const char *config, ilm_progress_fn progress,
                                     void *user, char **result);
 

@@ -165,22 +165,22 @@ static void op_keep(op_run *r, const float *dev, size_t n)
 static void *op_weights(op_run *r, ilm__rng *g, uint32_t type, int64_t rows, int64_t cols)
 {
     uint32_t block, bytes;
-    ck_assert(ilm__ggml_type_info(type, &block, &bytes));
+    ck_assert(ilm__dtype_info(type, &block, &bytes));
     const size_t nb = (size_t)(rows * cols / block), total = nb * bytes;
     uint8_t *h = malloc(total);
-    if (type == ILM__GGML_F32 || type == ILM__GGML_F16 || type == ILM__GGML_BF16) {
+    if (type == ILM__DTYPE_F32 || type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16) {
         for (size_t i = 0; i < nb; i++) {
             const float v = 0.5f * ilm__rng_normal(g);
-            if (type == ILM__GGML_F32) memcpy(h + 4 * i, &v, 4);
+            if (type == ILM__DTYPE_F32) memcpy(h + 4 * i, &v, 4);
             else {
-                uint16_t u = type == ILM__GGML_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v);
+                uint16_t u = type == ILM__DTYPE_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v);
                 memcpy(h + 2 * i, &u, 2);
             }
         }
     } else {
         for (size_t i = 0; i < total; i++) h[i] = (uint8_t)(ilm__rng_u32(g) >> 24);
         /* q4_0 / q8_0: d; q4_1: d, m -- the leading f16s of a block. */
-        const int n_f16 = type == ILM__GGML_Q4_1 ? 2 : 1;
+        const int n_f16 = type == ILM__DTYPE_Q4_1 ? 2 : 1;
         for (size_t i = 0; i < nb; i++)
             for (int k = 0; k < n_f16; k++) {
                 uint16_t u = ilm__f32_to_f16(0.01f + 0.02f * ilm__rng_uniform(g));
@@ -406,7 +406,7 @@ static void op_out_free(op_out *o)
     for (int i = 0; i < o->count; i++) free(o->v[i]);
 }
 
-#define Q8 ILM__GGML_Q8_0
+#define Q8 ILM__DTYPE_Q8_0
 static const op_case op_cases[] = {
     { "gemm_f32", 1, 1, 1, 0, 0, 1e-12 },       { "gemm_f32", 7, 13, 5, 1, 0, 1e-12 },
     { "gemm_f32", 33, 17, 65, 2, 0, 1e-12 },    { "gemm_f32", 200, 300, 64, 3, 0, 1e-12 },
@@ -425,14 +425,14 @@ static const op_case op_cases[] = {
     { "kv_append", 0, 1, 16, 0, 0, 0 },         { "kv_append", 37, 5, 64, 0, 0, 0 },
     { "qkv_split", 3, 4, 2, 8, 0, 0 },          { "qkv_split", 9, 6, 6, 16, 0, 0 },
     { "qkv_merge", 3, 4, 2, 8, 0, 0 },          { "qkv_merge", 9, 6, 6, 16, 0, 0 },
-    { "linear", 1, 37, 64, 0, ILM__GGML_F32, 1e-12 },   { "linear", 9, 37, 64, 0, ILM__GGML_F32, 1e-12 },
-    { "linear", 1, 37, 64, 0, ILM__GGML_F16, 1e-12 },   { "linear", 9, 301, 512, 0, ILM__GGML_F16, 1e-12 },
-    { "linear", 1, 37, 64, 0, ILM__GGML_BF16, 1e-12 },  { "linear", 9, 37, 64, 0, ILM__GGML_BF16, 1e-12 },
-    { "linear", 1, 37, 64, 0, ILM__GGML_Q4_0, 1e-10 },  { "linear", 33, 37, 256, 0, ILM__GGML_Q4_0, 1e-10 },
-    { "linear", 1, 37, 64, 0, ILM__GGML_Q4_1, 1e-10 },  { "linear", 33, 301, 512, 0, ILM__GGML_Q4_1, 1e-10 },
+    { "linear", 1, 37, 64, 0, ILM__DTYPE_F32, 1e-12 },   { "linear", 9, 37, 64, 0, ILM__DTYPE_F32, 1e-12 },
+    { "linear", 1, 37, 64, 0, ILM__DTYPE_F16, 1e-12 },   { "linear", 9, 301, 512, 0, ILM__DTYPE_F16, 1e-12 },
+    { "linear", 1, 37, 64, 0, ILM__DTYPE_BF16, 1e-12 },  { "linear", 9, 37, 64, 0, ILM__DTYPE_BF16, 1e-12 },
+    { "linear", 1, 37, 64, 0, ILM__DTYPE_Q4_0, 1e-10 },  { "linear", 33, 37, 256, 0, ILM__DTYPE_Q4_0, 1e-10 },
+    { "linear", 1, 37, 64, 0, ILM__DTYPE_Q4_1, 1e-10 },  { "linear", 33, 301, 512, 0, ILM__DTYPE_Q4_1, 1e-10 },
     { "linear", 1, 37, 64, 0, Q8, 1e-10 },              { "linear", 5, 37, 128, 0, Q8, 1e-10 },
-    { "embedding", 11, 64, 9, 0, ILM__GGML_F32, 0 },    { "embedding", 11, 64, 9, 0, ILM__GGML_F16, 0 },
-    { "embedding", 50, 96, 33, 0, Q8, 0 },              { "embedding", 50, 96, 33, 0, ILM__GGML_Q4_1, 0 },
+    { "embedding", 11, 64, 9, 0, ILM__DTYPE_F32, 0 },    { "embedding", 11, 64, 9, 0, ILM__DTYPE_F16, 0 },
+    { "embedding", 50, 96, 33, 0, Q8, 0 },              { "embedding", 50, 96, 33, 0, ILM__DTYPE_Q4_1, 0 },
     { "embedding_bwd", 11, 70, 9, 0, 0, 1e-12 },        { "embedding_bwd", 7, 64, 300, 0, 0, 1e-12 },
     { "cross_entropy", 1, 17, 0, 0, 0, 1e-10 },         { "cross_entropy", 40, 1000, 0, 0, 0, 1e-10 },
     { "sqnorm", 1, 0, 0, 0, 0, 1e-12 },                 { "sqnorm", 70000, 0, 0, 0, 0, 1e-12 },
@@ -467,7 +467,7 @@ static void ops_check_case(const ilm__backend *be, const ilm__backend *ref, size
         ck_assert_msg(isfinite(e) && e <= c->tol,
                       "%s (%lld, %lld, %lld, %lld, %s) output %d on %s: normalized error %.3g > %.3g",
                       c->op, (long long)c->a, (long long)c->b, (long long)c->c, (long long)c->d,
-                      c->type ? ilm__ggml_type_name(c->type) : "-", k, be->device.name, e, c->tol);
+                      c->type ? ilm__dtype_name(c->type) : "-", k, be->device.name, e, c->tol);
     }
     op_out_free(&got);
     op_out_free(&want);

@@ -102,7 +102,7 @@ static void verify_ckpt(const fixture *f, const char *dir, int64_t step)
     free(v);
     ilm_model *b = NULL;
     ck_assert_msg(ilm_model_load(dir, NULL, &b) == ILM_OK, "%s", ilm_last_error());
-    ck_assert_int_eq(b->tok_embd.type, ILM__GGML_F32);
+    ck_assert_int_eq(b->tok_embd.type, ILM__DTYPE_F32);
     ck_assert(((const float *)b->tok_embd.data)[0] == (float)step);
     ilm_model_free(b);
 }
@@ -305,7 +305,7 @@ static void write_lying_optim(const fixture *f, const char *dir, const char *vic
                 if (nd == 2) shapes[2 * n] = p->shape[1], shapes[2 * n + 1] = p->shape[0];
                 else nd = 2, shapes[2 * n] = 1, shapes[2 * n + 1] = p->shape[1];
             }
-            t[n] = (ilm__st_out){ names[n], hit && mode == 2 ? ILM__GGML_F16 : ILM__GGML_F32, nd,
+            t[n] = (ilm__st_out){ names[n], hit && mode == 2 ? ILM__DTYPE_F16 : ILM__DTYPE_F32, nd,
                                   shapes + 2 * n,
                                   hit && mode == 2 ? (const void *)half
                                                    : (const void *)((which ? f->v : f->m) + p->offset) };

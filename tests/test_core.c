@@ -440,7 +440,7 @@ END_TEST
 static ilm_status failing_writer(int fd, void *ctx)
 {
     (void)ctx;
-    ILM_FORWARD(ilm__write_all(fd, "partial", 7));
+    ILM__FORWARD(ilm__write_all(fd, "partial", 7));
     return ilm__error(ILM_ERR_IO, "simulated: no space left on device");
 }
 
@@ -469,7 +469,7 @@ END_TEST
 static ilm_status stalling_writer(int fd, void *ctx)
 {
     int notify = *(int *)ctx;
-    ILM_FORWARD(ilm__write_all(fd, "NEW-PARTIAL", 11));
+    ILM__FORWARD(ilm__write_all(fd, "NEW-PARTIAL", 11));
     if (write(notify, "w", 1) != 1) return ILM_ERR_IO;
     for (;;) pause();
 }

@@ -61,9 +61,9 @@ static void compare_tensors(const ilm__safetensors *st, const cJSON *tensors)
         ck_assert_str_eq(t->name, e->string);
         const char *dt = cJSON_GetObjectItem(e, "dtype")->valuestring;
         ck_assert_str_eq(t->dtype, dt);
-        uint32_t want = strcmp(dt, "F32") == 0    ? ILM__GGML_F32
-                        : strcmp(dt, "F16") == 0  ? ILM__GGML_F16
-                        : strcmp(dt, "BF16") == 0 ? ILM__GGML_BF16
+        uint32_t want = strcmp(dt, "F32") == 0    ? ILM__DTYPE_F32
+                        : strcmp(dt, "F16") == 0  ? ILM__DTYPE_F16
+                        : strcmp(dt, "BF16") == 0 ? ILM__DTYPE_BF16
                                                   : UINT32_MAX;
         ck_assert_uint_eq(t->type, want);
         const cJSON *shape = cJSON_GetObjectItem(e, "shape");
@@ -270,11 +270,11 @@ START_TEST(st_write_round_trip)
     float one = 42;
     int64_t s23[] = { 2, 3 }, s3[] = { 3 }, s2[] = { 1, 2 }, s0x4[] = { 0, 4 };
     const ilm__st_out t[] = {
-        { "weird \"name\"\n\t\x01 \xc3\xa9", ILM__GGML_F32, 2, s23, f32 },
-        { "half", ILM__GGML_F16, 1, s3, f16 },
-        { "bf", ILM__GGML_BF16, 2, s2, bf16 },
-        { "scalar", ILM__GGML_F32, 0, NULL, &one },
-        { "empty", ILM__GGML_F32, 2, s0x4, NULL },
+        { "weird \"name\"\n\t\x01 \xc3\xa9", ILM__DTYPE_F32, 2, s23, f32 },
+        { "half", ILM__DTYPE_F16, 1, s3, f16 },
+        { "bf", ILM__DTYPE_BF16, 2, s2, bf16 },
+        { "scalar", ILM__DTYPE_F32, 0, NULL, &one },
+        { "empty", ILM__DTYPE_F32, 2, s0x4, NULL },
     };
     const char *meta[] = { "k\\ey", "v\"al\x7f", "second", "", NULL };
     char *dir = test_tmpdir();
@@ -303,7 +303,7 @@ START_TEST(st_write_round_trip)
             ck_assert_int_eq(r->shape[k], t[i].shape[k]);
             elems *= (uint64_t)t[i].shape[k];
         }
-        uint64_t bytes = elems * (t[i].type == ILM__GGML_F32 ? 4 : 2);
+        uint64_t bytes = elems * (t[i].type == ILM__DTYPE_F32 ? 4 : 2);
         ck_assert_uint_eq(r->n_bytes, bytes);
         if (bytes) ck_assert(memcmp(r->data, t[i].data, bytes) == 0);
     }
@@ -330,16 +330,16 @@ START_TEST(st_write_refuses_bad_arguments)
         size_t n;
         const char *const *meta;
     } cases[] = {
-        { { { "a", ILM__GGML_F32, 1, s2, x }, { "a", ILM__GGML_F32, 1, s2, x } }, 2, NULL },
-        { { { "a", ILM__GGML_Q4_1, 1, s2, x } }, 1, NULL },
-        { { { "a", ILM__GGML_F32, 1, neg, x } }, 1, NULL },
-        { { { "a", ILM__GGML_F32, 1, s2, NULL } }, 1, NULL },
-        { { { "a", ILM__GGML_F32, 9, s2, x } }, 1, NULL },
-        { { { "__metadata__", ILM__GGML_F32, 1, s2, x } }, 1, NULL },
-        { { { "\xff", ILM__GGML_F32, 1, s2, x } }, 1, NULL },
-        { { { NULL, ILM__GGML_F32, 1, s2, x } }, 1, NULL },
-        { { { "a", ILM__GGML_F32, 1, s2, x } }, 1, (const char *const[]){ "k", NULL } },
-        { { { "a", ILM__GGML_F32, 1, s2, x } }, 1,
+        { { { "a", ILM__DTYPE_F32, 1, s2, x }, { "a", ILM__DTYPE_F32, 1, s2, x } }, 2, NULL },
+        { { { "a", ILM__DTYPE_Q4_1, 1, s2, x } }, 1, NULL },
+        { { { "a", ILM__DTYPE_F32, 1, neg, x } }, 1, NULL },
+        { { { "a", ILM__DTYPE_F32, 1, s2, NULL } }, 1, NULL },
+        { { { "a", ILM__DTYPE_F32, 9, s2, x } }, 1, NULL },
+        { { { "__metadata__", ILM__DTYPE_F32, 1, s2, x } }, 1, NULL },
+        { { { "\xff", ILM__DTYPE_F32, 1, s2, x } }, 1, NULL },
+        { { { NULL, ILM__DTYPE_F32, 1, s2, x } }, 1, NULL },
+        { { { "a", ILM__DTYPE_F32, 1, s2, x } }, 1, (const char *const[]){ "k", NULL } },
+        { { { "a", ILM__DTYPE_F32, 1, s2, x } }, 1,
           (const char *const[]){ "k", "1", "k", "2", NULL } },
     };
     char *dir = test_tmpdir();
@@ -634,7 +634,7 @@ START_TEST(config_transformers_saved)
         ck_assert_int_eq(e->n_dims, 2);
         ck_assert_int_eq(e->shape[0], a.vocab_size);
         ck_assert_int_eq(e->shape[1], a.hidden_size);
-        ck_assert_uint_eq(e->type, ILM__GGML_F32);
+        ck_assert_uint_eq(e->type, ILM__DTYPE_F32);
         ck_assert_int_eq(ilm__st_find(st, il2 ? "output.weight" : "lm_head.weight") == NULL,
                          a.tie_embeddings);
         ilm__st_close(st);

@@ -136,7 +136,7 @@ START_TEST(smollm2_tensor_infos_match_gguf_py)
     cJSON_Delete(ref);
     const ilm__gguf_tensor *t = ilm__gguf_find_tensor(g, "blk.0.attn_q.weight");
     ck_assert_ptr_nonnull(t);
-    ck_assert_str_eq(ilm__ggml_type_name(t->type), "q4_1");
+    ck_assert_str_eq(ilm__dtype_name(t->type), "q4_1");
     ck_assert_uint_eq(t->n_elems, 576u * 576u);
     ck_assert_uint_eq(t->n_bytes, 576u * 576u / 32 * 20);
     ck_assert_uint_eq((uintptr_t)(t->data - g->map.data) % g->alignment, 0);
@@ -148,20 +148,20 @@ START_TEST(type_table)
 {
     uint32_t block, bytes;
     static const struct { uint32_t id; uint32_t block, bytes; } want[] = {
-        { ILM__GGML_F32, 1, 4 }, { ILM__GGML_F16, 1, 2 }, { ILM__GGML_BF16, 1, 2 },
-        { ILM__GGML_Q4_0, 32, 18 }, { ILM__GGML_Q4_1, 32, 20 }, { ILM__GGML_Q5_0, 32, 22 },
-        { ILM__GGML_Q5_1, 32, 24 }, { ILM__GGML_Q8_0, 32, 34 }, { ILM__GGML_Q2_K, 256, 84 },
-        { ILM__GGML_Q3_K, 256, 110 }, { ILM__GGML_Q4_K, 256, 144 },
-        { ILM__GGML_Q5_K, 256, 176 }, { ILM__GGML_Q6_K, 256, 210 },
-        { ILM__GGML_Q8_K, 256, 292 },
+        { ILM__DTYPE_F32, 1, 4 }, { ILM__DTYPE_F16, 1, 2 }, { ILM__DTYPE_BF16, 1, 2 },
+        { ILM__DTYPE_Q4_0, 32, 18 }, { ILM__DTYPE_Q4_1, 32, 20 }, { ILM__DTYPE_Q5_0, 32, 22 },
+        { ILM__DTYPE_Q5_1, 32, 24 }, { ILM__DTYPE_Q8_0, 32, 34 }, { ILM__DTYPE_Q2_K, 256, 84 },
+        { ILM__DTYPE_Q3_K, 256, 110 }, { ILM__DTYPE_Q4_K, 256, 144 },
+        { ILM__DTYPE_Q5_K, 256, 176 }, { ILM__DTYPE_Q6_K, 256, 210 },
+        { ILM__DTYPE_Q8_K, 256, 292 },
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        ck_assert(ilm__ggml_type_info(want[i].id, &block, &bytes));
+        ck_assert(ilm__dtype_info(want[i].id, &block, &bytes));
         ck_assert_uint_eq(block, want[i].block);
         ck_assert_uint_eq(bytes, want[i].bytes);
     }
-    ck_assert(!ilm__ggml_type_info(4, &block, &bytes)); /* retired Q4_2 */
-    ck_assert(!ilm__ggml_type_info(1000, &block, &bytes));
+    ck_assert(!ilm__dtype_info(4, &block, &bytes)); /* retired Q4_2 */
+    ck_assert(!ilm__dtype_info(1000, &block, &bytes));
 }
 END_TEST
 
@@ -229,13 +229,13 @@ static void good_file(wbuf *w, layout *l)
     put_u64(w, 4);
     put_u64(w, 2);
     l->ttype = w->n;
-    put_u32(w, ILM__GGML_F32);
+    put_u32(w, ILM__DTYPE_F32);
     l->toffset = w->n;
     put_u64(w, 0);
     put_str(w, "b");
     put_u32(w, 1);
     put_u64(w, 4);
-    put_u32(w, ILM__GGML_F32);
+    put_u32(w, ILM__DTYPE_F32);
     put_u64(w, 32);
     pad_to(w, 32);
     for (int i = 0; i < 12; i++) {

@@ -90,7 +90,7 @@ START_TEST(embedding_gathers_and_scatters)
     ilm__rng_init(&r, 1, 0);
     float *W = randn(&r, V * C, 1), *y = malloc(T * C * sizeof *y), *dy = randn(&r, T * C, 1);
     const int32_t ids[T] = { 3, 0, 3, 10, 7, 3, 0, 1, 10 }; /* repeats */
-    ck_assert_int_eq(be->iface.embedding(be, ILM__GGML_F32, W, V, C, ids, T, y), ILM_OK);
+    ck_assert_int_eq(be->iface.embedding(be, ILM__DTYPE_F32, W, V, C, ids, T, y), ILM_OK);
     for (int t = 0; t < T; t++) ck_assert(memcmp(y + t * C, W + ids[t] * C, C * sizeof *y) == 0);
     float *dW = calloc(V * C, sizeof *dW);
     for (int i = 0; i < V * C; i++) dW[i] = 0.5f; /* accumulates */
@@ -104,7 +104,7 @@ START_TEST(embedding_gathers_and_scatters)
                           (double)dW[v * C + c], (double)want);
         }
     const int32_t bad[1] = { V };
-    ck_assert_int_eq(be->iface.embedding(be, ILM__GGML_F32, W, V, C, bad, 1, y), ILM_ERR_RANGE);
+    ck_assert_int_eq(be->iface.embedding(be, ILM__DTYPE_F32, W, V, C, bad, 1, y), ILM_ERR_RANGE);
     ck_assert_int_eq(be->iface.embedding_bwd(be, dW, V, C, bad, 1, dy), ILM_ERR_RANGE);
     free(W); free(y); free(dy); free(dW);
 }

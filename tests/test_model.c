@@ -297,14 +297,29 @@ START_TEST(smollm2_generation_reproducible_and_chat)
     ck_assert_int_eq(ilm_session_create(m, "{\"context\": 256}", &s), ILM_OK);
     const char *cfg = "{\"max_tokens\": 24, \"temperature\": 0.9, \"seed\": 7}";
     char *a = NULL, *b = NULL, streamed[4096] = "";
-    ck_assert_int_eq(ilm_generate(s, "Once upon a time", cfg, collect, streamed, &a), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, "Once upon a time", cfg, collect, streamed, &a), ILM_OK);
     ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
-    ck_assert_int_eq(ilm_generate(s, "Once upon a time", cfg, NULL, NULL, &b), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, "Once upon a time", cfg, NULL, NULL, &b), ILM_OK);
     ck_assert_str_eq(a, b);          /* same seed, same text */
     ck_assert_str_eq(streamed, a);   /* the stream is the text */
     ck_assert_uint_gt(strlen(a), 10);
     ilm_free(a);
     ilm_free(b);
+
+    /* A context that fills up ends the text as max_tokens would: greedy text
+     * in 12 positions is a prefix of the greedy text in 256. */
+    ilm_session *small = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 12}", &small), ILM_OK);
+    const char *greedy = "{\"max_tokens\": 40, \"temperature\": 0}";
+    ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(small, "Once upon a time", greedy, NULL, NULL, &a), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, "Once upon a time", greedy, NULL, NULL, &b), ILM_OK);
+    ck_assert_uint_eq(ilm_session_length(small), 12);
+    ck_assert_uint_gt(strlen(a), 0);
+    ck_assert_msg(strncmp(a, b, strlen(a)) == 0, "'%s' is not a prefix of '%s'", a, b);
+    ilm_free(a);
+    ilm_free(b);
+    ilm_session_free(small);
 
     /* A chat turn: the template, greedy, stops at <|im_end|>. */
     char *prompt = NULL, *reply = NULL;
@@ -313,8 +328,8 @@ START_TEST(smollm2_generation_reproducible_and_chat)
     ck_assert_str_eq(prompt, "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
                              "<|im_start|>assistant\n");
     ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
-    ck_assert_int_eq(ilm_generate(s, prompt, "{\"temperature\": 0, \"special\": true, \"max_tokens\": 40}",
-                                  NULL, NULL, &reply), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, prompt, "{\"temperature\": 0, \"special\": true, \"max_tokens\": 40}",
+                                          NULL, NULL, &reply), ILM_OK);
     printf("smollm2 chat: %s\n", reply);
     ck_assert_ptr_nonnull(strstr(reply, "Paris"));
     ck_assert_ptr_null(strstr(reply, "<|im_end|>"));
@@ -332,8 +347,8 @@ START_TEST(smollm2_generation_reproducible_and_chat)
     ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
     ck_assert_int_eq(ilm_session_eval(s, ids, n, NULL), ILM_OK);
     char *again = NULL;
-    ck_assert_int_eq(ilm_generate(s, NULL, "{\"temperature\": 0, \"max_tokens\": 40}", NULL, NULL,
-                                  &again), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, NULL, "{\"temperature\": 0, \"max_tokens\": 40}", NULL, NULL,
+                                          &again), ILM_OK);
     ck_assert_str_eq(again, reply);
     ilm_free(again);
     ilm_free(ids);
@@ -350,8 +365,8 @@ START_TEST(smollm2_generation_reproducible_and_chat)
 
     /* A stop string ends the text before it. */
     ck_assert_int_eq(ilm_session_truncate(s, 0), ILM_OK);
-    ck_assert_int_eq(ilm_generate(s, prompt, "{\"temperature\": 0, \"special\": true, \"stop\": [\"Paris\"]}",
-                                  NULL, NULL, &reply), ILM_OK);
+    ck_assert_int_eq(ilm_session_generate(s, prompt, "{\"temperature\": 0, \"special\": true, \"stop\": [\"Paris\"]}",
+                                          NULL, NULL, &reply), ILM_OK);
     ck_assert_ptr_null(strstr(reply, "Paris"));
     ilm_free(reply);
     ilm_free(prompt);

@@ -102,16 +102,16 @@ START_TEST(dequantize_matches_gguf_quants)
         size_t nraw;
         uint8_t *raw = unhex(cJSON_GetObjectItem(e, "hex")->valuestring, &nraw);
         uint32_t block, bytes;
-        ck_assert(ilm__ggml_type_info(type, &block, &bytes));
+        ck_assert(ilm__dtype_info(type, &block, &bytes));
         ck_assert_uint_eq(nraw, (size_t)n / block * bytes);
         float *y = malloc((size_t)n * sizeof(float));
         ck_assert_int_eq(ilm__dequantize(type, raw, y, n), ILM_OK);
         const cJSON *first = cJSON_GetObjectItem(e, "first");
         for (int i = 0; i < cJSON_GetArraySize(first); i++)
             ck_assert_msg(f32_bits(y[i]) == hex_u64(cJSON_GetArrayItem(first, i)->valuestring),
-                          "%s[%d]: %.9g", ilm__ggml_type_name(type), i, y[i]);
+                          "%s[%d]: %.9g", ilm__dtype_name(type), i, y[i]);
         ck_assert_msg(fnv1a(y, (size_t)n * 4) == hex_u64(cJSON_GetObjectItem(e, "hash")->valuestring),
-                      "%s: dequantized values differ from gguf.quants", ilm__ggml_type_name(type));
+                      "%s: dequantized values differ from gguf.quants", ilm__dtype_name(type));
         /* A count that is not a whole number of blocks. */
         if (block > 1)
             ck_assert_int_eq(ilm__dequantize(type, raw, y, n - 1), ILM_ERR_INVALID_ARG);
@@ -123,11 +123,11 @@ START_TEST(dequantize_matches_gguf_quants)
     cJSON_Delete(ref);
     float y[256];
     uint8_t z[512] = { 0 };
-    ck_assert_int_eq(ilm__dequantize(ILM__GGML_Q8_K, z, y, 256), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(ilm__dequantize(ILM__DTYPE_Q8_K, z, y, 256), ILM_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "q8_k"));
-    ck_assert_int_eq(ilm__dequantize(ILM__GGML_IQ4_NL, z, y, 32), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(ilm__dequantize(ILM__DTYPE_IQ4_NL, z, y, 32), ILM_ERR_UNSUPPORTED);
     ck_assert_int_eq(ilm__dequantize(4, z, y, 32), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(ilm__dequantize(ILM__GGML_Q4_0, z, y, -32), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(ilm__dequantize(ILM__DTYPE_Q4_0, z, y, -32), ILM_ERR_INVALID_ARG);
 }
 END_TEST
 
@@ -168,9 +168,9 @@ END_TEST
 /* ---- linear --------------------------------------------------------------- */
 
 static const uint32_t lin_types[] = {
-    ILM__GGML_F32,  ILM__GGML_F16,  ILM__GGML_BF16, ILM__GGML_Q4_0, ILM__GGML_Q4_1,
-    ILM__GGML_Q5_0, ILM__GGML_Q5_1, ILM__GGML_Q8_0, ILM__GGML_Q2_K, ILM__GGML_Q3_K,
-    ILM__GGML_Q4_K, ILM__GGML_Q5_K, ILM__GGML_Q6_K,
+    ILM__DTYPE_F32,  ILM__DTYPE_F16,  ILM__DTYPE_BF16, ILM__DTYPE_Q4_0, ILM__DTYPE_Q4_1,
+    ILM__DTYPE_Q5_0, ILM__DTYPE_Q5_1, ILM__DTYPE_Q8_0, ILM__DTYPE_Q2_K, ILM__DTYPE_Q3_K,
+    ILM__DTYPE_Q4_K, ILM__DTYPE_Q5_K, ILM__DTYPE_Q6_K,
 };
 
 /* Per format: the byte ranges that are scales and mins (everything else is
@@ -182,16 +182,16 @@ typedef struct fmt_fields {
 } fmt_fields;
 
 static const fmt_fields fields[] = {
-    { ILM__GGML_Q4_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
-    { ILM__GGML_Q4_1, { { 0, 4 }, { 0, 0 } }, { 0, 2 } },
-    { ILM__GGML_Q5_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
-    { ILM__GGML_Q5_1, { { 0, 4 }, { 0, 0 } }, { 0, 2 } },
-    { ILM__GGML_Q8_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
-    { ILM__GGML_Q2_K, { { 0, 16 }, { 80, 84 } }, { 80, 82 } },
-    { ILM__GGML_Q3_K, { { 96, 110 }, { 0, 0 } }, { 108, -1 } },
-    { ILM__GGML_Q4_K, { { 0, 16 }, { 0, 0 } }, { 0, 2 } },
-    { ILM__GGML_Q5_K, { { 0, 16 }, { 0, 0 } }, { 0, 2 } },
-    { ILM__GGML_Q6_K, { { 192, 210 }, { 0, 0 } }, { 208, -1 } },
+    { ILM__DTYPE_Q4_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
+    { ILM__DTYPE_Q4_1, { { 0, 4 }, { 0, 0 } }, { 0, 2 } },
+    { ILM__DTYPE_Q5_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
+    { ILM__DTYPE_Q5_1, { { 0, 4 }, { 0, 0 } }, { 0, 2 } },
+    { ILM__DTYPE_Q8_0, { { 0, 2 }, { 0, 0 } }, { 0, -1 } },
+    { ILM__DTYPE_Q2_K, { { 0, 16 }, { 80, 84 } }, { 80, 82 } },
+    { ILM__DTYPE_Q3_K, { { 96, 110 }, { 0, 0 } }, { 108, -1 } },
+    { ILM__DTYPE_Q4_K, { { 0, 16 }, { 0, 0 } }, { 0, 2 } },
+    { ILM__DTYPE_Q5_K, { { 0, 16 }, { 0, 0 } }, { 0, 2 } },
+    { ILM__DTYPE_Q6_K, { { 192, 210 }, { 0, 0 } }, { 208, -1 } },
 };
 
 static const fmt_fields *fields_of(uint32_t t)
@@ -211,7 +211,7 @@ static void put16(uint8_t *p, uint16_t v)
 static uint8_t *random_w(uint32_t type, int64_t N, int64_t K, ilm__rng *r, size_t *row_bytes)
 {
     uint32_t block, bytes;
-    ck_assert(ilm__ggml_type_info(type, &block, &bytes));
+    ck_assert(ilm__dtype_info(type, &block, &bytes));
     *row_bytes = (size_t)(K / block) * bytes;
     size_t total = *row_bytes * (size_t)N;
     uint8_t *w = malloc(total);
@@ -219,8 +219,8 @@ static uint8_t *random_w(uint32_t type, int64_t N, int64_t K, ilm__rng *r, size_
     if (!f) {
         for (size_t i = 0; i < (size_t)(N * K); i++) {
             float v = ilm__rng_normal(r) * 0.1f;
-            if (type == ILM__GGML_F32) memcpy(w + 4 * i, &v, 4);
-            else put16(w + 2 * i, type == ILM__GGML_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v));
+            if (type == ILM__DTYPE_F32) memcpy(w + 4 * i, &v, 4);
+            else put16(w + 2 * i, type == ILM__DTYPE_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v));
         }
         return w;
     }
@@ -240,7 +240,7 @@ static uint8_t *random_w(uint32_t type, int64_t N, int64_t K, ilm__rng *r, size_
 static uint8_t *offsets_only(uint32_t type, const uint8_t *w, size_t total)
 {
     uint32_t block, bytes;
-    ilm__ggml_type_info(type, &block, &bytes);
+    ilm__dtype_info(type, &block, &bytes);
     uint8_t *o = calloc(total, 1);
     const fmt_fields *f = fields_of(type);
     for (size_t b = 0; b < total / bytes; b++)
@@ -281,7 +281,7 @@ static void lin_setup(lin_case *c, uint32_t type, int64_t N, int64_t K, int64_t 
     c->of = calloc((size_t)(N * K), sizeof(float));
     ck_assert_int_eq(ilm__dequantize(type, c->w, c->wf, N * K), ILM_OK);
     uint32_t block, bytes;
-    ilm__ggml_type_info(type, &block, &bytes);
+    ilm__dtype_info(type, &block, &bytes);
     int64_t ablock = block == 256 ? 256 : 32, nb = K / (block > 1 ? block : 1);
     if (fields_of(type)) {
         uint8_t *o = offsets_only(type, c->w, rb * (size_t)N);
@@ -329,7 +329,7 @@ static void lin_free(lin_case *c)
 
 static bool is_float_type(uint32_t t)
 {
-    return t == ILM__GGML_F32 || t == ILM__GGML_F16 || t == ILM__GGML_BF16;
+    return t == ILM__DTYPE_F32 || t == ILM__DTYPE_F16 || t == ILM__DTYPE_BF16;
 }
 
 static ilm_status lin(const ilm__backend *be, uint32_t type, const void *w, int64_t N, int64_t K,
@@ -349,7 +349,7 @@ static void lin_check(const ilm__backend *be, const lin_case *c, float *y, bool 
         double b = (gemm || is_float_type(c->type)) ? c->bound_f[i] : c->bound_q[i];
         ck_assert_msg(fabs((double)y[i] - c->ref[i]) <= b,
                       "%s %s M=%lld out %lld: %.9g vs %.9g (bound %.3g)", what,
-                      ilm__ggml_type_name(c->type), (long long)c->M, (long long)i, y[i], c->ref[i], b);
+                      ilm__dtype_name(c->type), (long long)c->M, (long long)i, y[i], c->ref[i], b);
     }
 }
 
@@ -371,14 +371,14 @@ START_TEST(linear_within_bound_on_every_path)
         /* The integer (or fp32 dot) path at every M, scalar and SIMD. */
         ilm__backend_cpu_set_gemm_min_m(scalar, 1 << 30);
         ilm__backend_cpu_set_gemm_min_m(simd, 1 << 30);
-        lin_check(scalar, &c, ys, type == ILM__GGML_F32 && c.M > 1, "scalar");
-        lin_check(simd, &c, y, type == ILM__GGML_F32 && c.M > 1, "simd");
+        lin_check(scalar, &c, ys, type == ILM__DTYPE_F32 && c.M > 1, "scalar");
+        lin_check(simd, &c, y, type == ILM__DTYPE_F32 && c.M > 1, "simd");
         /* Scalar and SIMD see the same quantized activations: they differ
          * only by float rounding, within both bounds together. */
         for (int64_t i = 0; i < c.M * c.N; i++) {
             double b = is_float_type(type) ? 2 * c.bound_f[i] : 2 * c.bound_q[i];
             ck_assert_msg(fabs((double)y[i] - ys[i]) <= b, "%s: scalar %.9g simd %.9g",
-                          ilm__ggml_type_name(type), ys[i], y[i]);
+                          ilm__dtype_name(type), ys[i], y[i]);
         }
         /* The panel path at every M. */
         ilm__backend_cpu_set_gemm_min_m(simd, 1);
@@ -416,7 +416,7 @@ START_TEST(linear_same_bits_for_any_thread_count)
             }
             for (int t = 1; t < 3; t++)
                 ck_assert_msg(memcmp(y[0], y[t], n * sizeof(float)) == 0,
-                              "%s M=%lld at %s: %d threads change bits", ilm__ggml_type_name(type),
+                              "%s M=%lld at %s: %d threads change bits", ilm__dtype_name(type),
                               (long long)c.M, ilm__isa_name(isa), t + 1);
             for (int t = 0; t < 3; t++) free(y[t]);
             lin_free(&c);
@@ -431,7 +431,7 @@ START_TEST(linear_prompt_rows_equal_single_rows)
      * decode path).  f32/f16/bf16 prompts go through the BLAS, whose sums
      * are ordered differently. */
     uint32_t type = lin_types[_i];
-    if (type == ILM__GGML_F32 || type == ILM__GGML_F16 || type == ILM__GGML_BF16) return;
+    if (type == ILM__DTYPE_F32 || type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16) return;
     const ilm__backend *be = test_cpu();
     lin_case c;
     lin_setup(&c, type, 37, 512, 9, 7);
@@ -442,7 +442,7 @@ START_TEST(linear_prompt_rows_equal_single_rows)
         ck_assert_int_eq(lin(be, type, c.w, c.N, c.K, c.x + m * c.K, 1, one), ILM_OK);
         ck_assert_msg(memcmp(one, all + m * c.N, (size_t)c.N * sizeof(float)) == 0,
                       "%s: row %lld of a prompt differs from the same row alone",
-                      ilm__ggml_type_name(type), (long long)m);
+                      ilm__dtype_name(type), (long long)m);
     }
     free(all);
     free(one);
@@ -455,22 +455,22 @@ START_TEST(linear_bad_arguments)
     const ilm__backend *be = test_cpu();
     float x[512] = { 0 }, y[64];
     uint8_t w[4096] = { 0 };
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 2, 48, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_K, w, 2, 128, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, -1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 32, x, -1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, NULL, 1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 32, NULL, 1, y), ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q8_K, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(lin(be, ILM__GGML_IQ2_XXS, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, 2, 48, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_K, w, 2, 128, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, -1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, 1, 32, x, -1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, NULL, 1, 32, x, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, 1, 32, NULL, 1, y), ILM_ERR_INVALID_ARG);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q8_K, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_IQ2_XXS, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
     ck_assert_int_eq(lin(be, 1000, w, 1, 256, x, 1, y), ILM_ERR_UNSUPPORTED);
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 0, 32, x, 1, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, 0, 32, x, 1, y), ILM_OK);
     /* K = 0 is an empty sum. */
     y[0] = 1.0f;
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_0, w, 1, 0, x, 1, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_0, w, 1, 0, x, 1, y), ILM_OK);
     ck_assert(y[0] == 0.0f);
     /* Zero weights and activations give exact zeros on the integer path. */
-    ck_assert_int_eq(lin(be, ILM__GGML_Q4_1, w, 3, 64, x, 2, y), ILM_OK);
+    ck_assert_int_eq(lin(be, ILM__DTYPE_Q4_1, w, 3, 64, x, 2, y), ILM_OK);
     for (int i = 0; i < 6; i++) ck_assert(y[i] == 0.0f);
 }
 END_TEST

@@ -21,7 +21,7 @@
 static uint32_t type_by_name(const char *s)
 {
     for (uint32_t t = 0; t < 64; t++)
-        if (strcmp(ilm__ggml_type_name(t), s) == 0) return t;
+        if (strcmp(ilm__dtype_name(t), s) == 0) return t;
     return UINT32_MAX;
 }
 
@@ -30,18 +30,18 @@ static uint32_t type_by_name(const char *s)
 static void *random_weights(uint32_t type, int64_t N, int64_t K, size_t *bytes_out)
 {
     uint32_t block, bytes;
-    ilm__ggml_type_info(type, &block, &bytes);
+    ilm__dtype_info(type, &block, &bytes);
     size_t total = (size_t)N * (size_t)(K / block) * bytes;
     uint8_t *w = malloc(total);
     ilm__rng r;
     ilm__rng_init(&r, 1, type);
     for (size_t i = 0; i < total; i++) w[i] = (uint8_t)ilm__rng_u32(&r);
-    if (type == ILM__GGML_F32)
+    if (type == ILM__DTYPE_F32)
         for (size_t i = 0; i < total / 4; i++) ((float *)(void *)w)[i] = ilm__rng_normal(&r);
-    else if (type == ILM__GGML_F16 || type == ILM__GGML_BF16)
+    else if (type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16)
         for (size_t i = 0; i < total / 2; i++) {
             float v = ilm__rng_normal(&r) * 0.05f;
-            uint16_t h = type == ILM__GGML_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v);
+            uint16_t h = type == ILM__DTYPE_F16 ? ilm__f32_to_f16(v) : ilm__f32_to_bf16(v);
             memcpy(w + 2 * i, &h, 2);
         }
     else if (block == 32)
@@ -70,7 +70,7 @@ static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t
     ilm__rng_init(&r, 2, 0);
     for (int64_t i = 0; i < M * K; i++) x[i] = ilm__rng_normal(&r);
     if (lin(type, w, N, K, x, M, y) != ILM_OK) {
-        printf("%-6s %-10s failed: %s\n", ilm__ggml_type_name(type), what, ilm_last_error());
+        printf("%-6s %-10s failed: %s\n", ilm__dtype_name(type), what, ilm_last_error());
         return;
     }
     /* Best of 5 runs of enough calls to fill about 0.1 s each. */
@@ -85,7 +85,7 @@ static void bench(uint32_t type, const char *what, int64_t N, int64_t K, int64_t
         if (t < best) best = t;
     }
     printf("%-6s %-10s %6lld x %-5lld M=%-4lld %10.2f us  %7.2f GB/s  %8.2f GFLOP/s\n",
-           ilm__ggml_type_name(type), what, (long long)N, (long long)K, (long long)M, best * 1e6,
+           ilm__dtype_name(type), what, (long long)N, (long long)K, (long long)M, best * 1e6,
            (double)wbytes / best * 1e-9, 2.0 * (double)(M * N * K) / best * 1e-9);
     free(w);
     free(x);
@@ -121,7 +121,7 @@ int main(int argc, char **argv)
     for (int mi = 0; mi < 2; mi++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             if (nt == 0) {
-                uint32_t t = strcmp(shapes[s].what, "output") == 0 ? ILM__GGML_Q8_0 : ILM__GGML_Q4_1;
+                uint32_t t = strcmp(shapes[s].what, "output") == 0 ? ILM__DTYPE_Q8_0 : ILM__DTYPE_Q4_1;
                 bench(t, shapes[s].what, shapes[s].N, shapes[s].K, Ms[mi]);
             }
             for (int i = 0; i < nt; i++) bench(types[i], shapes[s].what, shapes[s].N, shapes[s].K, Ms[mi]);

@@ -36,10 +36,10 @@ static void remove_tmp(const char *dir)
 
 ilm_status ilm_bench_corpus(const char *config, ilm_progress_fn progress, void *user, char **result)
 {
-    ILM_RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_corpus: result is NULL");
+    ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_corpus: result is NULL");
     *result = NULL;
     cJSON *cfg = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "config", &cfg));
+    ILM__FORWARD(ilm__json_parse(config, "config", &cfg));
     const cJSON *inputs = NULL, *filter = NULL, *dedup = NULL;
     const char *tok = NULL;
     int64_t threads = ilm_get_num_threads(), reps = 3;

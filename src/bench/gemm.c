@@ -30,7 +30,7 @@ static ilm_status parse_opts(const char *config, gemm_opts *o)
     o->threads = ilm__num_threads();
     o->min_time = 1.0;
     o->min_reps = 3;
-    ILM_FORWARD(ilm__json_parse(config, "bench gemm config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "bench gemm config", &root));
     const ilm__jfield fields[] = {
         { "sizes", ILM__J_ARRAY, &sizes, false, 0, 0 },
         { "threads", ILM__J_INT, &o->threads, false, 1, 4096 },
@@ -121,13 +121,13 @@ out:
 ilm_status ilm_bench_gemm(const char *config, ilm_progress_fn progress, void *user,
                           char **result)
 {
-    ILM_RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_gemm: result is NULL");
+    ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_gemm: result is NULL");
     *result = NULL;
     gemm_opts o = { 0 };
-    ILM_FORWARD(parse_opts(config, &o));
+    ILM__FORWARD(parse_opts(config, &o));
 
     ilm__backend *be = NULL;
-    ILM_FORWARD(ilm__backend_cpu_create((int)o.threads, -1, &be));
+    ILM__FORWARD(ilm__backend_cpu_create((int)o.threads, -1, &be));
     const char *isa = "";
     double peak = ilm__bench_peak_gflops((int)o.threads, &isa);
 

@@ -11,12 +11,12 @@
 ilm_status ilm_bench_generate(const char *config, ilm_progress_fn progress, void *user,
                               char **result)
 {
-    ILM_RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_generate: result is NULL");
+    ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_generate: result is NULL");
     *result = NULL;
     const char *path = NULL;
     int64_t n_prompt = 512, n_gen = 128, threads = ilm__num_threads(), reps = 3;
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "bench generate config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "bench generate config", &root));
     const ilm__jfield f[] = {
         { "model", ILM__J_STRING, &path, true, 0, 0 },
         { "prompt_tokens", ILM__J_INT, &n_prompt, false, 1, 1 << 20 },

@@ -36,8 +36,8 @@ static ilm_status split_lines(const ilm__mmap *m, docs *d)
         d->bytes += l;
         i += l;
     }
-    ILM_RETURN_IF(!d->text || !d->len || d->bytes != m->size, ILM_ERR_NOMEM,
-                  "bench tokenize: out of memory");
+    ILM__RETURN_IF(!d->text || !d->len || d->bytes != m->size, ILM_ERR_NOMEM,
+                   "bench tokenize: out of memory");
     return ILM_OK;
 }
 
@@ -59,7 +59,7 @@ static ilm_status encode_all(const ilm_tokenizer *tok, const docs *d, int thread
     }
     *secs = ilm__now() - t0;
     *tokens = total;
-    ILM_RETURN_IF(failed, ILM_ERR_INTERNAL, "bench tokenize: %d documents failed to encode", failed);
+    ILM__RETURN_IF(failed, ILM_ERR_INTERNAL, "bench tokenize: %d documents failed to encode", failed);
     return ILM_OK;
 }
 
@@ -74,7 +74,7 @@ static ilm_status measure(const ilm_tokenizer *tok, const docs *d, int threads, 
                                  (uint64_t)reps, 2))
             return ilm__error(ILM_ERR_CANCELLED, "bench tokenize: cancelled");
         double s;
-        ILM_FORWARD(encode_all(tok, d, threads, &s, tokens));
+        ILM__FORWARD(encode_all(tok, d, threads, &s, tokens));
         spent += s;
         reps++;
         if ((double)d->bytes / s * 1e-6 > best) best = (double)d->bytes / s * 1e-6;
@@ -86,13 +86,13 @@ static ilm_status measure(const ilm_tokenizer *tok, const docs *d, int threads, 
 ilm_status ilm_bench_tokenize(const char *config, ilm_progress_fn progress, void *user,
                               char **result)
 {
-    ILM_RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_tokenize: result is NULL");
+    ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_tokenize: result is NULL");
     *result = NULL;
     const char *tok_path = NULL, *file = NULL;
     int64_t threads = ilm__num_threads();
     double min_time = 1.0;
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "bench tokenize config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "bench tokenize config", &root));
     const ilm__jfield fields[] = {
         { "tokenizer", ILM__J_STRING, &tok_path, true, 0, 0 },
         { "file", ILM__J_STRING, &file, true, 0, 0 },

@@ -35,8 +35,8 @@ static ilm_status make_batch(bench_batch *b, int64_t B, int64_t T, int64_t docs,
     b->positions = ilm__malloc(bt * sizeof(int32_t));
     b->cu = ilm__malloc((size_t)(B * (T + 1)) * sizeof(int32_t));
     b->n_seqs = ilm__malloc((size_t)B * sizeof(int32_t));
-    ILM_RETURN_IF(!b->tokens || !b->labels || !b->positions || !b->cu || !b->n_seqs, ILM_ERR_NOMEM,
-                  "bench train: out of memory for a %lld x %lld batch", (long long)B, (long long)T);
+    ILM__RETURN_IF(!b->tokens || !b->labels || !b->positions || !b->cu || !b->n_seqs, ILM_ERR_NOMEM,
+                   "bench train: out of memory for a %lld x %lld batch", (long long)B, (long long)T);
     ilm__rng rng;
     ilm__rng_init(&rng, 42, 0);
     for (size_t i = 0; i < bt; i++) b->tokens[i] = (int32_t)ilm__rng_below(&rng, (uint32_t)V);
@@ -74,14 +74,14 @@ static ilm_status step(ilm__graph *g, const ilm__optim_opts *o, const bench_batc
     for (int64_t i = 0; i < B * T; i++) targets += b->labels[i] != -100;
     double sum;
     int64_t nt;
-    ILM_FORWARD(ilm__graph_forward_backward(g, b->tokens, b->labels, b->positions, b->cu, b->n_seqs,
+    ILM__FORWARD(ilm__graph_forward_backward(g, b->tokens, b->labels, b->positions, b->cu, b->n_seqs,
                                             B, T, targets ? 1.0f / (float)targets : 0.0f, &sum, &nt));
     *loss = nt ? sum / (double)nt : NAN;
     const double t0 = ilm__now();
     float *grad = ilm__graph_grad_slab(g);
     const ilm__backend *be = ilm__graph_backend(g);
     const double norm = sqrt(ilm__optim_sqnorm(be, grad, ps->total));
-    ILM_FORWARD(ilm__adamw_step(be, o, ps, 0, ps->total, n, ilm__optim_lr(o, n), ilm__optim_clip_coef(o, norm),
+    ILM__FORWARD(ilm__adamw_step(be, o, ps, 0, ps->total, n, ilm__optim_lr(o, n), ilm__optim_clip_coef(o, norm),
                                 ilm__graph_param_slab(g), grad, m, v));
     ilm__graph_zero_grad(g);
     *opt_s = ilm__now() - t0;
@@ -130,13 +130,13 @@ static ilm_status report(const char *model_config, const ilm__graph *g, int64_t 
 
 ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *user, char **result)
 {
-    ILM_RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_train: result is NULL");
+    ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_train: result is NULL");
     *result = NULL;
     int64_t B = 8, T = 256, steps = 5, warmup = 2, docs = 1, threads = ilm__num_threads();
     bool recompute = false;
     const cJSON *mcfg = NULL;
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "bench train config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "bench train config", &root));
     const ilm__jfield f[] = {
         { "model_config", ILM__J_OBJECT, &mcfg, false, 0, 0 },
         { "batch", ILM__J_INT, &B, false, 1, 65536 },

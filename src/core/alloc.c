@@ -27,9 +27,9 @@ ilm_status ilm_set_allocator(const ilm_allocator *a)
         cJSON_InitHooks(NULL);
         return ILM_OK;
     }
-    ILM_RETURN_IF(!a->malloc_fn || !a->realloc_fn || !a->free_fn,
-                  ILM_ERR_INVALID_ARG,
-                  "ilm_set_allocator: malloc_fn, realloc_fn and free_fn must all be set");
+    ILM__RETURN_IF(!a->malloc_fn || !a->realloc_fn || !a->free_fn,
+                   ILM_ERR_INVALID_ARG,
+                   "ilm_set_allocator: malloc_fn, realloc_fn and free_fn must all be set");
     g_alloc = *a;
     cJSON_InitHooks(&(cJSON_Hooks){ cjson_malloc, cjson_free });
     return ILM_OK;

@@ -9,11 +9,11 @@ static ilm_status reserve(void **p, size_t *cap, size_t need, size_t elem)
     if (need <= *cap) return ILM_OK;
     size_t c = *cap ? *cap : 16;
     while (c < need) {
-        ILM_RETURN_IF(c > SIZE_MAX / 2 / elem, ILM_ERR_NOMEM, "buffer: size overflow");
+        ILM__RETURN_IF(c > SIZE_MAX / 2 / elem, ILM_ERR_NOMEM, "buffer: size overflow");
         c *= 2;
     }
     void *np = ilm__realloc(*p, c * elem);
-    ILM_RETURN_IF(!np, ILM_ERR_NOMEM, "buffer: cannot grow to %zu bytes", c * elem);
+    ILM__RETURN_IF(!np, ILM_ERR_NOMEM, "buffer: cannot grow to %zu bytes", c * elem);
     *p = np;
     *cap = c;
     return ILM_OK;
@@ -21,8 +21,8 @@ static ilm_status reserve(void **p, size_t *cap, size_t need, size_t elem)
 
 ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n)
 {
-    ILM_RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
-    ILM_FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
+    ILM__RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
+    ILM__FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
     if (n) memcpy(b->p + b->n, data, n);
     b->n += n;
     b->p[b->n] = '\0';
@@ -31,8 +31,8 @@ ilm_status ilm__buf_append(ilm__buf *b, const void *data, size_t n)
 
 ilm_status ilm__buf_reserve(ilm__buf *b, size_t n)
 {
-    ILM_RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
-    ILM_FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
+    ILM__RETURN_IF(n > SIZE_MAX - b->n - 1, ILM_ERR_NOMEM, "buffer: size overflow");
+    ILM__FORWARD(reserve((void **)&b->p, &b->cap, b->n + n + 1, 1));
     b->p[b->n] = '\0'; /* a new buffer is an empty string too */
     return ILM_OK;
 }
@@ -64,7 +64,7 @@ void ilm__buf_free(ilm__buf *b)
 
 ilm_status ilm__ids_push(ilm__ids *a, int32_t id)
 {
-    if (a->n == a->cap) ILM_FORWARD(reserve((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v));
+    if (a->n == a->cap) ILM__FORWARD(reserve((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v));
     a->v[a->n++] = id;
     return ILM_OK;
 }

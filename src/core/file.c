@@ -16,9 +16,9 @@ ilm_status ilm__mmap_open(const char *path, ilm__mmap *out)
 {
     static const uint8_t empty[1];
     *out = (ilm__mmap){ 0 };
-    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "mmap: path is NULL");
+    ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "mmap: path is NULL");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ILM_RETURN_IF(fd < 0, ILM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    ILM__RETURN_IF(fd < 0, ILM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
@@ -41,7 +41,7 @@ ilm_status ilm__mmap_open(const char *path, ilm__mmap *out)
     void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
-    ILM_RETURN_IF(p == MAP_FAILED, ILM_ERR_IO, "cannot map '%s': %s", path, strerror(e));
+    ILM__RETURN_IF(p == MAP_FAILED, ILM_ERR_IO, "cannot map '%s': %s", path, strerror(e));
     *out = (ilm__mmap){ p, (size_t)st.st_size, true };
     return ILM_OK;
 }
@@ -58,8 +58,8 @@ ilm_status ilm__write_all(int fd, const void *data, size_t size)
     while (size > 0) {
         ssize_t n = write(fd, p, size);
         if (n < 0 && errno == EINTR) continue;
-        ILM_RETURN_IF(n <= 0, ILM_ERR_IO, "write failed: %s",
-                      n < 0 ? strerror(errno) : "no progress");
+        ILM__RETURN_IF(n <= 0, ILM_ERR_IO, "write failed: %s",
+                       n < 0 ? strerror(errno) : "no progress");
         p += n;
         size -= (size_t)n;
     }
@@ -69,14 +69,14 @@ ilm_status ilm__write_all(int fd, const void *data, size_t size)
 ilm_status ilm__fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ILM_RETURN_IF(fd < 0, ILM_ERR_IO, "cannot open directory '%s': %s", dir, strerror(errno));
+    ILM__RETURN_IF(fd < 0, ILM_ERR_IO, "cannot open directory '%s': %s", dir, strerror(errno));
     int rc = fsync(fd);
     int e = errno;
     close(fd);
     /* Some filesystems do not support fsync on directories; that is not a
      * failure of the write itself. */
-    ILM_RETURN_IF(rc != 0 && e != EINVAL && e != ENOTSUP, ILM_ERR_IO,
-                  "cannot fsync directory '%s': %s", dir, strerror(e));
+    ILM__RETURN_IF(rc != 0 && e != EINVAL && e != ENOTSUP, ILM_ERR_IO,
+                   "cannot fsync directory '%s': %s", dir, strerror(e));
     return ILM_OK;
 }
 
@@ -92,10 +92,10 @@ static void dir_of(const char *path, char *buf, size_t n)
 ilm_status ilm__atomic_write(const char *path, ilm__write_fn write_fn, void *ctx)
 {
     static atomic_uint counter;
-    ILM_RETURN_IF(!path || !*path, ILM_ERR_INVALID_ARG, "atomic write: empty path");
+    ILM__RETURN_IF(!path || !*path, ILM_ERR_INVALID_ARG, "atomic write: empty path");
     char dir[4096], tmp[4200];
-    ILM_RETURN_IF(strlen(path) >= sizeof dir, ILM_ERR_INVALID_ARG,
-                  "atomic write: path too long");
+    ILM__RETURN_IF(strlen(path) >= sizeof dir, ILM_ERR_INVALID_ARG,
+                   "atomic write: path too long");
     dir_of(path, dir, sizeof dir);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     /* A hidden name in the same directory, so the rename stays on one
@@ -103,7 +103,7 @@ ilm_status ilm__atomic_write(const char *path, ilm__write_fn write_fn, void *ctx
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld.%u", dir, base, (long)getpid(),
              atomic_fetch_add(&counter, 1));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    ILM_RETURN_IF(fd < 0, ILM_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+    ILM__RETURN_IF(fd < 0, ILM_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
 
     ilm_status st = write_fn(fd, ctx);
     /* ilm__write_all knows only the descriptor: name the file here ("No

@@ -37,12 +37,12 @@ ilm_status ilm__verror(ilm_status s, const char *fmt, va_list ap);
 
 /* Early-return helpers in the manner of zstd's RETURN_ERROR_IF and
  * FORWARD_IF_ERROR: they keep error paths to one line each. */
-#define ILM_RETURN_IF(cond, status, ...)                                      \
+#define ILM__RETURN_IF(cond, status, ...)                                      \
     do {                                                                      \
         if (cond) return ilm__error((status), __VA_ARGS__);                   \
     } while (0)
 
-#define ILM_FORWARD(expr)                                                     \
+#define ILM__FORWARD(expr)                                                     \
     do {                                                                      \
         ilm_status ilm__fwd_ = (expr);                                        \
         if (ilm__fwd_ != ILM_OK) return ilm__fwd_;                            \

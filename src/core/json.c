@@ -14,7 +14,7 @@ ilm_status ilm__json_parse(const char *text, const char *what, cJSON **out)
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     if (*p == '\0') {
         *out = cJSON_CreateObject();
-        ILM_RETURN_IF(!*out, ILM_ERR_NOMEM, "%s: out of memory", what);
+        ILM__RETURN_IF(!*out, ILM_ERR_NOMEM, "%s: out of memory", what);
         return ILM_OK;
     }
     const char *end = NULL;
@@ -60,8 +60,8 @@ static void join_path(char *buf, size_t n, const char *path, const char *key)
 
 static ilm_status check_range(const char *kp, double v, const ilm__jfield *f)
 {
-    ILM_RETURN_IF(f->min < f->max && (v < f->min || v > f->max), ILM_ERR_CONFIG,
-                  "config: '%s' is %g, outside [%g, %g]", kp, v, f->min, f->max);
+    ILM__RETURN_IF(f->min < f->max && (v < f->min || v > f->max), ILM_ERR_CONFIG,
+                   "config: '%s' is %g, outside [%g, %g]", kp, v, f->min, f->max);
     return ILM_OK;
 }
 
@@ -82,19 +82,19 @@ static ilm_status take_field(const cJSON *v, const char *kp, const ilm__jfield *
     case ILM__J_SECTION: ok = cJSON_IsObject(v) || cJSON_IsFalse(v); break;
     default: ok = false;
     }
-    ILM_RETURN_IF(!ok, ILM_ERR_CONFIG, "config: '%s' must be %s, got %s",
-                  kp, jtype_name(f->type),
-                  f->type == ILM__J_INT && cJSON_IsNumber(v) ? "a non-integral or huge number"
+    ILM__RETURN_IF(!ok, ILM_ERR_CONFIG, "config: '%s' must be %s, got %s",
+                   kp, jtype_name(f->type),
+                   f->type == ILM__J_INT && cJSON_IsNumber(v) ? "a non-integral or huge number"
                                                              : type_name(v));
     if (!f->out) return ILM_OK;
     switch (f->type) {
     case ILM__J_BOOL: *(bool *)f->out = cJSON_IsTrue(v); break;
     case ILM__J_INT:
-        ILM_FORWARD(check_range(kp, v->valuedouble, f));
+        ILM__FORWARD(check_range(kp, v->valuedouble, f));
         *(int64_t *)f->out = (int64_t)v->valuedouble;
         break;
     case ILM__J_NUMBER:
-        ILM_FORWARD(check_range(kp, v->valuedouble, f));
+        ILM__FORWARD(check_range(kp, v->valuedouble, f));
         *(double *)f->out = v->valuedouble;
         break;
     case ILM__J_STRING: *(const char **)f->out = v->valuestring; break;
@@ -109,26 +109,26 @@ ilm_status ilm__json_fields(const cJSON *obj, const char *path,
                             const ilm__jfield *fields, size_t n_fields)
 {
     char kp[512];
-    ILM_RETURN_IF(!cJSON_IsObject(obj), ILM_ERR_CONFIG,
-                  "config: '%s' must be an object, got %s",
-                  *path ? path : "(root)", type_name(obj));
+    ILM__RETURN_IF(!cJSON_IsObject(obj), ILM_ERR_CONFIG,
+                   "config: '%s' must be an object, got %s",
+                   *path ? path : "(root)", type_name(obj));
     /* Every key present must be known, and known exactly once. */
     for (const cJSON *v = obj->child; v; v = v->next) {
         join_path(kp, sizeof kp, path, v->string ? v->string : "");
         const ilm__jfield *f = NULL;
         for (size_t i = 0; i < n_fields && !f; i++)
             if (strcmp(fields[i].key, v->string) == 0) f = &fields[i];
-        ILM_RETURN_IF(!f, ILM_ERR_CONFIG, "config: unknown key '%s'", kp);
+        ILM__RETURN_IF(!f, ILM_ERR_CONFIG, "config: unknown key '%s'", kp);
         for (const cJSON *w = v->next; w; w = w->next)
-            ILM_RETURN_IF(strcmp(w->string, v->string) == 0, ILM_ERR_CONFIG,
-                          "config: key '%s' appears twice", kp);
-        ILM_FORWARD(take_field(v, kp, f));
+            ILM__RETURN_IF(strcmp(w->string, v->string) == 0, ILM_ERR_CONFIG,
+                           "config: key '%s' appears twice", kp);
+        ILM__FORWARD(take_field(v, kp, f));
     }
     for (size_t i = 0; i < n_fields; i++) {
         join_path(kp, sizeof kp, path, fields[i].key);
-        ILM_RETURN_IF(fields[i].required &&
-                      !cJSON_GetObjectItemCaseSensitive(obj, fields[i].key),
-                      ILM_ERR_CONFIG, "config: missing required key '%s'", kp);
+        ILM__RETURN_IF(fields[i].required &&
+                       !cJSON_GetObjectItemCaseSensitive(obj, fields[i].key),
+                       ILM_ERR_CONFIG, "config: missing required key '%s'", kp);
     }
     return ILM_OK;
 }
@@ -139,11 +139,11 @@ ilm_status ilm__json_int_array(const cJSON *arr, const char *path,
 {
     *out = NULL;
     *n = 0;
-    ILM_RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_CONFIG,
-                  "config: '%s' must be an array, got %s", path, type_name(arr));
+    ILM__RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_CONFIG,
+                   "config: '%s' must be an array, got %s", path, type_name(arr));
     size_t count = (size_t)cJSON_GetArraySize(arr);
     int64_t *v = ilm__calloc(count ? count : 1, sizeof *v);
-    ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "config: out of memory reading '%s'", path);
+    ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "config: out of memory reading '%s'", path);
     size_t i = 0;
     for (const cJSON *e = arr->child; e; e = e->next, i++) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
@@ -164,9 +164,9 @@ ilm_status ilm__json_print(const cJSON *json, char **out)
 {
     *out = NULL;
     char *s = cJSON_PrintUnformatted(json);
-    ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "json: out of memory printing");
+    ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "json: out of memory printing");
     *out = ilm__strdup(s);
     cJSON_free(s);
-    ILM_RETURN_IF(!*out, ILM_ERR_NOMEM, "json: out of memory printing");
+    ILM__RETURN_IF(!*out, ILM_ERR_NOMEM, "json: out of memory printing");
     return ILM_OK;
 }

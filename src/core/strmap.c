@@ -52,7 +52,7 @@ static ilm_status strmap_grow(ilm__strmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
     uint64_t *slots = ilm__calloc(cap, sizeof *slots);
-    ILM_RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
+    ILM__RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
     ilm__free(m->slots);
     m->slots = slots;
     m->cap = cap;
@@ -67,8 +67,8 @@ static ilm_status strmap_grow(ilm__strmap *m)
 
 ilm_status ilm__strmap_put(ilm__strmap *m, const char *key, size_t len, int32_t val)
 {
-    ILM_RETURN_IF(len > UINT32_MAX, ILM_ERR_RANGE, "hash map: key of %zu bytes", len);
-    if (2 * (m->count + 1) > m->cap) ILM_FORWARD(strmap_grow(m));
+    ILM__RETURN_IF(len > UINT32_MAX, ILM_ERR_RANGE, "hash map: key of %zu bytes", len);
+    if (2 * (m->count + 1) > m->cap) ILM__FORWARD(strmap_grow(m));
     if (!key) key = "";
     uint64_t h = ilm__hash_bytes(key, len);
     size_t j = strmap_find(m, key, len, h);
@@ -84,7 +84,7 @@ ilm_status ilm__strmap_put(ilm__strmap *m, const char *key, size_t len, int32_t 
         if (l) m->lens = l;
         int32_t *v = l ? ilm__realloc(m->vals, c * sizeof *v) : NULL;
         if (v) m->vals = v;
-        ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "hash map: cannot grow to %zu entries", c);
+        ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "hash map: cannot grow to %zu entries", c);
         m->entries_cap = c;
     }
     m->keys[m->count] = key;
@@ -113,7 +113,7 @@ void ilm__strmap_free(ilm__strmap *m)
 static ilm_status u64map_grow_to(ilm__u64map *m, size_t cap)
 {
     ilm__u64slot *slots = ilm__malloc(cap * sizeof *slots);
-    ILM_RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
+    ILM__RETURN_IF(!slots, ILM_ERR_NOMEM, "hash map: cannot grow to %zu slots", cap);
     for (size_t i = 0; i < cap; i++) slots[i].val = -1;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].val >= 0) {
@@ -138,8 +138,8 @@ ilm_status ilm__u64map_reserve(ilm__u64map *m, size_t n)
 
 ilm_status ilm__u64map_put(ilm__u64map *m, uint64_t key, int32_t val)
 {
-    ILM_RETURN_IF(val < 0, ILM_ERR_INTERNAL, "hash map: negative value");
-    if (2 * (m->count + 1) > m->cap) ILM_FORWARD(u64map_grow(m));
+    ILM__RETURN_IF(val < 0, ILM_ERR_INTERNAL, "hash map: negative value");
+    if (2 * (m->count + 1) > m->cap) ILM__FORWARD(u64map_grow(m));
     size_t j = mix64(key) & (m->cap - 1);
     while (m->slots[j].val >= 0) {
         if (m->slots[j].key == key) {

@@ -100,23 +100,23 @@ static ilm_status parse_config(const cJSON *root, build_cfg *c)
         { "filter", ILM__J_SECTION, &filter, false, 0, 0 },
         { "dedup", ILM__J_SECTION, &dedup, false, 0, 0 },
     };
-    ILM_FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
+    ILM__FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
     c->filter_on = !cJSON_IsFalse(filter);
     c->dedup_on = !cJSON_IsFalse(dedup);
-    ILM_RETURN_IF(cJSON_GetArraySize(c->inputs) == 0, ILM_ERR_CONFIG, "config: 'inputs' is empty");
+    ILM__RETURN_IF(cJSON_GetArraySize(c->inputs) == 0, ILM_ERR_CONFIG, "config: 'inputs' is empty");
     for (const cJSON *e = c->inputs->child; e; e = e->next)
-        ILM_RETURN_IF(!cJSON_IsString(e), ILM_ERR_CONFIG, "config: 'inputs' must hold strings");
-    ILM_RETURN_IF(!*c->output, ILM_ERR_CONFIG, "config: 'output' is empty");
+        ILM__RETURN_IF(!cJSON_IsString(e), ILM_ERR_CONFIG, "config: 'inputs' must hold strings");
+    ILM__RETURN_IF(!*c->output, ILM_ERR_CONFIG, "config: 'output' is empty");
     if (!mode_s || !strcmp(mode_s, "auto")) c->mode = MODE_AUTO;
     else if (!strcmp(mode_s, "pretrain")) c->mode = MODE_PRETRAIN;
     else if (!strcmp(mode_s, "sft")) c->mode = MODE_SFT;
     else return ilm__error(ILM_ERR_CONFIG, "config: 'mode' is '%s', not \"auto\", \"pretrain\" or \"sft\"", mode_s);
-    ILM_FORWARD(ilm__ingest_opts_parse(ingest, "ingest", &c->ingest));
-    ILM_FORWARD(ilm__clean_opts_parse(clean, "clean", &c->clean));
+    ILM__FORWARD(ilm__ingest_opts_parse(ingest, "ingest", &c->ingest));
+    ILM__FORWARD(ilm__clean_opts_parse(clean, "clean", &c->clean));
     ilm__filter_opts_default(&c->filter);
     ilm__dedup_opts_default(&c->dedup);
-    if (cJSON_IsObject(filter)) ILM_FORWARD(ilm__filter_opts_parse(filter, "filter", &c->filter));
-    if (cJSON_IsObject(dedup)) ILM_FORWARD(ilm__dedup_opts_parse(dedup, "dedup", &c->dedup));
+    if (cJSON_IsObject(filter)) ILM__FORWARD(ilm__filter_opts_parse(filter, "filter", &c->filter));
+    if (cJSON_IsObject(dedup)) ILM__FORWARD(ilm__dedup_opts_parse(dedup, "dedup", &c->dedup));
     return ILM_OK;
 }
 
@@ -190,25 +190,25 @@ static ilm_status open_output(const char *dir, bool overwrite, outdir *o)
     static unsigned counter;
     size_t n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--;
-    ILM_RETURN_IF(n + 64 >= sizeof o->final, ILM_ERR_CONFIG, "config: 'output' is too long");
+    ILM__RETURN_IF(n + 64 >= sizeof o->final, ILM_ERR_CONFIG, "config: 'output' is too long");
     snprintf(o->final, sizeof o->final, "%.*s", (int)n, dir);
     struct stat sb;
     o->existed = stat(o->final, &sb) == 0;
-    ILM_RETURN_IF(!o->existed && errno != ENOENT, ILM_ERR_IO, "corpus: cannot use the output directory '%s': %s",
-                  o->final, strerror(errno));
-    ILM_RETURN_IF(o->existed && !S_ISDIR(sb.st_mode), ILM_ERR_IO,
-                  "corpus: the output '%s' exists and is not a directory", o->final);
+    ILM__RETURN_IF(!o->existed && errno != ENOENT, ILM_ERR_IO, "corpus: cannot use the output directory '%s': %s",
+                   o->final, strerror(errno));
+    ILM__RETURN_IF(o->existed && !S_ISDIR(sb.st_mode), ILM_ERR_IO,
+                   "corpus: the output '%s' exists and is not a directory", o->final);
     const unsigned k = counter++;
     if (o->existed) {
         DIR *d = opendir(o->final);
-        ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
+        ILM__RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
         bool empty = true;
         for (struct dirent *e; (e = readdir(d));)
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = false;
         closedir(d);
-        ILM_RETURN_IF(!empty && !overwrite, ILM_ERR_IO,
-                      "corpus: the output directory '%s' is not empty (set \"overwrite\": true "
-                      "to replace the corpus in it)", o->final);
+        ILM__RETURN_IF(!empty && !overwrite, ILM_ERR_IO,
+                       "corpus: the output directory '%s' is not empty (set \"overwrite\": true "
+                       "to replace the corpus in it)", o->final);
         char name[64];
         snprintf(name, sizeof name, ".build-%ld-%u", (long)getpid(), k);
         join(o->work, sizeof o->work, o->final, name); /* fits: final is 64 short of PATH_MAX */
@@ -219,11 +219,11 @@ static ilm_status open_output(const char *dir, bool overwrite, outdir *o)
         snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - o->final) : 1, slash ? o->final : ".");
         if (slash == o->final) snprintf(parent, sizeof parent, "/");
         snprintf(name, sizeof name, ".%.*s.build-%ld-%u", NAME_MAX, base, (long)getpid(), k);
-        ILM_RETURN_IF(!join(o->work, sizeof o->work, parent, name), ILM_ERR_CONFIG, "config: 'output' is too long");
+        ILM__RETURN_IF(!join(o->work, sizeof o->work, parent, name), ILM_ERR_CONFIG, "config: 'output' is too long");
     }
-    ILM_RETURN_IF(mkdir(o->work, 0777) != 0, ILM_ERR_IO,
-                  "corpus: cannot create '%s' to build the output directory '%s' in: %s", o->work, o->final,
-                  strerror(errno));
+    ILM__RETURN_IF(mkdir(o->work, 0777) != 0, ILM_ERR_IO,
+                   "corpus: cannot create '%s' to build the output directory '%s' in: %s", o->work, o->final,
+                   strerror(errno));
     return ILM_OK;
 }
 
@@ -235,8 +235,8 @@ static ilm_status open_output(const char *dir, bool overwrite, outdir *o)
 static ilm_status commit_output(const outdir *o)
 {
     if (!o->existed) {
-        ILM_RETURN_IF(rename(o->work, o->final) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s",
-                      o->work, o->final, strerror(errno));
+        ILM__RETURN_IF(rename(o->work, o->final) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s",
+                       o->work, o->final, strerror(errno));
         const char *slash = strrchr(o->final, '/');
         char parent[PATH_MAX];
         if (!slash) snprintf(parent, sizeof parent, ".");
@@ -245,17 +245,17 @@ static ilm_status commit_output(const outdir *o)
     }
     char from[PATH_MAX], to[PATH_MAX];
     join(to, sizeof to, o->final, MANIFEST); /* fits, as the work directory's name */
-    ILM_RETURN_IF(unlink(to) != 0 && errno != ENOENT, ILM_ERR_IO, "corpus: cannot remove '%s': %s", to,
-                  strerror(errno));
-    ILM_FORWARD(ilm__fsync_dir(o->final));
+    ILM__RETURN_IF(unlink(to) != 0 && errno != ENOENT, ILM_ERR_IO, "corpus: cannot remove '%s': %s", to,
+                   strerror(errno));
+    ILM__FORWARD(ilm__fsync_dir(o->final));
     DIR *d = opendir(o->final);
-    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
+    ILM__RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->final, strerror(errno));
     for (struct dirent *e; (e = readdir(d));) {
         if (is_ours(e->d_name) && join(to, sizeof to, o->final, e->d_name)) unlink(to);
     }
     closedir(d);
     d = opendir(o->work);
-    ILM_RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->work, strerror(errno));
+    ILM__RETURN_IF(!d, ILM_ERR_IO, "corpus: cannot read '%s': %s", o->work, strerror(errno));
     ilm_status st = ILM_OK;
     for (struct dirent *e; st == ILM_OK && (e = readdir(d));) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, MANIFEST)) continue;
@@ -264,12 +264,12 @@ static ilm_status commit_output(const outdir *o)
             st = ilm__error(ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s", from, to, strerror(errno));
     }
     closedir(d);
-    ILM_FORWARD(st);
-    ILM_FORWARD(ilm__fsync_dir(o->final));
+    ILM__FORWARD(st);
+    ILM__FORWARD(ilm__fsync_dir(o->final));
     join(from, sizeof from, o->work, MANIFEST);
     join(to, sizeof to, o->final, MANIFEST);
-    ILM_RETURN_IF(rename(from, to) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s", from, to,
-                  strerror(errno));
+    ILM__RETURN_IF(rename(from, to) != 0, ILM_ERR_IO, "corpus: cannot rename '%s' to '%s': %s", from, to,
+                   strerror(errno));
     rmdir(o->work);
     return ilm__fsync_dir(o->final);
 }
@@ -282,13 +282,13 @@ static ilm_status keep_tokenizer(const char *src, const char *dir, char **name)
     *name = NULL;
     if (is_dir(src) || ends_with(src, ".gguf")) {
         char abs[PATH_MAX];
-        ILM_RETURN_IF(!realpath(src, abs), ILM_ERR_IO, "corpus: '%s': %s", src, strerror(errno));
+        ILM__RETURN_IF(!realpath(src, abs), ILM_ERR_IO, "corpus: '%s': %s", src, strerror(errno));
         *name = ilm__strdup(abs);
-        ILM_RETURN_IF(!*name, ILM_ERR_NOMEM, "corpus: out of memory");
+        ILM__RETURN_IF(!*name, ILM_ERR_NOMEM, "corpus: out of memory");
         return ILM_OK;
     }
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(src, &m));
+    ILM__FORWARD(ilm__mmap_open(src, &m));
     /* The canonical name, so that the corpus directory (and a checkpoint
      * that copies it) loads as a tokenizer directory. */
     const char *base = ends_with(src, ".json") ? "tokenizer.json" : "tokenizer.model";
@@ -341,7 +341,7 @@ static ilm_status count_drop(stage *s, const char *why)
         cJSON_SetNumberValue(n, n->valuedouble + 1);
         return ILM_OK;
     }
-    ILM_RETURN_IF(!cJSON_AddNumberToObject(s->dropped, why, 1), ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!cJSON_AddNumberToObject(s->dropped, why, 1), ILM_ERR_NOMEM, "corpus: out of memory");
     return ILM_OK;
 }
 
@@ -364,7 +364,7 @@ static ilm_status read_batch(run *r, bool *eof)
     while (r->arena.n < BATCH_BYTES && r->n_items < BATCH_RECORDS) {
         ilm__record rec;
         bool done;
-        ILM_FORWARD(ilm__ingest_next(r->in, &rec, &done));
+        ILM__FORWARD(ilm__ingest_next(r->in, &rec, &done));
         if (done) {
             *eof = true;
             break;
@@ -372,7 +372,7 @@ static ilm_status read_batch(run *r, bool *eof)
         if (r->n_items == r->cap_items) {
             size_t cap = r->cap_items ? 2 * r->cap_items : 256;
             item *p = ilm__realloc(r->items, cap * sizeof *p);
-            ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
+            ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
             memset(p + r->cap_items, 0, (cap - r->cap_items) * sizeof *p);
             r->items = p;
             r->cap_items = cap;
@@ -381,13 +381,13 @@ static ilm_status read_batch(run *r, bool *eof)
         if (rec.kind == ILM__RECORD_CHAT) {
             it->chat = true;
             it->rec = cJSON_Duplicate(rec.chat, true);
-            ILM_RETURN_IF(!it->rec, ILM_ERR_NOMEM, "corpus: out of memory");
-            ILM_FORWARD(ilm__json_print(it->rec, &it->key));
+            ILM__RETURN_IF(!it->rec, ILM_ERR_NOMEM, "corpus: out of memory");
+            ILM__FORWARD(ilm__json_print(it->rec, &it->key));
             it->len = strlen(it->key);
         } else {
             it->off = r->arena.n;
             it->len = rec.len;
-            ILM_FORWARD(ilm__buf_append(&r->arena, rec.text, rec.len));
+            ILM__FORWARD(ilm__buf_append(&r->arena, rec.text, rec.len));
         }
         if (r->mode == MODE_AUTO) r->mode = it->chat ? MODE_SFT : MODE_PRETRAIN;
     }
@@ -454,7 +454,7 @@ static ilm_status dedup_batch(run *r)
         item *it = &r->items[i];
         if (it->drop) continue;
         int v;
-        ILM_FORWARD(ilm__dedup_check_hashed(r->dd, it->exact, near ? r->sigs + i * (size_t)np : NULL,
+        ILM__FORWARD(ilm__dedup_check_hashed(r->dd, it->exact, near ? r->sigs + i * (size_t)np : NULL,
                                             it->n_shingles, &v));
         if (v == ILM__DEDUP_EXACT) drop(it, ST_DEDUP, "exact");
         else if (v == ILM__DEDUP_NEAR) drop(it, ST_DEDUP, "near");
@@ -465,11 +465,11 @@ static ilm_status dedup_batch(run *r)
 static ilm_status tokenize_batch(run *r)
 {
     if (r->mode == MODE_SFT)
-        ILM_RETURN_IF(ilm_tokenizer_piece_id(r->tok, "<|im_start|>") < 0 ||
+        ILM__RETURN_IF(ilm_tokenizer_piece_id(r->tok, "<|im_start|>") < 0 ||
                           ilm_tokenizer_piece_id(r->tok, "<|im_end|>") < 0,
-                      ILM_ERR_UNSUPPORTED,
-                      "corpus: chat data needs a tokenizer with <|im_start|> and <|im_end|> "
-                      "(give the model directory, whose tokenizer_config.json adds them)");
+                       ILM_ERR_UNSUPPORTED,
+                       "corpus: chat data needs a tokenizer with <|im_start|> and <|im_end|> "
+                       "(give the model directory, whose tokenizer_config.json adds them)");
     const long n = (long)r->n_items;
     const unsigned flags = ILM_TOKENIZE_EOS | (r->add_bos ? ILM_TOKENIZE_BOS : 0);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(r->n_threads)
@@ -501,7 +501,7 @@ static ilm_status tokenize_batch(run *r)
 static ilm_status open_shard(run *r)
 {
     char *path = ilm__asprintf("%s/shard-%05u.shard", r->dir, r->n_shards);
-    ILM_RETURN_IF(!path, ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!path, ILM_ERR_NOMEM, "corpus: out of memory");
     ilm_status st = ilm__shard_writer_create(path, ilm_tokenizer_vocab_size(r->tok), r->mode == MODE_SFT, &r->w);
     ilm__free(path);
     r->shard_docs = r->shard_tokens = 0;
@@ -517,16 +517,16 @@ static ilm_status close_shard(run *r)
         ilm__shard_writer_free(w);
         return ILM_OK;
     }
-    ILM_FORWARD(ilm__shard_writer_close(w));
+    ILM__FORWARD(ilm__shard_writer_close(w));
     char name[32];
     snprintf(name, sizeof name, "shard-%05u.shard", r->n_shards++);
     cJSON *e = cJSON_CreateObject();
-    ILM_RETURN_IF(!e || !cJSON_AddItemToArray(r->shards, e), (cJSON_Delete(e), ILM_ERR_NOMEM),
-                  "corpus: out of memory");
-    ILM_RETURN_IF(!cJSON_AddStringToObject(e, "file", name) ||
+    ILM__RETURN_IF(!e || !cJSON_AddItemToArray(r->shards, e), (cJSON_Delete(e), ILM_ERR_NOMEM),
+                   "corpus: out of memory");
+    ILM__RETURN_IF(!cJSON_AddStringToObject(e, "file", name) ||
                       !cJSON_AddNumberToObject(e, "documents", (double)r->shard_docs) ||
                       !cJSON_AddNumberToObject(e, "tokens", (double)r->shard_tokens),
-                  ILM_ERR_NOMEM, "corpus: out of memory");
+                   ILM_ERR_NOMEM, "corpus: out of memory");
     return ILM_OK;
 }
 
@@ -535,27 +535,27 @@ static ilm_status finish_batch(run *r)
 {
     for (size_t i = 0; i < r->n_items; i++) {
         item *it = &r->items[i];
-        ILM_FORWARD(it->st);
+        ILM__FORWARD(it->st);
         size_t raw = it->len, cleaned = it->chat ? it->len : it->clean.n;
         int last = it->drop ? it->drop_stage : N_STAGES; /* stages it left */
         for (int s = 0; s < N_STAGES && s <= last; s++) {
             stage *g = &r->st[s];
             g->docs_in++;
             g->bytes_in += s == ST_CLEAN ? raw : cleaned;
-            if (s == last) ILM_FORWARD(count_drop(g, it->drop));
+            if (s == last) ILM__FORWARD(count_drop(g, it->drop));
             else g->docs_out++, g->bytes_out += cleaned;
         }
         r->sft.truncated += it->sft.truncated;
         r->sft.dropped_messages += it->sft.dropped_messages;
         if (it->drop) continue;
         r->sft.samples += it->sft.samples;
-        if (!r->w) ILM_FORWARD(open_shard(r));
-        ILM_FORWARD(ilm__shard_writer_add(r->w, it->ids, it->mask, it->n_ids));
+        if (!r->w) ILM__FORWARD(open_shard(r));
+        ILM__FORWARD(ilm__shard_writer_add(r->w, it->ids, it->mask, it->n_ids));
         r->shard_docs++;
         r->shard_tokens += it->n_ids;
         r->docs++;
         r->tokens += it->n_ids;
-        if (r->shard_tokens >= (uint64_t)r->c.shard_tokens) ILM_FORWARD(close_shard(r));
+        if (r->shard_tokens >= (uint64_t)r->c.shard_tokens) ILM__FORWARD(close_shard(r));
     }
     return ILM_OK;
 }
@@ -563,14 +563,14 @@ static ilm_status finish_batch(run *r)
 static ilm_status stage_json(const stage *s, cJSON *obj)
 {
     cJSON *o = cJSON_AddObjectToObject(obj, s->name);
-    ILM_RETURN_IF(!o || !cJSON_AddNumberToObject(o, "documents_in", (double)s->docs_in) ||
+    ILM__RETURN_IF(!o || !cJSON_AddNumberToObject(o, "documents_in", (double)s->docs_in) ||
                       !cJSON_AddNumberToObject(o, "documents_out", (double)s->docs_out) ||
                       !cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in) ||
                       !cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out),
-                  ILM_ERR_NOMEM, "corpus: out of memory");
+                   ILM_ERR_NOMEM, "corpus: out of memory");
     cJSON *d = cJSON_Duplicate(s->dropped, true);
-    ILM_RETURN_IF(!d || !cJSON_AddItemToObject(o, "dropped", d), (cJSON_Delete(d), ILM_ERR_NOMEM),
-                  "corpus: out of memory");
+    ILM__RETURN_IF(!d || !cJSON_AddItemToObject(o, "dropped", d), (cJSON_Delete(d), ILM_ERR_NOMEM),
+                   "corpus: out of memory");
     return ILM_OK;
 }
 
@@ -641,39 +641,39 @@ static ilm_status run_pipeline(run *r, ilm_progress_fn progress, void *user)
     static const char *const names[N_STAGES] = { "clean", "filter", "dedup", "tokenize" };
     for (int s = 0; s < N_STAGES; s++) {
         r->st[s].name = names[s];
-        ILM_RETURN_IF(!(r->st[s].dropped = cJSON_CreateObject()), ILM_ERR_NOMEM, "corpus: out of memory");
+        ILM__RETURN_IF(!(r->st[s].dropped = cJSON_CreateObject()), ILM_ERR_NOMEM, "corpus: out of memory");
     }
-    ILM_RETURN_IF(!(r->shards = cJSON_CreateArray()), ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!(r->shards = cJSON_CreateArray()), ILM_ERR_NOMEM, "corpus: out of memory");
     /* Each tokenizing thread keeps the words it has merged (the ids do not
      * depend on which thread saw a word first). */
     r->n_threads = ilm__num_threads();
     r->caches = ilm__calloc((size_t)r->n_threads, sizeof *r->caches);
-    ILM_RETURN_IF(!r->caches, ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!r->caches, ILM_ERR_NOMEM, "corpus: out of memory");
     for (int i = 0; i < r->n_threads; i++)
-        ILM_RETURN_IF(!(r->caches[i] = ilm__tok_cache_create()), ILM_ERR_NOMEM, "corpus: out of memory");
+        ILM__RETURN_IF(!(r->caches[i] = ilm__tok_cache_create()), ILM_ERR_NOMEM, "corpus: out of memory");
     if (r->c.dedup_on) {
-        ILM_FORWARD(ilm__dedup_create(&r->c.dedup, &r->dd));
+        ILM__FORWARD(ilm__dedup_create(&r->c.dedup, &r->dd));
         if (r->c.dedup.near) {
             r->sigs = ilm__malloc((size_t)BATCH_RECORDS * (size_t)r->c.dedup.num_perm * sizeof *r->sigs);
-            ILM_RETURN_IF(!r->sigs, ILM_ERR_NOMEM, "corpus: out of memory");
+            ILM__RETURN_IF(!r->sigs, ILM_ERR_NOMEM, "corpus: out of memory");
         }
     }
     for (bool eof = false; !eof;) {
         double t = ilm__now();
-        ILM_FORWARD(read_batch(r, &eof));
+        ILM__FORWARD(read_batch(r, &eof));
         r->seconds[0] += ilm__now() - t;
         t = ilm__now();
         clean_filter(r);
         for (size_t i = 0; i < r->n_items; i++)
-            ILM_RETURN_IF(r->items[i].st != ILM_OK, r->items[i].st, "corpus: out of memory cleaning");
+            ILM__RETURN_IF(r->items[i].st != ILM_OK, r->items[i].st, "corpus: out of memory cleaning");
         r->seconds[1] += ilm__now() - t;
         t = ilm__now();
         sign(r);
-        ILM_FORWARD(dedup_batch(r));
+        ILM__FORWARD(dedup_batch(r));
         r->seconds[2] += ilm__now() - t;
         t = ilm__now();
-        ILM_FORWARD(tokenize_batch(r));
-        ILM_FORWARD(finish_batch(r));
+        ILM__FORWARD(tokenize_batch(r));
+        ILM__FORWARD(finish_batch(r));
         r->seconds[3] += ilm__now() - t;
         uint64_t done, total;
         ilm__ingest_progress(r->in, &done, &total);
@@ -687,7 +687,7 @@ ilm_status ilm_corpus_build(const char *config, ilm_progress_fn progress, void *
 {
     if (report) *report = NULL;
     cJSON *root = NULL, *rep = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "config", &root));
     run r;
     memset(&r, 0, sizeof r);
     ilm_tokenizer *tok = NULL;

@@ -38,7 +38,7 @@ ilm_status ilm__clean_opts_parse(const cJSON *obj, const char *path, ilm__clean_
         { "min_line_chars", ILM__J_INT, &min_line, false, 0, 1e9 },
         { "drop_lines_containing", ILM__J_ARRAY, &drop, false, 0, 0 },
     };
-    ILM_FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
+    ILM__FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
     const char *sep = *path ? "." : "";
     if (invalid) {
         if (!strcmp(invalid, "replace")) o->drop_invalid = false;
@@ -58,7 +58,7 @@ ilm_status ilm__clean_opts_parse(const cJSON *obj, const char *path, ilm__clean_
         size_t n = (size_t)cJSON_GetArraySize(drop);
         if (n) {
             o->drop_substrings = ilm__calloc(n, sizeof *o->drop_substrings);
-            ILM_RETURN_IF(!o->drop_substrings, ILM_ERR_NOMEM, "clean: out of memory");
+            ILM__RETURN_IF(!o->drop_substrings, ILM_ERR_NOMEM, "clean: out of memory");
         }
         size_t i = 0;
         for (const cJSON *e = drop->child; e; e = e->next, i++) {
@@ -101,7 +101,7 @@ static ilm_status repair(const char *s, size_t n, ilm__buf *out, bool *bad)
                          s[j] == '\n' || s[j] == '\t'))
             j++;
         if (j > i) {
-            ILM_FORWARD(ilm__buf_append(out, s + i, j - i));
+            ILM__FORWARD(ilm__buf_append(out, s + i, j - i));
             in_bad = false;
             i = j;
             continue;
@@ -110,7 +110,7 @@ static ilm_status repair(const char *s, size_t n, ilm__buf *out, bool *bad)
         size_t k = ilm__utf8_decode(s + i, n - i, &cp);
         if (!k) {
             *bad = true;
-            if (!in_bad) ILM_FORWARD(ilm__buf_append(out, fffd, 3));
+            if (!in_bad) ILM__FORWARD(ilm__buf_append(out, fffd, 3));
             in_bad = true;
             i++;
             continue;
@@ -132,7 +132,7 @@ static ilm_status repair(const char *s, size_t n, ilm__buf *out, bool *bad)
             erase_last(out);
         } else if (cp == '\n' || cp == '\t' ||
                    !(cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))) {
-            ILM_FORWARD(ilm__buf_append(out, s + i, k));
+            ILM__FORWARD(ilm__buf_append(out, s + i, k));
         }
         i += k;
     }
@@ -167,10 +167,10 @@ static ilm_status put_line(const ilm__clean_opts *o, const char *p, size_t n,
         if (p[i] == ' ' || p[i] == '\t') {
             while (j < n && (p[j] == ' ' || p[j] == '\t')) j++;
             if (j == n) break; /* trailing whitespace */
-            ILM_FORWARD(ilm__buf_putc(line, j - i == 1 ? p[i] : ' '));
+            ILM__FORWARD(ilm__buf_putc(line, j - i == 1 ? p[i] : ' '));
         } else {
             while (j < n && p[j] != ' ' && p[j] != '\t') j++;
-            ILM_FORWARD(ilm__buf_append(line, p + i, j - i));
+            ILM__FORWARD(ilm__buf_append(line, p + i, j - i));
         }
         i = j;
     }
@@ -181,7 +181,7 @@ static ilm_status put_line(const ilm__clean_opts *o, const char *p, size_t n,
     for (size_t k = 0; k < o->n_drop_substrings; k++)
         if (contains(line->p, line->n, o->drop_substrings[k])) return ILM_OK;
     if (o->min_line_chars && count_chars(line->p, line->n) < o->min_line_chars) return ILM_OK;
-    if (out->n) ILM_FORWARD(ilm__buf_append(out, *pending_blank ? "\n\n" : "\n",
+    if (out->n) ILM__FORWARD(ilm__buf_append(out, *pending_blank ? "\n\n" : "\n",
                                             *pending_blank ? 2 : 1));
     *pending_blank = false;
     return ilm__buf_append(out, line->p, line->n);

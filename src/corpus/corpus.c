@@ -34,60 +34,60 @@ static ilm_status open_parts(ilm_corpus *c, const char *path)
     tok = cJSON_GetObjectItemCaseSensitive(c->manifest, "tokenizer");
     fmt = cJSON_GetObjectItemCaseSensitive(c->manifest, "format");
     ver = cJSON_GetObjectItemCaseSensitive(c->manifest, "version");
-    ILM_RETURN_IF(!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "ilm-corpus") || !cJSON_IsNumber(ver) ||
+    ILM__RETURN_IF(!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "ilm-corpus") || !cJSON_IsNumber(ver) ||
                       !cJSON_IsArray(shards),
-                  ILM_ERR_FORMAT, "corpus: '%s' is not a corpus manifest", path);
-    ILM_RETURN_IF(ver->valuedouble != 1, ILM_ERR_FORMAT,
-                  "corpus: '%s' has version %g; this library reads version 1", path, ver->valuedouble);
+                   ILM_ERR_FORMAT, "corpus: '%s' is not a corpus manifest", path);
+    ILM__RETURN_IF(ver->valuedouble != 1, ILM_ERR_FORMAT,
+                   "corpus: '%s' has version %g; this library reads version 1", path, ver->valuedouble);
     c->n_shards = (size_t)cJSON_GetArraySize(shards);
     c->shards = ilm__calloc(c->n_shards + 1, sizeof *c->shards);
     c->first_doc = ilm__calloc(c->n_shards + 1, sizeof *c->first_doc);
-    ILM_RETURN_IF(!c->shards || !c->first_doc, ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!c->shards || !c->first_doc, ILM_ERR_NOMEM, "corpus: out of memory");
     size_t i = 0;
     for (const cJSON *e = shards->child; e; e = e->next, i++) {
         const cJSON *file = cJSON_GetObjectItemCaseSensitive(e, "file");
         const cJSON *docs = cJSON_GetObjectItemCaseSensitive(e, "documents");
-        ILM_RETURN_IF(!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsNumber(docs),
-                      ILM_ERR_FORMAT, "corpus: '%s': shard entry %zu is malformed", path, i);
+        ILM__RETURN_IF(!cJSON_IsString(file) || strchr(file->valuestring, '/') || !cJSON_IsNumber(docs),
+                       ILM_ERR_FORMAT, "corpus: '%s': shard entry %zu is malformed", path, i);
         /* Range first: a negative or huge double has no uint64_t value. */
         const double d = docs->valuedouble;
-        ILM_RETURN_IF(!(d >= 0 && d <= 9007199254740992.0) || d != floor(d), ILM_ERR_FORMAT,
-                      "corpus: '%s': 'shards[%zu].documents' is %g; it must be a whole number "
-                      "from 0 to 2^53", path, i, d);
+        ILM__RETURN_IF(!(d >= 0 && d <= 9007199254740992.0) || d != floor(d), ILM_ERR_FORMAT,
+                       "corpus: '%s': 'shards[%zu].documents' is %g; it must be a whole number "
+                       "from 0 to 2^53", path, i, d);
         char *p = ilm__asprintf("%s/%s", c->dir, file->valuestring);
-        ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
         ilm_status st = ilm__shard_open(p, false, &c->shards[i]);
         ilm__free(p);
-        ILM_FORWARD(st);
+        ILM__FORWARD(st);
         /* Compared as doubles: a count no uint64_t holds (negative, huge,
          * fractional) must not be cast. */
-        ILM_RETURN_IF((double)c->shards[i]->n_docs != docs->valuedouble, ILM_ERR_FORMAT,
-                      "corpus: '%s' lists %g documents in '%s', which holds %llu", path,
-                      docs->valuedouble, file->valuestring, (unsigned long long)c->shards[i]->n_docs);
+        ILM__RETURN_IF((double)c->shards[i]->n_docs != docs->valuedouble, ILM_ERR_FORMAT,
+                       "corpus: '%s' lists %g documents in '%s', which holds %llu", path,
+                       docs->valuedouble, file->valuestring, (unsigned long long)c->shards[i]->n_docs);
         c->first_doc[i + 1] = c->first_doc[i] + c->shards[i]->n_docs;
     }
     if (cJSON_IsString(tok) && *tok->valuestring) {
         char *p = tok->valuestring[0] == '/' ? ilm__strdup(tok->valuestring)
                                              : ilm__asprintf("%s/%s", c->dir, tok->valuestring);
-        ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "corpus: out of memory");
         ilm_status st = ilm_tokenizer_load(p, &c->tok);
         ilm__free(p);
-        ILM_FORWARD(st);
+        ILM__FORWARD(st);
         for (i = 0; i < c->n_shards; i++)
-            ILM_RETURN_IF(c->shards[i]->vocab_size != ilm_tokenizer_vocab_size(c->tok), ILM_ERR_FORMAT,
-                          "corpus: shard '%s' has vocabulary size %d, the tokenizer %d",
-                          c->shards[i]->path, (int)c->shards[i]->vocab_size,
-                          (int)ilm_tokenizer_vocab_size(c->tok));
+            ILM__RETURN_IF(c->shards[i]->vocab_size != ilm_tokenizer_vocab_size(c->tok), ILM_ERR_FORMAT,
+                           "corpus: shard '%s' has vocabulary size %d, the tokenizer %d",
+                           c->shards[i]->path, (int)c->shards[i]->vocab_size,
+                           (int)ilm_tokenizer_vocab_size(c->tok));
     }
     return ILM_OK;
 }
 
 ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out)
 {
-    ILM_RETURN_IF(!dir || !out, ILM_ERR_INVALID_ARG, "ilm_corpus_open: NULL argument");
+    ILM__RETURN_IF(!dir || !out, ILM_ERR_INVALID_ARG, "ilm_corpus_open: NULL argument");
     *out = NULL;
     ilm_corpus *c = ilm__calloc(1, sizeof *c);
-    ILM_RETURN_IF(!c, ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!c, ILM_ERR_NOMEM, "corpus: out of memory");
     char *path = ilm__asprintf("%s/corpus.json", dir);
     c->dir = ilm__strdup(dir);
     ilm__mmap m = { 0 };
@@ -127,17 +127,17 @@ const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c) { return c ? c->t
 ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids, uint8_t **mask,
                                size_t *n)
 {
-    ILM_RETURN_IF(!c || !ids || !n, ILM_ERR_INVALID_ARG, "ilm_corpus_document: NULL argument");
+    ILM__RETURN_IF(!c || !ids || !n, ILM_ERR_INVALID_ARG, "ilm_corpus_document: NULL argument");
     *ids = NULL;
     if (mask) *mask = NULL;
     *n = 0;
-    ILM_RETURN_IF(i >= ilm_corpus_num_documents(c), ILM_ERR_RANGE,
-                  "corpus: document %llu of %llu", (unsigned long long)i,
-                  (unsigned long long)ilm_corpus_num_documents(c));
+    ILM__RETURN_IF(i >= ilm_corpus_num_documents(c), ILM_ERR_RANGE,
+                   "corpus: document %llu of %llu", (unsigned long long)i,
+                   (unsigned long long)ilm_corpus_num_documents(c));
     size_t s = 0;
     while (i >= c->first_doc[s + 1]) s++;
     ilm__shard *sh = c->shards[s];
-    ILM_FORWARD(ilm__shard_verify(sh));
+    ILM__FORWARD(ilm__shard_verify(sh));
     uint64_t start, len;
     ilm__shard_doc(sh, i - c->first_doc[s], &start, &len);
     int32_t *v = ilm__malloc((len ? len : 1) * sizeof *v);
@@ -159,12 +159,12 @@ ilm_status ilm_corpus_document(const ilm_corpus *c, uint64_t i, int32_t **ids, u
 
 ilm_status ilm_corpus_info(const ilm_corpus *c, char **json)
 {
-    ILM_RETURN_IF(!c || !json, ILM_ERR_INVALID_ARG, "ilm_corpus_info: NULL argument");
+    ILM__RETURN_IF(!c || !json, ILM_ERR_INVALID_ARG, "ilm_corpus_info: NULL argument");
     *json = NULL;
     /* Every id below is a frequency index: the shards are verified first. */
-    for (size_t s = 0; s < c->n_shards; s++) ILM_FORWARD(ilm__shard_verify(c->shards[s]));
+    for (size_t s = 0; s < c->n_shards; s++) ILM__FORWARD(ilm__shard_verify(c->shards[s]));
     cJSON *o = cJSON_Duplicate(c->manifest, true);
-    ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "corpus: out of memory");
+    ILM__RETURN_IF(!o, ILM_ERR_NOMEM, "corpus: out of memory");
     /* Length statistics from the shards themselves. */
     uint64_t docs = 0, tokens = 0, targets = 0, min_len = UINT64_MAX, max_len = 0;
     /* Token frequencies, for the unigram entropy: the loss of a model that
@@ -214,7 +214,7 @@ ilm_status ilm_corpus_info(const ilm_corpus *c, char **json)
 
 ilm_status ilm__corpus_shards(const ilm_corpus *c, ilm__shard *const **shards, size_t *n)
 {
-    ILM_RETURN_IF(!c, ILM_ERR_INVALID_ARG, "corpus: NULL");
+    ILM__RETURN_IF(!c, ILM_ERR_INVALID_ARG, "corpus: NULL");
     *shards = c->shards;
     *n = c->n_shards;
     return ILM_OK;

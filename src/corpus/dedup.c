@@ -70,7 +70,7 @@ ilm_status ilm__dedup_opts_parse(const cJSON *obj, const char *path,
         {"seed", ILM__J_INT, &seed, false, 0, 9007199254740992.0},
         {"max_memory", ILM__J_INT, &max_memory, false, 0, 9007199254740992.0},
     };
-    ILM_FORWARD(ilm__json_fields(obj, path, f, sizeof f / sizeof f[0]));
+    ILM__FORWARD(ilm__json_fields(obj, path, f, sizeof f / sizeof f[0]));
     o->num_perm = (int)num_perm;
     o->bands = (int)bands;
     o->rows = (int)rows;
@@ -78,11 +78,11 @@ ilm_status ilm__dedup_opts_parse(const cJSON *obj, const char *path,
     o->char_ngram = (int)char_ngram;
     o->seed = (uint64_t)seed;
     o->max_memory = max_memory;
-    ILM_RETURN_IF(bands * rows != num_perm, ILM_ERR_CONFIG,
-                  "config: '%s%sbands' x '%s%srows' (%d x %d) must equal "
-                  "'%s%snum_perm' (%d)", path, *path ? "." : "", path,
-                  *path ? "." : "", o->bands, o->rows, path, *path ? "." : "",
-                  o->num_perm);
+    ILM__RETURN_IF(bands * rows != num_perm, ILM_ERR_CONFIG,
+                   "config: '%s%sbands' x '%s%srows' (%d x %d) must equal "
+                   "'%s%snum_perm' (%d)", path, *path ? "." : "", path,
+                   *path ? "." : "", o->bands, o->rows, path, *path ? "." : "",
+                   o->num_perm);
     return ILM_OK;
 }
 
@@ -430,17 +430,17 @@ static size_t mem_used(const ilm__dedup *d)
 ilm_status ilm__dedup_create(const ilm__dedup_opts *opts, ilm__dedup **out)
 {
     *out = NULL;
-    ILM_RETURN_IF(opts->num_perm < 1 || opts->num_perm > ILM__DEDUP_MAX_PERM ||
-                  opts->bands < 1 || opts->rows < 1 ||
-                  opts->bands * opts->rows != opts->num_perm ||
-                  opts->ngram < 1 || opts->ngram > ILM__DEDUP_MAX_NGRAM ||
-                  opts->char_ngram < 1 || opts->char_ngram > ILM__DEDUP_MAX_NGRAM ||
-                  !(opts->threshold >= 0 && opts->threshold <= 1) || opts->max_memory < 0,
-                  ILM_ERR_CONFIG, "dedup: invalid options (num_perm %d, bands %d, "
-                  "rows %d, ngram %d, char_ngram %d)", opts->num_perm, opts->bands,
-                  opts->rows, opts->ngram, opts->char_ngram);
+    ILM__RETURN_IF(opts->num_perm < 1 || opts->num_perm > ILM__DEDUP_MAX_PERM ||
+                   opts->bands < 1 || opts->rows < 1 ||
+                   opts->bands * opts->rows != opts->num_perm ||
+                   opts->ngram < 1 || opts->ngram > ILM__DEDUP_MAX_NGRAM ||
+                   opts->char_ngram < 1 || opts->char_ngram > ILM__DEDUP_MAX_NGRAM ||
+                   !(opts->threshold >= 0 && opts->threshold <= 1) || opts->max_memory < 0,
+                   ILM_ERR_CONFIG, "dedup: invalid options (num_perm %d, bands %d, "
+                   "rows %d, ngram %d, char_ngram %d)", opts->num_perm, opts->bands,
+                   opts->rows, opts->ngram, opts->char_ngram);
     ilm__dedup *d = ilm__calloc(1, sizeof *d);
-    ILM_RETURN_IF(!d, ILM_ERR_NOMEM, "dedup: out of memory");
+    ILM__RETURN_IF(!d, ILM_ERR_NOMEM, "dedup: out of memory");
     d->o = *opts;
     d->perm = ilm__malloc((size_t)opts->num_perm * 2 * sizeof(uint64_t));
     if (!d->perm) {
@@ -593,13 +593,13 @@ static ilm_status near_reserve(ilm__dedup *d, bool *ok)
     }
     if (sig_cap != d->sig_cap) {
         uint64_t *s = ilm__realloc(d->sigs, sig_cap * np * 8);
-        ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "dedup: out of memory (%zu signatures)", sig_cap);
+        ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "dedup: out of memory (%zu signatures)", sig_cap);
         d->sigs = s;
         d->sig_cap = sig_cap;
     }
     if (bucket_cap != d->bucket_cap) {
         bucket *t = ilm__calloc(bucket_cap, sizeof(bucket));
-        ILM_RETURN_IF(!t, ILM_ERR_NOMEM, "dedup: out of memory (%zu buckets)", bucket_cap);
+        ILM__RETURN_IF(!t, ILM_ERR_NOMEM, "dedup: out of memory (%zu buckets)", bucket_cap);
         for (size_t i = 0; i < d->bucket_cap; i++)
             if (d->buckets[i].key) bucket_put(t, bucket_cap, d->buckets[i].key, d->buckets[i].doc);
         ilm__free(d->buckets);
@@ -675,8 +675,8 @@ ilm_status ilm__dedup_check_hashed(ilm__dedup *d, const uint64_t exact[2], const
     }
     /* A unique document: index it if the cap allows. */
     bool ok_e = true, ok_n = true;
-    if (!d->full && have_exact) ILM_FORWARD(exact_reserve(d, &ok_e));
-    if (!d->full && ok_e && use_near) ILM_FORWARD(near_reserve(d, &ok_n));
+    if (!d->full && have_exact) ILM__FORWARD(exact_reserve(d, &ok_e));
+    if (!d->full && ok_e && use_near) ILM__FORWARD(near_reserve(d, &ok_n));
     if (d->full || !ok_e || !ok_n) {
         say_full(d);
         d->unique++;
@@ -730,9 +730,9 @@ ilm_status ilm__dedup_report(const ilm__dedup *d, cJSON *obj)
         {"max_memory", (double)d->o.max_memory},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        ILM_RETURN_IF(!cJSON_AddNumberToObject(obj, rows[i].k, rows[i].v),
-                      ILM_ERR_NOMEM, "dedup: out of memory (report)");
-    ILM_RETURN_IF(!cJSON_AddBoolToObject(obj, "full", d->full), ILM_ERR_NOMEM,
-                  "dedup: out of memory (report)");
+        ILM__RETURN_IF(!cJSON_AddNumberToObject(obj, rows[i].k, rows[i].v),
+                       ILM_ERR_NOMEM, "dedup: out of memory (report)");
+    ILM__RETURN_IF(!cJSON_AddBoolToObject(obj, "full", d->full), ILM_ERR_NOMEM,
+                   "dedup: out of memory (report)");
     return ILM_OK;
 }

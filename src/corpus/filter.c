@@ -47,13 +47,13 @@ static ilm_status fractions(const cJSON *arr, const char *path, const char *key,
                             double *out, size_t n)
 {
     const char *sep = *path ? "." : "";
-    ILM_RETURN_IF((size_t)cJSON_GetArraySize(arr) != n, ILM_ERR_CONFIG,
-                  "config: '%s%s%s' needs %zu numbers", path, sep, key, n);
+    ILM__RETURN_IF((size_t)cJSON_GetArraySize(arr) != n, ILM_ERR_CONFIG,
+                   "config: '%s%s%s' needs %zu numbers", path, sep, key, n);
     size_t i = 0;
     for (const cJSON *e = arr->child; e; e = e->next, i++)
-        ILM_RETURN_IF(!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1,
-                      ILM_ERR_CONFIG, "config: '%s%s%s[%zu]' is not a number in [0, 1]",
-                      path, sep, key, i);
+        ILM__RETURN_IF(!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1,
+                       ILM_ERR_CONFIG, "config: '%s%s%s[%zu]' is not a number in [0, 1]",
+                       path, sep, key, i);
     i = 0;
     for (const cJSON *e = arr->child; e; e = e->next) out[i++] = e->valuedouble;
     return ILM_OK;
@@ -82,32 +82,32 @@ ilm_status ilm__filter_opts_parse(const cJSON *obj, const char *path, ilm__filte
         { "max_dup_ngram", ILM__J_ARRAY, &dup, false, 0, 0 },
         { "cjk_share", ILM__J_ARRAY, &cjk, false, 0, 0 },
     };
-    ILM_FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
+    ILM__FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
     const char *sep = *path ? "." : "";
     if (mwl) {
-        ILM_RETURN_IF(cJSON_GetArraySize(mwl) != 2 || !cJSON_IsNumber(mwl->child) ||
-                      !cJSON_IsNumber(mwl->child->next) ||
-                      mwl->child->valuedouble < 0 ||
-                      mwl->child->valuedouble > mwl->child->next->valuedouble,
-                      ILM_ERR_CONFIG, "config: '%s%smean_word_length' must be [min, max] "
-                      "with 0 <= min <= max", path, sep);
+        ILM__RETURN_IF(cJSON_GetArraySize(mwl) != 2 || !cJSON_IsNumber(mwl->child) ||
+                       !cJSON_IsNumber(mwl->child->next) ||
+                       mwl->child->valuedouble < 0 ||
+                       mwl->child->valuedouble > mwl->child->next->valuedouble,
+                       ILM_ERR_CONFIG, "config: '%s%smean_word_length' must be [min, max] "
+                       "with 0 <= min <= max", path, sep);
         o->min_mean_word = mwl->child->valuedouble;
         o->max_mean_word = mwl->child->next->valuedouble;
     }
-    if (top) ILM_FORWARD(fractions(top, path, "max_top_ngram", o->max_top_ngram, 3));
-    if (dup) ILM_FORWARD(fractions(dup, path, "max_dup_ngram", o->max_dup_ngram, 6));
+    if (top) ILM__FORWARD(fractions(top, path, "max_top_ngram", o->max_top_ngram, 3));
+    if (dup) ILM__FORWARD(fractions(dup, path, "max_dup_ngram", o->max_dup_ngram, 6));
     if (cjk) {
         double b[2];
-        ILM_FORWARD(fractions(cjk, path, "cjk_share", b, 2));
-        ILM_RETURN_IF(b[0] > b[1], ILM_ERR_CONFIG, "config: '%s%scjk_share' has min > max",
-                      path, sep);
+        ILM__FORWARD(fractions(cjk, path, "cjk_share", b, 2));
+        ILM__RETURN_IF(b[0] > b[1], ILM_ERR_CONFIG, "config: '%s%scjk_share' has min > max",
+                       path, sep);
         o->min_cjk = b[0];
         o->max_cjk = b[1];
     }
-    ILM_RETURN_IF(o->min_words > o->max_words, ILM_ERR_CONFIG,
-                  "config: '%s%smin_words' is above max_words", path, sep);
-    ILM_RETURN_IF(o->max_chars > 0 && o->min_chars > o->max_chars, ILM_ERR_CONFIG,
-                  "config: '%s%smin_chars' is above max_chars", path, sep);
+    ILM__RETURN_IF(o->min_words > o->max_words, ILM_ERR_CONFIG,
+                   "config: '%s%smin_words' is above max_words", path, sep);
+    ILM__RETURN_IF(o->max_chars > 0 && o->min_chars > o->max_chars, ILM_ERR_CONFIG,
+                   "config: '%s%smin_chars' is above max_chars", path, sep);
     return ILM_OK;
 }
 

@@ -40,7 +40,7 @@ ilm_status ilm__ingest_opts_parse(const cJSON *obj, const char *path,
         { "text_field", ILM__J_STRING, &field, false, 0, 0 },
         { "max_line_bytes", ILM__J_INT, &max_line, false, 1, (double)((int64_t)1 << 40) },
     };
-    ILM_FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
+    ILM__FORWARD(ilm__json_fields(obj, path, fields, sizeof fields / sizeof fields[0]));
     const char *sep = *path ? "." : "";
     if (split) {
         if (!strcmp(split, "paragraph")) o->split = ILM__SPLIT_PARAGRAPH;
@@ -57,9 +57,9 @@ ilm_status ilm__ingest_opts_parse(const cJSON *obj, const char *path,
                                "\"auto\", \"text\" or \"chat\"", path, sep, jsonl);
     }
     if (field) {
-        ILM_RETURN_IF(!*field || strlen(field) >= sizeof o->text_field, ILM_ERR_CONFIG,
-                      "config: '%s%stext_field' must have 1 to %zu bytes", path, sep,
-                      sizeof o->text_field - 1);
+        ILM__RETURN_IF(!*field || strlen(field) >= sizeof o->text_field, ILM_ERR_CONFIG,
+                       "config: '%s%stext_field' must have 1 to %zu bytes", path, sep,
+                       sizeof o->text_field - 1);
         strcpy(o->text_field, field);
     }
     o->max_line_bytes = (size_t)max_line;
@@ -114,12 +114,12 @@ static ilm_status add_file(ilm__ingest *in, const char *path, file_kind kind)
     if (in->n_files == in->cap_files) {
         size_t cap = in->cap_files ? 2 * in->cap_files : 16;
         file_ent *f = ilm__realloc(in->files, cap * sizeof *f);
-        ILM_RETURN_IF(!f, ILM_ERR_NOMEM, "ingest: out of memory for the file list");
+        ILM__RETURN_IF(!f, ILM_ERR_NOMEM, "ingest: out of memory for the file list");
         in->files = f;
         in->cap_files = cap;
     }
     char *p = ilm__strdup(path);
-    ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "ingest: out of memory for the file list");
+    ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "ingest: out of memory for the file list");
     struct stat sb;
     in->files[in->n_files++] = (file_ent){ p, kind, stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0 };
     in->total_size += in->files[in->n_files - 1].size;
@@ -202,9 +202,9 @@ ilm_status ilm__ingest_open(const char *const *paths, size_t n,
                             const ilm__ingest_opts *opts, ilm__ingest **out)
 {
     *out = NULL;
-    ILM_RETURN_IF(n && !paths, ILM_ERR_INVALID_ARG, "ingest: no paths");
+    ILM__RETURN_IF(n && !paths, ILM_ERR_INVALID_ARG, "ingest: no paths");
     ilm__ingest *in = ilm__calloc(1, sizeof *in);
-    ILM_RETURN_IF(!in, ILM_ERR_NOMEM, "ingest: out of memory");
+    ILM__RETURN_IF(!in, ILM_ERR_NOMEM, "ingest: out of memory");
     if (opts) in->opts = *opts;
     else ilm__ingest_opts_default(&in->opts);
     for (size_t i = 0; i < n; i++) {
@@ -278,7 +278,7 @@ static ilm_status gz_fill(ilm__ingest *in, const file_ent *f)
         size_t cap = s->gz_buf.cap ? s->gz_buf.cap : CHUNK + 1;
         while (cap < s->gz_buf.n + CHUNK + 1) cap *= 2;
         char *p = ilm__realloc(s->gz_buf.p, cap);
-        ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "ingest: out of memory reading '%s'", f->path);
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "ingest: out of memory reading '%s'", f->path);
         s->gz_buf.p = p;
         s->gz_buf.cap = cap;
     }
@@ -346,7 +346,7 @@ static ilm_status next_line(ilm__ingest *in, const file_ent *f, const char **p,
                     skipped += left;
                     s->gz_pos = s->gz_buf.n;
                 }
-                ILM_FORWARD(gz_fill(in, f));
+                ILM__FORWARD(gz_fill(in, f));
             }
             if (skipping) len += skipped;
         }
@@ -497,7 +497,7 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
         if (f->kind == KIND_TEXT && in->opts.split == ILM__SPLIT_FILE) {
             source *s = &in->src;
             if (s->pos < s->map.size) {
-                ILM_FORWARD(ilm__buf_append(&in->doc, s->map.data, s->map.size));
+                ILM__FORWARD(ilm__buf_append(&in->doc, s->map.data, s->map.size));
                 in->bytes += s->map.size;
                 s->pos = s->map.size;
                 first = 1;
@@ -505,7 +505,7 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
             }
         } else {
             for (;;) {
-                ILM_FORWARD(next_line(in, f, &p, &n, &eof));
+                ILM__FORWARD(next_line(in, f, &p, &n, &eof));
                 if (eof) break;
                 if (f->kind != KIND_TEXT) {
                     if (blank(p, n)) continue;
@@ -520,7 +520,7 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
                            (in->opts.percent_breaks && n == 1 && p[0] == '%');
                 if (in->opts.split == ILM__SPLIT_LINE) {
                     if (brk) continue;
-                    ILM_FORWARD(ilm__buf_append(&in->doc, p, n));
+                    ILM__FORWARD(ilm__buf_append(&in->doc, p, n));
                     first = in->src.line;
                     got = true;
                     break;
@@ -529,9 +529,9 @@ ilm_status ilm__ingest_next(ilm__ingest *in, ilm__record *rec, bool *done)
                     if (got) break;
                     continue;
                 }
-                if (got) ILM_FORWARD(ilm__buf_putc(&in->doc, '\n'));
+                if (got) ILM__FORWARD(ilm__buf_putc(&in->doc, '\n'));
                 else first = in->src.line;
-                ILM_FORWARD(ilm__buf_append(&in->doc, p, n));
+                ILM__FORWARD(ilm__buf_append(&in->doc, p, n));
                 got = true;
             }
         }
@@ -571,7 +571,7 @@ uint64_t ilm__ingest_bad_files(const ilm__ingest *in) { return in->bad_files; }
 
 ilm_status ilm__ingest_report(const ilm__ingest *in, cJSON *obj)
 {
-    ILM_RETURN_IF(!cJSON_IsObject(obj), ILM_ERR_INVALID_ARG, "ingest: report needs an object");
+    ILM__RETURN_IF(!cJSON_IsObject(obj), ILM_ERR_INVALID_ARG, "ingest: report needs an object");
     const struct { const char *k; uint64_t v; } nums[] = {
         { "files", in->n_files }, { "bad_files", in->bad_files },
         { "skipped_files", in->skipped_files }, { "records", in->records },
@@ -579,13 +579,13 @@ ilm_status ilm__ingest_report(const ilm__ingest *in, cJSON *obj)
         { "bytes", in->bytes }, { "malformed", in->malformed },
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-        ILM_RETURN_IF(!cJSON_AddNumberToObject(obj, nums[i].k, (double)nums[i].v),
-                      ILM_ERR_NOMEM, "ingest: out of memory for the report");
+        ILM__RETURN_IF(!cJSON_AddNumberToObject(obj, nums[i].k, (double)nums[i].v),
+                       ILM_ERR_NOMEM, "ingest: out of memory for the report");
     cJSON *ex = cJSON_AddArrayToObject(obj, "examples");
-    ILM_RETURN_IF(!ex, ILM_ERR_NOMEM, "ingest: out of memory for the report");
+    ILM__RETURN_IF(!ex, ILM_ERR_NOMEM, "ingest: out of memory for the report");
     for (size_t i = 0; i < in->n_examples; i++) {
         cJSON *s = cJSON_CreateString(in->examples[i]);
-        ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "ingest: out of memory for the report");
+        ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "ingest: out of memory for the report");
         cJSON_AddItemToArray(ex, s);
     }
     return ILM_OK;

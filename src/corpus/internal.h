@@ -11,6 +11,7 @@
 
 #include "core/internal.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,7 +57,8 @@ typedef struct ilm__shard {
     const uint8_t *offsets;    /* u64 LE [n_docs + 1] */
     const uint8_t *tokens;     /* u16 or u32 LE [n_tokens] */
     const uint8_t *mask;       /* u8 [n_tokens] or NULL */
-    bool           verified;   /* the payload passed ilm__shard_verify */
+    atomic_bool    verified;   /* the payload passed ilm__shard_verify (threads may race
+                                  to verify: both read only and agree) */
 } ilm__shard;
 
 /* Opens and validates a shard: magic, version, width against vocab size,

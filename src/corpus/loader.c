@@ -57,34 +57,34 @@ void ilm__loader_free(ilm__loader *l)
 ilm_status ilm__loader_create(ilm__shard *const *shards, size_t n_shards,
                               const ilm__loader_config *cfg, ilm__loader **out)
 {
-    ILM_RETURN_IF(!out || !cfg || (!shards && n_shards), ILM_ERR_INVALID_ARG,
-                  "loader: NULL argument");
+    ILM__RETURN_IF(!out || !cfg || (!shards && n_shards), ILM_ERR_INVALID_ARG,
+                   "loader: NULL argument");
     *out = NULL;
-    ILM_RETURN_IF(cfg->batch < 1 || cfg->seqlen < 2, ILM_ERR_CONFIG,
-                  "loader: batch %d and seqlen %d must be >= 1 and >= 2", cfg->batch,
-                  cfg->seqlen);
-    ILM_RETURN_IF((int64_t)cfg->batch * (cfg->seqlen + 1) > INT32_MAX, ILM_ERR_CONFIG,
-                  "loader: batch x seqlen %d x %d is too large", cfg->batch,
-                  cfg->seqlen);
-    ILM_RETURN_IF(cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world,
-                  ILM_ERR_CONFIG, "loader: rank %d is not in [0, world %d)", cfg->rank,
+    ILM__RETURN_IF(cfg->batch < 1 || cfg->seqlen < 2, ILM_ERR_CONFIG,
+                   "loader: batch %d and seqlen %d must be >= 1 and >= 2", cfg->batch,
+                   cfg->seqlen);
+    ILM__RETURN_IF((int64_t)cfg->batch * (cfg->seqlen + 1) > INT32_MAX, ILM_ERR_CONFIG,
+                   "loader: batch x seqlen %d x %d is too large", cfg->batch,
+                   cfg->seqlen);
+    ILM__RETURN_IF(cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world,
+                   ILM_ERR_CONFIG, "loader: rank %d is not in [0, world %d)", cfg->rank,
                   cfg->world);
     uint64_t docs = 0, tokens = 0;
     for (size_t i = 0; i < n_shards; i++) {
-        ILM_RETURN_IF(!shards[i], ILM_ERR_INVALID_ARG, "loader: shard %zu is NULL", i);
+        ILM__RETURN_IF(!shards[i], ILM_ERR_INVALID_ARG, "loader: shard %zu is NULL", i);
         docs += shards[i]->n_docs;
         tokens += shards[i]->n_tokens;
     }
-    ILM_RETURN_IF(docs == 0 || tokens == 0, ILM_ERR_RANGE,
-                  "loader: the shards hold no tokens");
-    ILM_RETURN_IF(docs > UINT32_MAX, ILM_ERR_RANGE,
-                  "loader: %" PRIu64 " documents, at most 2^32 - 1 are supported", docs);
-    ILM_RETURN_IF(docs <= (uint64_t)cfg->rank, ILM_ERR_RANGE,
-                  "loader: %" PRIu64 " documents leave rank %d with none", docs,
-                  cfg->rank);
+    ILM__RETURN_IF(docs == 0 || tokens == 0, ILM_ERR_RANGE,
+                   "loader: the shards hold no tokens");
+    ILM__RETURN_IF(docs > UINT32_MAX, ILM_ERR_RANGE,
+                   "loader: %" PRIu64 " documents, at most 2^32 - 1 are supported", docs);
+    ILM__RETURN_IF(docs <= (uint64_t)cfg->rank, ILM_ERR_RANGE,
+                   "loader: %" PRIu64 " documents leave rank %d with none", docs,
+                   cfg->rank);
 
     ilm__loader *l = ilm__calloc(1, sizeof *l);
-    ILM_RETURN_IF(!l, ILM_ERR_NOMEM, "loader: out of memory");
+    ILM__RETURN_IF(!l, ILM_ERR_NOMEM, "loader: out of memory");
     l->cfg = *cfg;
     l->n_shards = n_shards;
     l->n_docs = (uint32_t)docs;
@@ -152,7 +152,7 @@ static ilm__shard *locate(ilm__loader *l, uint64_t doc, uint64_t *start, uint64_
 
 ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out)
 {
-    ILM_RETURN_IF(!l || !out, ILM_ERR_INVALID_ARG, "loader: NULL argument");
+    ILM__RETURN_IF(!l || !out, ILM_ERR_INVALID_ARG, "loader: NULL argument");
     const int B = l->cfg.batch, T = l->cfg.seqlen;
     ilm__batch *bt = &l->batch;
     for (int b = 0; b < B; b++) {
@@ -168,10 +168,10 @@ ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out)
             if (l->offset >= len) {
                 /* Next document.  Two epochs' worth of empty documents in
                  * a row would loop forever: an error instead. */
-                ILM_RETURN_IF(++empty_run > 2 * l->n_local + 1, ILM_ERR_RANGE,
-                              "loader: rank %d found no tokens in two epochs of its "
-                              "documents (up to epoch %" PRIu64 ")", l->cfg.rank,
-                              l->epoch);
+                ILM__RETURN_IF(++empty_run > 2 * l->n_local + 1, ILM_ERR_RANGE,
+                               "loader: rank %d found no tokens in two epochs of its "
+                               "documents (up to epoch %" PRIu64 ")", l->cfg.rank,
+                               l->epoch);
                 l->offset = 0;
                 if (++l->doc == l->n_local) {
                     l->doc = 0;
@@ -182,7 +182,7 @@ ilm_status ilm__loader_next(ilm__loader *l, const ilm__batch **out)
             empty_run = 0;
             /* Tokens go into the model's embedding lookup: the shard's ids
              * and mask are checked before its first document is used. */
-            ILM_FORWARD(ilm__shard_verify(s));
+            ILM__FORWARD(ilm__shard_verify(s));
             uint64_t take = len - l->offset;
             if (take > (uint64_t)(T - t)) take = (uint64_t)(T - t);
             uint64_t p0 = start + l->offset;
@@ -210,7 +210,7 @@ uint64_t ilm__loader_epoch(const ilm__loader *l)
 
 ilm_status ilm__loader_state(const ilm__loader *l, char **json)
 {
-    ILM_RETURN_IF(!l || !json, ILM_ERR_INVALID_ARG, "loader: NULL argument");
+    ILM__RETURN_IF(!l || !json, ILM_ERR_INVALID_ARG, "loader: NULL argument");
     /* The seed is a 64-bit value, beyond a JSON number's exact range, so it
      * travels as a decimal string. */
     *json = ilm__asprintf("{\"version\": 1, \"seed\": \"%" PRIu64 "\", \"rank\": %d, "
@@ -218,7 +218,7 @@ ilm_status ilm__loader_state(const ilm__loader *l, char **json)
                           ", \"doc\": %" PRIu64 ", \"offset\": %" PRIu64 "}",
                           l->cfg.seed, l->cfg.rank, l->cfg.world, l->n_docs, l->epoch,
                           l->doc, l->offset);
-    ILM_RETURN_IF(!*json, ILM_ERR_NOMEM, "loader: out of memory");
+    ILM__RETURN_IF(!*json, ILM_ERR_NOMEM, "loader: out of memory");
     return ILM_OK;
 }
 
@@ -237,19 +237,19 @@ static ilm_status restore(ilm__loader *l, const cJSON *root)
         {"doc", ILM__J_INT, &doc, true, 0, big},
         {"offset", ILM__J_INT, &offset, true, 0, big},
     };
-    ILM_FORWARD(ilm__json_fields(root, "loader state", f, sizeof f / sizeof *f));
+    ILM__FORWARD(ilm__json_fields(root, "loader state", f, sizeof f / sizeof *f));
     char want[32];
     snprintf(want, sizeof want, "%" PRIu64, l->cfg.seed);
-    ILM_RETURN_IF(strcmp(seed, want) != 0 || rank != l->cfg.rank ||
+    ILM__RETURN_IF(strcmp(seed, want) != 0 || rank != l->cfg.rank ||
                       world != l->cfg.world || n_docs != l->n_docs,
-                  ILM_ERR_CONFIG,
-                  "loader state: saved for seed %s, rank %d of %d, %d documents; this "
-                  "loader has seed %s, rank %d of %d, %u documents",
-                  seed, (int)rank, (int)world, (int)n_docs, want, l->cfg.rank,
-                  l->cfg.world, (unsigned)l->n_docs);
-    ILM_RETURN_IF((uint64_t)doc >= l->n_local, ILM_ERR_CONFIG,
-                  "loader state: doc %d is past the rank's %" PRIu64 " documents",
-                  (int)doc, l->n_local);
+                   ILM_ERR_CONFIG,
+                   "loader state: saved for seed %s, rank %d of %d, %d documents; this "
+                   "loader has seed %s, rank %d of %d, %u documents",
+                   seed, (int)rank, (int)world, (int)n_docs, want, l->cfg.rank,
+                   l->cfg.world, (unsigned)l->n_docs);
+    ILM__RETURN_IF((uint64_t)doc >= l->n_local, ILM_ERR_CONFIG,
+                   "loader state: doc %d is past the rank's %" PRIu64 " documents",
+                   (int)doc, l->n_local);
     uint64_t save_epoch = l->epoch, start, len;
     l->epoch = (uint64_t)epoch;
     locate(l, (uint64_t)doc, &start, &len);
@@ -265,7 +265,7 @@ static ilm_status restore(ilm__loader *l, const cJSON *root)
 
 ilm_status ilm__loader_restore(ilm__loader *l, const char *json)
 {
-    ILM_RETURN_IF(!l || !json, ILM_ERR_INVALID_ARG, "loader: NULL argument");
+    ILM__RETURN_IF(!l || !json, ILM_ERR_INVALID_ARG, "loader: NULL argument");
     cJSON *root = NULL;
     ilm_status st = ilm__json_parse(json, "loader state", &root);
     if (st == ILM_OK) st = restore(l, root);

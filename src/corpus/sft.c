@@ -74,46 +74,46 @@ static bool known_role(const char *r)
 
 static ilm_status parse_openai(const cJSON *arr, msgs *out)
 {
-    ILM_RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_FORMAT, "sft: 'messages' is not an array");
+    ILM__RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_FORMAT, "sft: 'messages' is not an array");
     int i = 0;
     for (const cJSON *m = arr->child; m; m = m->next, i++) {
         const char *role = str_field(m, "role"), *content = str_field(m, "content");
-        ILM_RETURN_IF(!cJSON_IsObject(m) || !role || !content, ILM_ERR_FORMAT,
-                      "sft: messages[%d] needs string 'role' and 'content'", i);
-        ILM_RETURN_IF(!known_role(role), ILM_ERR_FORMAT,
-                      "sft: messages[%d] has unknown role '%s'", i, role);
+        ILM__RETURN_IF(!cJSON_IsObject(m) || !role || !content, ILM_ERR_FORMAT,
+                       "sft: messages[%d] needs string 'role' and 'content'", i);
+        ILM__RETURN_IF(!known_role(role), ILM_ERR_FORMAT,
+                       "sft: messages[%d] has unknown role '%s'", i, role);
         const char *name = str_field(m, "name");
-        ILM_RETURN_IF(cJSON_GetObjectItemCaseSensitive(m, "name") && (!name || !*name || strchr(name, '\n')),
-                      ILM_ERR_FORMAT, "sft: messages[%d].name is not a one-line string", i);
+        ILM__RETURN_IF(cJSON_GetObjectItemCaseSensitive(m, "name") && (!name || !*name || strchr(name, '\n')),
+                       ILM_ERR_FORMAT, "sft: messages[%d].name is not a one-line string", i);
         bool loss = !strcmp(role, "assistant");
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(m, "loss");
         if (l) {
-            ILM_RETURN_IF(!cJSON_IsBool(l), ILM_ERR_FORMAT,
-                          "sft: messages[%d].loss is not a boolean", i);
+            ILM__RETURN_IF(!cJSON_IsBool(l), ILM_ERR_FORMAT,
+                           "sft: messages[%d].loss is not a boolean", i);
             loss = cJSON_IsTrue(l);
         }
-        ILM_FORWARD(msgs_push(out, role, name, content, loss, NULL));
+        ILM__FORWARD(msgs_push(out, role, name, content, loss, NULL));
     }
     return ILM_OK;
 }
 
 static ilm_status parse_xtuner(const cJSON *arr, msgs *out)
 {
-    ILM_RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_FORMAT,
-                  "sft: 'conversation' is not an array");
+    ILM__RETURN_IF(!cJSON_IsArray(arr), ILM_ERR_FORMAT,
+                   "sft: 'conversation' is not an array");
     int i = 0;
     for (const cJSON *t = arr->child; t; t = t->next, i++) {
         const char *sys = str_field(t, "system"), *in = str_field(t, "input"),
                    *outp = str_field(t, "output");
-        ILM_RETURN_IF(!cJSON_IsObject(t) || !in || !outp, ILM_ERR_FORMAT,
-                      "sft: conversation[%d] needs string 'input' and 'output'", i);
-        ILM_RETURN_IF(cJSON_GetObjectItemCaseSensitive(t, "system") && !sys,
-                      ILM_ERR_FORMAT, "sft: conversation[%d].system is not a string", i);
+        ILM__RETURN_IF(!cJSON_IsObject(t) || !in || !outp, ILM_ERR_FORMAT,
+                       "sft: conversation[%d] needs string 'input' and 'output'", i);
+        ILM__RETURN_IF(cJSON_GetObjectItemCaseSensitive(t, "system") && !sys,
+                       ILM_ERR_FORMAT, "sft: conversation[%d].system is not a string", i);
         /* XTuner writes a system message only when the turn carries a
          * non-empty one. */
-        if (sys && *sys) ILM_FORWARD(msgs_push(out, "system", NULL, sys, false, NULL));
-        ILM_FORWARD(msgs_push(out, "user", NULL, in, false, NULL));
-        ILM_FORWARD(msgs_push(out, "assistant", NULL, outp, true, NULL));
+        if (sys && *sys) ILM__FORWARD(msgs_push(out, "system", NULL, sys, false, NULL));
+        ILM__FORWARD(msgs_push(out, "user", NULL, in, false, NULL));
+        ILM__FORWARD(msgs_push(out, "assistant", NULL, outp, true, NULL));
     }
     return ILM_OK;
 }
@@ -122,21 +122,21 @@ static ilm_status parse_alpaca(const cJSON *rec, msgs *out)
 {
     const char *ins = str_field(rec, "instruction"), *in = str_field(rec, "input"),
                *outp = str_field(rec, "output");
-    ILM_RETURN_IF(!ins || !outp, ILM_ERR_FORMAT,
-                  "sft: an Alpaca record needs string 'instruction' and 'output'");
-    ILM_RETURN_IF(cJSON_GetObjectItemCaseSensitive(rec, "input") && !in,
-                  ILM_ERR_FORMAT, "sft: Alpaca 'input' is not a string");
+    ILM__RETURN_IF(!ins || !outp, ILM_ERR_FORMAT,
+                   "sft: an Alpaca record needs string 'instruction' and 'output'");
+    ILM__RETURN_IF(cJSON_GetObjectItemCaseSensitive(rec, "input") && !in,
+                   ILM_ERR_FORMAT, "sft: Alpaca 'input' is not a string");
     /* instruction, then "\n" and the input when there is one (XTuner's
      * alpaca_map_fn adds the "\n" even for an empty input; we do not). */
     char *user = (in && *in) ? ilm__asprintf("%s\n%s", ins, in) : ilm__strdup(ins);
-    ILM_RETURN_IF(!user, ILM_ERR_NOMEM, "sft: out of memory");
-    ILM_FORWARD(msgs_push(out, "user", NULL, user, false, user));
+    ILM__RETURN_IF(!user, ILM_ERR_NOMEM, "sft: out of memory");
+    ILM__FORWARD(msgs_push(out, "user", NULL, user, false, user));
     return msgs_push(out, "assistant", NULL, outp, true, NULL);
 }
 
 static ilm_status parse_record(const cJSON *rec, msgs *out)
 {
-    ILM_RETURN_IF(!cJSON_IsObject(rec), ILM_ERR_FORMAT, "sft: record is not an object");
+    ILM__RETURN_IF(!cJSON_IsObject(rec), ILM_ERR_FORMAT, "sft: record is not an object");
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(rec, "messages"))) return parse_openai(v, out);
     if ((v = cJSON_GetObjectItemCaseSensitive(rec, "conversation")))
@@ -159,17 +159,17 @@ static ilm_status put(const ilm_tokenizer *tok, const char *text, unsigned flags
     if (user) {
         const size_t whole[2] = { 0, len };
         const ilm__tok_guard g = { whole, 1, k_markers, 2 };
-        ILM_FORWARD(ilm__tok_encode_guarded(tok, text, len, 0, &g, ids));
+        ILM__FORWARD(ilm__tok_encode_guarded(tok, text, len, 0, &g, ids));
     } else {
         int32_t *v = NULL;
         size_t n = 0;
-        ILM_FORWARD(ilm_tokenizer_encode(tok, text, len, flags, &v, &n));
+        ILM__FORWARD(ilm_tokenizer_encode(tok, text, len, flags, &v, &n));
         ilm_status st = ILM_OK;
         for (size_t i = 0; i < n && st == ILM_OK; i++) st = ilm__ids_push(ids, v[i]);
         ilm_free(v);
-        ILM_FORWARD(st);
+        ILM__FORWARD(st);
     }
-    for (size_t i = first; i < ids->n; i++) ILM_FORWARD(ilm__buf_putc(mask, (char)m));
+    for (size_t i = first; i < ids->n; i++) ILM__FORWARD(ilm__buf_putc(mask, (char)m));
     return ILM_OK;
 }
 
@@ -179,8 +179,8 @@ static ilm_status encode_all(const ilm_tokenizer *tok, const msgs *m, ilm__ids *
 {
     int32_t bos = ilm_tokenizer_bos(tok);
     if (bos >= 0) {
-        ILM_FORWARD(ilm__ids_push(ids, bos));
-        ILM_FORWARD(ilm__buf_putc(mask, 0));
+        ILM__FORWARD(ilm__ids_push(ids, bos));
+        ILM__FORWARD(ilm__buf_putc(mask, 0));
     }
     for (size_t i = 0; i < m->n; i++) {
         const msg *g = &m->v[i];
@@ -188,14 +188,14 @@ static ilm_status encode_all(const ilm_tokenizer *tok, const msgs *m, ilm__ids *
          * values such as <|plugin|> are special tokens). */
         char *header = ilm__asprintf("<|im_start|>%s%s%s\n", g->role, g->name ? " name=" : "",
                                      g->name ? g->name : "");
-        ILM_RETURN_IF(!header, ILM_ERR_NOMEM, "sft: out of memory");
+        ILM__RETURN_IF(!header, ILM_ERR_NOMEM, "sft: out of memory");
         uint8_t l = g->loss ? 1 : 0;
         ilm_status st = put(tok, header, ILM_TOKENIZE_SPECIAL, false, 0, ids, mask);
         ilm__free(header);
-        ILM_FORWARD(st);
-        ILM_FORWARD(put(tok, g->content, 0, true, l, ids, mask));
-        ILM_FORWARD(put(tok, "<|im_end|>", ILM_TOKENIZE_SPECIAL, false, l, ids, mask));
-        ILM_FORWARD(put(tok, "\n", 0, false, 0, ids, mask));
+        ILM__FORWARD(st);
+        ILM__FORWARD(put(tok, g->content, 0, true, l, ids, mask));
+        ILM__FORWARD(put(tok, "<|im_end|>", ILM_TOKENIZE_SPECIAL, false, l, ids, mask));
+        ILM__FORWARD(put(tok, "\n", 0, false, 0, ids, mask));
         ends[i] = ids->n;
         has_loss[i] = g->loss;
     }
@@ -221,17 +221,17 @@ ilm_status ilm__sft_encode(const ilm_tokenizer *tok, const cJSON *record,
                            size_t max_length, int32_t **ids_out, uint8_t **mask_out,
                            size_t *n_out, bool *kept, ilm__sft_stats *stats)
 {
-    ILM_RETURN_IF(!tok || !record || !ids_out || !mask_out || !n_out || !kept,
-                  ILM_ERR_INVALID_ARG, "sft: NULL argument");
+    ILM__RETURN_IF(!tok || !record || !ids_out || !mask_out || !n_out || !kept,
+                   ILM_ERR_INVALID_ARG, "sft: NULL argument");
     *ids_out = NULL;
     *mask_out = NULL;
     *n_out = 0;
     *kept = false;
-    ILM_RETURN_IF(ilm_tokenizer_piece_id(tok, "<|im_start|>") < 0 ||
+    ILM__RETURN_IF(ilm_tokenizer_piece_id(tok, "<|im_start|>") < 0 ||
                       ilm_tokenizer_piece_id(tok, "<|im_end|>") < 0,
-                  ILM_ERR_UNSUPPORTED,
-                  "sft: the tokenizer has no <|im_start|>/<|im_end|> tokens "
-                  "(load the model directory with its tokenizer_config.json)");
+                   ILM_ERR_UNSUPPORTED,
+                   "sft: the tokenizer has no <|im_start|>/<|im_end|> tokens "
+                   "(load the model directory with its tokenizer_config.json)");
 
     msgs m = {0};
     ilm__ids ids = {0};

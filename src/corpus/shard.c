@@ -71,13 +71,13 @@ struct ilm__shard_writer {
 ilm_status ilm__shard_writer_create(const char *path, int32_t vocab_size,
                                     bool with_mask, ilm__shard_writer **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "shard writer: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "shard writer: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!path || !*path, ILM_ERR_INVALID_ARG, "shard writer: empty path");
-    ILM_RETURN_IF(vocab_size <= 0, ILM_ERR_INVALID_ARG,
-                  "shard writer: vocab size %d must be positive", (int)vocab_size);
+    ILM__RETURN_IF(!path || !*path, ILM_ERR_INVALID_ARG, "shard writer: empty path");
+    ILM__RETURN_IF(vocab_size <= 0, ILM_ERR_INVALID_ARG,
+                   "shard writer: vocab size %d must be positive", (int)vocab_size);
     ilm__shard_writer *w = ilm__calloc(1, sizeof *w);
-    ILM_RETURN_IF(!w, ILM_ERR_NOMEM, "shard writer: out of memory");
+    ILM__RETURN_IF(!w, ILM_ERR_NOMEM, "shard writer: out of memory");
     w->path = ilm__strdup(path);
     w->vocab_size = vocab_size;
     w->width = width_for_vocab(vocab_size);
@@ -94,18 +94,18 @@ ilm_status ilm__shard_writer_create(const char *path, int32_t vocab_size,
 ilm_status ilm__shard_writer_add(ilm__shard_writer *w, const int32_t *ids,
                                  const uint8_t *mask, size_t n)
 {
-    ILM_RETURN_IF(!w || (!ids && n), ILM_ERR_INVALID_ARG, "shard writer: bad arguments");
-    ILM_RETURN_IF(mask && !w->with_mask, ILM_ERR_INVALID_ARG,
-                  "shard writer '%s': a mask given to a shard without a mask stream",
-                  w->path);
+    ILM__RETURN_IF(!w || (!ids && n), ILM_ERR_INVALID_ARG, "shard writer: bad arguments");
+    ILM__RETURN_IF(mask && !w->with_mask, ILM_ERR_INVALID_ARG,
+                   "shard writer '%s': a mask given to a shard without a mask stream",
+                   w->path);
     /* Validate first so a bad document leaves the shard unchanged. */
     for (size_t i = 0; i < n; i++) {
-        ILM_RETURN_IF(ids[i] < 0 || ids[i] >= w->vocab_size, ILM_ERR_RANGE,
-                      "shard writer '%s': token %d at %zu is outside the vocabulary "
-                      "of %d", w->path, (int)ids[i], i, (int)w->vocab_size);
-        ILM_RETURN_IF(mask && mask[i] > 1, ILM_ERR_RANGE,
-                      "shard writer '%s': mask byte %u at %zu is not 0 or 1",
-                      w->path, (unsigned)mask[i], i);
+        ILM__RETURN_IF(ids[i] < 0 || ids[i] >= w->vocab_size, ILM_ERR_RANGE,
+                       "shard writer '%s': token %d at %zu is outside the vocabulary "
+                       "of %d", w->path, (int)ids[i], i, (int)w->vocab_size);
+        ILM__RETURN_IF(mask && mask[i] > 1, ILM_ERR_RANGE,
+                       "shard writer '%s': mask byte %u at %zu is not 0 or 1",
+                       w->path, (unsigned)mask[i], i);
     }
     uint8_t tmp[256];
     for (size_t i = 0; i < n;) {
@@ -118,16 +118,16 @@ ilm_status ilm__shard_writer_add(ilm__shard_writer *w, const int32_t *ids,
                 wr32(tmp + k, (uint32_t)ids[i]);
             }
         }
-        ILM_FORWARD(ilm__buf_append(&w->tokens, tmp, k));
+        ILM__FORWARD(ilm__buf_append(&w->tokens, tmp, k));
     }
     if (w->with_mask) {
         if (mask) {
-            ILM_FORWARD(ilm__buf_append(&w->mask, mask, n));
+            ILM__FORWARD(ilm__buf_append(&w->mask, mask, n));
         } else {
             memset(tmp, 1, sizeof tmp);
             for (size_t left = n; left > 0;) {
                 size_t k = left < sizeof tmp ? left : sizeof tmp;
-                ILM_FORWARD(ilm__buf_append(&w->mask, tmp, k));
+                ILM__FORWARD(ilm__buf_append(&w->mask, tmp, k));
                 left -= k;
             }
         }
@@ -162,16 +162,16 @@ static ilm_status write_shard(int fd, void *ctx)
     const ilm__shard_writer *w = ctx;
     uint8_t h[ILM__SHARD_HEADER_SIZE];
     header_of(w, h);
-    ILM_FORWARD(ilm__write_all(fd, h, sizeof h));
-    ILM_FORWARD(ilm__write_all(fd, w->offsets.p, w->offsets.n));
-    if (w->tokens.n) ILM_FORWARD(ilm__write_all(fd, w->tokens.p, w->tokens.n));
-    if (w->mask.n) ILM_FORWARD(ilm__write_all(fd, w->mask.p, w->mask.n));
+    ILM__FORWARD(ilm__write_all(fd, h, sizeof h));
+    ILM__FORWARD(ilm__write_all(fd, w->offsets.p, w->offsets.n));
+    if (w->tokens.n) ILM__FORWARD(ilm__write_all(fd, w->tokens.p, w->tokens.n));
+    if (w->mask.n) ILM__FORWARD(ilm__write_all(fd, w->mask.p, w->mask.n));
     return ILM_OK;
 }
 
 ilm_status ilm__shard_writer_close(ilm__shard_writer *w)
 {
-    ILM_RETURN_IF(!w, ILM_ERR_INVALID_ARG, "shard writer: NULL");
+    ILM__RETURN_IF(!w, ILM_ERR_INVALID_ARG, "shard writer: NULL");
     ilm_status st = ilm__atomic_write(w->path, write_shard, w);
     ilm__shard_writer_free(w);
     return st;
@@ -189,7 +189,7 @@ void ilm__shard_writer_free(ilm__shard_writer *w)
 
 /* ---- reader --------------------------------------------------------------- */
 
-#define BAD(...) ILM_RETURN_IF(1, ILM_ERR_FORMAT, __VA_ARGS__)
+#define BAD(...) ILM__RETURN_IF(1, ILM_ERR_FORMAT, __VA_ARGS__)
 
 /* Header and section checks.  Each size is compared with what is left of
  * the file before it is multiplied, so no product can overflow. */
@@ -284,19 +284,19 @@ static ilm_status verify(const ilm__shard *s)
 
 ilm_status ilm__shard_verify(ilm__shard *s)
 {
-    ILM_RETURN_IF(!s, ILM_ERR_INVALID_ARG, "shard verify: NULL");
+    ILM__RETURN_IF(!s, ILM_ERR_INVALID_ARG, "shard verify: NULL");
     if (s->verified) return ILM_OK;
-    ILM_FORWARD(verify(s));
+    ILM__FORWARD(verify(s));
     s->verified = true;
     return ILM_OK;
 }
 
 ilm_status ilm__shard_open(const char *path, bool check, ilm__shard **out)
 {
-    ILM_RETURN_IF(!out || !path, ILM_ERR_INVALID_ARG, "shard open: NULL argument");
+    ILM__RETURN_IF(!out || !path, ILM_ERR_INVALID_ARG, "shard open: NULL argument");
     *out = NULL;
     ilm__shard *s = ilm__calloc(1, sizeof *s);
-    ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "shard open: out of memory");
+    ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "shard open: out of memory");
     s->path = ilm__strdup(path);
     if (!s->path) {
         ilm__free(s);

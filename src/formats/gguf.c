@@ -24,15 +24,15 @@ static size_t left(const reader *r) { return r->size - r->pos; }
 
 static ilm_status need(reader *r, uint64_t n, const char *what)
 {
-    ILM_RETURN_IF(n > left(r), ILM_ERR_FORMAT,
-                  "gguf: '%s': %s needs %llu bytes at offset %zu but the file has %zu",
-                  r->path, what, (unsigned long long)n, r->pos, r->size);
+    ILM__RETURN_IF(n > left(r), ILM_ERR_FORMAT,
+                   "gguf: '%s': %s needs %llu bytes at offset %zu but the file has %zu",
+                   r->path, what, (unsigned long long)n, r->pos, r->size);
     return ILM_OK;
 }
 
 static ilm_status rd_u32(reader *r, uint32_t *v, const char *what)
 {
-    ILM_FORWARD(need(r, 4, what));
+    ILM__FORWARD(need(r, 4, what));
     memcpy(v, r->p + r->pos, 4);
     r->pos += 4;
     return ILM_OK;
@@ -40,7 +40,7 @@ static ilm_status rd_u32(reader *r, uint32_t *v, const char *what)
 
 static ilm_status rd_u64(reader *r, uint64_t *v, const char *what)
 {
-    ILM_FORWARD(need(r, 8, what));
+    ILM__FORWARD(need(r, 8, what));
     memcpy(v, r->p + r->pos, 8);
     r->pos += 8;
     return ILM_OK;
@@ -49,8 +49,8 @@ static ilm_status rd_u64(reader *r, uint64_t *v, const char *what)
 static ilm_status rd_str(reader *r, ilm__gguf_str *s, const char *what)
 {
     uint64_t n;
-    ILM_FORWARD(rd_u64(r, &n, what));
-    ILM_FORWARD(need(r, n, what));
+    ILM__FORWARD(rd_u64(r, &n, what));
+    ILM__FORWARD(need(r, n, what));
     s->p = (const char *)r->p + r->pos;
     s->n = (size_t)n;
     r->pos += (size_t)n;
@@ -79,10 +79,10 @@ static int scalar_size(uint32_t type)
 static ilm_status skip_value(reader *r, uint32_t type, const char *key, int depth)
 {
     int sz = scalar_size(type);
-    ILM_RETURN_IF(sz < 0, ILM_ERR_FORMAT, "gguf: '%s': key '%s' has unknown value type %u",
-                  r->path, key, type);
+    ILM__RETURN_IF(sz < 0, ILM_ERR_FORMAT, "gguf: '%s': key '%s' has unknown value type %u",
+                   r->path, key, type);
     if (sz > 0) {
-        ILM_FORWARD(need(r, (uint64_t)sz, key));
+        ILM__FORWARD(need(r, (uint64_t)sz, key));
         r->pos += (size_t)sz;
         return ILM_OK;
     }
@@ -90,27 +90,27 @@ static ilm_status skip_value(reader *r, uint32_t type, const char *key, int dept
         ilm__gguf_str s;
         return rd_str(r, &s, key);
     }
-    ILM_RETURN_IF(depth >= MAX_ARRAY_DEPTH, ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' nests arrays deeper than %d", r->path, key,
-                  MAX_ARRAY_DEPTH);
+    ILM__RETURN_IF(depth >= MAX_ARRAY_DEPTH, ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' nests arrays deeper than %d", r->path, key,
+                   MAX_ARRAY_DEPTH);
     uint32_t et;
     uint64_t n;
-    ILM_FORWARD(rd_u32(r, &et, key));
-    ILM_FORWARD(rd_u64(r, &n, key));
+    ILM__FORWARD(rd_u32(r, &et, key));
+    ILM__FORWARD(rd_u64(r, &n, key));
     int esz = scalar_size(et);
-    ILM_RETURN_IF(esz < 0, ILM_ERR_FORMAT,
-                  "gguf: '%s': array '%s' has unknown element type %u", r->path, key, et);
+    ILM__RETURN_IF(esz < 0, ILM_ERR_FORMAT,
+                   "gguf: '%s': array '%s' has unknown element type %u", r->path, key, et);
     /* The smallest encoding of an element bounds the count before any
      * loop runs: 8 bytes for a string, 12 for a nested array. */
     uint64_t min = esz > 0 ? (uint64_t)esz : et == ILM__GGUF_STRING ? 8 : 12;
-    ILM_RETURN_IF(n > left(r) / min, ILM_ERR_FORMAT,
-                  "gguf: '%s': array '%s' claims %llu elements but only %zu bytes remain",
-                  r->path, key, (unsigned long long)n, left(r));
+    ILM__RETURN_IF(n > left(r) / min, ILM_ERR_FORMAT,
+                   "gguf: '%s': array '%s' claims %llu elements but only %zu bytes remain",
+                   r->path, key, (unsigned long long)n, left(r));
     if (esz > 0) {
         r->pos += (size_t)(n * (uint64_t)esz);
         return ILM_OK;
     }
-    for (uint64_t i = 0; i < n; i++) ILM_FORWARD(skip_value(r, et, key, depth + 1));
+    for (uint64_t i = 0; i < n; i++) ILM__FORWARD(skip_value(r, et, key, depth + 1));
     return ILM_OK;
 }
 
@@ -130,21 +130,21 @@ static ilm_status read_kvs(ilm__gguf *g, reader *r, ilm__strmap *keys)
     char kb[128];
     for (uint64_t i = 0; i < g->n_kv; i++) {
         ilm__gguf_kv *kv = &g->kv[i];
-        ILM_FORWARD(rd_str(r, &kv->key, "KV key"));
+        ILM__FORWARD(rd_str(r, &kv->key, "KV key"));
         const char *k = key_c(kv->key, kb, sizeof kb);
-        ILM_RETURN_IF(ilm__strmap_get(keys, kv->key.p, kv->key.n) >= 0, ILM_ERR_FORMAT,
-                      "gguf: '%s': duplicate key '%s'", g->path, k);
-        ILM_FORWARD(ilm__strmap_put(keys, kv->key.p, kv->key.n, (int32_t)i));
-        ILM_FORWARD(rd_u32(r, &kv->type, k));
+        ILM__RETURN_IF(ilm__strmap_get(keys, kv->key.p, kv->key.n) >= 0, ILM_ERR_FORMAT,
+                       "gguf: '%s': duplicate key '%s'", g->path, k);
+        ILM__FORWARD(ilm__strmap_put(keys, kv->key.p, kv->key.n, (int32_t)i));
+        ILM__FORWARD(rd_u32(r, &kv->type, k));
         size_t start = r->pos;
         kv->data = r->p + start;
         if (kv->type == ILM__GGUF_ARRAY) {
-            ILM_FORWARD(need(r, 12, k));
+            ILM__FORWARD(need(r, 12, k));
             memcpy(&kv->elem_type, r->p + start, 4);
             memcpy(&kv->count, r->p + start + 4, 8);
             kv->data = r->p + start + 12;
         }
-        ILM_FORWARD(skip_value(r, kv->type, k, 0));
+        ILM__FORWARD(skip_value(r, kv->type, k, 0));
         kv->size = r->pos - start;
     }
     return ILM_OK;
@@ -155,41 +155,42 @@ static ilm_status read_tensors(ilm__gguf *g, reader *r, ilm__strmap *names)
     char nb[128];
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         ilm__gguf_tensor *t = &g->tensors[i];
-        ILM_FORWARD(rd_str(r, &t->name, "tensor name"));
+        ILM__FORWARD(rd_str(r, &t->name, "tensor name"));
         const char *nm = key_c(t->name, nb, sizeof nb);
-        ILM_RETURN_IF(ilm__strmap_get(names, t->name.p, t->name.n) >= 0, ILM_ERR_FORMAT,
-                      "gguf: '%s': duplicate tensor '%s'", g->path, nm);
-        ILM_FORWARD(ilm__strmap_put(names, t->name.p, t->name.n, (int32_t)i));
-        ILM_FORWARD(rd_u32(r, &t->n_dims, nm));
-        ILM_RETURN_IF(t->n_dims > ILM__GGUF_MAX_DIMS, ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' has %u dimensions (at most %d)", g->path, nm,
-                      t->n_dims, ILM__GGUF_MAX_DIMS);
+        ILM__RETURN_IF(ilm__strmap_get(names, t->name.p, t->name.n) >= 0, ILM_ERR_FORMAT,
+                       "gguf: '%s': duplicate tensor '%s'", g->path, nm);
+        ILM__FORWARD(ilm__strmap_put(names, t->name.p, t->name.n, (int32_t)i));
+        ILM__FORWARD(rd_u32(r, &t->n_dims, nm));
+        ILM__RETURN_IF(t->n_dims > ILM__GGUF_MAX_DIMS, ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' has %u dimensions (at most %d)", g->path, nm,
+                       t->n_dims, ILM__GGUF_MAX_DIMS);
         /* ggml counts elements in int64_t: a product past INT64_MAX is a
          * lie, whatever the file size. */
         uint64_t n = 1;
         for (uint32_t d = 0; d < ILM__GGUF_MAX_DIMS; d++) {
             t->dims[d] = 1;
             if (d >= t->n_dims) continue;
-            ILM_FORWARD(rd_u64(r, &t->dims[d], nm));
-            ILM_RETURN_IF(t->dims[d] > (uint64_t)INT64_MAX ||
+            ILM__FORWARD(rd_u64(r, &t->dims[d], nm));
+            ILM__RETURN_IF(t->dims[d] > (uint64_t)INT64_MAX ||
                               (t->dims[d] && n > (uint64_t)INT64_MAX / t->dims[d]),
-                          ILM_ERR_FORMAT, "gguf: '%s': tensor '%s' has absurd dimensions",
-                          g->path, nm);
+                           ILM_ERR_FORMAT, "gguf: '%s': tensor '%s' has absurd dimensions",
+                           g->path, nm);
             n *= t->dims[d];
         }
         t->n_elems = n;
-        ILM_FORWARD(rd_u32(r, &t->type, nm));
-        uint32_t block, bytes;
-        ILM_RETURN_IF(!ilm__ggml_type_info(t->type, &block, &bytes), ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' has unknown ggml type %u", g->path, nm, t->type);
-        ILM_RETURN_IF(t->dims[0] % block != 0, ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' has %llu columns, not a multiple of the "
-                      "%s block of %u", g->path, nm, (unsigned long long)t->dims[0],
-                      ilm__ggml_type_name(t->type), block);
+        uint32_t ggml_id, block, bytes;
+        ILM__FORWARD(rd_u32(r, &ggml_id, nm));
+        ILM__RETURN_IF(!ilm__dtype_from_ggml(ggml_id, &t->type), ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' has unknown ggml type %u", g->path, nm, ggml_id);
+        ilm__dtype_info(t->type, &block, &bytes);
+        ILM__RETURN_IF(t->dims[0] % block != 0, ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' has %llu columns, not a multiple of the "
+                       "%s block of %u", g->path, nm, (unsigned long long)t->dims[0],
+                       ilm__dtype_name(t->type), block);
         t->n_bytes = n / block * bytes; /* n / block <= INT64_MAX / 32: no overflow */
-        ILM_RETURN_IF(n / block > UINT64_MAX / bytes, ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' has absurd dimensions", g->path, nm);
-        ILM_FORWARD(rd_u64(r, &t->offset, nm));
+        ILM__RETURN_IF(n / block > UINT64_MAX / bytes, ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' has absurd dimensions", g->path, nm);
+        ILM__FORWARD(rd_u64(r, &t->offset, nm));
     }
     return ILM_OK;
 }
@@ -203,14 +204,14 @@ static ilm_status place_tensors(ilm__gguf *g)
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         ilm__gguf_tensor *t = &g->tensors[i];
         const char *nm = key_c(t->name, nb, sizeof nb);
-        ILM_RETURN_IF(t->offset % g->alignment != 0, ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' at offset %llu is not aligned to %llu", g->path,
-                      nm, (unsigned long long)t->offset, (unsigned long long)g->alignment);
-        ILM_RETURN_IF(t->offset > avail || t->n_bytes > avail - t->offset, ILM_ERR_FORMAT,
-                      "gguf: '%s': tensor '%s' (%llu bytes at data offset %llu) ends past "
-                      "the end of the file (%llu data bytes)", g->path, nm,
-                      (unsigned long long)t->n_bytes, (unsigned long long)t->offset,
-                      (unsigned long long)avail);
+        ILM__RETURN_IF(t->offset % g->alignment != 0, ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' at offset %llu is not aligned to %llu", g->path,
+                       nm, (unsigned long long)t->offset, (unsigned long long)g->alignment);
+        ILM__RETURN_IF(t->offset > avail || t->n_bytes > avail - t->offset, ILM_ERR_FORMAT,
+                       "gguf: '%s': tensor '%s' (%llu bytes at data offset %llu) ends past "
+                       "the end of the file (%llu data bytes)", g->path, nm,
+                       (unsigned long long)t->n_bytes, (unsigned long long)t->offset,
+                       (unsigned long long)avail);
         t->data = g->map.data + g->data_start + t->offset;
     }
     return ILM_OK;
@@ -220,48 +221,48 @@ static ilm_status open_checked(ilm__gguf *g, ilm__strmap *keys, ilm__strmap *nam
 {
     reader r = { g->map.data, g->map.size, 0, g->path };
     uint32_t magic;
-    ILM_RETURN_IF(g->map.size < 4 || memcmp(g->map.data, "GGUF", 4) != 0, ILM_ERR_FORMAT,
-                  "gguf: '%s' does not start with the magic \"GGUF\"", g->path);
-    ILM_FORWARD(rd_u32(&r, &magic, "magic"));
-    ILM_FORWARD(rd_u32(&r, &g->version, "version"));
+    ILM__RETURN_IF(g->map.size < 4 || memcmp(g->map.data, "GGUF", 4) != 0, ILM_ERR_FORMAT,
+                   "gguf: '%s' does not start with the magic \"GGUF\"", g->path);
+    ILM__FORWARD(rd_u32(&r, &magic, "magic"));
+    ILM__FORWARD(rd_u32(&r, &g->version, "version"));
     /* A big-endian file reads its small version number byte-swapped. */
-    ILM_RETURN_IF(g->version >= 0x10000u, ILM_ERR_UNSUPPORTED,
-                  "gguf: '%s' is big-endian (version field 0x%08x)", g->path, g->version);
-    ILM_RETURN_IF(g->version != 2 && g->version != 3, ILM_ERR_UNSUPPORTED,
-                  "gguf: '%s' has version %u (2 and 3 are supported)", g->path, g->version);
-    ILM_FORWARD(rd_u64(&r, &g->n_tensors, "tensor count"));
-    ILM_FORWARD(rd_u64(&r, &g->n_kv, "KV count"));
+    ILM__RETURN_IF(g->version >= 0x10000u, ILM_ERR_UNSUPPORTED,
+                   "gguf: '%s' is big-endian (version field 0x%08x)", g->path, g->version);
+    ILM__RETURN_IF(g->version != 2 && g->version != 3, ILM_ERR_UNSUPPORTED,
+                   "gguf: '%s' has version %u (2 and 3 are supported)", g->path, g->version);
+    ILM__FORWARD(rd_u64(&r, &g->n_tensors, "tensor count"));
+    ILM__FORWARD(rd_u64(&r, &g->n_kv, "KV count"));
     /* Smallest encodings: a KV is 8 (key length) + 4 (type) + 1 bytes, a
      * tensor info 8 + 4 + 4 + 8 bytes, so counts beyond these bounds are
      * lies and allocating for them would only waste memory. */
-    ILM_RETURN_IF(g->n_kv > left(&r) / 13, ILM_ERR_FORMAT,
-                  "gguf: '%s' claims %llu KVs but has only %zu bytes left", g->path,
-                  (unsigned long long)g->n_kv, left(&r));
-    ILM_RETURN_IF(g->n_tensors > left(&r) / 24, ILM_ERR_FORMAT,
-                  "gguf: '%s' claims %llu tensors but has only %zu bytes left", g->path,
-                  (unsigned long long)g->n_tensors, left(&r));
+    ILM__RETURN_IF(g->n_kv > left(&r) / 13, ILM_ERR_FORMAT,
+                   "gguf: '%s' claims %llu KVs but has only %zu bytes left", g->path,
+                   (unsigned long long)g->n_kv, left(&r));
+    ILM__RETURN_IF(g->n_tensors > left(&r) / 24, ILM_ERR_FORMAT,
+                   "gguf: '%s' claims %llu tensors but has only %zu bytes left", g->path,
+                   (unsigned long long)g->n_tensors, left(&r));
     g->kv = ilm__calloc(g->n_kv ? (size_t)g->n_kv : 1, sizeof *g->kv);
     g->tensors = ilm__calloc(g->n_tensors ? (size_t)g->n_tensors : 1, sizeof *g->tensors);
-    ILM_RETURN_IF(!g->kv || !g->tensors, ILM_ERR_NOMEM, "gguf: '%s': out of memory", g->path);
-    ILM_FORWARD(read_kvs(g, &r, keys));
+    ILM__RETURN_IF(!g->kv || !g->tensors, ILM_ERR_NOMEM, "gguf: '%s': out of memory", g->path);
+    ILM__FORWARD(read_kvs(g, &r, keys));
 
     g->alignment = 32;
     const ilm__gguf_kv *al = ilm__gguf_find_kv(g, "general.alignment");
     if (al) {
-        ILM_RETURN_IF(al->type != ILM__GGUF_U32, ILM_ERR_FORMAT,
-                      "gguf: '%s': key 'general.alignment' must be a u32", g->path);
+        ILM__RETURN_IF(al->type != ILM__GGUF_U32, ILM_ERR_FORMAT,
+                       "gguf: '%s': key 'general.alignment' must be a u32", g->path);
         uint32_t a;
         memcpy(&a, al->data, 4);
-        ILM_RETURN_IF(a == 0 || (a & (a - 1)) != 0, ILM_ERR_FORMAT,
-                      "gguf: '%s': key 'general.alignment' is %u, not a power of two",
-                      g->path, a);
+        ILM__RETURN_IF(a == 0 || (a & (a - 1)) != 0, ILM_ERR_FORMAT,
+                       "gguf: '%s': key 'general.alignment' is %u, not a power of two",
+                       g->path, a);
         g->alignment = a;
     }
-    ILM_FORWARD(read_tensors(g, &r, names));
+    ILM__FORWARD(read_tensors(g, &r, names));
     g->data_start = (r.pos + g->alignment - 1) / g->alignment * g->alignment;
-    ILM_RETURN_IF(g->n_tensors && g->data_start > g->map.size, ILM_ERR_FORMAT,
-                  "gguf: '%s': the data section would start at %llu, past the end (%zu)",
-                  g->path, (unsigned long long)g->data_start, g->map.size);
+    ILM__RETURN_IF(g->n_tensors && g->data_start > g->map.size, ILM_ERR_FORMAT,
+                   "gguf: '%s': the data section would start at %llu, past the end (%zu)",
+                   g->path, (unsigned long long)g->data_start, g->map.size);
     return place_tensors(g);
 }
 
@@ -274,9 +275,9 @@ typedef struct gguf_full {
 ilm_status ilm__gguf_open(const char *path, ilm__gguf **out)
 {
     *out = NULL;
-    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "gguf: path is NULL");
+    ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "gguf: path is NULL");
     gguf_full *f = ilm__calloc(1, sizeof *f);
-    ILM_RETURN_IF(!f, ILM_ERR_NOMEM, "gguf: out of memory");
+    ILM__RETURN_IF(!f, ILM_ERR_NOMEM, "gguf: out of memory");
     f->g.path = ilm__strdup(path);
     ilm_status s = f->g.path ? ilm__mmap_open(path, &f->g.map)
                              : ilm__error(ILM_ERR_NOMEM, "gguf: out of memory");
@@ -355,12 +356,12 @@ static ilm_status get_int(const ilm__gguf *g, const char *key, int64_t min, int6
 {
     const ilm__gguf_kv *kv = ilm__gguf_find_kv(g, key);
     if (!kv) return ILM_ERR_NOT_FOUND;
-    ILM_RETURN_IF(!is_int_type(kv->type), ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' has value type %u, not an integer", g->path, key,
-                  kv->type);
+    ILM__RETURN_IF(!is_int_type(kv->type), ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' has value type %u, not an integer", g->path, key,
+                   kv->type);
     int64_t v = read_int(kv->type, kv->data);
-    ILM_RETURN_IF(v < min || v > max, ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' is %lld, out of range", g->path, key, (long long)v);
+    ILM__RETURN_IF(v < min || v > max, ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' is %lld, out of range", g->path, key, (long long)v);
     *out = v;
     return ILM_OK;
 }
@@ -402,10 +403,10 @@ ilm_status ilm__gguf_get_bool(const ilm__gguf *g, const char *key, bool *out)
 {
     const ilm__gguf_kv *kv = ilm__gguf_find_kv(g, key);
     if (!kv) return ILM_ERR_NOT_FOUND;
-    ILM_RETURN_IF(kv->type != ILM__GGUF_BOOL, ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' has value type %u, not a bool", g->path, key, kv->type);
-    ILM_RETURN_IF(kv->data[0] > 1, ILM_ERR_FORMAT, "gguf: '%s': key '%s' is bool %u",
-                  g->path, key, kv->data[0]);
+    ILM__RETURN_IF(kv->type != ILM__GGUF_BOOL, ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' has value type %u, not a bool", g->path, key, kv->type);
+    ILM__RETURN_IF(kv->data[0] > 1, ILM_ERR_FORMAT, "gguf: '%s': key '%s' is bool %u",
+                   g->path, key, kv->data[0]);
     *out = kv->data[0] != 0;
     return ILM_OK;
 }
@@ -414,9 +415,9 @@ ilm_status ilm__gguf_get_str(const ilm__gguf *g, const char *key, ilm__gguf_str 
 {
     const ilm__gguf_kv *kv = ilm__gguf_find_kv(g, key);
     if (!kv) return ILM_ERR_NOT_FOUND;
-    ILM_RETURN_IF(kv->type != ILM__GGUF_STRING, ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' has value type %u, not a string", g->path, key,
-                  kv->type);
+    ILM__RETURN_IF(kv->type != ILM__GGUF_STRING, ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' has value type %u, not a string", g->path, key,
+                   kv->type);
     out->p = (const char *)kv->data + 8;
     out->n = kv->size - 8;
     return ILM_OK;
@@ -427,9 +428,9 @@ ilm_status ilm__gguf_get_arr(const ilm__gguf *g, const char *key, uint32_t elem_
 {
     const ilm__gguf_kv *kv = ilm__gguf_find_kv(g, key);
     if (!kv) return ILM_ERR_NOT_FOUND;
-    ILM_RETURN_IF(kv->type != ILM__GGUF_ARRAY || kv->elem_type != elem_type, ILM_ERR_FORMAT,
-                  "gguf: '%s': key '%s' is not an array of value type %u", g->path, key,
-                  elem_type);
+    ILM__RETURN_IF(kv->type != ILM__GGUF_ARRAY || kv->elem_type != elem_type, ILM_ERR_FORMAT,
+                   "gguf: '%s': key '%s' is not an array of value type %u", g->path, key,
+                   elem_type);
     *out = kv;
     return ILM_OK;
 }

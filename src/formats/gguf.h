@@ -55,7 +55,7 @@ typedef struct ilm__gguf_tensor {
     uint32_t       n_dims;
     uint64_t       dims[ILM__GGUF_MAX_DIMS]; /* ggml order: dims[0] is the
                                                  fastest-varying; unused = 1 */
-    uint32_t       type;      /* ilm__ggml_type, known */
+    uint32_t       type;      /* ilm__dtype, known */
     uint64_t       offset;    /* from the data section start */
     uint64_t       n_elems;
     uint64_t       n_bytes;

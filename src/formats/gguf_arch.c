@@ -22,13 +22,13 @@ static ilm_status get_size(const ilm__gguf *g, const char *key, bool required, i
     uint32_t v;
     ilm_status s = ilm__gguf_get_u32(g, key, &v);
     if (s == ILM_ERR_NOT_FOUND) {
-        ILM_RETURN_IF(required, ILM_ERR_FORMAT, "%s: key '%s' is missing", g->path, key);
+        ILM__RETURN_IF(required, ILM_ERR_FORMAT, "%s: key '%s' is missing", g->path, key);
         *out = (int32_t)def;
         return ILM_OK;
     }
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(v == 0 || v > INT32_MAX, ILM_ERR_FORMAT, "%s: '%s' is %u", g->path, key,
-                  (unsigned)v);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(v == 0 || v > INT32_MAX, ILM_ERR_FORMAT, "%s: '%s' is %u", g->path, key,
+                   (unsigned)v);
     *out = (int32_t)v;
     return ILM_OK;
 }
@@ -38,13 +38,13 @@ static ilm_status get_pos_f32(const ilm__gguf *g, const char *key, bool required
 {
     ilm_status s = ilm__gguf_get_f32(g, key, out);
     if (s == ILM_ERR_NOT_FOUND) {
-        ILM_RETURN_IF(required, ILM_ERR_FORMAT, "%s: key '%s' is missing", g->path, key);
+        ILM__RETURN_IF(required, ILM_ERR_FORMAT, "%s: key '%s' is missing", g->path, key);
         *out = def;
         return ILM_OK;
     }
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(!(*out > 0) || *out > 3.4e38f, ILM_ERR_FORMAT, "%s: '%s' is %g", g->path,
-                  key, (double)*out);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(!(*out > 0) || *out > 3.4e38f, ILM_ERR_FORMAT, "%s: '%s' is %g", g->path,
+                   key, (double)*out);
     return ILM_OK;
 }
 
@@ -57,9 +57,9 @@ static ilm_status get_token(const ilm__gguf *g, const char *key, int32_t vocab, 
         *out = -1;
         return ILM_OK;
     }
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(v >= (uint32_t)vocab, ILM_ERR_FORMAT, "%s: '%s' is %u but the vocabulary "
-                  "has %d tokens", g->path, key, (unsigned)v, (int)vocab);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(v >= (uint32_t)vocab, ILM_ERR_FORMAT, "%s: '%s' is %u but the vocabulary "
+                   "has %d tokens", g->path, key, (unsigned)v, (int)vocab);
     *out = (int32_t)v;
     return ILM_OK;
 }
@@ -75,24 +75,24 @@ static ilm_status read_rope_scaling(const ilm__gguf *g, ilm__arch *a)
         float f;
         s = ilm__gguf_get_f32(g, "llama.rope.scale_linear", &f);
         if (s == ILM_ERR_NOT_FOUND) return ILM_OK;
-        ILM_FORWARD(s);
-        ILM_RETURN_IF(!(f >= 1.0f) || f > 3.4e38f, ILM_ERR_FORMAT,
-                      "%s: 'llama.rope.scale_linear' is %g", g->path, (double)f);
+        ILM__FORWARD(s);
+        ILM__RETURN_IF(!(f >= 1.0f) || f > 3.4e38f, ILM_ERR_FORMAT,
+                       "%s: 'llama.rope.scale_linear' is %g", g->path, (double)f);
         if (f != 1.0f) {
             a->rope_scaling = ILM__ROPE_SCALING_LINEAR;
             a->rope_factor = f;
         }
         return ILM_OK;
     }
-    ILM_FORWARD(s);
+    ILM__FORWARD(s);
     if (ilm__gguf_str_eq(type, "none")) return ILM_OK;
-    ILM_RETURN_IF(!ilm__gguf_str_eq(type, "linear"), ILM_ERR_UNSUPPORTED,
-                  "%s: RoPE scaling '%.*s' is not supported (none, linear are)", g->path,
-                  (int)type.n, type.p);
-    ILM_FORWARD(get_pos_f32(g, "llama.rope.scaling.factor", true, 1.0f, &a->rope_factor));
-    ILM_RETURN_IF(a->rope_factor < 1.0f, ILM_ERR_FORMAT,
-                  "%s: 'llama.rope.scaling.factor' %g is below 1", g->path,
-                  (double)a->rope_factor);
+    ILM__RETURN_IF(!ilm__gguf_str_eq(type, "linear"), ILM_ERR_UNSUPPORTED,
+                   "%s: RoPE scaling '%.*s' is not supported (none, linear are)", g->path,
+                   (int)type.n, type.p);
+    ILM__FORWARD(get_pos_f32(g, "llama.rope.scaling.factor", true, 1.0f, &a->rope_factor));
+    ILM__RETURN_IF(a->rope_factor < 1.0f, ILM_ERR_FORMAT,
+                   "%s: 'llama.rope.scaling.factor' %g is below 1", g->path,
+                   (double)a->rope_factor);
     a->rope_scaling = ILM__ROPE_SCALING_LINEAR;
     return ILM_OK;
 }
@@ -102,77 +102,77 @@ static ilm_status read_metadata(const ilm__gguf *g, ilm__arch *a)
     const char *gp = g->path;
     ilm__gguf_str arch;
     ilm_status s = ilm__gguf_get_str(g, "general.architecture", &arch);
-    ILM_RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
-                  "%s: key 'general.architecture' is missing", gp);
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(!ilm__gguf_str_eq(arch, "llama"), ILM_ERR_UNSUPPORTED,
-                  "%s: architecture '%.*s' is not supported (only llama)", gp, (int)arch.n,
-                  arch.p);
+    ILM__RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
+                   "%s: key 'general.architecture' is missing", gp);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(!ilm__gguf_str_eq(arch, "llama"), ILM_ERR_UNSUPPORTED,
+                   "%s: architecture '%.*s' is not supported (only llama)", gp, (int)arch.n,
+                   arch.p);
     a->kind = ILM__ARCH_LLAMA;
 
     int32_t experts = 0;
-    ILM_FORWARD(get_size(g, "llama.expert_count", false, 0, &experts));
-    ILM_RETURN_IF(experts > 0, ILM_ERR_UNSUPPORTED,
-                  "%s: mixture of experts (llama.expert_count %d) is not supported", gp,
-                  (int)experts);
+    ILM__FORWARD(get_size(g, "llama.expert_count", false, 0, &experts));
+    ILM__RETURN_IF(experts > 0, ILM_ERR_UNSUPPORTED,
+                   "%s: mixture of experts (llama.expert_count %d) is not supported", gp,
+                   (int)experts);
 
-    ILM_FORWARD(get_size(g, "llama.block_count", true, 0, &a->n_layers));
-    ILM_FORWARD(get_size(g, "llama.embedding_length", true, 0, &a->hidden_size));
-    ILM_FORWARD(get_size(g, "llama.feed_forward_length", true, 0, &a->intermediate_size));
-    ILM_FORWARD(get_size(g, "llama.attention.head_count", true, 0, &a->n_heads));
-    ILM_FORWARD(get_size(g, "llama.attention.head_count_kv", false, a->n_heads,
+    ILM__FORWARD(get_size(g, "llama.block_count", true, 0, &a->n_layers));
+    ILM__FORWARD(get_size(g, "llama.embedding_length", true, 0, &a->hidden_size));
+    ILM__FORWARD(get_size(g, "llama.feed_forward_length", true, 0, &a->intermediate_size));
+    ILM__FORWARD(get_size(g, "llama.attention.head_count", true, 0, &a->n_heads));
+    ILM__FORWARD(get_size(g, "llama.attention.head_count_kv", false, a->n_heads,
                          &a->n_kv_heads));
-    ILM_RETURN_IF(a->n_heads % a->n_kv_heads != 0, ILM_ERR_FORMAT,
-                  "%s: head_count %d is not a multiple of head_count_kv %d", gp,
-                  (int)a->n_heads, (int)a->n_kv_heads);
-    ILM_FORWARD(get_size(g, "llama.context_length", true, 0, &a->max_position));
-    ILM_FORWARD(get_pos_f32(g, "llama.attention.layer_norm_rms_epsilon", true, 0,
+    ILM__RETURN_IF(a->n_heads % a->n_kv_heads != 0, ILM_ERR_FORMAT,
+                   "%s: head_count %d is not a multiple of head_count_kv %d", gp,
+                   (int)a->n_heads, (int)a->n_kv_heads);
+    ILM__FORWARD(get_size(g, "llama.context_length", true, 0, &a->max_position));
+    ILM__FORWARD(get_pos_f32(g, "llama.attention.layer_norm_rms_epsilon", true, 0,
                             &a->rms_eps));
-    ILM_FORWARD(get_pos_f32(g, "llama.rope.freq_base", false, 10000.0f, &a->rope_theta));
+    ILM__FORWARD(get_pos_f32(g, "llama.rope.freq_base", false, 10000.0f, &a->rope_theta));
 
     /* The head size: key_length when the file says it, else C / H. */
     int32_t def_d = a->hidden_size % a->n_heads == 0 ? a->hidden_size / a->n_heads : -1;
     int32_t kd, vd, rd;
-    ILM_FORWARD(get_size(g, "llama.attention.key_length", false, def_d, &kd));
-    ILM_RETURN_IF(kd < 0, ILM_ERR_FORMAT,
-                  "%s: embedding_length %d is not a multiple of head_count %d", gp,
-                  (int)a->hidden_size, (int)a->n_heads);
-    ILM_FORWARD(get_size(g, "llama.attention.value_length", false, kd, &vd));
-    ILM_RETURN_IF(vd != kd, ILM_ERR_UNSUPPORTED,
-                  "%s: key_length %d and value_length %d differ", gp, (int)kd, (int)vd);
-    ILM_FORWARD(get_size(g, "llama.rope.dimension_count", false, kd, &rd));
-    ILM_RETURN_IF(rd != kd, ILM_ERR_UNSUPPORTED, "%s: RoPE over %d of the head's %d "
-                  "dimensions (partial rotary) is not supported", gp, (int)rd, (int)kd);
-    ILM_RETURN_IF(kd % 2 != 0, ILM_ERR_FORMAT, "%s: head size %d is odd; RoPE rotates pairs",
-                  gp, (int)kd);
-    ILM_RETURN_IF((int64_t)kd * a->n_heads > INT32_MAX, ILM_ERR_FORMAT,
-                  "%s: head_count x head size overflows", gp);
+    ILM__FORWARD(get_size(g, "llama.attention.key_length", false, def_d, &kd));
+    ILM__RETURN_IF(kd < 0, ILM_ERR_FORMAT,
+                   "%s: embedding_length %d is not a multiple of head_count %d", gp,
+                   (int)a->hidden_size, (int)a->n_heads);
+    ILM__FORWARD(get_size(g, "llama.attention.value_length", false, kd, &vd));
+    ILM__RETURN_IF(vd != kd, ILM_ERR_UNSUPPORTED,
+                   "%s: key_length %d and value_length %d differ", gp, (int)kd, (int)vd);
+    ILM__FORWARD(get_size(g, "llama.rope.dimension_count", false, kd, &rd));
+    ILM__RETURN_IF(rd != kd, ILM_ERR_UNSUPPORTED, "%s: RoPE over %d of the head's %d "
+                   "dimensions (partial rotary) is not supported", gp, (int)rd, (int)kd);
+    ILM__RETURN_IF(kd % 2 != 0, ILM_ERR_FORMAT, "%s: head size %d is odd; RoPE rotates pairs",
+                   gp, (int)kd);
+    ILM__RETURN_IF((int64_t)kd * a->n_heads > INT32_MAX, ILM_ERR_FORMAT,
+                   "%s: head_count x head size overflows", gp);
     a->head_dim = kd;
-    ILM_FORWARD(read_rope_scaling(g, a));
+    ILM__FORWARD(read_rope_scaling(g, a));
     a->rope_interleaved = true;
 
     /* The vocabulary: llama.vocab_size, else the tokenizer's token list. */
     const ilm__gguf_kv *tokens = NULL;
     s = ilm__gguf_get_arr(g, "tokenizer.ggml.tokens", ILM__GGUF_STRING, &tokens);
-    if (s != ILM_ERR_NOT_FOUND) ILM_FORWARD(s);
+    if (s != ILM_ERR_NOT_FOUND) ILM__FORWARD(s);
     else tokens = NULL;
-    ILM_FORWARD(get_size(g, "llama.vocab_size", false, -1, &a->vocab_size));
+    ILM__FORWARD(get_size(g, "llama.vocab_size", false, -1, &a->vocab_size));
     if (a->vocab_size < 0) {
-        ILM_RETURN_IF(!tokens, ILM_ERR_FORMAT,
-                      "%s: neither 'llama.vocab_size' nor 'tokenizer.ggml.tokens' gives the "
-                      "vocabulary size", gp);
-        ILM_RETURN_IF(tokens->count == 0 || tokens->count > INT32_MAX, ILM_ERR_FORMAT,
-                      "%s: 'tokenizer.ggml.tokens' has %llu tokens", gp,
-                      (unsigned long long)tokens->count);
+        ILM__RETURN_IF(!tokens, ILM_ERR_FORMAT,
+                       "%s: neither 'llama.vocab_size' nor 'tokenizer.ggml.tokens' gives the "
+                       "vocabulary size", gp);
+        ILM__RETURN_IF(tokens->count == 0 || tokens->count > INT32_MAX, ILM_ERR_FORMAT,
+                       "%s: 'tokenizer.ggml.tokens' has %llu tokens", gp,
+                       (unsigned long long)tokens->count);
         a->vocab_size = (int32_t)tokens->count;
     } else {
-        ILM_RETURN_IF(tokens && tokens->count != (uint64_t)a->vocab_size, ILM_ERR_FORMAT,
-                      "%s: llama.vocab_size %d but tokenizer.ggml.tokens has %llu", gp,
-                      (int)a->vocab_size, (unsigned long long)tokens->count);
+        ILM__RETURN_IF(tokens && tokens->count != (uint64_t)a->vocab_size, ILM_ERR_FORMAT,
+                       "%s: llama.vocab_size %d but tokenizer.ggml.tokens has %llu", gp,
+                       (int)a->vocab_size, (unsigned long long)tokens->count);
     }
-    ILM_FORWARD(get_token(g, "tokenizer.ggml.bos_token_id", a->vocab_size, &a->bos_id));
-    ILM_FORWARD(get_token(g, "tokenizer.ggml.eos_token_id", a->vocab_size, &a->eos_id));
-    ILM_FORWARD(get_token(g, "tokenizer.ggml.padding_token_id", a->vocab_size, &a->pad_id));
+    ILM__FORWARD(get_token(g, "tokenizer.ggml.bos_token_id", a->vocab_size, &a->bos_id));
+    ILM__FORWARD(get_token(g, "tokenizer.ggml.eos_token_id", a->vocab_size, &a->eos_id));
+    ILM__FORWARD(get_token(g, "tokenizer.ggml.padding_token_id", a->vocab_size, &a->pad_id));
     return ILM_OK;
 }
 
@@ -199,7 +199,7 @@ static ilm_status check_shape(const ilm__gguf *g, const char *name, uint64_t d0,
     const ilm__gguf_tensor *t = ilm__gguf_find_tensor(g, name);
     if (present) *present = t != NULL;
     if (!t) {
-        ILM_RETURN_IF(required, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", g->path, name);
+        ILM__RETURN_IF(required, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", g->path, name);
         return ILM_OK;
     }
     bool ok = t->n_dims == (vector ? 1u : 2u) && t->dims[0] == d0 &&
@@ -244,17 +244,17 @@ static ilm_status check_tensors(const ilm__gguf *g, ilm__arch *a)
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         ilm__gguf_str nm = g->tensors[i].name;
         if (known_name(nm.p, nm.n, a->n_layers)) continue;
-        ILM_RETURN_IF(ilm__gguf_str_eq(nm, "rope_freqs.weight"), ILM_ERR_UNSUPPORTED,
-                      "%s: tensor 'rope_freqs.weight' (per-frequency RoPE factors, as "
-                      "LLaMA-3.1 files carry) is not supported", g->path);
+        ILM__RETURN_IF(ilm__gguf_str_eq(nm, "rope_freqs.weight"), ILM_ERR_UNSUPPORTED,
+                       "%s: tensor 'rope_freqs.weight' (per-frequency RoPE factors, as "
+                       "LLaMA-3.1 files carry) is not supported", g->path);
         return ilm__error(ILM_ERR_UNSUPPORTED, "%s: tensor '%.*s' has no place in a LLaMA "
                           "model of %d layers", g->path, (int)nm.n, nm.p, (int)a->n_layers);
     }
     uint64_t C = (uint64_t)a->hidden_size, V = (uint64_t)a->vocab_size;
-    ILM_FORWARD(check_shape(g, "token_embd.weight", C, V, false, true, NULL));
-    ILM_FORWARD(check_shape(g, "output_norm.weight", C, 1, true, true, NULL));
+    ILM__FORWARD(check_shape(g, "token_embd.weight", C, V, false, true, NULL));
+    ILM__FORWARD(check_shape(g, "output_norm.weight", C, 1, true, true, NULL));
     bool has_output;
-    ILM_FORWARD(check_shape(g, "output.weight", C, V, false, false, &has_output));
+    ILM__FORWARD(check_shape(g, "output.weight", C, V, false, false, &has_output));
     a->tie_embeddings = !has_output;
 
     const uint64_t sz[] = {
@@ -269,7 +269,7 @@ static ilm_status check_tensors(const ilm__gguf *g, ilm__arch *a)
         for (size_t k = 0; k < N_LAYER_TENSORS; k++) {
             const struct layer_tensor *lt = &layer_tensors[k];
             snprintf(name, sizeof name, "blk.%d.%s", (int)l, lt->suffix);
-            ILM_FORWARD(check_shape(g, name, sz[lt->d0], sz[lt->d1], lt->d1 == SZ_ONE, true,
+            ILM__FORWARD(check_shape(g, name, sz[lt->d0], sz[lt->d1], lt->d1 == SZ_ONE, true,
                                     NULL));
         }
     return ILM_OK;
@@ -277,10 +277,10 @@ static ilm_status check_tensors(const ilm__gguf *g, ilm__arch *a)
 
 ilm_status ilm__arch_from_gguf(const struct ilm__gguf *g, ilm__arch *out)
 {
-    ILM_RETURN_IF(!g || !out, ILM_ERR_INVALID_ARG, "gguf arch: NULL argument");
+    ILM__RETURN_IF(!g || !out, ILM_ERR_INVALID_ARG, "gguf arch: NULL argument");
     ilm__arch a = { 0 };
-    ILM_FORWARD(read_metadata(g, &a));
-    ILM_FORWARD(check_tensors(g, &a));
+    ILM__FORWARD(read_metadata(g, &a));
+    ILM__FORWARD(check_tensors(g, &a));
     *out = a;
     return ILM_OK;
 }

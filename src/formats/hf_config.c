@@ -46,13 +46,13 @@ static const cJSON *item(const cJSON *obj, const char *key)
 static ilm_status int_value(const cfg *c, const char *key, const cJSON *v, int64_t min,
                             int64_t max, int64_t *out)
 {
-    ILM_RETURN_IF(!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+    ILM__RETURN_IF(!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
                       fabs(v->valuedouble) > 9007199254740992.0,
-                  ILM_ERR_FORMAT, "%s: '%s' must be an integer", c->path, key);
+                   ILM_ERR_FORMAT, "%s: '%s' must be an integer", c->path, key);
     double d = v->valuedouble;
-    ILM_RETURN_IF(d < (double)min || d > (double)max, ILM_ERR_FORMAT,
-                  "%s: '%s' is %.0f, outside [%lld, %lld]", c->path, key, d, (long long)min,
-                  (long long)max);
+    ILM__RETURN_IF(d < (double)min || d > (double)max, ILM_ERR_FORMAT,
+                   "%s: '%s' is %.0f, outside [%lld, %lld]", c->path, key, d, (long long)min,
+                   (long long)max);
     *out = (int64_t)d;
     return ILM_OK;
 }
@@ -62,7 +62,7 @@ static ilm_status get_int(const cfg *c, const cJSON *obj, const char *key, bool 
 {
     const cJSON *v = item(obj, key);
     if (!v) {
-        ILM_RETURN_IF(required, ILM_ERR_FORMAT, "%s: '%s' is missing", c->path, key);
+        ILM__RETURN_IF(required, ILM_ERR_FORMAT, "%s: '%s' is missing", c->path, key);
         *out = def;
         return ILM_OK;
     }
@@ -75,16 +75,16 @@ static ilm_status get_pos(const cfg *c, const cJSON *obj, const char *key, bool 
 {
     const cJSON *v = item(obj, key);
     if (!v) {
-        ILM_RETURN_IF(required, ILM_ERR_FORMAT, "%s: '%s' is missing", c->path, key);
+        ILM__RETURN_IF(required, ILM_ERR_FORMAT, "%s: '%s' is missing", c->path, key);
         *out = def;
         return ILM_OK;
     }
-    ILM_RETURN_IF(!cJSON_IsNumber(v), ILM_ERR_FORMAT, "%s: '%s' must be a number", c->path,
-                  key);
-    ILM_RETURN_IF(!(v->valuedouble > 0) || !isfinite(v->valuedouble) ||
+    ILM__RETURN_IF(!cJSON_IsNumber(v), ILM_ERR_FORMAT, "%s: '%s' must be a number", c->path,
+                   key);
+    ILM__RETURN_IF(!(v->valuedouble > 0) || !isfinite(v->valuedouble) ||
                       v->valuedouble > 3.4e38,
-                  ILM_ERR_FORMAT, "%s: '%s' is %g; it must be positive", c->path, key,
-                  v->valuedouble);
+                   ILM_ERR_FORMAT, "%s: '%s' is %g; it must be positive", c->path, key,
+                   v->valuedouble);
     *out = v->valuedouble;
     return ILM_OK;
 }
@@ -96,8 +96,8 @@ static ilm_status get_bool(const cfg *c, const char *key, bool def, bool *out)
         *out = def;
         return ILM_OK;
     }
-    ILM_RETURN_IF(!cJSON_IsBool(v), ILM_ERR_FORMAT, "%s: '%s' must be true or false",
-                  c->path, key);
+    ILM__RETURN_IF(!cJSON_IsBool(v), ILM_ERR_FORMAT, "%s: '%s' must be true or false",
+                   c->path, key);
     *out = cJSON_IsTrue(v);
     return ILM_OK;
 }
@@ -108,8 +108,8 @@ static ilm_status get_str(const cfg *c, const cJSON *obj, const char *key, const
     const cJSON *v = item(obj, key);
     *out = NULL;
     if (!v) return ILM_OK;
-    ILM_RETURN_IF(!cJSON_IsString(v), ILM_ERR_FORMAT, "%s: '%s' must be a string", c->path,
-                  key);
+    ILM__RETURN_IF(!cJSON_IsString(v), ILM_ERR_FORMAT, "%s: '%s' must be a string", c->path,
+                   key);
     *out = v->valuestring;
     return ILM_OK;
 }
@@ -118,9 +118,9 @@ static ilm_status get_str(const cfg *c, const cJSON *obj, const char *key, const
 static ilm_status no_bias(const cfg *c, const char *key, bool def)
 {
     bool on;
-    ILM_FORWARD(get_bool(c, key, def, &on));
-    ILM_RETURN_IF(on, ILM_ERR_UNSUPPORTED, "%s: '%s' is %s; biased projections are not "
-                  "supported", c->path, key, item(c->root, key) ? "true" : "true by default");
+    ILM__FORWARD(get_bool(c, key, def, &on));
+    ILM__RETURN_IF(on, ILM_ERR_UNSUPPORTED, "%s: '%s' is %s; biased projections are not "
+                   "supported", c->path, key, item(c->root, key) ? "true" : "true by default");
     return ILM_OK;
 }
 
@@ -135,14 +135,14 @@ static ilm_status get_token(const cfg *c, const char *key, int64_t def, int64_t 
          * 128009); ilm__arch has one, so the first stands for them and the
          * generation config keeps the full stop list. */
         const cJSON *first = cJSON_GetArrayItem(v, 0);
-        ILM_RETURN_IF(!first || strcmp(key, "eos_token_id") != 0, ILM_ERR_FORMAT,
-                      "%s: '%s' must be an integer", c->path, key);
-        ILM_FORWARD(int_value(c, key, first, -1, INT32_MAX, &id));
+        ILM__RETURN_IF(!first || strcmp(key, "eos_token_id") != 0, ILM_ERR_FORMAT,
+                       "%s: '%s' must be an integer", c->path, key);
+        ILM__FORWARD(int_value(c, key, first, -1, INT32_MAX, &id));
     } else if (v) {
-        ILM_FORWARD(int_value(c, key, v, -1, INT32_MAX, &id));
+        ILM__FORWARD(int_value(c, key, v, -1, INT32_MAX, &id));
     }
-    ILM_RETURN_IF(id >= vocab, ILM_ERR_FORMAT, "%s: '%s' is %lld but vocab_size is %lld",
-                  c->path, key, (long long)id, (long long)vocab);
+    ILM__RETURN_IF(id >= vocab, ILM_ERR_FORMAT, "%s: '%s' is %lld but vocab_size is %lld",
+                   c->path, key, (long long)id, (long long)vocab);
     *out = (int32_t)id;
     return ILM_OK;
 }
@@ -161,39 +161,39 @@ static ilm_status parse_rope_scaling(const cfg *c, family fam, ilm__arch *a)
     const cJSON *rs = rp ? rp : item(c->root, "rope_scaling");
     const char *key = rp ? "rope_parameters" : "rope_scaling";
     if (!rs) return ILM_OK;
-    ILM_RETURN_IF(!cJSON_IsObject(rs), ILM_ERR_FORMAT, "%s: '%s' must be an object", c->path,
-                  key);
+    ILM__RETURN_IF(!cJSON_IsObject(rs), ILM_ERR_FORMAT, "%s: '%s' must be an object", c->path,
+                   key);
     if (rp && item(rp, "rope_theta")) {
         double theta;
-        ILM_FORWARD(get_pos(c, rp, "rope_theta", true, 0, &theta));
-        ILM_RETURN_IF(item(c->root, "rope_theta") && (float)theta != a->rope_theta,
-                      ILM_ERR_FORMAT, "%s: rope_parameters.rope_theta %g and rope_theta %g "
-                      "disagree", c->path, theta, (double)a->rope_theta);
+        ILM__FORWARD(get_pos(c, rp, "rope_theta", true, 0, &theta));
+        ILM__RETURN_IF(item(c->root, "rope_theta") && (float)theta != a->rope_theta,
+                       ILM_ERR_FORMAT, "%s: rope_parameters.rope_theta %g and rope_theta %g "
+                       "disagree", c->path, theta, (double)a->rope_theta);
         a->rope_theta = (float)theta;
     }
     const char *type = NULL, *rope_type = NULL;
-    ILM_FORWARD(get_str(c, rs, "type", &type));
-    ILM_FORWARD(get_str(c, rs, "rope_type", &rope_type));
-    ILM_RETURN_IF(type && rope_type && strcmp(type, rope_type) != 0, ILM_ERR_FORMAT,
-                  "%s: rope_scaling: 'type' '%s' and 'rope_type' '%s' disagree", c->path, type,
-                  rope_type);
+    ILM__FORWARD(get_str(c, rs, "type", &type));
+    ILM__FORWARD(get_str(c, rs, "rope_type", &rope_type));
+    ILM__RETURN_IF(type && rope_type && strcmp(type, rope_type) != 0, ILM_ERR_FORMAT,
+                   "%s: rope_scaling: 'type' '%s' and 'rope_type' '%s' disagree", c->path, type,
+                   rope_type);
     const char *t = rope_type ? rope_type : type;
-    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: %s has no 'rope_type' or 'type'", c->path, key);
+    ILM__RETURN_IF(!t, ILM_ERR_FORMAT, "%s: %s has no 'rope_type' or 'type'", c->path, key);
     if (fam == FAM_INTERNLM2) {
         /* InternLM2Config._rope_scaling_validation: exactly {type, factor},
          * type linear or dynamic. */
-        ILM_RETURN_IF(strcmp(t, "linear") != 0 && strcmp(t, "dynamic") != 0,
-                      ILM_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported for "
-                      "InternLM2 (linear, dynamic are)", c->path, t);
-        ILM_RETURN_IF(!rp && (cJSON_GetArraySize(rs) != 2 || !type), ILM_ERR_FORMAT,
-                      "%s: InternLM2's rope_scaling must hold exactly 'type' and 'factor'",
-                      c->path);
+        ILM__RETURN_IF(strcmp(t, "linear") != 0 && strcmp(t, "dynamic") != 0,
+                       ILM_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported for "
+                       "InternLM2 (linear, dynamic are)", c->path, t);
+        ILM__RETURN_IF(!rp && (cJSON_GetArraySize(rs) != 2 || !type), ILM_ERR_FORMAT,
+                       "%s: InternLM2's rope_scaling must hold exactly 'type' and 'factor'",
+                       c->path);
     }
     if (strcmp(t, "default") == 0) return ILM_OK;
     double factor;
-    ILM_FORWARD(get_pos(c, rs, "factor", true, 1.0, &factor));
-    ILM_RETURN_IF(factor < 1.0, ILM_ERR_FORMAT, "%s: rope_scaling factor %g is below 1",
-                  c->path, factor);
+    ILM__FORWARD(get_pos(c, rs, "factor", true, 1.0, &factor));
+    ILM__RETURN_IF(factor < 1.0, ILM_ERR_FORMAT, "%s: rope_scaling factor %g is below 1",
+                   c->path, factor);
     a->rope_factor = (float)factor;
     int64_t orig;
     if (strcmp(t, "linear") == 0) {
@@ -202,19 +202,19 @@ static ilm_status parse_rope_scaling(const cfg *c, family fam, ilm__arch *a)
         /* NTK scaling starts past the original context (transformers'
          * _compute_dynamic_ntk_parameters). */
         a->rope_scaling = ILM__ROPE_SCALING_DYNAMIC;
-        ILM_FORWARD(get_int(c, rs, "original_max_position_embeddings", false, a->max_position,
+        ILM__FORWARD(get_int(c, rs, "original_max_position_embeddings", false, a->max_position,
                             1, INT32_MAX, &orig));
         a->rope_original_max_position = (int32_t)orig;
     } else if (strcmp(t, "llama3") == 0) {
         a->rope_scaling = ILM__ROPE_SCALING_LLAMA3;
         double lo, hi;
-        ILM_FORWARD(get_pos(c, rs, "low_freq_factor", true, 1.0, &lo));
-        ILM_FORWARD(get_pos(c, rs, "high_freq_factor", true, 1.0, &hi));
-        ILM_FORWARD(get_int(c, rs, "original_max_position_embeddings", true, 0, 1, INT32_MAX,
+        ILM__FORWARD(get_pos(c, rs, "low_freq_factor", true, 1.0, &lo));
+        ILM__FORWARD(get_pos(c, rs, "high_freq_factor", true, 1.0, &hi));
+        ILM__FORWARD(get_int(c, rs, "original_max_position_embeddings", true, 0, 1, INT32_MAX,
                             &orig));
         /* The smooth band divides by high - low. */
-        ILM_RETURN_IF(hi <= lo, ILM_ERR_FORMAT, "%s: rope_scaling high_freq_factor %g is not "
-                      "above low_freq_factor %g", c->path, hi, lo);
+        ILM__RETURN_IF(hi <= lo, ILM_ERR_FORMAT, "%s: rope_scaling high_freq_factor %g is not "
+                       "above low_freq_factor %g", c->path, hi, lo);
         a->rope_low_freq_factor = (float)lo;
         a->rope_high_freq_factor = (float)hi;
         a->rope_original_max_position = (int32_t)orig;
@@ -230,20 +230,20 @@ static ilm_status find_family(const cfg *c, family *fam)
     const cJSON *archs = item(c->root, "architectures");
     const char *arch = NULL, *mt = NULL;
     if (archs) {
-        ILM_RETURN_IF(!cJSON_IsArray(archs) || !cJSON_IsString(cJSON_GetArrayItem(archs, 0)),
-                      ILM_ERR_FORMAT, "%s: 'architectures' must be a list of strings",
-                      c->path);
+        ILM__RETURN_IF(!cJSON_IsArray(archs) || !cJSON_IsString(cJSON_GetArrayItem(archs, 0)),
+                       ILM_ERR_FORMAT, "%s: 'architectures' must be a list of strings",
+                       c->path);
         arch = cJSON_GetArrayItem(archs, 0)->valuestring;
     }
-    ILM_FORWARD(get_str(c, c->root, "model_type", &mt));
-    ILM_RETURN_IF(!arch && !mt, ILM_ERR_FORMAT, "%s: neither 'architectures' nor "
-                  "'model_type' says what the model is", c->path);
+    ILM__FORWARD(get_str(c, c->root, "model_type", &mt));
+    ILM__RETURN_IF(!arch && !mt, ILM_ERR_FORMAT, "%s: neither 'architectures' nor "
+                   "'model_type' says what the model is", c->path);
     for (size_t i = 0; i < N_KNOWN; i++) {
         const struct known_arch *k = &known_archs[i];
         if (arch ? strcmp(arch, k->arch) != 0 : strcmp(mt, k->model_type) != 0) continue;
-        ILM_RETURN_IF(arch && mt && strcmp(mt, k->model_type) != 0, ILM_ERR_FORMAT,
-                      "%s: architecture '%s' with model_type '%s' (expected '%s')", c->path,
-                      arch, mt, k->model_type);
+        ILM__RETURN_IF(arch && mt && strcmp(mt, k->model_type) != 0, ILM_ERR_FORMAT,
+                       "%s: architecture '%s' with model_type '%s' (expected '%s')", c->path,
+                       arch, mt, k->model_type);
         *fam = k->fam;
         return ILM_OK;
     }
@@ -254,93 +254,93 @@ static ilm_status find_family(const cfg *c, family *fam)
 
 static ilm_status parse(const cfg *c, ilm__arch *a)
 {
-    ILM_RETURN_IF(!cJSON_IsObject(c->root), ILM_ERR_FORMAT, "%s: not a JSON object", c->path);
+    ILM__RETURN_IF(!cJSON_IsObject(c->root), ILM_ERR_FORMAT, "%s: not a JSON object", c->path);
     family fam = FAM_LLAMA;
-    ILM_FORWARD(find_family(c, &fam));
+    ILM__FORWARD(find_family(c, &fam));
     a->kind = fam == FAM_INTERNLM2 ? ILM__ARCH_INTERNLM2 : ILM__ARCH_LLAMA;
 
     const char *act;
-    ILM_FORWARD(get_str(c, c->root, "hidden_act", &act));
-    ILM_RETURN_IF(act && strcmp(act, "silu") != 0, ILM_ERR_UNSUPPORTED,
-                  "%s: hidden_act '%s' is not supported (only silu)", c->path, act);
+    ILM__FORWARD(get_str(c, c->root, "hidden_act", &act));
+    ILM__RETURN_IF(act && strcmp(act, "silu") != 0, ILM_ERR_UNSUPPORTED,
+                   "%s: hidden_act '%s' is not supported (only silu)", c->path, act);
 
     int64_t v;
     const cJSON *r = c->root;
-    ILM_FORWARD(get_int(c, r, "vocab_size", true, 0, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "vocab_size", true, 0, 1, INT32_MAX, &v));
     a->vocab_size = (int32_t)v;
-    ILM_FORWARD(get_int(c, r, "hidden_size", true, 0, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "hidden_size", true, 0, 1, INT32_MAX, &v));
     a->hidden_size = (int32_t)v;
-    ILM_FORWARD(get_int(c, r, "intermediate_size", true, 0, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "intermediate_size", true, 0, 1, INT32_MAX, &v));
     a->intermediate_size = (int32_t)v;
-    ILM_FORWARD(get_int(c, r, "num_hidden_layers", true, 0, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "num_hidden_layers", true, 0, 1, INT32_MAX, &v));
     a->n_layers = (int32_t)v;
-    ILM_FORWARD(get_int(c, r, "num_attention_heads", true, 0, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "num_attention_heads", true, 0, 1, INT32_MAX, &v));
     a->n_heads = (int32_t)v;
-    ILM_FORWARD(get_int(c, r, "num_key_value_heads", false, a->n_heads, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "num_key_value_heads", false, a->n_heads, 1, INT32_MAX, &v));
     a->n_kv_heads = (int32_t)v;
-    ILM_RETURN_IF(a->n_heads % a->n_kv_heads != 0, ILM_ERR_FORMAT,
-                  "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                  c->path, (int)a->n_heads, (int)a->n_kv_heads);
+    ILM__RETURN_IF(a->n_heads % a->n_kv_heads != 0, ILM_ERR_FORMAT,
+                   "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                   c->path, (int)a->n_heads, (int)a->n_kv_heads);
 
     /* InternLM2's modeling code derives the head size; the others honour
      * an explicit head_dim (InternLM3 and Mistral-Nemo set one). */
     if (fam == FAM_INTERNLM2 || !item(r, "head_dim")) {
-        ILM_RETURN_IF(a->hidden_size % a->n_heads != 0, ILM_ERR_FORMAT,
-                      "%s: hidden_size %d is not a multiple of num_attention_heads %d",
-                      c->path, (int)a->hidden_size, (int)a->n_heads);
+        ILM__RETURN_IF(a->hidden_size % a->n_heads != 0, ILM_ERR_FORMAT,
+                       "%s: hidden_size %d is not a multiple of num_attention_heads %d",
+                       c->path, (int)a->hidden_size, (int)a->n_heads);
         a->head_dim = a->hidden_size / a->n_heads;
     } else {
-        ILM_FORWARD(get_int(c, r, "head_dim", true, 0, 1, INT32_MAX, &v));
+        ILM__FORWARD(get_int(c, r, "head_dim", true, 0, 1, INT32_MAX, &v));
         a->head_dim = (int32_t)v;
     }
-    ILM_RETURN_IF(a->head_dim % 2 != 0, ILM_ERR_FORMAT,
-                  "%s: head size %d is odd; RoPE rotates pairs", c->path, (int)a->head_dim);
-    ILM_RETURN_IF((int64_t)a->n_heads * a->head_dim > INT32_MAX, ILM_ERR_FORMAT,
-                  "%s: num_attention_heads x head_dim overflows", c->path);
+    ILM__RETURN_IF(a->head_dim % 2 != 0, ILM_ERR_FORMAT,
+                   "%s: head size %d is odd; RoPE rotates pairs", c->path, (int)a->head_dim);
+    ILM__RETURN_IF((int64_t)a->n_heads * a->head_dim > INT32_MAX, ILM_ERR_FORMAT,
+                   "%s: num_attention_heads x head_dim overflows", c->path);
     double prf;
-    ILM_FORWARD(get_pos(c, r, "partial_rotary_factor", false, 1.0, &prf));
-    ILM_RETURN_IF(prf != 1.0, ILM_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not "
-                  "supported", c->path, prf);
+    ILM__FORWARD(get_pos(c, r, "partial_rotary_factor", false, 1.0, &prf));
+    ILM__RETURN_IF(prf != 1.0, ILM_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g is not "
+                   "supported", c->path, prf);
 
     int64_t def_pos = fam == FAM_MISTRAL ? 4096 * 32 : 2048;
-    ILM_FORWARD(get_int(c, r, "max_position_embeddings", false, def_pos, 1, INT32_MAX, &v));
+    ILM__FORWARD(get_int(c, r, "max_position_embeddings", false, def_pos, 1, INT32_MAX, &v));
     a->max_position = (int32_t)v;
     double d;
-    ILM_FORWARD(get_pos(c, r, "rms_norm_eps", false, 1e-6, &d));
+    ILM__FORWARD(get_pos(c, r, "rms_norm_eps", false, 1e-6, &d));
     a->rms_eps = (float)d;
-    ILM_FORWARD(get_pos(c, r, "rope_theta", false, 10000.0, &d));
+    ILM__FORWARD(get_pos(c, r, "rope_theta", false, 10000.0, &d));
     a->rope_theta = (float)d;
-    ILM_FORWARD(parse_rope_scaling(c, fam, a));
+    ILM__FORWARD(parse_rope_scaling(c, fam, a));
     a->rope_interleaved = false; /* HF checkpoints use rotate_half */
-    ILM_FORWARD(get_bool(c, "tie_word_embeddings", false, &a->tie_embeddings));
+    ILM__FORWARD(get_bool(c, "tie_word_embeddings", false, &a->tie_embeddings));
 
     switch (fam) {
     case FAM_LLAMA:
-        ILM_FORWARD(no_bias(c, "attention_bias", false));
-        ILM_FORWARD(no_bias(c, "mlp_bias", false));
+        ILM__FORWARD(no_bias(c, "attention_bias", false));
+        ILM__FORWARD(no_bias(c, "mlp_bias", false));
         break;
     case FAM_MISTRAL: {
         /* A window at least as long as the context never masks anything. */
         int64_t win;
-        ILM_FORWARD(get_int(c, r, "sliding_window", false, -1, 1, INT32_MAX, &win));
+        ILM__FORWARD(get_int(c, r, "sliding_window", false, -1, 1, INT32_MAX, &win));
         if (!cJSON_GetObjectItemCaseSensitive(r, "sliding_window")) win = 4096;
-        ILM_RETURN_IF(win > 0 && win < a->max_position, ILM_ERR_UNSUPPORTED,
-                      "%s: sliding_window %lld (shorter than max_position_embeddings %d) is "
-                      "not supported", c->path, (long long)win, (int)a->max_position);
+        ILM__RETURN_IF(win > 0 && win < a->max_position, ILM_ERR_UNSUPPORTED,
+                       "%s: sliding_window %lld (shorter than max_position_embeddings %d) is "
+                       "not supported", c->path, (long long)win, (int)a->max_position);
         break;
     }
     case FAM_INTERNLM3:
-        ILM_FORWARD(no_bias(c, "qkv_bias", false));
-        ILM_FORWARD(no_bias(c, "bias", false));
+        ILM__FORWARD(no_bias(c, "qkv_bias", false));
+        ILM__FORWARD(no_bias(c, "bias", false));
         break;
     case FAM_INTERNLM2:
-        ILM_FORWARD(no_bias(c, "bias", true)); /* InternLM2Config's default */
+        ILM__FORWARD(no_bias(c, "bias", true)); /* InternLM2Config's default */
         break;
     }
 
-    ILM_FORWARD(get_token(c, "bos_token_id", 1, a->vocab_size, &a->bos_id));
-    ILM_FORWARD(get_token(c, "eos_token_id", 2, a->vocab_size, &a->eos_id));
-    ILM_FORWARD(get_token(c, "pad_token_id", fam == FAM_INTERNLM2 ? 0 : -1, a->vocab_size,
+    ILM__FORWARD(get_token(c, "bos_token_id", 1, a->vocab_size, &a->bos_id));
+    ILM__FORWARD(get_token(c, "eos_token_id", 2, a->vocab_size, &a->eos_id));
+    ILM__FORWARD(get_token(c, "pad_token_id", fam == FAM_INTERNLM2 ? 0 : -1, a->vocab_size,
                           &a->pad_id));
     return ILM_OK;
 }
@@ -348,10 +348,10 @@ static ilm_status parse(const cfg *c, ilm__arch *a)
 ilm_status ilm__arch_from_hf_config(const char *json, size_t len, const char *path,
                                     ilm__arch *out)
 {
-    ILM_RETURN_IF(!json || !out, ILM_ERR_INVALID_ARG, "config.json: NULL argument");
+    ILM__RETURN_IF(!json || !out, ILM_ERR_INVALID_ARG, "config.json: NULL argument");
     if (!path) path = "config.json";
     cJSON *root = cJSON_ParseWithLength(json, len);
-    ILM_RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    ILM__RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
     ilm__arch a = { 0 };
     cfg c = { root, path };
     ilm_status s = parse(&c, &a);
@@ -406,29 +406,29 @@ static void put_id(jkv *kv, size_t *n, const char *key, int32_t id)
 
 static ilm_status check_arch(const ilm__arch *a)
 {
-    ILM_RETURN_IF(a->kind != ILM__ARCH_LLAMA && a->kind != ILM__ARCH_INTERNLM2,
-                  ILM_ERR_INVALID_ARG, "config.json: unknown architecture kind %d",
-                  (int)a->kind);
-    ILM_RETURN_IF(a->vocab_size <= 0 || a->hidden_size <= 0 || a->intermediate_size <= 0 ||
+    ILM__RETURN_IF(a->kind != ILM__ARCH_LLAMA && a->kind != ILM__ARCH_INTERNLM2,
+                   ILM_ERR_INVALID_ARG, "config.json: unknown architecture kind %d",
+                   (int)a->kind);
+    ILM__RETURN_IF(a->vocab_size <= 0 || a->hidden_size <= 0 || a->intermediate_size <= 0 ||
                       a->n_layers <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 ||
                       a->head_dim <= 0 || a->max_position <= 0 ||
                       a->n_heads % a->n_kv_heads != 0 || !(a->rms_eps > 0) ||
                       !(a->rope_theta > 0),
-                  ILM_ERR_INVALID_ARG, "config.json: the architecture has a non-positive or "
-                  "inconsistent size");
+                   ILM_ERR_INVALID_ARG, "config.json: the architecture has a non-positive or "
+                   "inconsistent size");
     /* A GGUF model's Q/K rows were permuted for adjacent-pair RoPE; writing
      * them under an HF config would silently rotate the wrong pairs. */
-    ILM_RETURN_IF(a->rope_interleaved, ILM_ERR_UNSUPPORTED,
-                  "config.json: HF models use rotate_half RoPE; un-permute the Q/K rows of "
-                  "an interleaved (GGUF) model before writing it as a Hugging Face model");
+    ILM__RETURN_IF(a->rope_interleaved, ILM_ERR_UNSUPPORTED,
+                   "config.json: HF models use rotate_half RoPE; un-permute the Q/K rows of "
+                   "an interleaved (GGUF) model before writing it as a Hugging Face model");
     return ILM_OK;
 }
 
 ilm_status ilm__arch_to_hf_config(const ilm__arch *a, char **json)
 {
-    ILM_RETURN_IF(!a || !json, ILM_ERR_INVALID_ARG, "config.json: NULL argument");
+    ILM__RETURN_IF(!a || !json, ILM_ERR_INVALID_ARG, "config.json: NULL argument");
     *json = NULL;
-    ILM_FORWARD(check_arch(a));
+    ILM__FORWARD(check_arch(a));
     bool il2 = a->kind == ILM__ARCH_INTERNLM2;
     char f[64], g[64], h[64];
     char rope[512] = "null";
@@ -442,8 +442,8 @@ ilm_status ilm__arch_to_hf_config(const ilm__arch *a, char **json)
         bool orig = a->rope_scaling == ILM__ROPE_SCALING_DYNAMIC &&
                     a->rope_original_max_position > 0 &&
                     a->rope_original_max_position != a->max_position;
-        ILM_RETURN_IF(il2 && orig, ILM_ERR_UNSUPPORTED, "config.json: InternLM2's dynamic "
-                      "RoPE scaling cannot start before max_position_embeddings");
+        ILM__RETURN_IF(il2 && orig, ILM_ERR_UNSUPPORTED, "config.json: InternLM2's dynamic "
+                       "RoPE scaling cannot start before max_position_embeddings");
         if (il2)
             snprintf(rope, sizeof rope, "{\n    \"factor\": %s,\n    \"type\": \"%s\"\n  }", f, t);
         else if (orig)
@@ -456,8 +456,8 @@ ilm_status ilm__arch_to_hf_config(const ilm__arch *a, char **json)
         break;
     }
     case ILM__ROPE_SCALING_LLAMA3:
-        ILM_RETURN_IF(il2, ILM_ERR_UNSUPPORTED,
-                      "config.json: InternLM2 has no llama3 RoPE scaling");
+        ILM__RETURN_IF(il2, ILM_ERR_UNSUPPORTED,
+                       "config.json: InternLM2 has no llama3 RoPE scaling");
         fmt_float(f, sizeof f, a->rope_factor);
         fmt_float(g, sizeof g, a->rope_high_freq_factor);
         fmt_float(h, sizeof h, a->rope_low_freq_factor);
@@ -470,9 +470,9 @@ ilm_status ilm__arch_to_hf_config(const ilm__arch *a, char **json)
         return ilm__error(ILM_ERR_INVALID_ARG, "config.json: unknown RoPE scaling %d",
                           (int)a->rope_scaling);
     }
-    ILM_RETURN_IF(il2 && (int64_t)a->head_dim * a->n_heads != a->hidden_size,
-                  ILM_ERR_UNSUPPORTED, "config.json: InternLM2 needs head_dim x heads = "
-                  "hidden_size");
+    ILM__RETURN_IF(il2 && (int64_t)a->head_dim * a->n_heads != a->hidden_size,
+                   ILM_ERR_UNSUPPORTED, "config.json: InternLM2 needs head_dim x heads = "
+                   "hidden_size");
 
     jkv kv[32];
     size_t n = 0;

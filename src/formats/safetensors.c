@@ -25,8 +25,8 @@ typedef struct st_dtype {
 
 /* Every dtype the reference reader (safetensors 0.8) accepts. */
 static const st_dtype st_dtypes[] = {
-    { "F32", 32, ILM__GGML_F32 },      { "F16", 16, ILM__GGML_F16 },
-    { "BF16", 16, ILM__GGML_BF16 },    { "F64", 64, UINT32_MAX },
+    { "F32", 32, ILM__DTYPE_F32 },      { "F16", 16, ILM__DTYPE_F16 },
+    { "BF16", 16, ILM__DTYPE_BF16 },    { "F64", 64, UINT32_MAX },
     { "I64", 64, UINT32_MAX },         { "U64", 64, UINT32_MAX },
     { "I32", 32, UINT32_MAX },         { "U32", 32, UINT32_MAX },
     { "I16", 16, UINT32_MAX },         { "U16", 16, UINT32_MAX },
@@ -141,57 +141,57 @@ static ilm_status parse_entry(const st_file *f, const char *name, const cJSON *e
                               ilm__st_tensor *t, uint64_t *begin)
 {
     const char *fp = f->path;
-    ILM_RETURN_IF(!cJSON_IsObject(e), ILM_ERR_FORMAT,
-                  "%s: tensor '%s': entry is not an object", fp, name);
+    ILM__RETURN_IF(!cJSON_IsObject(e), ILM_ERR_FORMAT,
+                   "%s: tensor '%s': entry is not an object", fp, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    ILM_RETURN_IF(!cJSON_IsString(dt), ILM_ERR_FORMAT,
-                  "%s: tensor '%s': \"dtype\" is missing or not a string", fp, name);
+    ILM__RETURN_IF(!cJSON_IsString(dt), ILM_ERR_FORMAT,
+                   "%s: tensor '%s': \"dtype\" is missing or not a string", fp, name);
     const st_dtype *d = dtype_by_name(dt->valuestring);
-    ILM_RETURN_IF(!d, ILM_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", fp, name,
-                  dt->valuestring);
-    ILM_RETURN_IF(!cJSON_IsArray(shape), ILM_ERR_FORMAT,
-                  "%s: tensor '%s': \"shape\" is missing or not an array", fp, name);
+    ILM__RETURN_IF(!d, ILM_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", fp, name,
+                   dt->valuestring);
+    ILM__RETURN_IF(!cJSON_IsArray(shape), ILM_ERR_FORMAT,
+                   "%s: tensor '%s': \"shape\" is missing or not an array", fp, name);
     int n_dims = cJSON_GetArraySize(shape);
-    ILM_RETURN_IF(n_dims > ILM__ST_MAX_DIMS, ILM_ERR_UNSUPPORTED,
-                  "%s: tensor '%s' has %d dimensions; at most %d are supported", fp, name,
-                  n_dims, ILM__ST_MAX_DIMS);
+    ILM__RETURN_IF(n_dims > ILM__ST_MAX_DIMS, ILM_ERR_UNSUPPORTED,
+                   "%s: tensor '%s' has %d dimensions; at most %d are supported", fp, name,
+                   n_dims, ILM__ST_MAX_DIMS);
     *t = (ilm__st_tensor){ .name = name, .type = d->type, .dtype = d->name,
                            .n_dims = n_dims };
     uint64_t n_elems = 1;
     for (int i = 0; i < ILM__ST_MAX_DIMS; i++) t->shape[i] = 1;
     for (int i = 0; i < n_dims; i++) {
         uint64_t dim;
-        ILM_RETURN_IF(!json_uint(cJSON_GetArrayItem(shape, i), &dim), ILM_ERR_FORMAT,
-                      "%s: tensor '%s': shape[%d] is not a non-negative integer", fp, name, i);
-        ILM_RETURN_IF(__builtin_mul_overflow(n_elems, dim, &n_elems), ILM_ERR_FORMAT,
-                      "%s: tensor '%s': the shape's element count overflows", fp, name);
+        ILM__RETURN_IF(!json_uint(cJSON_GetArrayItem(shape, i), &dim), ILM_ERR_FORMAT,
+                       "%s: tensor '%s': shape[%d] is not a non-negative integer", fp, name, i);
+        ILM__RETURN_IF(__builtin_mul_overflow(n_elems, dim, &n_elems), ILM_ERR_FORMAT,
+                       "%s: tensor '%s': the shape's element count overflows", fp, name);
         t->shape[i] = (int64_t)dim;
     }
     uint64_t n_bits;
-    ILM_RETURN_IF(__builtin_mul_overflow(n_elems, (uint64_t)d->bits, &n_bits), ILM_ERR_FORMAT,
-                  "%s: tensor '%s': the shape's byte count overflows", fp, name);
-    ILM_RETURN_IF(n_bits % 8 != 0, ILM_ERR_FORMAT,
-                  "%s: tensor '%s': %llu elements of %s do not fill whole bytes", fp, name,
-                  (unsigned long long)n_elems, d->name);
+    ILM__RETURN_IF(__builtin_mul_overflow(n_elems, (uint64_t)d->bits, &n_bits), ILM_ERR_FORMAT,
+                   "%s: tensor '%s': the shape's byte count overflows", fp, name);
+    ILM__RETURN_IF(n_bits % 8 != 0, ILM_ERR_FORMAT,
+                   "%s: tensor '%s': %llu elements of %s do not fill whole bytes", fp, name,
+                   (unsigned long long)n_elems, d->name);
 
     uint64_t b, en;
-    ILM_RETURN_IF(!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
+    ILM__RETURN_IF(!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 ||
                       !json_uint(cJSON_GetArrayItem(offs, 0), &b) ||
                       !json_uint(cJSON_GetArrayItem(offs, 1), &en),
-                  ILM_ERR_FORMAT,
-                  "%s: tensor '%s': \"data_offsets\" is not two non-negative integers", fp,
-                  name);
-    ILM_RETURN_IF(b > en, ILM_ERR_FORMAT,
-                  "%s: tensor '%s' begins at byte %llu, after its end %llu", fp, name,
-                  (unsigned long long)b, (unsigned long long)en);
-    ILM_RETURN_IF(en > data_size, ILM_ERR_FORMAT,
-                  "%s: tensor '%s' ends at byte %llu but the data section has %llu", fp, name,
-                  (unsigned long long)en, (unsigned long long)data_size);
-    ILM_RETURN_IF(en - b != n_bits / 8, ILM_ERR_FORMAT,
-                  "%s: tensor '%s' has %llu bytes but its %s shape needs %llu", fp, name,
-                  (unsigned long long)(en - b), d->name, (unsigned long long)(n_bits / 8));
+                   ILM_ERR_FORMAT,
+                   "%s: tensor '%s': \"data_offsets\" is not two non-negative integers", fp,
+                   name);
+    ILM__RETURN_IF(b > en, ILM_ERR_FORMAT,
+                   "%s: tensor '%s' begins at byte %llu, after its end %llu", fp, name,
+                   (unsigned long long)b, (unsigned long long)en);
+    ILM__RETURN_IF(en > data_size, ILM_ERR_FORMAT,
+                   "%s: tensor '%s' ends at byte %llu but the data section has %llu", fp, name,
+                   (unsigned long long)en, (unsigned long long)data_size);
+    ILM__RETURN_IF(en - b != n_bits / 8, ILM_ERR_FORMAT,
+                   "%s: tensor '%s' has %llu bytes but its %s shape needs %llu", fp, name,
+                   (unsigned long long)(en - b), d->name, (unsigned long long)(n_bits / 8));
     t->data = data + b;
     t->n_bytes = en - b;
     *begin = b;
@@ -217,10 +217,10 @@ static ilm_status grow_tensors(ilm__safetensors *st, size_t more)
     size_t cap = st->cap_tensors ? st->cap_tensors : 64;
     while (cap < st->n_tensors + more) cap *= 2;
     ilm__st_tensor *t = ilm__realloc(st->tensors, cap * sizeof *t);
-    ILM_RETURN_IF(!t, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!t, ILM_ERR_NOMEM, "safetensors: out of memory");
     st->tensors = t;
     uint32_t *fo = ilm__realloc(st->file_of, cap * sizeof *fo);
-    ILM_RETURN_IF(!fo, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!fo, ILM_ERR_NOMEM, "safetensors: out of memory");
     st->file_of = fo;
     st->cap_tensors = cap;
     return ILM_OK;
@@ -234,30 +234,30 @@ static ilm_status parse_header(ilm__safetensors *st, size_t fi)
     const char *fp = f->path;
     const uint8_t *p = f->map.data;
     uint64_t size = f->map.size;
-    ILM_RETURN_IF(size < 8, ILM_ERR_FORMAT,
-                  "%s: %llu bytes is too short for the 8-byte header length", fp,
-                  (unsigned long long)size);
+    ILM__RETURN_IF(size < 8, ILM_ERR_FORMAT,
+                   "%s: %llu bytes is too short for the 8-byte header length", fp,
+                   (unsigned long long)size);
     uint64_t n = read_le64(p);
-    ILM_RETURN_IF(n > ILM__ST_MAX_HEADER, ILM_ERR_FORMAT,
-                  "%s: header length %llu exceeds the %u-byte limit", fp,
-                  (unsigned long long)n, ILM__ST_MAX_HEADER);
-    ILM_RETURN_IF(n > size - 8, ILM_ERR_FORMAT,
-                  "%s: header length %llu but only %llu bytes follow it", fp,
-                  (unsigned long long)n, (unsigned long long)(size - 8));
+    ILM__RETURN_IF(n > ILM__ST_MAX_HEADER, ILM_ERR_FORMAT,
+                   "%s: header length %llu exceeds the %u-byte limit", fp,
+                   (unsigned long long)n, ILM__ST_MAX_HEADER);
+    ILM__RETURN_IF(n > size - 8, ILM_ERR_FORMAT,
+                   "%s: header length %llu but only %llu bytes follow it", fp,
+                   (unsigned long long)n, (unsigned long long)(size - 8));
     const char *h = (const char *)p + 8;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t len = ilm__utf8_decode(h + i, n - i, &cp);
-        ILM_RETURN_IF(len == 0, ILM_ERR_FORMAT, "%s: header byte %zu is not valid UTF-8", fp,
-                      i);
+        ILM__RETURN_IF(len == 0, ILM_ERR_FORMAT, "%s: header byte %zu is not valid UTF-8", fp,
+                       i);
         /* cJSON would end a string at a raw NUL, silently shortening it. */
-        ILM_RETURN_IF(cp == 0, ILM_ERR_FORMAT, "%s: header byte %zu is a NUL", fp, i);
+        ILM__RETURN_IF(cp == 0, ILM_ERR_FORMAT, "%s: header byte %zu is a NUL", fp, i);
         i += len;
     }
     size_t lead = 0;
     while (lead < n && is_json_space(h[lead])) lead++;
-    ILM_RETURN_IF(lead == n || h[lead] != '{', ILM_ERR_FORMAT,
-                  "%s: the header is not a JSON object", fp);
+    ILM__RETURN_IF(lead == n || h[lead] != '{', ILM_ERR_FORMAT,
+                   "%s: the header is not a JSON object", fp);
     const char *end = NULL;
     f->header = cJSON_ParseWithLengthOpts(h, n, &end, false);
     if (!f->header) {
@@ -268,19 +268,19 @@ static ilm_status parse_header(ilm__safetensors *st, size_t fi)
                           fp, at);
     }
     for (size_t i = (size_t)(end - h); i < n; i++)
-        ILM_RETURN_IF(!is_json_space(h[i]), ILM_ERR_FORMAT,
-                      "%s: unexpected bytes after the header's JSON at byte %zu", fp, i);
-    ILM_RETURN_IF(!cJSON_IsObject(f->header), ILM_ERR_FORMAT,
-                  "%s: the header is not a JSON object", fp);
+        ILM__RETURN_IF(!is_json_space(h[i]), ILM_ERR_FORMAT,
+                       "%s: unexpected bytes after the header's JSON at byte %zu", fp, i);
+    ILM__RETURN_IF(!cJSON_IsObject(f->header), ILM_ERR_FORMAT,
+                   "%s: the header is not a JSON object", fp);
 
     const uint8_t *data = p + 8 + n;
     uint64_t data_size = size - 8 - n;
     size_t count = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, f->header) count++;
-    ILM_FORWARD(grow_tensors(st, count));
+    ILM__FORWARD(grow_tensors(st, count));
     span *spans = ilm__malloc((count ? count : 1) * sizeof *spans);
-    ILM_RETURN_IF(!spans, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!spans, ILM_ERR_NOMEM, "safetensors: out of memory");
 
     /* Tensors go to a scratch area past the end first, in header order,
      * then are copied back ordered by offset. */
@@ -369,9 +369,9 @@ static ilm_status add_file(ilm__safetensors *st, const char *path)
     st_file *f = &st->files[st->n_files];
     *f = (st_file){ 0 };
     f->path = ilm__strdup(path);
-    ILM_RETURN_IF(!f->path, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!f->path, ILM_ERR_NOMEM, "safetensors: out of memory");
     st->n_files++;
-    ILM_FORWARD(ilm__mmap_open(path, &f->map));
+    ILM__FORWARD(ilm__mmap_open(path, &f->map));
     return parse_header(st, st->n_files - 1);
 }
 
@@ -404,28 +404,28 @@ static bool is_file(const char *path);
 static ilm_status open_index(ilm__safetensors *st, const char *index_path, const cJSON *idx)
 {
     const char *ip = index_path;
-    ILM_RETURN_IF(!cJSON_IsObject(idx), ILM_ERR_FORMAT, "%s: not a JSON object", ip);
+    ILM__RETURN_IF(!cJSON_IsObject(idx), ILM_ERR_FORMAT, "%s: not a JSON object", ip);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
-    ILM_RETURN_IF(!cJSON_IsObject(wm), ILM_ERR_FORMAT,
-                  "%s: \"weight_map\" is missing or not an object", ip);
+    ILM__RETURN_IF(!cJSON_IsObject(wm), ILM_ERR_FORMAT,
+                   "%s: \"weight_map\" is missing or not an object", ip);
     size_t n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, wm) {
-        ILM_RETURN_IF(!cJSON_IsString(e), ILM_ERR_FORMAT,
-                      "%s: weight_map: tensor '%s' maps to a non-string", ip, e->string);
+        ILM__RETURN_IF(!cJSON_IsString(e), ILM_ERR_FORMAT,
+                       "%s: weight_map: tensor '%s' maps to a non-string", ip, e->string);
         const char *s = e->valuestring;
         /* Shards live beside the index: a name that leaves the directory
          * is refused rather than followed. */
-        ILM_RETURN_IF(!*s || strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0,
-                      ILM_ERR_FORMAT, "%s: weight_map: tensor '%s' names shard '%s', not a "
-                      "file name in this directory", ip, e->string, s);
+        ILM__RETURN_IF(!*s || strchr(s, '/') || strcmp(s, ".") == 0 || strcmp(s, "..") == 0,
+                       ILM_ERR_FORMAT, "%s: weight_map: tensor '%s' names shard '%s', not a "
+                       "file name in this directory", ip, e->string, s);
         n++;
     }
-    ILM_RETURN_IF(n == 0, ILM_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
+    ILM__RETURN_IF(n == 0, ILM_ERR_FORMAT, "%s: \"weight_map\" is empty", ip);
 
     /* The distinct shard names, sorted. */
     const char **names = ilm__malloc(n * sizeof *names);
-    ILM_RETURN_IF(!names, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!names, ILM_ERR_NOMEM, "safetensors: out of memory");
     size_t k = 0;
     cJSON_ArrayForEach(e, wm) names[k++] = e->valuestring;
     qsort(names, n, sizeof *names, str_cmp);
@@ -506,10 +506,10 @@ static bool is_file(const char *path)
 static ilm_status open_index_file(ilm__safetensors *st, const char *path)
 {
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(path, &m));
+    ILM__FORWARD(ilm__mmap_open(path, &m));
     cJSON *idx = cJSON_ParseWithLength((const char *)m.data, m.size);
     ilm__mmap_close(&m);
-    ILM_RETURN_IF(!idx, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    ILM__RETURN_IF(!idx, ILM_ERR_FORMAT, "%s: not valid JSON", path);
     ilm_status s = open_index(st, path, idx);
     cJSON_Delete(idx);
     return s;
@@ -518,12 +518,12 @@ static ilm_status open_index_file(ilm__safetensors *st, const char *path)
 static ilm_status open_any(ilm__safetensors *st, const char *path)
 {
     struct stat sb;
-    ILM_RETURN_IF(stat(path, &sb) != 0, ILM_ERR_IO, "cannot open '%s': %s", path,
-                  strerror(errno));
+    ILM__RETURN_IF(stat(path, &sb) != 0, ILM_ERR_IO, "cannot open '%s': %s", path,
+                   strerror(errno));
     if (!S_ISDIR(sb.st_mode)) {
         if (ends_with(path, ".json")) return open_index_file(st, path);
         st->files = ilm__calloc(1, sizeof *st->files);
-        ILM_RETURN_IF(!st->files, ILM_ERR_NOMEM, "safetensors: out of memory");
+        ILM__RETURN_IF(!st->files, ILM_ERR_NOMEM, "safetensors: out of memory");
         return add_file(st, path);
     }
     char *single = join(path, "model.safetensors");
@@ -548,11 +548,11 @@ static ilm_status open_any(ilm__safetensors *st, const char *path)
 
 ilm_status ilm__st_open(const char *path, ilm__safetensors **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "safetensors: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "safetensors: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "safetensors: path is NULL");
+    ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "safetensors: path is NULL");
     ilm__safetensors *st = ilm__calloc(1, sizeof *st);
-    ILM_RETURN_IF(!st, ILM_ERR_NOMEM, "safetensors: out of memory");
+    ILM__RETURN_IF(!st, ILM_ERR_NOMEM, "safetensors: out of memory");
     ilm_status s = open_any(st, path);
     if (s != ILM_OK) {
         ilm__st_close(st);
@@ -581,23 +581,23 @@ static bool valid_utf8(const char *s)
 static ilm_status put_json_str(ilm__buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    ILM_FORWARD(ilm__buf_putc(b, '"'));
+    ILM__FORWARD(ilm__buf_putc(b, '"'));
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned char c = *p;
         switch (c) {
-        case '"': ILM_FORWARD(ilm__buf_append(b, "\\\"", 2)); break;
-        case '\\': ILM_FORWARD(ilm__buf_append(b, "\\\\", 2)); break;
-        case '\b': ILM_FORWARD(ilm__buf_append(b, "\\b", 2)); break;
-        case '\f': ILM_FORWARD(ilm__buf_append(b, "\\f", 2)); break;
-        case '\n': ILM_FORWARD(ilm__buf_append(b, "\\n", 2)); break;
-        case '\r': ILM_FORWARD(ilm__buf_append(b, "\\r", 2)); break;
-        case '\t': ILM_FORWARD(ilm__buf_append(b, "\\t", 2)); break;
+        case '"': ILM__FORWARD(ilm__buf_append(b, "\\\"", 2)); break;
+        case '\\': ILM__FORWARD(ilm__buf_append(b, "\\\\", 2)); break;
+        case '\b': ILM__FORWARD(ilm__buf_append(b, "\\b", 2)); break;
+        case '\f': ILM__FORWARD(ilm__buf_append(b, "\\f", 2)); break;
+        case '\n': ILM__FORWARD(ilm__buf_append(b, "\\n", 2)); break;
+        case '\r': ILM__FORWARD(ilm__buf_append(b, "\\r", 2)); break;
+        case '\t': ILM__FORWARD(ilm__buf_append(b, "\\t", 2)); break;
         default:
             if (c < 0x20) {
                 char esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-                ILM_FORWARD(ilm__buf_append(b, esc, 6));
+                ILM__FORWARD(ilm__buf_append(b, esc, 6));
             } else {
-                ILM_FORWARD(ilm__buf_putc(b, (char)c));
+                ILM__FORWARD(ilm__buf_putc(b, (char)c));
             }
         }
     }
@@ -616,10 +616,10 @@ static ilm_status write_body(int fd, void *vctx)
     const write_ctx *c = vctx;
     uint8_t len[8];
     for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)c->header->n >> (8 * i));
-    ILM_FORWARD(ilm__write_all(fd, len, 8));
-    ILM_FORWARD(ilm__write_all(fd, c->header->p, c->header->n));
+    ILM__FORWARD(ilm__write_all(fd, len, 8));
+    ILM__FORWARD(ilm__write_all(fd, c->header->p, c->header->n));
     for (size_t i = 0; i < c->n; i++)
-        if (c->sizes[i]) ILM_FORWARD(ilm__write_all(fd, c->tensors[i].data, c->sizes[i]));
+        if (c->sizes[i]) ILM__FORWARD(ilm__write_all(fd, c->tensors[i].data, c->sizes[i]));
     return ILM_OK;
 }
 
@@ -660,58 +660,58 @@ static ilm_status build_header(const ilm__st_out *t, size_t n, const char *const
         }
     }
     ilm__strmap_free(&seen);
-    ILM_FORWARD(s);
+    ILM__FORWARD(s);
 
     /* serde_json's compact form, "__metadata__" first, as the reference
      * writer lays it out. */
-    ILM_FORWARD(ilm__buf_putc(h, '{'));
+    ILM__FORWARD(ilm__buf_putc(h, '{'));
     bool first = true;
     if (meta) {
-        ILM_FORWARD(ilm__buf_append(h, "\"__metadata__\":{", 16));
+        ILM__FORWARD(ilm__buf_append(h, "\"__metadata__\":{", 16));
         for (size_t i = 0; meta[i]; i += 2) {
-            ILM_RETURN_IF(!meta[i + 1], ILM_ERR_INVALID_ARG,
-                          "safetensors write: metadata key '%s' has no value", meta[i]);
-            ILM_RETURN_IF(!valid_utf8(meta[i]) || !valid_utf8(meta[i + 1]),
-                          ILM_ERR_INVALID_ARG, "safetensors write: metadata is not UTF-8");
+            ILM__RETURN_IF(!meta[i + 1], ILM_ERR_INVALID_ARG,
+                           "safetensors write: metadata key '%s' has no value", meta[i]);
+            ILM__RETURN_IF(!valid_utf8(meta[i]) || !valid_utf8(meta[i + 1]),
+                           ILM_ERR_INVALID_ARG, "safetensors write: metadata is not UTF-8");
             for (size_t j = 0; j < i; j += 2)
-                ILM_RETURN_IF(strcmp(meta[j], meta[i]) == 0, ILM_ERR_INVALID_ARG,
-                              "safetensors write: metadata key '%s' given twice", meta[i]);
-            if (i) ILM_FORWARD(ilm__buf_putc(h, ','));
-            ILM_FORWARD(put_json_str(h, meta[i]));
-            ILM_FORWARD(ilm__buf_putc(h, ':'));
-            ILM_FORWARD(put_json_str(h, meta[i + 1]));
+                ILM__RETURN_IF(strcmp(meta[j], meta[i]) == 0, ILM_ERR_INVALID_ARG,
+                               "safetensors write: metadata key '%s' given twice", meta[i]);
+            if (i) ILM__FORWARD(ilm__buf_putc(h, ','));
+            ILM__FORWARD(put_json_str(h, meta[i]));
+            ILM__FORWARD(ilm__buf_putc(h, ':'));
+            ILM__FORWARD(put_json_str(h, meta[i + 1]));
         }
-        ILM_FORWARD(ilm__buf_putc(h, '}'));
+        ILM__FORWARD(ilm__buf_putc(h, '}'));
         first = false;
     }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!first) ILM_FORWARD(ilm__buf_putc(h, ','));
+        if (!first) ILM__FORWARD(ilm__buf_putc(h, ','));
         first = false;
-        ILM_FORWARD(put_json_str(h, t[i].name));
-        ILM_FORWARD(ilm__buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[",
+        ILM__FORWARD(put_json_str(h, t[i].name));
+        ILM__FORWARD(ilm__buf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[",
                                     dtype_by_type(t[i].type)->name));
         for (int k = 0; k < t[i].n_dims; k++)
-            ILM_FORWARD(ilm__buf_printf(h, "%s%lld", k ? "," : "", (long long)t[i].shape[k]));
-        ILM_FORWARD(ilm__buf_printf(h, "],\"data_offsets\":[%llu,%llu]}",
+            ILM__FORWARD(ilm__buf_printf(h, "%s%lld", k ? "," : "", (long long)t[i].shape[k]));
+        ILM__FORWARD(ilm__buf_printf(h, "],\"data_offsets\":[%llu,%llu]}",
                                     (unsigned long long)off,
                                     (unsigned long long)(off + sizes[i])));
         off += sizes[i];
     }
-    ILM_FORWARD(ilm__buf_putc(h, '}'));
-    while (h->n % 8 != 0) ILM_FORWARD(ilm__buf_putc(h, ' '));
-    ILM_RETURN_IF(h->n > ILM__ST_MAX_HEADER, ILM_ERR_INVALID_ARG,
-                  "safetensors write: the header would exceed %u bytes", ILM__ST_MAX_HEADER);
+    ILM__FORWARD(ilm__buf_putc(h, '}'));
+    while (h->n % 8 != 0) ILM__FORWARD(ilm__buf_putc(h, ' '));
+    ILM__RETURN_IF(h->n > ILM__ST_MAX_HEADER, ILM_ERR_INVALID_ARG,
+                   "safetensors write: the header would exceed %u bytes", ILM__ST_MAX_HEADER);
     return ILM_OK;
 }
 
 ilm_status ilm__st_write(const char *path, const ilm__st_out *tensors, size_t n,
                          const char *const *meta_kv)
 {
-    ILM_RETURN_IF(!path || (n && !tensors), ILM_ERR_INVALID_ARG,
-                  "safetensors write: NULL argument");
+    ILM__RETURN_IF(!path || (n && !tensors), ILM_ERR_INVALID_ARG,
+                   "safetensors write: NULL argument");
     uint64_t *sizes = ilm__calloc(n ? n : 1, sizeof *sizes);
-    ILM_RETURN_IF(!sizes, ILM_ERR_NOMEM, "safetensors write: out of memory");
+    ILM__RETURN_IF(!sizes, ILM_ERR_NOMEM, "safetensors write: out of memory");
     ilm__buf h = { 0 };
     ilm_status s = build_header(tensors, n, meta_kv, sizes, &h);
     if (s == ILM_OK) {

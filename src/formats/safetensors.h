@@ -19,7 +19,7 @@
 #define ILM_FORMATS_SAFETENSORS_H
 
 #include "core/internal.h"
-#include "formats/gguf.h" /* ILM__GGML_F32 / F16 / BF16 */
+#include "formats/gguf.h" /* ILM__DTYPE_F32 / F16 / BF16 */
 
 #define ILM__ST_MAX_DIMS 8
 /* Headers larger than this are refused before they are parsed: the
@@ -29,7 +29,7 @@
 
 typedef struct ilm__st_tensor {
     const char    *name;
-    /* ILM__GGML_F32, ILM__GGML_F16 or ILM__GGML_BF16; UINT32_MAX for the
+    /* ILM__DTYPE_F32, ILM__DTYPE_F16 or ILM__DTYPE_BF16; UINT32_MAX for the
      * other valid dtypes (I64, I32, U8, BOOL, F64, F8_*, ...): see dtype. */
     uint32_t       type;
     const char    *dtype;   /* "F32", "BF16", ... as written in the file */
@@ -69,7 +69,7 @@ const ilm__st_tensor *ilm__st_find(const ilm__safetensors *st, const char *name)
 const char           *ilm__st_metadata(const ilm__safetensors *st, const char *key);
 
 /* One tensor to write.  `data` holds the product of shape elements of
- * `type` (ILM__GGML_F32, F16 or BF16), row-major, little-endian. */
+ * `type` (ILM__DTYPE_F32, F16 or BF16), row-major, little-endian. */
 typedef struct ilm__st_out {
     const char    *name;
     uint32_t       type;

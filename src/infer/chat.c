@@ -43,12 +43,12 @@ static ilm_status put(ilm__chat_text *r, const char *s)
 static ilm_status put_user(ilm__chat_text *r, const char *s)
 {
     size_t start = r->text.n, len = strlen(s);
-    ILM_FORWARD(ilm__buf_append(&r->text, s, len));
+    ILM__FORWARD(ilm__buf_append(&r->text, s, len));
     if (len == 0) return ILM_OK;
     if (r->n_plain == r->cap) {
         size_t cap = r->cap ? 2 * r->cap : 16;
         size_t *v = ilm__realloc(r->plain, 2 * cap * sizeof *v);
-        ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "chat: out of memory");
+        ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "chat: out of memory");
         r->plain = v;
         r->cap = cap;
     }
@@ -62,8 +62,8 @@ static ilm_status field(const cJSON *msg, const char *key, bool required, const 
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, key);
     *out = cJSON_IsString(v) ? v->valuestring : NULL;
-    ILM_RETURN_IF(v && !cJSON_IsString(v), ILM_ERR_CONFIG, "chat: '%s' must be a string", key);
-    ILM_RETURN_IF(required && !*out, ILM_ERR_CONFIG, "chat: every message needs '%s'", key);
+    ILM__RETURN_IF(v && !cJSON_IsString(v), ILM_ERR_CONFIG, "chat: '%s' must be a string", key);
+    ILM__RETURN_IF(required && !*out, ILM_ERR_CONFIG, "chat: every message needs '%s'", key);
     return ILM_OK;
 }
 
@@ -76,57 +76,57 @@ void ilm__chat_text_free(ilm__chat_text *r)
 
 ilm_status ilm__chat_render(const char *tmpl, const cJSON *messages, ilm__chat_text *r)
 {
-    ILM_RETURN_IF(!cJSON_IsArray(messages), ILM_ERR_CONFIG, "chat: messages must be an array");
+    ILM__RETURN_IF(!cJSON_IsArray(messages), ILM_ERR_CONFIG, "chat: messages must be an array");
     const bool llama3 = strcmp(tmpl, "llama3") == 0, llama2 = strcmp(tmpl, "llama2") == 0;
     const bool internlm2 = strcmp(tmpl, "internlm2") == 0;
-    if (internlm2) ILM_FORWARD(put(r, "<s>"));
-    if (llama3) ILM_FORWARD(put(r, "<|begin_of_text|>"));
+    if (internlm2) ILM__FORWARD(put(r, "<s>"));
+    if (llama3) ILM__FORWARD(put(r, "<|begin_of_text|>"));
     const char *pending_system = NULL; /* LLaMA-2 folds it into the next user turn */
     const cJSON *msg;
     cJSON_ArrayForEach(msg, messages) {
         const char *role, *content, *name;
-        ILM_RETURN_IF(!cJSON_IsObject(msg), ILM_ERR_CONFIG, "chat: a message must be an object");
-        ILM_FORWARD(field(msg, "role", true, &role));
-        ILM_FORWARD(field(msg, "content", true, &content));
-        ILM_FORWARD(field(msg, "name", false, &name));
+        ILM__RETURN_IF(!cJSON_IsObject(msg), ILM_ERR_CONFIG, "chat: a message must be an object");
+        ILM__FORWARD(field(msg, "role", true, &role));
+        ILM__FORWARD(field(msg, "content", true, &content));
+        ILM__FORWARD(field(msg, "name", false, &name));
         if (llama2) {
             if (strcmp(role, "system") == 0) {
                 pending_system = content;
             } else if (strcmp(role, "user") == 0) {
-                ILM_FORWARD(put(r, "<s>[INST] "));
+                ILM__FORWARD(put(r, "<s>[INST] "));
                 if (pending_system) {
-                    ILM_FORWARD(put(r, "<<SYS>>\n"));
-                    ILM_FORWARD(put_user(r, pending_system));
-                    ILM_FORWARD(put(r, "\n<</SYS>>\n\n"));
+                    ILM__FORWARD(put(r, "<<SYS>>\n"));
+                    ILM__FORWARD(put_user(r, pending_system));
+                    ILM__FORWARD(put(r, "\n<</SYS>>\n\n"));
                     pending_system = NULL;
                 }
-                ILM_FORWARD(put_user(r, content));
-                ILM_FORWARD(put(r, " [/INST]"));
+                ILM__FORWARD(put_user(r, content));
+                ILM__FORWARD(put(r, " [/INST]"));
             } else if (strcmp(role, "assistant") == 0) {
-                ILM_FORWARD(put(r, " "));
-                ILM_FORWARD(put_user(r, content));
-                ILM_FORWARD(put(r, " </s>"));
+                ILM__FORWARD(put(r, " "));
+                ILM__FORWARD(put_user(r, content));
+                ILM__FORWARD(put(r, " </s>"));
             } else {
                 return ilm__error(ILM_ERR_CONFIG, "chat: LLaMA-2 has no '%s' role", role);
             }
         } else if (llama3) {
-            ILM_FORWARD(put(r, "<|start_header_id|>"));
-            ILM_FORWARD(put_user(r, role));
-            ILM_FORWARD(put(r, "<|end_header_id|>\n\n"));
-            ILM_FORWARD(put_user(r, content));
-            ILM_FORWARD(put(r, "<|eot_id|>"));
+            ILM__FORWARD(put(r, "<|start_header_id|>"));
+            ILM__FORWARD(put_user(r, role));
+            ILM__FORWARD(put(r, "<|end_header_id|>\n\n"));
+            ILM__FORWARD(put_user(r, content));
+            ILM__FORWARD(put(r, "<|eot_id|>"));
         } else {
-            ILM_RETURN_IF(!internlm2 && strcmp(role, "environment") == 0, ILM_ERR_CONFIG,
-                          "chat: the environment role is InternLM2's");
-            ILM_FORWARD(put(r, "<|im_start|>"));
-            ILM_FORWARD(put_user(r, role));
+            ILM__RETURN_IF(!internlm2 && strcmp(role, "environment") == 0, ILM_ERR_CONFIG,
+                           "chat: the environment role is InternLM2's");
+            ILM__FORWARD(put(r, "<|im_start|>"));
+            ILM__FORWARD(put_user(r, role));
             if (name) {
-                ILM_FORWARD(put(r, " name="));
-                ILM_FORWARD(put(r, name));
+                ILM__FORWARD(put(r, " name="));
+                ILM__FORWARD(put(r, name));
             }
-            ILM_FORWARD(put(r, "\n"));
-            ILM_FORWARD(put_user(r, content));
-            ILM_FORWARD(put(r, "<|im_end|>\n"));
+            ILM__FORWARD(put(r, "\n"));
+            ILM__FORWARD(put_user(r, content));
+            ILM__FORWARD(put(r, "<|im_end|>\n"));
         }
     }
     if (llama2) return ILM_OK; /* the assistant answers after [/INST] */
@@ -138,7 +138,7 @@ ilm_status ilm__chat_render(const char *tmpl, const cJSON *messages, ilm__chat_t
 static ilm_status render(const ilm_model *m, const char *messages_json, ilm__chat_text *r)
 {
     cJSON *msgs = cJSON_Parse(messages_json);
-    ILM_RETURN_IF(!msgs, ILM_ERR_CONFIG, "chat: messages are not valid JSON");
+    ILM__RETURN_IF(!msgs, ILM_ERR_CONFIG, "chat: messages are not valid JSON");
     ilm_status st = ilm__chat_render(m->chat_template, msgs, r);
     cJSON_Delete(msgs);
     if (st == ILM_OK && !r->text.p) st = ilm__buf_append(&r->text, "", 0);
@@ -147,7 +147,7 @@ static ilm_status render(const ilm_model *m, const char *messages_json, ilm__cha
 
 ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json, char **prompt)
 {
-    ILM_RETURN_IF(!m || !messages_json || !prompt, ILM_ERR_INVALID_ARG, "ilm_chat_apply: NULL argument");
+    ILM__RETURN_IF(!m || !messages_json || !prompt, ILM_ERR_INVALID_ARG, "ilm_chat_apply: NULL argument");
     *prompt = NULL;
     ilm__chat_text r = { 0 };
     ilm_status st = render(m, messages_json, &r);
@@ -162,11 +162,11 @@ ilm_status ilm_chat_apply(const ilm_model *m, const char *messages_json, char **
 ilm_status ilm_chat_encode(const ilm_model *m, const char *messages_json, int32_t **ids,
                            size_t *n_ids)
 {
-    ILM_RETURN_IF(!m || !messages_json || !ids || !n_ids, ILM_ERR_INVALID_ARG,
-                  "ilm_chat_encode: NULL argument");
+    ILM__RETURN_IF(!m || !messages_json || !ids || !n_ids, ILM_ERR_INVALID_ARG,
+                   "ilm_chat_encode: NULL argument");
     *ids = NULL;
     *n_ids = 0;
-    ILM_RETURN_IF(!m->tok, ILM_ERR_STATE, "ilm_chat_encode: the model has no tokenizer");
+    ILM__RETURN_IF(!m->tok, ILM_ERR_STATE, "ilm_chat_encode: the model has no tokenizer");
     ilm__chat_text r = { 0 };
     ilm_status st = render(m, messages_json, &r);
     ilm__ids out = { 0 };

@@ -18,7 +18,7 @@ static ilm_status parse_opts(const char *config, cJSON **root, gen_opts *o)
     ilm__sampling_defaults(&o->sp);
     o->max_tokens = 256;
     int64_t top_k = o->sp.top_k, last_n = o->sp.repeat_last_n, seed = 0;
-    ILM_FORWARD(ilm__json_parse(config, "generate config", root));
+    ILM__FORWARD(ilm__json_parse(config, "generate config", root));
     const ilm__jfield f[] = {
         { "max_tokens", ILM__J_INT, &o->max_tokens, false, 0, 1 << 24 },
         { "temperature", ILM__J_NUMBER, &o->sp.temperature, false, 0, 100 },
@@ -32,15 +32,15 @@ static ilm_status parse_opts(const char *config, cJSON **root, gen_opts *o)
         { "special", ILM__J_BOOL, &o->special, false, 0, 0 },
         { "add_bos", ILM__J_BOOL, &o->add_bos, false, 0, 0 },
     };
-    ILM_FORWARD(ilm__json_fields(*root, "", f, sizeof f / sizeof *f));
+    ILM__FORWARD(ilm__json_fields(*root, "", f, sizeof f / sizeof *f));
     o->add_bos_set = cJSON_GetObjectItemCaseSensitive(*root, "add_bos") != NULL;
     o->sp.top_k = top_k;
     o->sp.repeat_last_n = last_n;
     o->sp.seed = (uint64_t)seed;
     const cJSON *e;
     cJSON_ArrayForEach(e, o->stop)
-        ILM_RETURN_IF(!cJSON_IsString(e) || !*e->valuestring, ILM_ERR_CONFIG,
-                      "config: 'stop' must hold non-empty strings");
+        ILM__RETURN_IF(!cJSON_IsString(e) || !*e->valuestring, ILM_ERR_CONFIG,
+                       "config: 'stop' must hold non-empty strings");
     return ILM_OK;
 }
 
@@ -74,13 +74,13 @@ static bool is_end(const int32_t *ends, int n_ends, int32_t id)
     return false;
 }
 
-ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config, ilm_text_fn on_text,
-                        void *user, char **text_out)
+ilm_status ilm_session_generate(ilm_session *s, const char *prompt, const char *config, ilm_text_fn on_text,
+                                void *user, char **text_out)
 {
-    ILM_RETURN_IF(!s, ILM_ERR_INVALID_ARG, "ilm_generate: NULL session");
+    ILM__RETURN_IF(!s, ILM_ERR_INVALID_ARG, "ilm_session_generate: NULL session");
     if (text_out) *text_out = NULL;
     const ilm_model *m = s->m;
-    ILM_RETURN_IF(!m->tok, ILM_ERR_STATE, "generate: the model has no tokenizer");
+    ILM__RETURN_IF(!m->tok, ILM_ERR_STATE, "generate: the model has no tokenizer");
     cJSON *root = NULL;
     gen_opts o = { 0 };
     ilm_status st = parse_opts(config, &root, &o);
@@ -128,7 +128,10 @@ ilm_status ilm_generate(ilm_session *s, const char *prompt, const char *config, 
             hit_stop = true;
             break;
         }
-        if (st == ILM_OK && !stopped) st = ilm_session_eval(s, &id, 1, NULL);
+        if (st != ILM_OK || stopped) break;
+        /* A full context ends the text like max_tokens; the last id stays out of the session. */
+        if (s->kv.n >= s->kv.capacity) break;
+        st = ilm_session_eval(s, &id, 1, NULL);
     }
     if (st == ILM_OK && !stopped && !hit_stop) { /* flush what the decoder or stop check held */
         const char *piece;

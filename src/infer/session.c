@@ -13,23 +13,23 @@
 
 ilm_status ilm_session_create(const ilm_model *m, const char *config, ilm_session **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_session_create: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_session_create: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!m, ILM_ERR_INVALID_ARG, "ilm_session_create: model is NULL");
+    ILM__RETURN_IF(!m, ILM_ERR_INVALID_ARG, "ilm_session_create: model is NULL");
     int64_t ctx = m->arch.max_position < 2048 ? m->arch.max_position : 2048;
     int64_t threads = m->threads;
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "session config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "session config", &root));
     const ilm__jfield fields[] = {
         { "context", ILM__J_INT, &ctx, false, 1, 1 << 24 },
         { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
     };
     ilm_status st = ilm__json_fields(root, "", fields, 2);
     cJSON_Delete(root);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
 
     ilm_session *s = ilm__calloc(1, sizeof *s);
-    ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "session: out of memory");
+    ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "session: out of memory");
     s->m = m;
     s->tokens = ilm__malloc((size_t)ctx * sizeof *s->tokens);
     s->logits = ilm__malloc((size_t)m->arch.vocab_size * sizeof *s->logits);
@@ -65,9 +65,9 @@ size_t ilm_session_context(const ilm_session *s) { return s ? (size_t)s->kv.capa
 
 ilm_status ilm_session_truncate(ilm_session *s, size_t n)
 {
-    ILM_RETURN_IF(!s, ILM_ERR_INVALID_ARG, "ilm_session_truncate: session is NULL");
-    ILM_RETURN_IF(n > (size_t)s->kv.n, ILM_ERR_RANGE, "session: cannot keep %zu of %lld tokens", n,
-                  (long long)s->kv.n);
+    ILM__RETURN_IF(!s, ILM_ERR_INVALID_ARG, "ilm_session_truncate: session is NULL");
+    ILM__RETURN_IF(n > (size_t)s->kv.n, ILM_ERR_RANGE, "session: cannot keep %zu of %lld tokens", n,
+                   (long long)s->kv.n);
     /* Positions past n are simply overwritten by the next evaluation. */
     s->kv.n = (int64_t)n;
     s->has_logits = false;
@@ -78,10 +78,10 @@ ilm_status ilm_session_truncate(ilm_session *s, size_t n)
  * all_logits, when non-NULL, receives [n, V]. */
 static ilm_status eval(ilm_session *s, const int32_t *ids, size_t n, float *all_logits)
 {
-    ILM_RETURN_IF(!s || (!ids && n), ILM_ERR_INVALID_ARG, "session: NULL argument");
-    ILM_RETURN_IF(n > (size_t)(s->kv.capacity - s->kv.n), ILM_ERR_RANGE,
-                  "session: %zu tokens do not fit: %lld of %lld context positions are used", n,
-                  (long long)s->kv.n, (long long)s->kv.capacity);
+    ILM__RETURN_IF(!s || (!ids && n), ILM_ERR_INVALID_ARG, "session: NULL argument");
+    ILM__RETURN_IF(n > (size_t)(s->kv.capacity - s->kv.n), ILM_ERR_RANGE,
+                   "session: %zu tokens do not fit: %lld of %lld context positions are used", n,
+                   (long long)s->kv.n, (long long)s->kv.capacity);
     const int64_t V = s->m->arch.vocab_size, chunk = 512;
     for (size_t i = 0; i < n; i += (size_t)chunk) {
         int64_t T = (int64_t)(n - i) < chunk ? (int64_t)(n - i) : chunk;
@@ -106,14 +106,14 @@ static ilm_status eval(ilm_session *s, const int32_t *ids, size_t n, float *all_
 ilm_status ilm_session_eval(ilm_session *s, const int32_t *ids, size_t n, const float **logits)
 {
     if (logits) *logits = NULL;
-    ILM_FORWARD(eval(s, ids, n, NULL));
+    ILM__FORWARD(eval(s, ids, n, NULL));
     if (logits && s->has_logits) *logits = s->logits;
     return ILM_OK;
 }
 
 ilm_status ilm_session_eval_all(ilm_session *s, const int32_t *ids, size_t n, float *logits)
 {
-    ILM_RETURN_IF(!logits, ILM_ERR_INVALID_ARG, "ilm_session_eval_all: logits is NULL");
+    ILM__RETURN_IF(!logits, ILM_ERR_INVALID_ARG, "ilm_session_eval_all: logits is NULL");
     return eval(s, ids, n, logits);
 }
 
@@ -140,10 +140,10 @@ static double logprob(const float *row, int64_t V, int32_t id, bool *is_max)
 
 ilm_status ilm_session_logprobs(ilm_session *s, const int32_t *ids, size_t n, double *out)
 {
-    ILM_RETURN_IF(!s || !out || (!ids && n), ILM_ERR_INVALID_ARG, "ilm_session_logprobs: NULL argument");
+    ILM__RETURN_IF(!s || !out || (!ids && n), ILM_ERR_INVALID_ARG, "ilm_session_logprobs: NULL argument");
     const int64_t V = s->m->arch.vocab_size;
     float *all = ilm__malloc((n ? n : 1) * (size_t)V * sizeof *all);
-    ILM_RETURN_IF(!all, ILM_ERR_NOMEM, "session: out of memory for %zu rows of logits", n);
+    ILM__RETURN_IF(!all, ILM_ERR_NOMEM, "session: out of memory for %zu rows of logits", n);
     /* The first token is predicted by what the session already holds. */
     bool prior = s->has_logits;
     if (n && prior) out[0] = logprob(s->logits, V, ids[0], NULL);
@@ -158,16 +158,16 @@ ilm_status ilm_session_logprobs(ilm_session *s, const int32_t *ids, size_t n, do
 ilm_status ilm_session_score(ilm_session *s, const int32_t *ctx, size_t n_ctx, const int32_t *cont,
                              size_t n_cont, double *sum_logprob, int *is_greedy)
 {
-    ILM_RETURN_IF(!s || !sum_logprob || (!ctx && n_ctx) || (!cont && n_cont) || n_ctx == 0,
-                  ILM_ERR_INVALID_ARG, "ilm_session_score: needs a non-empty context");
+    ILM__RETURN_IF(!s || !sum_logprob || (!ctx && n_ctx) || (!cont && n_cont) || n_ctx == 0,
+                   ILM_ERR_INVALID_ARG, "ilm_session_score: needs a non-empty context");
     /* Reuse the cached prefix this session shares with the context. */
     size_t keep = 0;
     while (keep < (size_t)s->kv.n && keep < n_ctx - 1 && s->tokens[keep] == ctx[keep]) keep++;
-    ILM_FORWARD(ilm_session_truncate(s, keep));
-    ILM_FORWARD(eval(s, ctx + keep, n_ctx - keep, NULL));
+    ILM__FORWARD(ilm_session_truncate(s, keep));
+    ILM__FORWARD(eval(s, ctx + keep, n_ctx - keep, NULL));
     const int64_t V = s->m->arch.vocab_size;
     float *all = ilm__malloc((n_cont ? n_cont : 1) * (size_t)V * sizeof *all);
-    ILM_RETURN_IF(!all, ILM_ERR_NOMEM, "session: out of memory");
+    ILM__RETURN_IF(!all, ILM_ERR_NOMEM, "session: out of memory");
     double sum = 0;
     bool greedy = true, is_max;
     if (n_cont) {
@@ -180,7 +180,7 @@ ilm_status ilm_session_score(ilm_session *s, const int32_t *ctx, size_t n_ctx, c
         greedy &= is_max;
     }
     ilm__free(all);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
     *sum_logprob = sum;
     if (is_greedy) *is_greedy = greedy;
     return ILM_OK;

@@ -33,26 +33,26 @@ static ilm_status init_weight(ilm_model *m, ilm__weight *w, int64_t rows, int64_
                               uint64_t seed, uint64_t *stream, float std)
 {
     float *p = init_tensor(m, (size_t)(rows * cols), seed, (*stream)++, std, 0);
-    ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
-                  (long long)rows, (long long)cols);
-    *w = (ilm__weight){ ILM__GGML_F32, rows, cols, p };
+    ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
+                   (long long)rows, (long long)cols);
+    *w = (ilm__weight){ ILM__DTYPE_F32, rows, cols, p };
     return ILM_OK;
 }
 
 static ilm_status init_norm(ilm_model *m, const float **out, int64_t n)
 {
     float *p = init_tensor(m, (size_t)n, 0, 0, 0, 1.0f);
-    ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory");
     *out = p;
     return ILM_OK;
 }
 
 ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
 {
-    ILM_RETURN_IF(!out || !config, ILM_ERR_INVALID_ARG, "ilm_model_create: NULL argument");
+    ILM__RETURN_IF(!out || !config, ILM_ERR_INVALID_ARG, "ilm_model_create: NULL argument");
     *out = NULL;
     ilm_model *m = ilm__calloc(1, sizeof *m);
-    ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
     ilm_status st = ilm__arch_from_hf_config(config, strlen(config), "config", &m->arch);
     const ilm__arch *a = &m->arch;
     /* Every weight draws from its own Philox stream, numbered in a fixed
@@ -107,17 +107,17 @@ static ilm_status add(saver *s, const char *name, uint32_t type, const void *dat
     snprintf(s->names + 96 * i, 96, "%s", name);
     s->shapes[2 * i] = n_dims == 2 ? rows : cols;
     s->shapes[2 * i + 1] = cols;
-    if (type != ILM__GGML_F32 && type != ILM__GGML_F16 && type != ILM__GGML_BF16) {
+    if (type != ILM__DTYPE_F32 && type != ILM__DTYPE_F16 && type != ILM__DTYPE_BF16) {
         float *f = ilm__malloc((size_t)(rows * cols) * sizeof *f);
-        ILM_RETURN_IF(!f, ILM_ERR_NOMEM, "model: out of memory saving '%s'", name);
+        ILM__RETURN_IF(!f, ILM_ERR_NOMEM, "model: out of memory saving '%s'", name);
         s->tmp[s->n_tmp++] = f;
         uint32_t block, bytes;
-        ilm__ggml_type_info(type, &block, &bytes);
+        ilm__dtype_info(type, &block, &bytes);
         size_t row_bytes = (size_t)(cols / block) * bytes;
         for (int64_t r = 0; r < rows; r++)
-            ILM_FORWARD(ilm__dequantize(type, (const uint8_t *)data + (size_t)r * row_bytes,
+            ILM__FORWARD(ilm__dequantize(type, (const uint8_t *)data + (size_t)r * row_bytes,
                                         f + r * cols, cols));
-        type = ILM__GGML_F32;
+        type = ILM__DTYPE_F32;
         data = f;
     }
     s->t[i] = (ilm__st_out){ s->names + 96 * i, type, n_dims, s->shapes + 2 * i, data };
@@ -131,14 +131,14 @@ static ilm_status add_w(saver *s, const char *name, const ilm__weight *w)
 
 static ilm_status add_norm(saver *s, const char *name, const float *v, int64_t n)
 {
-    return add(s, name, ILM__GGML_F32, v, 1, n, 1);
+    return add(s, name, ILM__DTYPE_F32, v, 1, n, 1);
 }
 
 static ilm_status collect(const ilm_model *m, saver *s)
 {
     const ilm__arch *a = &m->arch;
     const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
-    ILM_FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd));
+    ILM__FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd));
     for (int64_t l = 0; l < a->n_layers; l++) {
         const uint8_t *y = (const uint8_t *)&m->layers[l];
         for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
@@ -147,24 +147,24 @@ static ilm_status collect(const ilm_model *m, saver *s)
             char n[96];
             if (!fmt) continue;
             snprintf(n, sizeof n, fmt, (long long)l);
-            ILM_FORWARD(lt->norm ? add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size)
+            ILM__FORWARD(lt->norm ? add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size)
                                  : add_w(s, n, (const ilm__weight *)(y + lt->field)));
         }
     }
-    ILM_FORWARD(add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size));
-    if (!a->tie_embeddings) ILM_FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output));
+    ILM__FORWARD(add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size));
+    if (!a->tie_embeddings) ILM__FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output));
     return ILM_OK;
 }
 
 ilm_status ilm_model_save(const ilm_model *m, const char *dir)
 {
-    ILM_RETURN_IF(!m || !dir, ILM_ERR_INVALID_ARG, "ilm_model_save: NULL argument");
-    ILM_RETURN_IF(mkdir(dir, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
-                  "cannot create directory '%s': %s", dir, strerror(errno));
+    ILM__RETURN_IF(!m || !dir, ILM_ERR_INVALID_ARG, "ilm_model_save: NULL argument");
+    ILM__RETURN_IF(mkdir(dir, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
+                   "cannot create directory '%s': %s", dir, strerror(errno));
     /* GGUF LLaMA files carry Q/K rows permuted for adjacent-pair RoPE; the
      * HF layout would need them permuted back, which is not done yet. */
-    ILM_RETURN_IF(m->arch.rope_interleaved, ILM_ERR_UNSUPPORTED,
-                  "model: saving a GGUF model as safetensors (Q/K row order) is not supported");
+    ILM__RETURN_IF(m->arch.rope_interleaved, ILM_ERR_UNSUPPORTED,
+                   "model: saving a GGUF model as safetensors (Q/K row order) is not supported");
     size_t cap = (size_t)m->arch.n_layers * ilm__n_layer_tensors + 4;
     saver s = { 0 };
     s.t = ilm__calloc(cap, sizeof *s.t);

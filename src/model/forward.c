@@ -10,8 +10,8 @@ ilm_status ilm__kv_init(const ilm_model *m, int64_t capacity, ilm__kv *kv)
     const ilm__arch *a = &m->arch;
     *kv = (ilm__kv){ .capacity = capacity, .rope_base = a->rope_theta };
     size_t per = (size_t)a->n_layers * (size_t)capacity * (size_t)a->n_kv_heads * (size_t)a->head_dim;
-    ILM_RETURN_IF(capacity <= 0 || per / (size_t)capacity > SIZE_MAX / 16, ILM_ERR_RANGE,
-                  "session: context of %lld tokens is too large", (long long)capacity);
+    ILM__RETURN_IF(capacity <= 0 || per / (size_t)capacity > SIZE_MAX / 16, ILM_ERR_RANGE,
+                   "session: context of %lld tokens is too large", (long long)capacity);
     kv->k = ilm__malloc(per * sizeof *kv->k);
     kv->v = ilm__malloc(per * sizeof *kv->v);
     /* Dynamic NTK changes the base as the sequence grows: keep the keys
@@ -58,10 +58,10 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     const ilm__arch *a = &m->arch;
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim, L = a->n_layers, p0 = kv->n, S = p0 + T, KVD = KV * D;
-    ILM_RETURN_IF(T <= 0, ILM_ERR_INVALID_ARG, "model: no tokens to run");
-    ILM_RETURN_IF(S > kv->capacity, ILM_ERR_RANGE,
-                  "session: %lld tokens do not fit the context of %lld (%lld used)",
-                  (long long)T, (long long)kv->capacity, (long long)p0);
+    ILM__RETURN_IF(T <= 0, ILM_ERR_INVALID_ARG, "model: no tokens to run");
+    ILM__RETURN_IF(S > kv->capacity, ILM_ERR_RANGE,
+                   "session: %lld tokens do not fit the context of %lld (%lld used)",
+                   (long long)T, (long long)kv->capacity, (long long)p0);
 
     /* Scratch: x, h [T,C]; q, att [T,H*D]; k, v [T,KVD]; g, u [T,F] (the
      * fused qkv of InternLM2 borrows g+u); cos, sin [S, D/2]; rotated keys
@@ -71,14 +71,14 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     const int64_t gu = 2 * T * F > fused ? 2 * T * F : fused;
     size_t need = (size_t)(2 * T * C + 2 * T * H * D + 2 * T * KVD + gu + S * D + (dynamic ? S * KVD : 0));
     float *buf = scratch(kv, need);
-    ILM_RETURN_IF(!buf, ILM_ERR_NOMEM, "model: out of memory for activations of %lld tokens",
-                  (long long)T);
+    ILM__RETURN_IF(!buf, ILM_ERR_NOMEM, "model: out of memory for activations of %lld tokens",
+                   (long long)T);
     float *x = buf, *h = x + T * C, *q = h + T * C, *att = q + T * H * D, *k = att + T * H * D,
           *v = k + T * KVD, *g = v + T * KVD, *u = g + T * F, *cos_t = g + gu,
           *sin_t = cos_t + S * D / 2, *k_rot = sin_t + S * D / 2;
 
     const ilm__weight *e = &m->tok_embd;
-    ILM_FORWARD(be->iface.embedding(be, e->type, e->data, e->rows, e->cols, ids, T, x));
+    ILM__FORWARD(be->iface.embedding(be, e->type, e->data, e->rows, e->cols, ids, T, x));
     /* Rotation tables: for the new positions, or, when dynamic NTK has
      * changed the base, for every position (the cached keys turn again). */
     double base = ilm__rope_dynamic_base(a, S);
@@ -95,39 +95,39 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     for (int64_t l = 0; l < L; l++) {
         const ilm__layer *ly = &m->layers[l];
         float *kc = kv->k + l * kv->capacity * KVD, *vc = kv->v + l * kv->capacity * KVD;
-        ILM_FORWARD(be->iface.rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
+        ILM__FORWARD(be->iface.rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
         if (a->kind == ILM__ARCH_INTERNLM2) {
-            ILM_FORWARD(linear(be, &ly->wqkv, h, T, g));
-            ILM_FORWARD(be->iface.qkv_split(be, g, T, H, KV, D, q, k, v));
+            ILM__FORWARD(linear(be, &ly->wqkv, h, T, g));
+            ILM__FORWARD(be->iface.qkv_split(be, g, T, H, KV, D, q, k, v));
         } else {
-            ILM_FORWARD(linear(be, &ly->wq, h, T, q));
-            ILM_FORWARD(linear(be, &ly->wk, h, T, k));
-            ILM_FORWARD(linear(be, &ly->wv, h, T, v));
+            ILM__FORWARD(linear(be, &ly->wq, h, T, q));
+            ILM__FORWARD(linear(be, &ly->wk, h, T, k));
+            ILM__FORWARD(linear(be, &ly->wv, h, T, v));
         }
-        if (dynamic) ILM_FORWARD(be->iface.kv_append(be, kv->k_raw + l * kv->capacity * KVD, p0, k, T, KVD));
-        ILM_FORWARD(be->iface.rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
-        ILM_FORWARD(be->iface.rope(be, k, T, KV, D, cos_new, sin_new, a->rope_interleaved));
-        ILM_FORWARD(be->iface.kv_append(be, kc, p0, k, T, KVD));
-        ILM_FORWARD(be->iface.kv_append(be, vc, p0, v, T, KVD));
+        if (dynamic) ILM__FORWARD(be->iface.kv_append(be, kv->k_raw + l * kv->capacity * KVD, p0, k, T, KVD));
+        ILM__FORWARD(be->iface.rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
+        ILM__FORWARD(be->iface.rope(be, k, T, KV, D, cos_new, sin_new, a->rope_interleaved));
+        ILM__FORWARD(be->iface.kv_append(be, kc, p0, k, T, KVD));
+        ILM__FORWARD(be->iface.kv_append(be, vc, p0, v, T, KVD));
         if (rerotate) { /* every cached key again, from its unrotated copy */
-            ILM_FORWARD(be->iface.kv_append(be, k_rot, 0, kv->k_raw + l * kv->capacity * KVD, S, KVD));
-            ILM_FORWARD(be->iface.rope(be, k_rot, S, KV, D, cos_t, sin_t, a->rope_interleaved));
-            ILM_FORWARD(be->iface.kv_append(be, kc, 0, k_rot, S, KVD));
+            ILM__FORWARD(be->iface.kv_append(be, k_rot, 0, kv->k_raw + l * kv->capacity * KVD, S, KVD));
+            ILM__FORWARD(be->iface.rope(be, k_rot, S, KV, D, cos_t, sin_t, a->rope_interleaved));
+            ILM__FORWARD(be->iface.kv_append(be, kc, 0, k_rot, S, KVD));
         }
-        ILM_FORWARD(be->iface.attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
-        ILM_FORWARD(linear(be, &ly->wo, att, T, h));
-        ILM_FORWARD(be->iface.add(be, x, h, T * C));
-        ILM_FORWARD(be->iface.rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
-        ILM_FORWARD(linear(be, &ly->w_gate, h, T, g));
-        ILM_FORWARD(linear(be, &ly->w_up, h, T, u));
-        ILM_FORWARD(be->iface.swiglu(be, g, u, g, T * F));
-        ILM_FORWARD(linear(be, &ly->w_down, g, T, h));
-        ILM_FORWARD(be->iface.add(be, x, h, T * C));
+        ILM__FORWARD(be->iface.attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
+        ILM__FORWARD(linear(be, &ly->wo, att, T, h));
+        ILM__FORWARD(be->iface.add(be, x, h, T * C));
+        ILM__FORWARD(be->iface.rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
+        ILM__FORWARD(linear(be, &ly->w_gate, h, T, g));
+        ILM__FORWARD(linear(be, &ly->w_up, h, T, u));
+        ILM__FORWARD(be->iface.swiglu(be, g, u, g, T * F));
+        ILM__FORWARD(linear(be, &ly->w_down, g, T, h));
+        ILM__FORWARD(be->iface.add(be, x, h, T * C));
     }
     kv->n = S;
     kv->rope_base = base;
     const float *last = all_logits ? x : x + (T - 1) * C;
     int64_t rows = all_logits ? T : 1;
-    ILM_FORWARD(be->iface.rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
+    ILM__FORWARD(be->iface.rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
     return linear(be, &m->output, h, rows, logits);
 }

@@ -47,19 +47,19 @@ static ilm_status find(const ilm_model *m, const char *path, const char *name, f
 {
     if (m->gguf) {
         const ilm__gguf_tensor *t = ilm__gguf_find_tensor(m->gguf, name);
-        ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
-        ILM_RETURN_IF(t->n_dims > 2, ILM_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", path,
-                      name, t->n_dims);
+        ILM__RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+        ILM__RETURN_IF(t->n_dims > 2, ILM_ERR_FORMAT, "%s: tensor '%s' has %u dimensions", path,
+                       name, t->n_dims);
         *f = (found){ t->type, (int64_t)t->dims[1], (int64_t)t->dims[0], (int32_t)t->n_dims,
                       t->data, t->n_bytes };
         return ILM_OK;
     }
     const ilm__st_tensor *t = ilm__st_find(m->st, name);
-    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
-    ILM_RETURN_IF(t->n_dims < 1 || t->n_dims > 2, ILM_ERR_FORMAT,
-                  "%s: tensor '%s' has %d dimensions", path, name, t->n_dims);
-    ILM_RETURN_IF(t->type == UINT32_MAX, ILM_ERR_FORMAT, "%s: tensor '%s' has dtype %s", path, name,
-                  t->dtype);
+    ILM__RETURN_IF(!t, ILM_ERR_FORMAT, "%s: tensor '%s' is missing", path, name);
+    ILM__RETURN_IF(t->n_dims < 1 || t->n_dims > 2, ILM_ERR_FORMAT,
+                   "%s: tensor '%s' has %d dimensions", path, name, t->n_dims);
+    ILM__RETURN_IF(t->type == UINT32_MAX, ILM_ERR_FORMAT, "%s: tensor '%s' has dtype %s", path, name,
+                   t->dtype);
     *f = (found){ t->type, t->n_dims == 2 ? t->shape[0] : 1, t->shape[t->n_dims - 1], t->n_dims,
                   t->data, t->n_bytes };
     return ILM_OK;
@@ -70,14 +70,14 @@ static ilm_status matrix(ilm_model *m, const char *path, const char *name, int64
                          int64_t cols, ilm__weight *w)
 {
     found f;
-    ILM_FORWARD(find(m, path, name, &f));
-    ILM_RETURN_IF(f.n_dims != 2 || f.rows != rows || f.cols != cols, ILM_ERR_FORMAT,
-                  "%s: tensor '%s' is [%lld, %lld] but the architecture needs [%lld, %lld]", path,
-                  name, (long long)f.rows, (long long)f.cols, (long long)rows, (long long)cols);
+    ILM__FORWARD(find(m, path, name, &f));
+    ILM__RETURN_IF(f.n_dims != 2 || f.rows != rows || f.cols != cols, ILM_ERR_FORMAT,
+                   "%s: tensor '%s' is [%lld, %lld] but the architecture needs [%lld, %lld]", path,
+                   name, (long long)f.rows, (long long)f.cols, (long long)rows, (long long)cols);
     uint32_t block, bytes;
-    ILM_RETURN_IF(!ilm__ggml_type_info(f.type, &block, &bytes) || cols % block != 0,
-                  ILM_ERR_FORMAT, "%s: tensor '%s' has type %s, unusable for a %lld-wide row",
-                  path, name, ilm__ggml_type_name(f.type), (long long)cols);
+    ILM__RETURN_IF(!ilm__dtype_info(f.type, &block, &bytes) || cols % block != 0,
+                   ILM_ERR_FORMAT, "%s: tensor '%s' has type %s, unusable for a %lld-wide row",
+                   path, name, ilm__dtype_name(f.type), (long long)cols);
     *w = (ilm__weight){ f.type, rows, cols, f.data };
     m->mapped_bytes += f.n_bytes;
     return ILM_OK;
@@ -88,13 +88,13 @@ static ilm_status vector(ilm_model *m, const char *path, const char *name, int64
                          const float **out)
 {
     found f;
-    ILM_FORWARD(find(m, path, name, &f));
-    ILM_RETURN_IF(f.rows * f.cols != n || (f.n_dims == 2 && f.rows != 1), ILM_ERR_FORMAT,
-                  "%s: tensor '%s' has %lld elements but the architecture needs %lld", path, name,
-                  (long long)(f.rows * f.cols), (long long)n);
+    ILM__FORWARD(find(m, path, name, &f));
+    ILM__RETURN_IF(f.rows * f.cols != n || (f.n_dims == 2 && f.rows != 1), ILM_ERR_FORMAT,
+                   "%s: tensor '%s' has %lld elements but the architecture needs %lld", path, name,
+                   (long long)(f.rows * f.cols), (long long)n);
     float *v = own(m, (size_t)n);
-    ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "model: out of memory");
-    ILM_FORWARD(ilm__dequantize(f.type, f.data, v, n));
+    ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__FORWARD(ilm__dequantize(f.type, f.data, v, n));
     *out = v;
     return ILM_OK;
 }
@@ -146,9 +146,9 @@ static ilm_status load_layer(ilm_model *m, const char *path, int64_t l)
         char name[160];
         snprintf(name, sizeof name, fmt, (long long)l);
         if (lt->norm)
-            ILM_FORWARD(vector(m, path, name, a->hidden_size, (const float **)(y + lt->field)));
+            ILM__FORWARD(vector(m, path, name, a->hidden_size, (const float **)(y + lt->field)));
         else
-            ILM_FORWARD(matrix(m, path, name, ilm__layer_size(a, lt->rows),
+            ILM__FORWARD(matrix(m, path, name, ilm__layer_size(a, lt->rows),
                                ilm__layer_size(a, lt->cols), (ilm__weight *)(y + lt->field)));
     }
     return ILM_OK;
@@ -159,20 +159,20 @@ static ilm_status load_weights(ilm_model *m, const char *path)
     const ilm__arch *a = &m->arch;
     const int64_t V = a->vocab_size, C = a->hidden_size;
     m->layers = ilm__calloc((size_t)a->n_layers, sizeof *m->layers);
-    ILM_RETURN_IF(!m->layers, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!m->layers, ILM_ERR_NOMEM, "model: out of memory");
     const bool gguf = m->gguf != NULL, i2 = a->kind == ILM__ARCH_INTERNLM2;
-    ILM_FORWARD(matrix(m, path, gguf ? "token_embd.weight" : i2 ? "model.tok_embeddings.weight"
+    ILM__FORWARD(matrix(m, path, gguf ? "token_embd.weight" : i2 ? "model.tok_embeddings.weight"
                                                                 : "model.embed_tokens.weight",
                        V, C, &m->tok_embd));
-    ILM_FORWARD(vector(m, path, gguf ? "output_norm.weight" : "model.norm.weight", C, &m->out_norm));
+    ILM__FORWARD(vector(m, path, gguf ? "output_norm.weight" : "model.norm.weight", C, &m->out_norm));
     if (a->tie_embeddings) {
         m->output = m->tok_embd;
     } else {
-        ILM_FORWARD(matrix(m, path, gguf ? "output.weight" : i2 ? "output.weight" : "lm_head.weight",
+        ILM__FORWARD(matrix(m, path, gguf ? "output.weight" : i2 ? "output.weight" : "lm_head.weight",
                            V, C, &m->output));
     }
     for (int64_t l = 0; l < a->n_layers; l++)
-        ILM_FORWARD(load_layer(m, path, l));
+        ILM__FORWARD(load_layer(m, path, l));
     return ILM_OK;
 }
 
@@ -209,12 +209,12 @@ static ilm_status load_hf(ilm_model *m, const char *dir)
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     char *cfg = read_small_file(path);
-    ILM_RETURN_IF(!cfg, ILM_ERR_IO, "%s: cannot read config.json", dir);
+    ILM__RETURN_IF(!cfg, ILM_ERR_IO, "%s: cannot read config.json", dir);
     ilm_status st = ilm__arch_from_hf_config(cfg, strlen(cfg), path, &m->arch);
     ilm__free(cfg);
-    ILM_FORWARD(st);
-    ILM_FORWARD(ilm__st_open(dir, &m->st));
-    ILM_FORWARD(load_weights(m, dir));
+    ILM__FORWARD(st);
+    ILM__FORWARD(ilm__st_open(dir, &m->st));
+    ILM__FORWARD(load_weights(m, dir));
     /* The tokenizer and its chat template, when the directory has them. */
     if (ilm_tokenizer_load(dir, &m->tok) != ILM_OK) m->tok = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
@@ -229,9 +229,9 @@ static ilm_status load_hf(ilm_model *m, const char *dir)
 
 static ilm_status load_gguf(ilm_model *m, const char *path)
 {
-    ILM_FORWARD(ilm__gguf_open(path, &m->gguf));
-    ILM_FORWARD(ilm__arch_from_gguf(m->gguf, &m->arch));
-    ILM_FORWARD(load_weights(m, path));
+    ILM__FORWARD(ilm__gguf_open(path, &m->gguf));
+    ILM__FORWARD(ilm__arch_from_gguf(m->gguf, &m->arch));
+    ILM__FORWARD(load_weights(m, path));
     if (ilm_tokenizer_load(path, &m->tok) != ILM_OK) m->tok = NULL;
     ilm__gguf_str s = { 0 };
     char *jinja = ilm__gguf_get_str(m->gguf, "tokenizer.chat_template", &s) == ILM_OK
@@ -243,19 +243,19 @@ static ilm_status load_gguf(ilm_model *m, const char *path)
 
 ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_model_load: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_model_load: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_model_load: path is NULL");
+    ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_model_load: path is NULL");
     cJSON *root = NULL;
     int64_t threads = 0;
-    ILM_FORWARD(ilm__json_parse(config, "model config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "model config", &root));
     const ilm__jfield fields[] = { { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS } };
     ilm_status st = ilm__json_fields(root, "", fields, 1);
     cJSON_Delete(root);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
 
     ilm_model *m = ilm__calloc(1, sizeof *m);
-    ILM_RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
     m->threads = (int)threads;
     struct stat sb;
     if (stat(path, &sb) != 0) st = ilm__error(ILM_ERR_IO, "cannot open '%s'", path);
@@ -299,10 +299,10 @@ uint64_t ilm_model_memory(const ilm_model *m)
 
 ilm_status ilm_model_info(const ilm_model *m, char **json)
 {
-    ILM_RETURN_IF(!m || !json, ILM_ERR_INVALID_ARG, "ilm_model_info: NULL argument");
+    ILM__RETURN_IF(!m || !json, ILM_ERR_INVALID_ARG, "ilm_model_info: NULL argument");
     const ilm__arch *a = &m->arch;
     cJSON *j = cJSON_CreateObject();
-    ILM_RETURN_IF(!j, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!j, ILM_ERR_NOMEM, "model: out of memory");
     cJSON_AddStringToObject(j, "architecture", a->kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "llama");
     cJSON_AddNumberToObject(j, "vocab_size", a->vocab_size);
     cJSON_AddNumberToObject(j, "hidden_size", a->hidden_size);
@@ -314,7 +314,7 @@ ilm_status ilm_model_info(const ilm_model *m, char **json)
     cJSON_AddNumberToObject(j, "max_position", a->max_position);
     cJSON_AddNumberToObject(j, "rope_theta", a->rope_theta);
     cJSON_AddBoolToObject(j, "tied_embeddings", a->tie_embeddings);
-    cJSON_AddStringToObject(j, "weight_type", ilm__ggml_type_name(m->layers[0].w_up.type));
+    cJSON_AddStringToObject(j, "weight_type", ilm__dtype_name(m->layers[0].w_up.type));
     cJSON_AddNumberToObject(j, "weight_bytes", (double)m->mapped_bytes);
     cJSON_AddNumberToObject(j, "owned_bytes", (double)m->owned_bytes);
     cJSON_AddStringToObject(j, "chat_template", m->chat_template);

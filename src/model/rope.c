@@ -31,7 +31,7 @@ ilm_status ilm__rope_init(ilm_model *m)
     const ilm__arch *a = &m->arch;
     int64_t half = a->head_dim / 2;
     m->inv_freq = ilm__malloc((size_t)half * sizeof *m->inv_freq);
-    ILM_RETURN_IF(!m->inv_freq, ILM_ERR_NOMEM, "model: out of memory");
+    ILM__RETURN_IF(!m->inv_freq, ILM_ERR_NOMEM, "model: out of memory");
     base_inv_freq(a, a->rope_theta, m->inv_freq);
     m->rope_attn_factor = 1.0f;
     if (a->rope_scaling == ILM__ROPE_SCALING_LINEAR) {

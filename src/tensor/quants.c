@@ -246,16 +246,16 @@ typedef void (*dq_block_fn)(const uint8_t *b, float *y);
 static dq_block_fn dq_fn(uint32_t type)
 {
     switch (type) {
-    case ILM__GGML_Q4_0: return dq_q4_0;
-    case ILM__GGML_Q4_1: return dq_q4_1;
-    case ILM__GGML_Q5_0: return dq_q5_0;
-    case ILM__GGML_Q5_1: return dq_q5_1;
-    case ILM__GGML_Q8_0: return dq_q8_0;
-    case ILM__GGML_Q2_K: return dq_q2_k;
-    case ILM__GGML_Q3_K: return dq_q3_k;
-    case ILM__GGML_Q4_K: return dq_q4_k;
-    case ILM__GGML_Q5_K: return dq_q5_k;
-    case ILM__GGML_Q6_K: return dq_q6_k;
+    case ILM__DTYPE_Q4_0: return dq_q4_0;
+    case ILM__DTYPE_Q4_1: return dq_q4_1;
+    case ILM__DTYPE_Q5_0: return dq_q5_0;
+    case ILM__DTYPE_Q5_1: return dq_q5_1;
+    case ILM__DTYPE_Q8_0: return dq_q8_0;
+    case ILM__DTYPE_Q2_K: return dq_q2_k;
+    case ILM__DTYPE_Q3_K: return dq_q3_k;
+    case ILM__DTYPE_Q4_K: return dq_q4_k;
+    case ILM__DTYPE_Q5_K: return dq_q5_k;
+    case ILM__DTYPE_Q6_K: return dq_q6_k;
     default: return NULL;
     }
 }
@@ -263,25 +263,25 @@ static dq_block_fn dq_fn(uint32_t type)
 ilm_status ilm__dequantize(uint32_t type, const void *src, float *dst, int64_t n)
 {
     uint32_t block, bytes;
-    bool known = ilm__ggml_type_info(type, &block, &bytes);
+    bool known = ilm__dtype_info(type, &block, &bytes);
     dq_block_fn fn = dq_fn(type);
-    ILM_RETURN_IF(!known || (!fn && type != ILM__GGML_F32 && type != ILM__GGML_F16 &&
-                             type != ILM__GGML_BF16),
-                  ILM_ERR_UNSUPPORTED, "dequantize: type %s (%u) is not supported",
-                  ilm__ggml_type_name(type), type);
-    ILM_RETURN_IF(n < 0 || n % block != 0, ILM_ERR_INVALID_ARG,
-                  "dequantize: %lld elements is not a multiple of the %s block of %u",
-                  (long long)n, ilm__ggml_type_name(type), block);
-    ILM_RETURN_IF(n > 0 && (!src || !dst), ILM_ERR_INVALID_ARG, "dequantize: NULL buffer");
+    ILM__RETURN_IF(!known || (!fn && type != ILM__DTYPE_F32 && type != ILM__DTYPE_F16 &&
+                             type != ILM__DTYPE_BF16),
+                   ILM_ERR_UNSUPPORTED, "dequantize: type %s (%u) is not supported",
+                   ilm__dtype_name(type), type);
+    ILM__RETURN_IF(n < 0 || n % block != 0, ILM_ERR_INVALID_ARG,
+                   "dequantize: %lld elements is not a multiple of the %s block of %u",
+                   (long long)n, ilm__dtype_name(type), block);
+    ILM__RETURN_IF(n > 0 && (!src || !dst), ILM_ERR_INVALID_ARG, "dequantize: NULL buffer");
     const uint8_t *p = src;
     switch (type) {
-    case ILM__GGML_F32:
+    case ILM__DTYPE_F32:
         if (n) memcpy(dst, src, (size_t)n * 4);
         return ILM_OK;
-    case ILM__GGML_F16:
+    case ILM__DTYPE_F16:
         for (int64_t i = 0; i < n; i++) dst[i] = rd_f16(p + 2 * i);
         return ILM_OK;
-    case ILM__GGML_BF16:
+    case ILM__DTYPE_BF16:
         for (int64_t i = 0; i < n; i++)
             dst[i] = ilm__bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return ILM_OK;

@@ -107,7 +107,7 @@ ilm_status ilm__bbpe_new(struct ilm__bbpe **out)
 {
     pthread_once(&map_once, init_maps);
     struct ilm__bbpe *b = ilm__calloc(1, sizeof *b);
-    ILM_RETURN_IF(!b, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
+    ILM__RETURN_IF(!b, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
     b->cache = ilm__calloc(CACHE_SHARDS, sizeof *b->cache);
     if (!b->cache) {
         ilm__free(b);
@@ -138,8 +138,8 @@ void ilm__bbpe_free(struct ilm__bbpe *b)
 
 ilm_status ilm__bbpe_add_normalizer(struct ilm__bbpe *b, ilm__norm_form form)
 {
-    ILM_RETURN_IF(b->n_norm == MAX_NORMS, ILM_ERR_UNSUPPORTED,
-                  "byte-level BPE: more than %d normalizers", MAX_NORMS);
+    ILM__RETURN_IF(b->n_norm == MAX_NORMS, ILM_ERR_UNSUPPORTED,
+                   "byte-level BPE: more than %d normalizers", MAX_NORMS);
     b->norm[b->n_norm++] = form;
     return ILM_OK;
 }
@@ -168,32 +168,32 @@ static ilm_status onig_spaces(const char *p, size_t n, ilm__buf *out)
         if (c == '\\' && i + 1 < n) {
             char e = p[++i];
             if (e == 's') {
-                ILM_FORWARD(ilm__buf_printf(out, in_class ? "%s" : "[%s]", ws));
+                ILM__FORWARD(ilm__buf_printf(out, in_class ? "%s" : "[%s]", ws));
             } else if (e == 'S' && !in_class) {
-                ILM_FORWARD(ilm__buf_printf(out, "[^%s]", ws));
+                ILM__FORWARD(ilm__buf_printf(out, "[^%s]", ws));
             } else if (e == 'Q') { /* quoted to \E: copy as is */
                 size_t j = i + 1;
                 while (j + 1 < n && !(p[j] == '\\' && p[j + 1] == 'E')) j++;
                 j = j + 1 < n ? j + 2 : n;
-                ILM_FORWARD(ilm__buf_append(out, p + i - 1, j - (i - 1)));
+                ILM__FORWARD(ilm__buf_append(out, p + i - 1, j - (i - 1)));
                 i = j - 1;
             } else {
-                ILM_FORWARD(ilm__buf_putc(out, '\\'));
-                ILM_FORWARD(ilm__buf_putc(out, e));
+                ILM__FORWARD(ilm__buf_putc(out, '\\'));
+                ILM__FORWARD(ilm__buf_putc(out, e));
             }
             continue;
         }
-        ILM_FORWARD(ilm__buf_putc(out, c));
+        ILM__FORWARD(ilm__buf_putc(out, c));
         if (!in_class && c == '[') {
             in_class = true;
             /* "[]..." and "[^]..." start with a literal ']' */
-            if (i + 1 < n && p[i + 1] == '^') ILM_FORWARD(ilm__buf_putc(out, p[++i]));
-            if (i + 1 < n && p[i + 1] == ']') ILM_FORWARD(ilm__buf_putc(out, p[++i]));
+            if (i + 1 < n && p[i + 1] == '^') ILM__FORWARD(ilm__buf_putc(out, p[++i]));
+            if (i + 1 < n && p[i + 1] == ']') ILM__FORWARD(ilm__buf_putc(out, p[++i]));
         } else if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') {
             size_t j = i + 2; /* a POSIX class [:alpha:] inside a class */
             while (j + 1 < n && !(p[j] == ':' && p[j + 1] == ']')) j++;
             j = j + 1 < n ? j + 2 : n;
-            ILM_FORWARD(ilm__buf_append(out, p + i + 1, j - (i + 1)));
+            ILM__FORWARD(ilm__buf_append(out, p + i + 1, j - (i + 1)));
             i = j - 1;
         } else if (in_class && c == ']') {
             in_class = false;
@@ -255,7 +255,7 @@ ilm_status ilm__bbpe_add_split(struct ilm__bbpe *b, const char *pattern, size_t 
                                const char *what)
 {
     stage s = { STAGE_SPLIT, NULL, behavior, invert, false };
-    ILM_FORWARD(compile(pattern, len, literal, what, &s.re));
+    ILM__FORWARD(compile(pattern, len, literal, what, &s.re));
     return push_stage(b, s);
 }
 
@@ -271,7 +271,7 @@ ilm_status ilm__bbpe_add_bytelevel(struct ilm__bbpe *b, bool add_prefix_space, b
 {
     stage s = { STAGE_BYTELEVEL, NULL, ILM__SPLIT_ISOLATED, false, add_prefix_space };
     if (use_regex)
-        ILM_FORWARD(compile(ilm__gpt2_regex, sizeof ilm__gpt2_regex - 1, false, what, &s.re));
+        ILM__FORWARD(compile(ilm__gpt2_regex, sizeof ilm__gpt2_regex - 1, false, what, &s.re));
     return push_stage(b, s);
 }
 
@@ -289,31 +289,31 @@ ilm_status ilm__bbpe_add_merge(const ilm_tokenizer *t, struct ilm__bbpe *b, cons
 {
     int32_t l = ilm__strmap_get(&t->piece_ids, left, left_len);
     int32_t r = ilm__strmap_get(&t->piece_ids, right, right_len);
-    ILM_RETURN_IF(l < 0 || r < 0, ILM_ERR_FORMAT,
-                  "%s: merge %zu names '%.*s', which is not in the vocabulary", what,
-                  b->n_merges, (int)(l < 0 ? left_len : right_len), l < 0 ? left : right);
+    ILM__RETURN_IF(l < 0 || r < 0, ILM_ERR_FORMAT,
+                   "%s: merge %zu names '%.*s', which is not in the vocabulary", what,
+                   b->n_merges, (int)(l < 0 ? left_len : right_len), l < 0 ? left : right);
     char stackbuf[256];
     char *both = left_len + right_len <= sizeof stackbuf ? stackbuf
                                                          : ilm__malloc(left_len + right_len);
-    ILM_RETURN_IF(!both, ILM_ERR_NOMEM, "%s: out of memory", what);
+    ILM__RETURN_IF(!both, ILM_ERR_NOMEM, "%s: out of memory", what);
     memcpy(both, left, left_len);
     memcpy(both + left_len, right, right_len);
     int32_t m = ilm__strmap_get(&t->piece_ids, both, left_len + right_len);
     if (both != stackbuf) ilm__free(both);
-    ILM_RETURN_IF(m < 0, ILM_ERR_FORMAT,
-                  "%s: merge %zu ('%.*s' '%.*s') makes a piece that is not in the vocabulary",
-                  what, b->n_merges, (int)left_len, left, (int)right_len, right);
-    ILM_RETURN_IF(b->n_merges >= INT32_MAX, ILM_ERR_FORMAT, "%s: too many merges", what);
+    ILM__RETURN_IF(m < 0, ILM_ERR_FORMAT,
+                   "%s: merge %zu ('%.*s' '%.*s') makes a piece that is not in the vocabulary",
+                   what, b->n_merges, (int)left_len, left, (int)right_len, right);
+    ILM__RETURN_IF(b->n_merges >= INT32_MAX, ILM_ERR_FORMAT, "%s: too many merges", what);
     if (b->n_merges == b->cap_merges) {
         size_t cap = b->cap_merges ? 2 * b->cap_merges : 1024;
         int32_t *p = ilm__realloc(b->merge_to, cap * sizeof *p);
-        ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "%s: out of memory", what);
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "%s: out of memory", what);
         b->merge_to = p;
         b->cap_merges = cap;
     }
     /* A pair listed twice keeps its last rank, as HF's merge map does. */
     b->merge_to[b->n_merges] = m;
-    ILM_FORWARD(ilm__u64map_put(&b->ranks, (uint64_t)(uint32_t)l << 32 | (uint32_t)r,
+    ILM__FORWARD(ilm__u64map_put(&b->ranks, (uint64_t)(uint32_t)l << 32 | (uint32_t)r,
                                 (int32_t)b->n_merges));
     b->n_merges++;
     return ILM_OK;
@@ -441,7 +441,7 @@ static ilm_status bpe_merge(enc *e, const char *p, size_t n)
         for (size_t i = 0; i < n; i++) {
             char u[4];
             size_t ul = ilm__utf8_encode(byte_to_cp((uint8_t)p[i]), u);
-            ILM_FORWARD(ilm__buf_append(&e->tmp, u, ul));
+            ILM__FORWARD(ilm__buf_append(&e->tmp, u, ul));
         }
         int32_t id = ilm__strmap_get(&e->t->piece_ids, e->tmp.p, e->tmp.n);
         if (id >= 0) return ilm__ids_push(e->out, id);
@@ -454,7 +454,7 @@ static ilm_status bpe_merge(enc *e, const char *p, size_t n)
          * two per merge bound it by 3n. */
         heap_item *hp = ilm__realloc(e->heap, 3 * cap * sizeof *hp);
         if (hp) e->heap = hp;
-        ILM_RETURN_IF(!s || !hp, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
+        ILM__RETURN_IF(!s || !hp, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
         e->cap = cap;
     }
     sym *s = e->syms;
@@ -500,7 +500,7 @@ static ilm_status bpe_merge(enc *e, const char *p, size_t n)
             if (rk >= 0) heap_push(e->heap, &hn, (heap_item){ rk, it.pos });
         }
     }
-    for (int32_t i = 0; i >= 0; i = s[i].next) ILM_FORWARD(ilm__ids_push(e->out, s[i].id));
+    for (int32_t i = 0; i >= 0; i = s[i].next) ILM__FORWARD(ilm__ids_push(e->out, s[i].id));
     return ILM_OK;
 }
 
@@ -510,7 +510,7 @@ static ilm_status bpe_word(enc *e, const char *p, size_t n)
     uint64_t h = ilm__hash_bytes(p, n);
     if (cache_get(e, p, n, h)) return ILM_OK;
     size_t first = e->out->n;
-    ILM_FORWARD(bpe_merge(e, p, n));
+    ILM__FORWARD(bpe_merge(e, p, n));
     /* A piece of bytes the vocabulary lacks (and no unknown token) gives
      * no ids: out->v may still be NULL then. */
     size_t added = e->out->n - first;
@@ -576,7 +576,7 @@ static ilm_status segment(folder *f, size_t s, size_t end, bool match)
         }
         break;
     }
-    ILM_FORWARD(flush(f));
+    ILM__FORWARD(flush(f));
     f->have = true;
     f->pend_match = match;
     f->ps = s;
@@ -604,8 +604,8 @@ static ilm_status split_regex(enc *e, const pcre2_code *re, folder *f, const cha
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t ms = ov[0], me = ov[1];
         if (me > ms) {
-            ILM_FORWARD(segment(f, prev, ms, false));
-            ILM_FORWARD(segment(f, ms, me, true));
+            ILM__FORWARD(segment(f, prev, ms, false));
+            ILM__FORWARD(segment(f, ms, me, true));
             prev = me;
             off = me;
         } else {
@@ -617,7 +617,7 @@ static ilm_status split_regex(enc *e, const pcre2_code *re, folder *f, const cha
             off = ms + (cl ? cl : 1);
         }
     }
-    ILM_FORWARD(segment(f, prev, n, false));
+    ILM__FORWARD(segment(f, prev, n, false));
     return flush(f);
 }
 
@@ -633,13 +633,13 @@ static ilm_status split_digits(folder *f, const char *p, size_t n)
         utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
         if (c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL ||
             c == UTF8PROC_CATEGORY_NO) {
-            ILM_FORWARD(segment(f, prev, i, false));
-            ILM_FORWARD(segment(f, i, i + cl, true));
+            ILM__FORWARD(segment(f, prev, i, false));
+            ILM__FORWARD(segment(f, i, i + cl, true));
             prev = i + cl;
         }
         i += cl;
     }
-    ILM_FORWARD(segment(f, prev, n, false));
+    ILM__FORWARD(segment(f, prev, n, false));
     return flush(f);
 }
 
@@ -657,7 +657,7 @@ static ilm_status run_stage(enc *e, size_t k, const char *p, size_t n)
     char *own = NULL;
     if (st->prefix && p[0] != ' ') {
         own = ilm__malloc(n + 1);
-        ILM_RETURN_IF(!own, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
+        ILM__RETURN_IF(!own, ILM_ERR_NOMEM, "byte-level BPE: out of memory");
         own[0] = ' ';
         memcpy(own + 1, p, n);
         p = own;
@@ -685,15 +685,15 @@ static ilm_status sanitize(const char *text, size_t len, ilm__buf *out, bool *ch
     }
     if (i == len) return ILM_OK;
     *changed = true;
-    ILM_FORWARD(ilm__buf_append(out, text, i));
+    ILM__FORWARD(ilm__buf_append(out, text, i));
     while (i < len) {
         uint32_t cp;
         size_t cl = ilm__utf8_decode(text + i, len - i, &cp);
         if (cl) {
-            ILM_FORWARD(ilm__buf_append(out, text + i, cl));
+            ILM__FORWARD(ilm__buf_append(out, text + i, cl));
             i += cl;
         } else {
-            ILM_FORWARD(ilm__buf_append(out, "\xEF\xBF\xBD", 3));
+            ILM__FORWARD(ilm__buf_append(out, "\xEF\xBF\xBD", 3));
             i++;
         }
     }
@@ -732,7 +732,7 @@ ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len
                             ilm__ids *out)
 {
     const struct ilm__bbpe *b = t->bbpe;
-    ILM_RETURN_IF(!b, ILM_ERR_STATE, "byte-level BPE: tokenizer has no byte-level state");
+    ILM__RETURN_IF(!b, ILM_ERR_STATE, "byte-level BPE: tokenizer has no byte-level state");
     if (len == 0) return ILM_OK;
     ilm__buf clean = { 0 };
     bool changed;
@@ -769,8 +769,8 @@ ilm_status ilm__bbpe_encode(const ilm_tokenizer *t, const char *text, size_t len
 
 ilm_status ilm__bbpe_piece_bytes(const ilm_tokenizer *t, int32_t id, ilm__buf *out)
 {
-    ILM_RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_RANGE,
-                  "byte-level BPE: id %d outside the vocabulary of %d", id, t->n_vocab);
+    ILM__RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_RANGE,
+                   "byte-level BPE: id %d outside the vocabulary of %d", id, t->n_vocab);
     pthread_once(&map_once, init_maps);
     const char *p = t->piece[id];
     size_t n = t->piece_len[id];
@@ -787,7 +787,7 @@ ilm_status ilm__bbpe_piece_bytes(const ilm_tokenizer *t, int32_t id, ilm__buf *o
             if (out->p) out->p[start] = '\0';
             return ilm__buf_append(out, p, n);
         }
-        ILM_FORWARD(ilm__buf_putc(out, (char)cp_to_byte[cp]));
+        ILM__FORWARD(ilm__buf_putc(out, (char)cp_to_byte[cp]));
         i += cl;
     }
     return ILM_OK;

@@ -70,9 +70,9 @@ static ilm_status gpt2_pre(const ilm__gguf *g, struct ilm__bbpe *b)
         const pre_row *r = &pre_rows[i];
         if (!name_in(r->names, pre)) continue;
         for (size_t k = 0; k < 4 && r->re[k]; k++)
-            ILM_FORWARD(ilm__bbpe_add_split(b, r->re[k], strlen(r->re[k]), false,
+            ILM__FORWARD(ilm__bbpe_add_split(b, r->re[k], strlen(r->re[k]), false,
                                             ILM__SPLIT_ISOLATED, false, g->path));
-        ILM_FORWARD(ilm__bbpe_add_bytelevel(b, false, false, g->path));
+        ILM__FORWARD(ilm__bbpe_add_bytelevel(b, false, false, g->path));
         ilm__bbpe_set_options(b, r->ignore_merges, -1, false);
         return ILM_OK;
     }
@@ -89,23 +89,23 @@ static ilm_status read_vocab(const ilm__gguf *g, ilm_tokenizer *t)
 {
     const ilm__gguf_kv *toks, *types = NULL, *scores = NULL;
     ilm_status s = ilm__gguf_get_arr(g, "tokenizer.ggml.tokens", ILM__GGUF_STRING, &toks);
-    ILM_RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
-                  "gguf: '%s' has no tokenizer.ggml.tokens", g->path);
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(toks->count == 0 || toks->count > INT32_MAX, ILM_ERR_FORMAT,
-                  "gguf: '%s': tokenizer.ggml.tokens has %llu pieces", g->path,
-                  (unsigned long long)toks->count);
+    ILM__RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
+                   "gguf: '%s' has no tokenizer.ggml.tokens", g->path);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(toks->count == 0 || toks->count > INT32_MAX, ILM_ERR_FORMAT,
+                   "gguf: '%s': tokenizer.ggml.tokens has %llu pieces", g->path,
+                   (unsigned long long)toks->count);
     s = ilm__gguf_get_arr(g, "tokenizer.ggml.token_type", ILM__GGUF_I32, &types);
     if (s != ILM_OK && s != ILM_ERR_NOT_FOUND) return s;
     s = ilm__gguf_get_arr(g, "tokenizer.ggml.scores", ILM__GGUF_F32, &scores);
     if (s != ILM_OK && s != ILM_ERR_NOT_FOUND) return s;
-    ILM_RETURN_IF((types && types->count != toks->count) ||
+    ILM__RETURN_IF((types && types->count != toks->count) ||
                       (scores && scores->count != toks->count),
-                  ILM_ERR_FORMAT,
-                  "gguf: '%s': tokenizer.ggml.token_type/scores do not have one entry per "
-                  "token (%llu)", g->path, (unsigned long long)toks->count);
+                   ILM_ERR_FORMAT,
+                   "gguf: '%s': tokenizer.ggml.token_type/scores do not have one entry per "
+                   "token (%llu)", g->path, (unsigned long long)toks->count);
     int32_t n = (int32_t)toks->count;
-    ILM_FORWARD(ilm__tok_vocab_resize(t, n));
+    ILM__FORWARD(ilm__tok_vocab_resize(t, n));
     size_t cur = 0;
     for (int32_t i = 0; i < n; i++) {
         ilm__gguf_str p;
@@ -113,10 +113,10 @@ static ilm_status read_vocab(const ilm__gguf *g, ilm_tokenizer *t)
         int64_t ty = types ? ilm__gguf_arr_int(types, (uint64_t)i) : ILM__PIECE_NORMAL;
         /* llama.cpp's LLAMA_TOKEN_TYPE_UNDEFINED (0) reads as normal. */
         if (ty == 0) ty = ILM__PIECE_NORMAL;
-        ILM_RETURN_IF(ty < ILM__PIECE_NORMAL || ty > ILM__PIECE_BYTE, ILM_ERR_FORMAT,
-                      "gguf: '%s': token %d has type %lld", g->path, i, (long long)ty);
+        ILM__RETURN_IF(ty < ILM__PIECE_NORMAL || ty > ILM__PIECE_BYTE, ILM_ERR_FORMAT,
+                       "gguf: '%s': token %d has type %lld", g->path, i, (long long)ty);
         float sc = scores ? (float)ilm__gguf_arr_float(scores, (uint64_t)i) : 0.0f;
-        ILM_FORWARD(ilm__tok_set_piece(t, i, p.p, p.n, sc, (uint8_t)ty, g->path));
+        ILM__FORWARD(ilm__tok_set_piece(t, i, p.p, p.n, sc, (uint8_t)ty, g->path));
     }
     return ILM_OK;
 }
@@ -127,10 +127,10 @@ static ilm_status read_id(const ilm__gguf *g, const char *key, int32_t n_vocab, 
     uint32_t v;
     ilm_status s = ilm__gguf_get_u32(g, key, &v);
     if (s == ILM_ERR_NOT_FOUND) return ILM_OK;
-    ILM_FORWARD(s);
-    ILM_RETURN_IF(v >= (uint32_t)n_vocab, ILM_ERR_FORMAT,
-                  "gguf: '%s': %s is %u, outside the vocabulary of %d", g->path, key, v,
-                  n_vocab);
+    ILM__FORWARD(s);
+    ILM__RETURN_IF(v >= (uint32_t)n_vocab, ILM_ERR_FORMAT,
+                   "gguf: '%s': %s is %u, outside the vocabulary of %d", g->path, key, v,
+                   n_vocab);
     *out = (int32_t)v;
     return ILM_OK;
 }
@@ -143,11 +143,11 @@ static ilm_status read_bool(const ilm__gguf *g, const char *key, bool *out)
 
 static ilm_status read_specials(const ilm__gguf *g, ilm_tokenizer *t)
 {
-    ILM_FORWARD(read_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos_id));
-    ILM_FORWARD(read_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos_id));
-    ILM_FORWARD(read_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk_id));
-    ILM_FORWARD(read_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad_id));
-    ILM_FORWARD(read_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos));
+    ILM__FORWARD(read_id(g, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos_id));
+    ILM__FORWARD(read_id(g, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos_id));
+    ILM__FORWARD(read_id(g, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk_id));
+    ILM__FORWARD(read_id(g, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad_id));
+    ILM__FORWARD(read_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos));
     return read_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos);
 }
 
@@ -155,14 +155,14 @@ static ilm_status read_specials(const ilm__gguf *g, ilm_tokenizer *t)
 
 static ilm_status load_gpt2(const ilm__gguf *g, ilm_tokenizer *t)
 {
-    ILM_FORWARD(read_vocab(g, t));
-    ILM_FORWARD(ilm__bbpe_new(&t->bbpe));
-    ILM_FORWARD(gpt2_pre(g, t->bbpe));
+    ILM__FORWARD(read_vocab(g, t));
+    ILM__FORWARD(ilm__bbpe_new(&t->bbpe));
+    ILM__FORWARD(gpt2_pre(g, t->bbpe));
     const ilm__gguf_kv *merges;
     ilm_status s = ilm__gguf_get_arr(g, "tokenizer.ggml.merges", ILM__GGUF_STRING, &merges);
-    ILM_RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
-                  "gguf: '%s' has no tokenizer.ggml.merges", g->path);
-    ILM_FORWARD(s);
+    ILM__RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
+                   "gguf: '%s' has no tokenizer.ggml.merges", g->path);
+    ILM__FORWARD(s);
     size_t cur = 0;
     for (uint64_t i = 0; i < merges->count; i++) {
         ilm__gguf_str m;
@@ -170,20 +170,20 @@ static ilm_status load_gpt2(const ilm__gguf *g, ilm_tokenizer *t)
         /* Split at the first space after the first byte, as llama.cpp
          * does: byte-level pieces never contain a plain space. */
         const char *sp = m.n > 1 ? memchr(m.p + 1, ' ', m.n - 1) : NULL;
-        ILM_RETURN_IF(!sp, ILM_ERR_FORMAT, "gguf: '%s': merge %llu ('%.*s') is not \"a b\"",
-                      g->path, (unsigned long long)i, (int)(m.n > 64 ? 64 : m.n), m.p);
+        ILM__RETURN_IF(!sp, ILM_ERR_FORMAT, "gguf: '%s': merge %llu ('%.*s') is not \"a b\"",
+                       g->path, (unsigned long long)i, (int)(m.n > 64 ? 64 : m.n), m.p);
         size_t ln = (size_t)(sp - m.p);
-        ILM_FORWARD(ilm__bbpe_add_merge(t, t->bbpe, m.p, ln, sp + 1, m.n - ln - 1, g->path));
+        ILM__FORWARD(ilm__bbpe_add_merge(t, t->bbpe, m.p, ln, sp + 1, m.n - ln - 1, g->path));
     }
-    ILM_FORWARD(ilm__bbpe_finish(t, t->bbpe, g->path));
+    ILM__FORWARD(ilm__bbpe_finish(t, t->bbpe, g->path));
     t->add_bos = false;
-    ILM_FORWARD(read_specials(g, t));
+    ILM__FORWARD(read_specials(g, t));
     /* Control and user-defined pieces are matched in text before BPE, as
      * llama.cpp and HF's added tokens do; control ones only on request. */
     for (int32_t i = 0; i < t->n_vocab; i++) {
         uint8_t ty = t->type[i];
         if ((ty == ILM__PIECE_CONTROL || ty == ILM__PIECE_USER_DEFINED) && t->piece_len[i])
-            ILM_FORWARD(ilm__tok_add_token(t, t->piece[i], t->piece_len[i], i,
+            ILM__FORWARD(ilm__tok_add_token(t, t->piece[i], t->piece_len[i], i,
                                            ty == ILM__PIECE_CONTROL, false, false));
     }
     return ILM_OK;
@@ -191,13 +191,13 @@ static ilm_status load_gpt2(const ilm__gguf *g, ilm_tokenizer *t)
 
 static ilm_status load_llama(const ilm__gguf *g, ilm_tokenizer *t)
 {
-    ILM_FORWARD(read_vocab(g, t));
+    ILM__FORWARD(read_vocab(g, t));
     ilm__spm *sp = &t->spm;
     /* llama.cpp's defaults for SentencePiece vocabularies: a dummy prefix
      * unless add_space_prefix says otherwise, whitespace escaped as "▁",
      * spaces kept as they are, no normalization table. */
     sp->add_dummy_prefix = true;
-    ILM_FORWARD(read_bool(g, "tokenizer.ggml.add_space_prefix", &sp->add_dummy_prefix));
+    ILM__FORWARD(read_bool(g, "tokenizer.ggml.add_space_prefix", &sp->add_dummy_prefix));
     sp->remove_extra_whitespaces = false;
     sp->escape_whitespaces = true;
     sp->treat_whitespace_as_suffix = false;
@@ -205,9 +205,9 @@ static ilm_status load_llama(const ilm__gguf *g, ilm_tokenizer *t)
     for (int32_t i = 0; i < t->n_vocab; i++)
         if (t->type[i] == ILM__PIECE_BYTE) sp->byte_fallback = true;
     sp->normalizer_name = ilm__strdup("identity");
-    ILM_RETURN_IF(!sp->normalizer_name, ILM_ERR_NOMEM, "gguf: out of memory");
+    ILM__RETURN_IF(!sp->normalizer_name, ILM_ERR_NOMEM, "gguf: out of memory");
     t->add_bos = true;
-    ILM_FORWARD(read_specials(g, t));
+    ILM__FORWARD(read_specials(g, t));
     /* A file without unknown_token_id still marks its unknown piece. */
     for (int32_t i = 0; i < t->n_vocab && t->unk_id < 0; i++)
         if (t->type[i] == ILM__PIECE_UNKNOWN) t->unk_id = i;
@@ -219,9 +219,9 @@ static ilm_status load(const ilm__gguf *g, ilm_tokenizer **out)
 {
     ilm__gguf_str model;
     ilm_status s = ilm__gguf_get_str(g, "tokenizer.ggml.model", &model);
-    ILM_RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
-                  "gguf: '%s' has no tokenizer (no tokenizer.ggml.model)", g->path);
-    ILM_FORWARD(s);
+    ILM__RETURN_IF(s == ILM_ERR_NOT_FOUND, ILM_ERR_FORMAT,
+                   "gguf: '%s' has no tokenizer (no tokenizer.ggml.model)", g->path);
+    ILM__FORWARD(s);
     ilm__tok_kind kind;
     if (ilm__gguf_str_eq(model, "gpt2")) kind = ILM__TOK_BYTE_BPE;
     else if (ilm__gguf_str_eq(model, "llama")) kind = ILM__TOK_SPM_BPE;
@@ -229,7 +229,7 @@ static ilm_status load(const ilm__gguf *g, ilm_tokenizer **out)
         return ilm__error(ILM_ERR_UNSUPPORTED,
                           "gguf: '%s': tokenizer model '%.*s' is not supported (gpt2 and "
                           "llama are)", g->path, (int)(model.n > 64 ? 64 : model.n), model.p);
-    ILM_FORWARD(ilm__tok_new(kind, out));
+    ILM__FORWARD(ilm__tok_new(kind, out));
     return kind == ILM__TOK_BYTE_BPE ? load_gpt2(g, *out) : load_llama(g, *out);
 }
 
@@ -237,7 +237,7 @@ ilm_status ilm__tok_load_gguf(const char *path, ilm_tokenizer **out)
 {
     *out = NULL;
     ilm__gguf *g;
-    ILM_FORWARD(ilm__gguf_open(path, &g));
+    ILM__FORWARD(ilm__gguf_open(path, &g));
     ilm_tokenizer *t = NULL;
     ilm_status s = load(g, &t);
     ilm__gguf_close(g);

@@ -72,10 +72,10 @@ static ilm_status build_merge_tables(ilm_tokenizer *t)
 {
     ilm__spm *s = &t->spm;
     s->bmp_id = ilm__malloc(65536 * sizeof *s->bmp_id);
-    ILM_RETURN_IF(!s->bmp_id, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!s->bmp_id, ILM_ERR_NOMEM, "tokenizer: out of memory");
     memset(s->bmp_id, 0xff, 65536 * sizeof *s->bmp_id);
     size_t *first = ilm__malloc(((size_t)t->n_vocab + 1) * sizeof *first);
-    ILM_RETURN_IF(!first, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!first, ILM_ERR_NOMEM, "tokenizer: out of memory");
     first[0] = 0;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         const char *p = t->piece[id];
@@ -133,25 +133,25 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t)
         uint32_t len = t->piece_len[id];
         if (t->type[id] == ILM__PIECE_BYTE) {
             int v = ilm__spm_byte_piece(p, len);
-            ILM_RETURN_IF(v < 0, ILM_ERR_FORMAT,
-                          "tokenizer: byte piece %d ('%s') is not <0xNN>", id, p);
-            ILM_RETURN_IF(s->byte_id[v] >= 0, ILM_ERR_FORMAT,
-                          "tokenizer: byte piece <0x%02X> appears twice", v);
+            ILM__RETURN_IF(v < 0, ILM_ERR_FORMAT,
+                           "tokenizer: byte piece %d ('%s') is not <0xNN>", id, p);
+            ILM__RETURN_IF(s->byte_id[v] >= 0, ILM_ERR_FORMAT,
+                           "tokenizer: byte piece <0x%02X> appears twice", v);
             s->byte_id[v] = id;
             n_bytes++;
         } else if (t->type[id] == ILM__PIECE_USER_DEFINED && len > 0) {
-            ILM_FORWARD(ilm__strmap_put(&s->user_defined, p, len, id));
+            ILM__FORWARD(ilm__strmap_put(&s->user_defined, p, len, id));
             if ((int32_t)len > s->max_user_len) s->max_user_len = (int32_t)len;
             if (len < 64) s->user_lens |= 1ull << (len - 1);
             else s->user_long = true;
             if (!s->user_first2) s->user_first2 = ilm__calloc(65536 / 8, 1);
-            ILM_RETURN_IF(!s->user_first2, ILM_ERR_NOMEM, "tokenizer: out of memory");
+            ILM__RETURN_IF(!s->user_first2, ILM_ERR_NOMEM, "tokenizer: out of memory");
             unsigned key = (uint8_t)p[0] << 8 | (len > 1 ? (uint8_t)p[1] : 0);
             s->user_first2[key >> 3] |= (uint8_t)(1u << (key & 7));
         } else if (t->type[id] == ILM__PIECE_CONTROL) {
             /* Control pieces never come out of text in sentencepiece; they
              * are recognised only when the caller asks for special tokens. */
-            ILM_FORWARD(ilm__tok_add_token(t, p, len, id, true, false, false));
+            ILM__FORWARD(ilm__tok_add_token(t, p, len, id, true, false, false));
             t->added[t->n_added - 1].from_vocab = true;
         }
     }
@@ -172,22 +172,22 @@ ilm_status ilm__spm_finish(ilm_tokenizer *t)
                 note_char(s->post_space, &s->post_space_other, (uint8_t)p[after]);
         }
     }
-    ILM_FORWARD(build_merge_tables(t));
+    ILM__FORWARD(build_merge_tables(t));
     /* sentencepiece refuses these models; so do we. */
-    ILM_RETURN_IF(s->byte_fallback && n_bytes != 256, ILM_ERR_FORMAT,
-                  "tokenizer: byte_fallback is set but there are %d byte pieces, not 256", n_bytes);
-    ILM_RETURN_IF(!s->byte_fallback && n_bytes > 0, ILM_ERR_FORMAT,
-                  "tokenizer: byte pieces are present although byte_fallback is off");
-    ILM_RETURN_IF(t->unk_id < 0, ILM_ERR_FORMAT, "tokenizer: no unknown piece");
+    ILM__RETURN_IF(s->byte_fallback && n_bytes != 256, ILM_ERR_FORMAT,
+                   "tokenizer: byte_fallback is set but there are %d byte pieces, not 256", n_bytes);
+    ILM__RETURN_IF(!s->byte_fallback && n_bytes > 0, ILM_ERR_FORMAT,
+                   "tokenizer: byte pieces are present although byte_fallback is off");
+    ILM__RETURN_IF(t->unk_id < 0, ILM_ERR_FORMAT, "tokenizer: no unknown piece");
 
     if (s->charsmap_len) {
-        ILM_RETURN_IF(s->charsmap_len < 4, ILM_ERR_FORMAT, "tokenizer: charsmap of %zu bytes",
-                      s->charsmap_len);
+        ILM__RETURN_IF(s->charsmap_len < 4, ILM_ERR_FORMAT, "tokenizer: charsmap of %zu bytes",
+                       s->charsmap_len);
         uint32_t trie_bytes = le32(s->charsmap);
-        ILM_RETURN_IF(trie_bytes % 4 != 0 || trie_bytes == 0 ||
+        ILM__RETURN_IF(trie_bytes % 4 != 0 || trie_bytes == 0 ||
                           trie_bytes > s->charsmap_len - 4,
-                      ILM_ERR_FORMAT, "tokenizer: charsmap trie of %u bytes in a %zu-byte map",
-                      trie_bytes, s->charsmap_len);
+                       ILM_ERR_FORMAT, "tokenizer: charsmap trie of %u bytes in a %zu-byte map",
+                       trie_bytes, s->charsmap_len);
         s->trie = s->charsmap + 4;
         s->trie_units = trie_bytes / 4;
         s->norm_strings = (const char *)s->charsmap + 4 + trie_bytes;
@@ -325,7 +325,7 @@ static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dum
         }
         if (n == 0) return ILM_OK;
     }
-    if (!s->treat_whitespace_as_suffix && dummy_prefix) ILM_FORWARD(add_space(s, out));
+    if (!s->treat_whitespace_as_suffix && dummy_prefix) ILM__FORWARD(add_space(s, out));
     bool prev_space = s->remove_extra_whitespaces;
     while (n) {
         used = normalize_prefix(s, p, n, deny, &sp, &sp_len);
@@ -336,8 +336,8 @@ static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dum
             }
         if (sp_len) {
             for (size_t i = 0; i < sp_len; i++) {
-                if (s->escape_whitespaces && sp[i] == ' ') ILM_FORWARD(add_space(s, out));
-                else ILM_FORWARD(ilm__buf_putc(out, sp[i]));
+                if (s->escape_whitespaces && sp[i] == ' ') ILM__FORWARD(add_space(s, out));
+                else ILM__FORWARD(ilm__buf_putc(out, sp[i]));
             }
             prev_space = sp[sp_len - 1] == ' ';
         }
@@ -351,7 +351,7 @@ static ilm_status normalize(const ilm__spm *s, const char *p, size_t n, bool dum
         while (ends_with(out, ws, wl)) out->n -= wl;
         if (out->p) out->p[out->n] = '\0';
     }
-    if (s->treat_whitespace_as_suffix && dummy_prefix) ILM_FORWARD(add_space(s, out));
+    if (s->treat_whitespace_as_suffix && dummy_prefix) ILM__FORWARD(add_space(s, out));
     return ILM_OK;
 }
 
@@ -388,7 +388,7 @@ static ilm_status heap_push(heap *h, pair x)
     if (h->n == h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 256;
         pair *v = ilm__realloc(h->v, cap * sizeof *v);
-        ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "tokenizer: out of memory");
+        ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "tokenizer: out of memory");
         h->v = v;
         h->cap = cap;
     }
@@ -453,7 +453,7 @@ static ilm_status maybe_add_pair(bpe_ctx *c, int32_t left, int32_t right)
     if (id < 0 || ilm__tok_denied(c->deny, id)) return ILM_OK;
     if (c->t->type[id] == ILM__PIECE_UNUSED) {
         c->plain = false;
-        ILM_FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)l->len));
+        ILM__FORWARD(ilm__strmap_put(&c->rev_merge, p, len, (int32_t)l->len));
     }
     return heap_push(&c->agenda, (pair){ c->t->score[id], left, right, len, id });
 }
@@ -476,11 +476,11 @@ static ilm_status emit(const ilm_tokenizer *t, const char *p, size_t n, int32_t 
 {
     bool unk = id == t->unk_id;
     if (unk && t->spm.byte_fallback) {
-        for (size_t i = 0; i < n; i++) ILM_FORWARD(ilm__ids_push(out, t->spm.byte_id[(uint8_t)p[i]]));
+        for (size_t i = 0; i < n; i++) ILM__FORWARD(ilm__ids_push(out, t->spm.byte_id[(uint8_t)p[i]]));
     } else if (!(unk && es->prev_unk)) {
         /* A run of unknown symbols becomes one <unk>, as sentencepiece
          * merges them so the decoder can copy the surface. */
-        ILM_FORWARD(ilm__ids_push(out, id));
+        ILM__FORWARD(ilm__ids_push(out, id));
     }
     es->prev_unk = unk;
     es->any_unk |= unk;
@@ -498,7 +498,7 @@ static ilm_status resegment(bpe_ctx *c, const char *p, size_t n, emit_state *es,
      * unknown (what sentencepiece 0.2 does). */
     int32_t left = ilm__strmap_get(&c->rev_merge, p, n);
     if (left <= 0 || (size_t)left >= n) return emit(c->t, p, n, c->t->unk_id, es, out);
-    ILM_FORWARD(resegment(c, p, (size_t)left, es, out));
+    ILM__FORWARD(resegment(c, p, (size_t)left, es, out));
     return resegment(c, p + left, n - (size_t)left, es, out);
 }
 
@@ -633,29 +633,29 @@ static ilm_status merge_cached(bpe_ctx *c, ilm__tok_cache *k, int32_t first, int
     bool frozen = first == last && c->sym[first].frozen;
     int32_t e = frozen ? -1 : ilm__strmap_get(&k->index, p, len);
     if (e >= 0) {
-        for (uint32_t i = k->off[2 * e]; i < k->off[2 * e + 1]; i++) ILM_FORWARD(ilm__ids_push(out, k->ids.v[i]));
+        for (uint32_t i = k->off[2 * e]; i < k->off[2 * e + 1]; i++) ILM__FORWARD(ilm__ids_push(out, k->ids.v[i]));
         es->prev_unk = false;
         return ILM_OK;
     }
     size_t at = out->n;
     c->plain = !frozen;
     es->any_unk = false;
-    ILM_FORWARD(merge_segment(c, first, last, es, out));
+    ILM__FORWARD(merge_segment(c, first, last, es, out));
     if (!c->plain || es->any_unk || len > CACHE_BLOCK) return ILM_OK;
     if (k->n == CACHE_ENTRIES || out->n - at > UINT32_MAX - k->ids.n) seg_cache_clear(k);
     if (k->n == k->cap) {
         size_t cap = k->cap ? 2 * k->cap : 256;
         uint32_t *o = ilm__realloc(k->off, 2 * cap * sizeof *o);
-        ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "tokenizer: out of memory");
+        ILM__RETURN_IF(!o, ILM_ERR_NOMEM, "tokenizer: out of memory");
         k->off = o;
         k->cap = cap;
     }
     k->off[2 * k->n] = (uint32_t)k->ids.n;
-    for (size_t i = at; i < out->n; i++) ILM_FORWARD(ilm__ids_push(&k->ids, out->v[i]));
+    for (size_t i = at; i < out->n; i++) ILM__FORWARD(ilm__ids_push(&k->ids, out->v[i]));
     k->off[2 * k->n + 1] = (uint32_t)k->ids.n;
     const char *key = seg_cache_key(k, p, len);
-    ILM_RETURN_IF(!key, ILM_ERR_NOMEM, "tokenizer: out of memory");
-    ILM_FORWARD(ilm__strmap_put(&k->index, key, len, (int32_t)k->n));
+    ILM__RETURN_IF(!key, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__FORWARD(ilm__strmap_put(&k->index, key, len, (int32_t)k->n));
     k->n++;
     return ILM_OK;
 }
@@ -670,11 +670,11 @@ static ilm_status bpe(const ilm_tokenizer *t, const char *text, size_t n, ilm__t
                       const ilm__tok_deny *deny, ilm__ids *out)
 {
     if (n == 0) return ILM_OK;
-    ILM_RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
+    ILM__RETURN_IF(n > INT32_MAX, ILM_ERR_RANGE, "tokenizer: text of %zu bytes is too long", n);
     const ilm__spm *s = &t->spm;
     bpe_ctx c = { .t = t, .text = text, .deny = deny };
     c.sym = ilm__malloc(n * sizeof *c.sym);
-    ILM_RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
+    ILM__RETURN_IF(!c.sym, ILM_ERR_NOMEM, "tokenizer: out of memory for %zu symbols", n);
     int32_t count = 0;
     for (size_t i = 0; i < n;) {
         bool frozen;
@@ -767,14 +767,14 @@ ilm_status ilm__spm_piece_bytes(const ilm_tokenizer *t, int32_t id, bool bos_ws,
     }
     for (size_t i = 0; i < n;) {
         if (n - i >= SPACE_SYMBOL_LEN && memcmp(p + i, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0) {
-            ILM_FORWARD(ilm__buf_putc(out, ' '));
+            ILM__FORWARD(ilm__buf_putc(out, ' '));
             i += SPACE_SYMBOL_LEN;
         } else {
             size_t j = i + 1;
             while (j < n && !(n - j >= SPACE_SYMBOL_LEN &&
                               memcmp(p + j, SPACE_SYMBOL, SPACE_SYMBOL_LEN) == 0))
                 j++;
-            ILM_FORWARD(ilm__buf_append(out, p + i, j - i));
+            ILM__FORWARD(ilm__buf_append(out, p + i, j - i));
             i = j;
         }
     }

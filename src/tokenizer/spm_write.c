@@ -47,20 +47,20 @@ static ilm_status put_tag(ilm__buf *b, uint32_t field, uint32_t wire)
  * does (pad_id = -1 takes ten bytes). */
 static ilm_status put_int32(ilm__buf *b, uint32_t field, int32_t v)
 {
-    ILM_FORWARD(put_tag(b, field, WIRE_VARINT));
+    ILM__FORWARD(put_tag(b, field, WIRE_VARINT));
     return put_varint(b, (uint64_t)(int64_t)v);
 }
 
 static ilm_status put_bool(ilm__buf *b, uint32_t field, bool v)
 {
-    ILM_FORWARD(put_tag(b, field, WIRE_VARINT));
+    ILM__FORWARD(put_tag(b, field, WIRE_VARINT));
     return put_varint(b, v ? 1 : 0);
 }
 
 static ilm_status put_bytes(ilm__buf *b, uint32_t field, const void *data, size_t n)
 {
-    ILM_FORWARD(put_tag(b, field, WIRE_LEN));
-    ILM_FORWARD(put_varint(b, n));
+    ILM__FORWARD(put_tag(b, field, WIRE_LEN));
+    ILM__FORWARD(put_varint(b, n));
     return ilm__buf_append(b, data, n);
 }
 
@@ -69,7 +69,7 @@ static ilm_status put_float(ilm__buf *b, uint32_t field, float f)
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     uint8_t le[4] = { (uint8_t)u, (uint8_t)(u >> 8), (uint8_t)(u >> 16), (uint8_t)(u >> 24) };
-    ILM_FORWARD(put_tag(b, field, WIRE_FIXED32));
+    ILM__FORWARD(put_tag(b, field, WIRE_FIXED32));
     return ilm__buf_append(b, le, sizeof le);
 }
 
@@ -81,20 +81,20 @@ static const char *special_piece(const ilm_tokenizer *t, int32_t id)
 
 static ilm_status put_trainer_spec(ilm__buf *b, const ilm_tokenizer *t)
 {
-    ILM_FORWARD(put_int32(b, 3, 2)); /* model_type = BPE */
-    ILM_FORWARD(put_int32(b, 4, t->n_vocab));
-    ILM_FORWARD(put_bool(b, 24, t->spm.treat_whitespace_as_suffix));
-    ILM_FORWARD(put_bool(b, 25, t->spm.split_digits));
-    ILM_FORWARD(put_bool(b, 35, t->spm.byte_fallback));
+    ILM__FORWARD(put_int32(b, 3, 2)); /* model_type = BPE */
+    ILM__FORWARD(put_int32(b, 4, t->n_vocab));
+    ILM__FORWARD(put_bool(b, 24, t->spm.treat_whitespace_as_suffix));
+    ILM__FORWARD(put_bool(b, 25, t->spm.split_digits));
+    ILM__FORWARD(put_bool(b, 35, t->spm.byte_fallback));
     const int32_t ids[4] = { t->unk_id, t->bos_id, t->eos_id, t->pad_id };
-    for (uint32_t i = 0; i < 4; i++) ILM_FORWARD(put_int32(b, 40 + i, ids[i]));
+    for (uint32_t i = 0; i < 4; i++) ILM__FORWARD(put_int32(b, 40 + i, ids[i]));
     if (t->spm.unk_surface)
-        ILM_FORWARD(put_bytes(b, 44, t->spm.unk_surface, strlen(t->spm.unk_surface)));
+        ILM__FORWARD(put_bytes(b, 44, t->spm.unk_surface, strlen(t->spm.unk_surface)));
     /* The pieces fields are informational for sentencepiece (it finds the
      * special ids by type), but its trainer writes them and tools read them. */
     for (uint32_t i = 0; i < 4; i++) {
         const char *p = special_piece(t, ids[i]);
-        if (p) ILM_FORWARD(put_bytes(b, 45 + i, p, strlen(p)));
+        if (p) ILM__FORWARD(put_bytes(b, 45 + i, p, strlen(p)));
     }
     return ILM_OK;
 }
@@ -103,19 +103,19 @@ static ilm_status put_normalizer_spec(ilm__buf *b, const ilm_tokenizer *t)
 {
     const ilm__spm *s = &t->spm;
     const char *name = s->normalizer_name ? s->normalizer_name : "identity";
-    ILM_FORWARD(put_bytes(b, 1, name, strlen(name)));
-    if (s->charsmap_len) ILM_FORWARD(put_bytes(b, 2, s->charsmap, s->charsmap_len));
-    ILM_FORWARD(put_bool(b, 3, s->add_dummy_prefix));
-    ILM_FORWARD(put_bool(b, 4, s->remove_extra_whitespaces));
+    ILM__FORWARD(put_bytes(b, 1, name, strlen(name)));
+    if (s->charsmap_len) ILM__FORWARD(put_bytes(b, 2, s->charsmap, s->charsmap_len));
+    ILM__FORWARD(put_bool(b, 3, s->add_dummy_prefix));
+    ILM__FORWARD(put_bool(b, 4, s->remove_extra_whitespaces));
     return put_bool(b, 5, s->escape_whitespaces);
 }
 
 static ilm_status put_piece(ilm__buf *b, ilm__buf *tmp, const ilm_tokenizer *t, int32_t id)
 {
     tmp->n = 0;
-    ILM_FORWARD(put_bytes(tmp, 1, t->piece[id], t->piece_len[id]));
-    ILM_FORWARD(put_float(tmp, 2, t->score[id]));
-    if (t->type[id] != ILM__PIECE_NORMAL) ILM_FORWARD(put_int32(tmp, 3, t->type[id]));
+    ILM__FORWARD(put_bytes(tmp, 1, t->piece[id], t->piece_len[id]));
+    ILM__FORWARD(put_float(tmp, 2, t->score[id]));
+    if (t->type[id] != ILM__PIECE_NORMAL) ILM__FORWARD(put_int32(tmp, 3, t->type[id]));
     return put_bytes(b, 1, tmp->p, tmp->n);
 }
 
@@ -126,24 +126,24 @@ static ilm_status serialize(const ilm_tokenizer *t, ilm__buf *out, ilm__buf *tmp
         /* sentencepiece rejects empty pieces, so a vocabulary with gaps
          * (possible in GGUF or tokenizer.json vocabularies) cannot be
          * represented faithfully. */
-        ILM_RETURN_IF(t->piece_len[id] == 0, ILM_ERR_INVALID_ARG,
-                      "sentencepiece writer: piece %d is empty", (int)id);
-        ILM_FORWARD(put_piece(out, tmp, t, id));
+        ILM__RETURN_IF(t->piece_len[id] == 0, ILM_ERR_INVALID_ARG,
+                       "sentencepiece writer: piece %d is empty", (int)id);
+        ILM__FORWARD(put_piece(out, tmp, t, id));
     }
     tmp->n = 0;
-    ILM_FORWARD(put_trainer_spec(tmp, t));
-    ILM_FORWARD(put_bytes(out, 2, tmp->p, tmp->n));
+    ILM__FORWARD(put_trainer_spec(tmp, t));
+    ILM__FORWARD(put_bytes(out, 2, tmp->p, tmp->n));
     tmp->n = 0;
-    ILM_FORWARD(put_normalizer_spec(tmp, t));
+    ILM__FORWARD(put_normalizer_spec(tmp, t));
     return put_bytes(out, 3, tmp->p, tmp->n);
 }
 
 ilm_status ilm__spm_write_model(const ilm_tokenizer *t, const char *path)
 {
-    ILM_RETURN_IF(!t || !path, ILM_ERR_INVALID_ARG, "sentencepiece writer: NULL argument");
-    ILM_RETURN_IF(t->kind != ILM__TOK_SPM_BPE, ILM_ERR_UNSUPPORTED,
-                  "sentencepiece writer: '%s': only SentencePiece BPE tokenizers can be "
-                  "written as tokenizer.model", path);
+    ILM__RETURN_IF(!t || !path, ILM_ERR_INVALID_ARG, "sentencepiece writer: NULL argument");
+    ILM__RETURN_IF(t->kind != ILM__TOK_SPM_BPE, ILM_ERR_UNSUPPORTED,
+                   "sentencepiece writer: '%s': only SentencePiece BPE tokenizers can be "
+                   "written as tokenizer.model", path);
     ilm__buf out = { 0 }, tmp = { 0 };
     ilm_status st = serialize(t, &out, &tmp);
     if (st == ILM_OK) st = ilm__atomic_write_buf(path, out.p, out.n);

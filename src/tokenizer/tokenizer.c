@@ -48,7 +48,7 @@ static char *arena_copy(ilm_tokenizer *t, const char *s, size_t n)
 ilm_status ilm__tok_new(ilm__tok_kind kind, ilm_tokenizer **out)
 {
     ilm_tokenizer *t = ilm__calloc(1, sizeof *t);
-    ILM_RETURN_IF(!t, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!t, ILM_ERR_NOMEM, "tokenizer: out of memory");
     t->kind = kind;
     t->bos_id = t->eos_id = t->unk_id = t->pad_id = -1;
     *out = t;
@@ -57,7 +57,7 @@ ilm_status ilm__tok_new(ilm__tok_kind kind, ilm_tokenizer **out)
 
 ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n)
 {
-    ILM_RETURN_IF(n < 0 || n > (1 << 28), ILM_ERR_FORMAT, "tokenizer: vocabulary of %d pieces", n);
+    ILM__RETURN_IF(n < 0 || n > (1 << 28), ILM_ERR_FORMAT, "tokenizer: vocabulary of %d pieces", n);
     if (n <= t->n_vocab) return ILM_OK;
     char **piece = ilm__realloc(t->piece, (size_t)n * sizeof *piece);
     if (piece) t->piece = piece;
@@ -67,8 +67,8 @@ ilm_status ilm__tok_vocab_resize(ilm_tokenizer *t, int32_t n)
     if (score) t->score = score;
     uint8_t *type = ilm__realloc(t->type, (size_t)n);
     if (type) t->type = type;
-    ILM_RETURN_IF(!piece || !len || !score || !type, ILM_ERR_NOMEM,
-                  "tokenizer: out of memory for %d pieces", n);
+    ILM__RETURN_IF(!piece || !len || !score || !type, ILM_ERR_NOMEM,
+                   "tokenizer: out of memory for %d pieces", n);
     for (int32_t i = t->n_vocab; i < n; i++) {
         t->piece[i] = (char *)"";
         t->piece_len[i] = 0;
@@ -87,15 +87,15 @@ int32_t ilm__tok_id_limit(size_t n_pieces)
 ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, size_t len,
                               float score, uint8_t type, const char *what)
 {
-    ILM_RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_FORMAT, "%s: piece id %d out of range", what, id);
-    ILM_RETURN_IF(t->piece_len[id] != 0, ILM_ERR_FORMAT, "%s: id %d is defined twice", what, id);
-    ILM_RETURN_IF(len == 0, ILM_ERR_FORMAT, "%s: piece %d is empty", what, id);
-    ILM_RETURN_IF(len > 65535, ILM_ERR_FORMAT, "%s: piece %d is %zu bytes long", what, id, len);
+    ILM__RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_FORMAT, "%s: piece id %d out of range", what, id);
+    ILM__RETURN_IF(t->piece_len[id] != 0, ILM_ERR_FORMAT, "%s: id %d is defined twice", what, id);
+    ILM__RETURN_IF(len == 0, ILM_ERR_FORMAT, "%s: piece %d is empty", what, id);
+    ILM__RETURN_IF(len > 65535, ILM_ERR_FORMAT, "%s: piece %d is %zu bytes long", what, id, len);
     int32_t other = ilm__strmap_get(&t->piece_ids, piece, len);
-    ILM_RETURN_IF(other >= 0, ILM_ERR_FORMAT, "%s: piece '%.*s' appears twice (ids %d and %d)",
-                  what, (int)(len > 64 ? 64 : len), piece, other, id);
+    ILM__RETURN_IF(other >= 0, ILM_ERR_FORMAT, "%s: piece '%.*s' appears twice (ids %d and %d)",
+                   what, (int)(len > 64 ? 64 : len), piece, other, id);
     char *copy = arena_copy(t, piece, len);
-    ILM_RETURN_IF(!copy, ILM_ERR_NOMEM, "%s: out of memory", what);
+    ILM__RETURN_IF(!copy, ILM_ERR_NOMEM, "%s: out of memory", what);
     t->piece[id] = copy;
     t->piece_len[id] = (uint32_t)len;
     t->score[id] = score;
@@ -106,15 +106,15 @@ ilm_status ilm__tok_set_piece(ilm_tokenizer *t, int32_t id, const char *piece, s
 ilm_status ilm__tok_add_token(ilm_tokenizer *t, const char *text, size_t len, int32_t id,
                               bool special, bool lstrip, bool rstrip)
 {
-    ILM_RETURN_IF(id < 0, ILM_ERR_FORMAT, "tokenizer: added token with id %d", id);
-    ILM_RETURN_IF(len == 0, ILM_ERR_FORMAT, "tokenizer: added token %d is empty", id);
-    if (id >= t->n_vocab) ILM_FORWARD(ilm__tok_vocab_resize(t, id + 1));
+    ILM__RETURN_IF(id < 0, ILM_ERR_FORMAT, "tokenizer: added token with id %d", id);
+    ILM__RETURN_IF(len == 0, ILM_ERR_FORMAT, "tokenizer: added token %d is empty", id);
+    if (id >= t->n_vocab) ILM__FORWARD(ilm__tok_vocab_resize(t, id + 1));
     if (t->piece_len[id] == 0 && ilm__strmap_get(&t->piece_ids, text, len) < 0)
-        ILM_FORWARD(ilm__tok_set_piece(t, id, text, len, 0.0f,
+        ILM__FORWARD(ilm__tok_set_piece(t, id, text, len, 0.0f,
                                        special ? ILM__PIECE_CONTROL : ILM__PIECE_USER_DEFINED,
                                        "tokenizer"));
     char *copy = arena_copy(t, text, len);
-    ILM_RETURN_IF(!copy, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!copy, ILM_ERR_NOMEM, "tokenizer: out of memory");
     ilm__added_token a = { copy, len, id, special, lstrip, rstrip, false };
     /* A control piece whose text is unchanged keeps its vocabulary decoding
      * (SentencePiece renders control pieces as nothing). */
@@ -126,7 +126,7 @@ ilm_status ilm__tok_add_token(ilm_tokenizer *t, const char *text, size_t len, in
             return ILM_OK;
         }
     ilm__added_token *v = ilm__realloc(t->added, (t->n_added + 1) * sizeof *v);
-    ILM_RETURN_IF(!v, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "tokenizer: out of memory");
     t->added = v;
     t->added[t->n_added++] = a;
     return ILM_OK;
@@ -148,7 +148,7 @@ static ilm_status finalize(ilm_tokenizer *t)
     for (size_t i = 0; i < t->n_added; i++) {
         uint8_t c = (uint8_t)t->added[i].text[0];
         t->added_first[c >> 3] |= (uint8_t)(1u << (c & 7));
-        ILM_FORWARD(ilm__u64map_put(&t->added_of_id, (uint64_t)t->added[i].id, (int32_t)i));
+        ILM__FORWARD(ilm__u64map_put(&t->added_of_id, (uint64_t)t->added[i].id, (int32_t)i));
     }
     return ILM_OK;
 }
@@ -177,7 +177,7 @@ void ilm_tokenizer_free(ilm_tokenizer *t)
 static ilm_status load_spm_file(const char *path, ilm_tokenizer **out)
 {
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(path, &m));
+    ILM__FORWARD(ilm__mmap_open(path, &m));
     ilm_status st = ilm__tok_new(ILM__TOK_SPM_BPE, out);
     if (st == ILM_OK) st = ilm__spm_load_model(*out, m.data, m.size, path);
     ilm__mmap_close(&m);
@@ -187,10 +187,10 @@ static ilm_status load_spm_file(const char *path, ilm_tokenizer **out)
 static ilm_status load_json_file(const char *path, ilm_tokenizer **out)
 {
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(path, &m));
+    ILM__FORWARD(ilm__mmap_open(path, &m));
     cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
     ilm__mmap_close(&m);
-    ILM_RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    ILM__RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
     ilm_status st = ilm__tok_new(ILM__TOK_BYTE_BPE, out);
     if (st == ILM_OK) st = ilm__bbpe_load_json(*out, root, path);
     cJSON_Delete(root);
@@ -213,7 +213,7 @@ static bool is_file(const char *path)
 static ilm_status sniff(const char *path, char *kind)
 {
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(path, &m));
+    ILM__FORWARD(ilm__mmap_open(path, &m));
     size_t i = 0;
     while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\n' || m.data[i] == '\r' ||
                           m.data[i] == '\t'))
@@ -237,10 +237,10 @@ static const char *token_text(const cJSON *v)
 static ilm_status apply_config(ilm_tokenizer *t, const char *path)
 {
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(path, &m));
+    ILM__FORWARD(ilm__mmap_open(path, &m));
     cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
     ilm__mmap_close(&m);
-    ILM_RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", path);
+    ILM__RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", path);
     ilm_status st = ILM_OK;
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
     int32_t limit = ilm__tok_id_limit((size_t)t->n_vocab +
@@ -290,12 +290,12 @@ static ilm_status load_dir(const char *dir, ilm_tokenizer **out)
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.model", dir);
     if (is_file(path)) {
-        ILM_FORWARD(load_spm_file(path, out));
+        ILM__FORWARD(load_spm_file(path, out));
     } else {
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-        ILM_RETURN_IF(!is_file(path), ILM_ERR_NOT_FOUND,
-                      "%s: no tokenizer.model or tokenizer.json in the directory", dir);
-        ILM_FORWARD(load_json_file(path, out));
+        ILM__RETURN_IF(!is_file(path), ILM_ERR_NOT_FOUND,
+                       "%s: no tokenizer.model or tokenizer.json in the directory", dir);
+        ILM__FORWARD(load_json_file(path, out));
     }
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     return is_file(path) ? apply_config(*out, path) : ILM_OK;
@@ -303,9 +303,9 @@ static ilm_status load_dir(const char *dir, ilm_tokenizer **out)
 
 ilm_status ilm_tokenizer_load(const char *path, ilm_tokenizer **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_tokenizer_load: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_tokenizer_load: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_tokenizer_load: path is NULL");
+    ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_tokenizer_load: path is NULL");
     ilm_tokenizer *t = NULL;
     ilm_status st;
     if (is_dir(path)) {
@@ -355,13 +355,13 @@ static ilm_status encode_part(const ilm_tokenizer *t, const char *s, size_t n, b
     if (n == 0) return ILM_OK;
     if (t->kind == ILM__TOK_SPM_BPE) return ilm__spm_encode_part(t, s, n, at_start, cache, deny, out);
     size_t first = out->n;
-    ILM_FORWARD(ilm__bbpe_encode(t, s, n, out));
+    ILM__FORWARD(ilm__bbpe_encode(t, s, n, out));
     /* Byte-level merges never make an added token in real vocabularies;
      * one that would is refused rather than let user text become it. */
     for (size_t i = first; deny && i < out->n; i++)
-        ILM_RETURN_IF(ilm__tok_denied(deny, out->v[i]), ILM_ERR_UNSUPPORTED,
-                      "tokenizer: the merges of this vocabulary make the marker '%s' out of "
-                      "plain text", t->piece[out->v[i]]);
+        ILM__RETURN_IF(ilm__tok_denied(deny, out->v[i]), ILM_ERR_UNSUPPORTED,
+                       "tokenizer: the merges of this vocabulary make the marker '%s' out of "
+                       "plain text", t->piece[out->v[i]]);
     return ILM_OK;
 }
 
@@ -393,7 +393,7 @@ static ilm_status encode_into(const ilm_tokenizer *t, const char *text, size_t l
     for (size_t k = 0; g && k < g->n_markers; k++) {
         int32_t id = ilm_tokenizer_piece_id(t, g->markers[k]);
         if (id < 0) continue;
-        ILM_RETURN_IF(ms.n == 8, ILM_ERR_INTERNAL, "tokenizer: more than 8 template markers");
+        ILM__RETURN_IF(ms.n == 8, ILM_ERR_INTERNAL, "tokenizer: more than 8 template markers");
         ms.id[ms.n] = id;
         ms.text[ms.n] = g->markers[k];
         ms.len[ms.n++] = strlen(g->markers[k]);
@@ -441,8 +441,8 @@ static ilm_status encode_into(const ilm_tokenizer *t, const char *text, size_t l
 ilm_status ilm__tok_encode_guarded(const ilm_tokenizer *t, const char *text, size_t len,
                                    unsigned flags, const ilm__tok_guard *g, ilm__ids *out)
 {
-    ILM_RETURN_IF(!t || (!text && len) || !g || !out, ILM_ERR_INVALID_ARG,
-                  "tokenizer: NULL argument");
+    ILM__RETURN_IF(!t || (!text && len) || !g || !out, ILM_ERR_INVALID_ARG,
+                   "tokenizer: NULL argument");
     return encode_into(t, text, len, flags & ILM_TOKENIZE_SPECIAL, NULL, g, out);
 }
 
@@ -456,10 +456,10 @@ ilm_status ilm__tokenizer_encode_cached(const ilm_tokenizer *t, const char *text
                                         unsigned flags, ilm__tok_cache *cache, int32_t **ids,
                                         size_t *n_ids)
 {
-    ILM_RETURN_IF(!ids || !n_ids, ILM_ERR_INVALID_ARG, "ilm_tokenizer_encode: NULL output");
+    ILM__RETURN_IF(!ids || !n_ids, ILM_ERR_INVALID_ARG, "ilm_tokenizer_encode: NULL output");
     *ids = NULL;
     *n_ids = 0;
-    ILM_RETURN_IF(!t || (!text && len), ILM_ERR_INVALID_ARG, "ilm_tokenizer_encode: NULL input");
+    ILM__RETURN_IF(!t || (!text && len), ILM_ERR_INVALID_ARG, "ilm_tokenizer_encode: NULL input");
     ilm__ids out = { 0 };
     ilm_status st = ILM_OK;
     if ((flags & ILM_TOKENIZE_BOS) && t->bos_id >= 0) st = ilm__ids_push(&out, t->bos_id);
@@ -545,8 +545,8 @@ static const dec_state dec_start = { true, false, false };
 static ilm_status piece_bytes(const ilm_tokenizer *t, int32_t id, unsigned flags, dec_state *ds,
                               ilm__buf *out)
 {
-    ILM_RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_RANGE,
-                  "tokenizer: id %d is outside the vocabulary of %d", id, t->n_vocab);
+    ILM__RETURN_IF(id < 0 || id >= t->n_vocab, ILM_ERR_RANGE,
+                   "tokenizer: id %d is outside the vocabulary of %d", id, t->n_vocab);
     size_t before = out->n;
     int32_t k = t->n_added ? ilm__u64map_get(&t->added_of_id, (uint64_t)id) : -1;
     bool byte = t->kind == ILM__TOK_SPM_BPE && t->type[id] == ILM__PIECE_BYTE;
@@ -569,10 +569,10 @@ static ilm_status piece_bytes(const ilm_tokenizer *t, int32_t id, unsigned flags
 ilm_status ilm_tokenizer_decode(const ilm_tokenizer *t, const int32_t *ids, size_t n_ids,
                                 unsigned flags, char **text, size_t *len)
 {
-    ILM_RETURN_IF(!text, ILM_ERR_INVALID_ARG, "ilm_tokenizer_decode: text is NULL");
+    ILM__RETURN_IF(!text, ILM_ERR_INVALID_ARG, "ilm_tokenizer_decode: text is NULL");
     *text = NULL;
     if (len) *len = 0;
-    ILM_RETURN_IF(!t || (!ids && n_ids), ILM_ERR_INVALID_ARG, "ilm_tokenizer_decode: NULL input");
+    ILM__RETURN_IF(!t || (!ids && n_ids), ILM_ERR_INVALID_ARG, "ilm_tokenizer_decode: NULL input");
     ilm__buf raw = { 0 }, out = { 0 };
     dec_state ds = dec_start;
     ilm_status st = ILM_OK;
@@ -601,11 +601,11 @@ struct ilm_detokenizer {
 
 ilm_status ilm_detokenizer_create(const ilm_tokenizer *t, unsigned flags, ilm_detokenizer **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_detokenizer_create: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_detokenizer_create: out is NULL");
     *out = NULL;
-    ILM_RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_detokenizer_create: tokenizer is NULL");
+    ILM__RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_detokenizer_create: tokenizer is NULL");
     ilm_detokenizer *d = ilm__calloc(1, sizeof *d);
-    ILM_RETURN_IF(!d, ILM_ERR_NOMEM, "detokenizer: out of memory");
+    ILM__RETURN_IF(!d, ILM_ERR_NOMEM, "detokenizer: out of memory");
     d->t = t;
     d->flags = flags;
     d->state = dec_start;
@@ -620,7 +620,7 @@ static ilm_status drain(ilm_detokenizer *d, bool final, const char **text, size_
     size_t used = utf8_repair(d->pending.p, d->pending.n, d->t->kind == ILM__TOK_SPM_BPE, final,
                               &d->out, &st);
     if (st == ILM_OK && !d->out.p) st = ilm__buf_append(&d->out, "", 0);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
     /* Nothing is pending yet (pending.p NULL) after ids that render as
      * nothing, such as a control piece first. */
     if (used > 0) memmove(d->pending.p, d->pending.p + used, d->pending.n - used);
@@ -632,15 +632,15 @@ static ilm_status drain(ilm_detokenizer *d, bool final, const char **text, size_
 
 ilm_status ilm_detokenizer_push(ilm_detokenizer *d, int32_t id, const char **text, size_t *len)
 {
-    ILM_RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_push: NULL argument");
-    ILM_FORWARD(piece_bytes(d->t, id, d->flags, &d->state, &d->pending));
+    ILM__RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_push: NULL argument");
+    ILM__FORWARD(piece_bytes(d->t, id, d->flags, &d->state, &d->pending));
     return drain(d, false, text, len);
 }
 
 ilm_status ilm_detokenizer_flush(ilm_detokenizer *d, const char **text, size_t *len)
 {
-    ILM_RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_flush: NULL argument");
-    ILM_FORWARD(drain(d, true, text, len));
+    ILM__RETURN_IF(!d || !text || !len, ILM_ERR_INVALID_ARG, "ilm_detokenizer_flush: NULL argument");
+    ILM__FORWARD(drain(d, true, text, len));
     d->state = dec_start;
     return ILM_OK;
 }
@@ -676,10 +676,10 @@ int32_t ilm_tokenizer_piece_id(const ilm_tokenizer *t, const char *piece)
 
 ilm_status ilm_tokenizer_info(const ilm_tokenizer *t, char **json)
 {
-    ILM_RETURN_IF(!t || !json, ILM_ERR_INVALID_ARG, "ilm_tokenizer_info: NULL argument");
+    ILM__RETURN_IF(!t || !json, ILM_ERR_INVALID_ARG, "ilm_tokenizer_info: NULL argument");
     *json = NULL;
     cJSON *j = cJSON_CreateObject();
-    ILM_RETURN_IF(!j, ILM_ERR_NOMEM, "tokenizer: out of memory");
+    ILM__RETURN_IF(!j, ILM_ERR_NOMEM, "tokenizer: out of memory");
     cJSON_AddStringToObject(j, "kind", t->kind == ILM__TOK_SPM_BPE ? "sentencepiece-bpe"
                                                                    : "byte-level-bpe");
     cJSON_AddNumberToObject(j, "vocab_size", t->n_vocab);

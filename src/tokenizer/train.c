@@ -89,8 +89,8 @@ ilm_status ilm__train_report(const ilm__train_progress *p, const char *stage,
                              uint64_t done, uint64_t total)
 {
     if (!p || !p->fn) return ILM_OK;
-    ILM_RETURN_IF(p->fn(p->user, stage, done, total) != 0, ILM_ERR_CANCELLED,
-                  "tokenizer train: cancelled by the progress callback during '%s'", stage);
+    ILM__RETURN_IF(p->fn(p->user, stage, done, total) != 0, ILM_ERR_CANCELLED,
+                   "tokenizer train: cancelled by the progress callback during '%s'", stage);
     return ILM_OK;
 }
 
@@ -98,12 +98,12 @@ ilm_status ilm__train_report(const ilm__train_progress *p, const char *stage,
 
 static ilm_status check_strings(const cJSON *arr, const char *key, bool allow_empty_array)
 {
-    ILM_RETURN_IF(!allow_empty_array && cJSON_GetArraySize(arr) == 0, ILM_ERR_CONFIG,
-                  "config: '%s' must not be empty", key);
+    ILM__RETURN_IF(!allow_empty_array && cJSON_GetArraySize(arr) == 0, ILM_ERR_CONFIG,
+                   "config: '%s' must not be empty", key);
     int i = 0;
     for (const cJSON *v = arr->child; v; v = v->next, i++)
-        ILM_RETURN_IF(!cJSON_IsString(v) || !v->valuestring[0], ILM_ERR_CONFIG,
-                      "config: '%s[%d]' must be a non-empty string", key, i);
+        ILM__RETURN_IF(!cJSON_IsString(v) || !v->valuestring[0], ILM_ERR_CONFIG,
+                       "config: '%s[%d]' must be a non-empty string", key, i);
     return ILM_OK;
 }
 
@@ -127,13 +127,13 @@ static ilm_status parse_config(const cJSON *root, train_opts *o)
         { "input_sentence_size", ILM__J_INT, &o->input_sentence_size, false, 0, 1e15 },
         { "seed", ILM__J_INT, &o->seed, false, -9007199254740991.0, 9007199254740991.0 },
     };
-    ILM_FORWARD(ilm__json_fields(root, "", fields, sizeof fields / sizeof fields[0]));
-    ILM_RETURN_IF(o->character_coverage <= 0, ILM_ERR_CONFIG,
-                  "config: 'character_coverage' must be in (0, 1], got %g",
-                  o->character_coverage);
-    ILM_RETURN_IF(!o->out[0], ILM_ERR_CONFIG, "config: 'out' must not be empty");
-    ILM_FORWARD(check_strings(o->input, "input", false));
-    if (o->user_defined) ILM_FORWARD(check_strings(o->user_defined, "user_defined_symbols", true));
+    ILM__FORWARD(ilm__json_fields(root, "", fields, sizeof fields / sizeof fields[0]));
+    ILM__RETURN_IF(o->character_coverage <= 0, ILM_ERR_CONFIG,
+                   "config: 'character_coverage' must be in (0, 1], got %g",
+                   o->character_coverage);
+    ILM__RETURN_IF(!o->out[0], ILM_ERR_CONFIG, "config: 'out' must not be empty");
+    ILM__FORWARD(check_strings(o->input, "input", false));
+    if (o->user_defined) ILM__FORWARD(check_strings(o->user_defined, "user_defined_symbols", true));
     return ILM_OK;
 }
 
@@ -145,7 +145,7 @@ static ilm_status build_meta(trainer *tr)
     size_t n_user = tr->opts.user_defined ? (size_t)cJSON_GetArraySize(tr->opts.user_defined) : 0;
     size_t n = 3 + n_user + (tr->opts.byte_fallback ? 256 : 0);
     tr->meta = ilm__calloc(n, sizeof *tr->meta);
-    ILM_RETURN_IF(!tr->meta, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!tr->meta, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     tr->meta[tr->n_meta++] = "<unk>";
     tr->meta[tr->n_meta++] = "<s>";
     tr->meta[tr->n_meta++] = "</s>";
@@ -160,10 +160,10 @@ static ilm_status build_meta(trainer *tr)
         }
     for (size_t i = 0; i < tr->n_meta; i++) {
         size_t len = strlen(tr->meta[i]);
-        ILM_RETURN_IF(ilm__strmap_get(&tr->meta_ids, tr->meta[i], len) >= 0, ILM_ERR_CONFIG,
+        ILM__RETURN_IF(ilm__strmap_get(&tr->meta_ids, tr->meta[i], len) >= 0, ILM_ERR_CONFIG,
                       "config: user-defined symbol '%s' is already a special piece or "
                       "listed twice", tr->meta[i]);
-        ILM_FORWARD(ilm__strmap_put(&tr->meta_ids, tr->meta[i], len, (int32_t)i));
+        ILM__FORWARD(ilm__strmap_put(&tr->meta_ids, tr->meta[i], len, (int32_t)i));
         tr->meta_first[(uint8_t)tr->meta[i][0]] = true;
         if (len > tr->meta_max_len) tr->meta_max_len = len;
     }
@@ -176,7 +176,7 @@ static ilm_status words_rehash(trainer *tr)
 {
     size_t n = tr->n_slots ? tr->n_slots * 2 : 1024;
     int32_t *slot = ilm__malloc(n * sizeof *slot);
-    ILM_RETURN_IF(!slot, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!slot, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     memset(slot, 0xff, n * sizeof *slot);
     for (size_t w = 0; w < tr->words.n; w++) {
         size_t j = tr->hash[w] & (n - 1);
@@ -193,7 +193,7 @@ static ilm_status words_grow(trainer *tr)
 {
     ilm__train_words *w = &tr->words;
     size_t cap = w->cap ? w->cap * 2 : 1024;
-    ILM_RETURN_IF(cap > INT32_MAX, ILM_ERR_RANGE, "tokenizer train: more than 2^31 distinct words");
+    ILM__RETURN_IF(cap > INT32_MAX, ILM_ERR_RANGE, "tokenizer train: more than 2^31 distinct words");
     size_t   *off = ilm__realloc(w->off, cap * sizeof *off);
     if (off) w->off = off;
     uint32_t *len = ilm__realloc(w->len, cap * sizeof *len);
@@ -202,7 +202,7 @@ static ilm_status words_grow(trainer *tr)
     if (freq) w->freq = freq;
     uint64_t *hash = ilm__realloc(tr->hash, cap * sizeof *hash);
     if (hash) tr->hash = hash;
-    ILM_RETURN_IF(!off || !len || !freq || !hash, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!off || !len || !freq || !hash, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     w->cap = cap;
     return ILM_OK;
 }
@@ -212,7 +212,7 @@ static ilm_status count_word(trainer *tr, const char *s, size_t n)
 {
     if (n == 0) return ILM_OK;
     ilm__train_words *w = &tr->words;
-    if (2 * (w->n + 1) > tr->n_slots) ILM_FORWARD(words_rehash(tr));
+    if (2 * (w->n + 1) > tr->n_slots) ILM__FORWARD(words_rehash(tr));
     uint64_t h = ilm__hash_bytes(s, n);
     size_t j = h & (tr->n_slots - 1);
     for (; tr->slot[j] >= 0; j = (j + 1) & (tr->n_slots - 1)) {
@@ -222,9 +222,9 @@ static ilm_status count_word(trainer *tr, const char *s, size_t n)
             return ILM_OK;
         }
     }
-    if (w->n == w->cap) ILM_FORWARD(words_grow(tr));
+    if (w->n == w->cap) ILM__FORWARD(words_grow(tr));
     size_t off = w->text.n;
-    ILM_FORWARD(ilm__buf_append(&w->text, s, n));
+    ILM__FORWARD(ilm__buf_append(&w->text, s, n));
     w->off[w->n] = off;
     w->len[w->n] = (uint32_t)n;
     w->freq[w->n] = 1;
@@ -251,24 +251,24 @@ static ilm_status normalize(trainer *tr, const char *s, size_t n)
 {
     ilm__buf *b = &tr->norm;
     b->n = 0;
-    if (tr->opts.add_dummy_prefix) ILM_FORWARD(ilm__buf_append(b, ILM__WS_STR, 3));
+    if (tr->opts.add_dummy_prefix) ILM__FORWARD(ilm__buf_append(b, ILM__WS_STR, 3));
     for (size_t i = 0; i < n;) {
         uint8_t c = (uint8_t)s[i];
         size_t m = tr->meta_first[c] ? match_meta(tr, s + i, n - i) : 0;
         if (m) {
-            ILM_FORWARD(ilm__buf_putc(b, '\0'));
+            ILM__FORWARD(ilm__buf_putc(b, '\0'));
             i += m;
         } else if (c == ' ') {
-            ILM_FORWARD(ilm__buf_append(b, ILM__WS_STR, 3));
+            ILM__FORWARD(ilm__buf_append(b, ILM__WS_STR, 3));
             i++;
         } else {
             uint32_t cp;
             size_t k = ilm__utf8_decode(s + i, n - i, &cp);
             if (k == 0) {
-                ILM_FORWARD(ilm__buf_append(b, "\xef\xbf\xbd", 3));
+                ILM__FORWARD(ilm__buf_append(b, "\xef\xbf\xbd", 3));
                 i++;
             } else {
-                ILM_FORWARD(ilm__buf_append(b, s + i, k));
+                ILM__FORWARD(ilm__buf_append(b, s + i, k));
                 i += k;
             }
         }
@@ -280,19 +280,19 @@ static ilm_status normalize(trainer *tr, const char *s, size_t n)
  * after each cut. */
 static ilm_status count_sentence(trainer *tr, const char *s, size_t n)
 {
-    ILM_FORWARD(normalize(tr, s, n));
+    ILM__FORWARD(normalize(tr, s, n));
     const char *p = tr->norm.p;
     size_t len = tr->norm.n, start = 0;
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '\0') {
-            ILM_FORWARD(count_word(tr, p + start, i - start));
+            ILM__FORWARD(count_word(tr, p + start, i - start));
             start = i + 1;
         } else if (i > start && i + 3 <= len && memcmp(p + i, ILM__WS_STR, 3) == 0) {
-            ILM_FORWARD(count_word(tr, p + start, i - start));
+            ILM__FORWARD(count_word(tr, p + start, i - start));
             start = i;
         }
     }
-    ILM_FORWARD(count_word(tr, p + start, len - start));
+    ILM__FORWARD(count_word(tr, p + start, len - start));
     tr->n_sentences++;
     return ILM_OK;
 }
@@ -328,10 +328,10 @@ static ilm_status read_corpus(trainer *tr)
     const cJSON *input = tr->opts.input;
     tr->n_files = (size_t)cJSON_GetArraySize(input);
     tr->files = ilm__calloc(tr->n_files, sizeof *tr->files);
-    ILM_RETURN_IF(!tr->files, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!tr->files, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     size_t i = 0;
     for (const cJSON *v = input->child; v; v = v->next, i++) {
-        ILM_FORWARD(ilm__mmap_open(v->valuestring, &tr->files[i]));
+        ILM__FORWARD(ilm__mmap_open(v->valuestring, &tr->files[i]));
         tr->total_bytes += tr->files[i].size;
     }
 
@@ -460,20 +460,20 @@ static ilm_status build_tokenizer(const trainer *tr, const ilm__bpe_result *r,
 {
     *out = NULL;
     ilm_tokenizer *t = NULL;
-    ILM_FORWARD(ilm__tok_new(ILM__TOK_SPM_BPE, &t));
+    ILM__FORWARD(ilm__tok_new(ILM__TOK_SPM_BPE, &t));
     *out = t;
     int32_t n_vocab = (int32_t)tr->n_meta + r->n;
-    ILM_FORWARD(ilm__tok_vocab_resize(t, n_vocab));
+    ILM__FORWARD(ilm__tok_vocab_resize(t, n_vocab));
     const char *what = "tokenizer train";
     for (size_t i = 0; i < tr->n_meta; i++) {
         uint8_t type = i == 0 ? ILM__PIECE_UNKNOWN
                      : i < 3 ? ILM__PIECE_CONTROL
                      : i < 3 + tr->n_user ? ILM__PIECE_USER_DEFINED : ILM__PIECE_BYTE;
-        ILM_FORWARD(ilm__tok_set_piece(t, (int32_t)i, tr->meta[i], strlen(tr->meta[i]), 0.0f,
+        ILM__FORWARD(ilm__tok_set_piece(t, (int32_t)i, tr->meta[i], strlen(tr->meta[i]), 0.0f,
                                        type, what));
     }
     for (int32_t i = 0; i < r->n; i++)
-        ILM_FORWARD(ilm__tok_set_piece(t, (int32_t)tr->n_meta + i, r->piece[i], r->len[i],
+        ILM__FORWARD(ilm__tok_set_piece(t, (int32_t)tr->n_meta + i, r->piece[i], r->len[i],
                                        -(float)i, ILM__PIECE_NORMAL, what));
     t->unk_id = 0;
     t->bos_id = 1;
@@ -487,24 +487,24 @@ static ilm_status build_tokenizer(const trainer *tr, const ilm__bpe_result *r,
     s->byte_fallback = tr->opts.byte_fallback;
     s->split_digits = tr->opts.split_digits;
     s->normalizer_name = ilm__strdup("identity");
-    ILM_RETURN_IF(!s->normalizer_name, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!s->normalizer_name, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     return ilm__spm_finish(t);
 }
 
 static ilm_status train(trainer *tr)
 {
-    ILM_FORWARD(build_meta(tr));
-    ILM_FORWARD(read_corpus(tr));
+    ILM__FORWARD(build_meta(tr));
+    ILM__FORWARD(read_corpus(tr));
     if (tr->n_too_long)
         ilm__log(ILM_LOG_INFO, "tokenizer train: skipped %lld lines longer than %lld bytes",
                  (long long)tr->n_too_long, (long long)tr->opts.max_sentence_length);
-    ILM_RETURN_IF(tr->words.n == 0, ILM_ERR_CONFIG,
-                  "tokenizer train: the input holds no usable sentences (%lld too long)",
-                  (long long)tr->n_too_long);
+    ILM__RETURN_IF(tr->words.n == 0, ILM_ERR_CONFIG,
+                   "tokenizer train: the input holds no usable sentences (%lld too long)",
+                   (long long)tr->n_too_long);
 
     uint32_t *chars = NULL;
     size_t n_chars = 0;
-    ILM_FORWARD(required_chars(tr, &chars, &n_chars));
+    ILM__FORWARD(required_chars(tr, &chars, &n_chars));
     int64_t need = (int64_t)tr->n_meta + (int64_t)n_chars;
     if (tr->opts.vocab_size < need) {
         ilm__free(chars);
@@ -519,7 +519,7 @@ static ilm_status train(trainer *tr)
     ilm_status st = ilm__bpe_learn(&tr->words, chars, n_chars, n_merges, tr->opts.split_digits,
                                    tr->meta, tr->n_meta, &tr->progress, &r);
     ilm__free(chars);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
     if (r.n_merged < n_merges) {
         st = ilm__error(ILM_ERR_CONFIG,
                         "tokenizer train: vocab_size %lld is too large for this corpus: it "
@@ -554,7 +554,7 @@ static void trainer_free(trainer *tr)
 ilm_status ilm_tokenizer_train(const char *config, ilm_progress_fn progress, void *user)
 {
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "config", &root));
     trainer *tr = ilm__calloc(1, sizeof *tr);
     ilm_status st = tr ? parse_config(root, &tr->opts)
                        : ilm__error(ILM_ERR_NOMEM, "tokenizer train: out of memory");

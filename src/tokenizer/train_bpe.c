@@ -161,9 +161,9 @@ static ilm_status grow(void *pp, size_t *cap, size_t need, size_t elem)
     if (need <= *cap) return ILM_OK;
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
-    ILM_RETURN_IF(c > SIZE_MAX / elem, ILM_ERR_NOMEM, "tokenizer train: size overflow");
+    ILM__RETURN_IF(c > SIZE_MAX / elem, ILM_ERR_NOMEM, "tokenizer train: size overflow");
     void *np = ilm__realloc(*p, c * elem);
-    ILM_RETURN_IF(!np, ILM_ERR_NOMEM, "tokenizer train: out of memory (%zu bytes)", c * elem);
+    ILM__RETURN_IF(!np, ILM_ERR_NOMEM, "tokenizer train: out of memory (%zu bytes)", c * elem);
     *p = np;
     *cap = c;
     return ILM_OK;
@@ -172,9 +172,9 @@ static ilm_status grow(void *pp, size_t *cap, size_t need, size_t elem)
 /* The same for int32_t capacities. */
 static ilm_status grow32(void *pp, int32_t *cap, size_t need, size_t elem)
 {
-    ILM_RETURN_IF(need > INT32_MAX, ILM_ERR_RANGE, "tokenizer train: more than 2^31 entries");
+    ILM__RETURN_IF(need > INT32_MAX, ILM_ERR_RANGE, "tokenizer train: more than 2^31 entries");
     size_t c = (size_t)*cap;
-    ILM_FORWARD(grow(pp, &c, need, elem));
+    ILM__FORWARD(grow(pp, &c, need, elem));
     *cap = c > INT32_MAX ? INT32_MAX : (int32_t)c;
     return ILM_OK;
 }
@@ -215,7 +215,7 @@ static bool heap_better(const engine *e, heap_ent x, heap_ent y)
 
 static ilm_status heap_push(engine *e, int32_t pair_id)
 {
-    ILM_FORWARD(grow(&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap));
+    ILM__FORWARD(grow(&e->heap, &e->cap_heap, e->n_heap + 1, sizeof *e->heap));
     heap_ent x = { e->pairs[pair_id].count, pair_id };
     size_t i = e->n_heap++;
     while (i > 0) {
@@ -259,9 +259,9 @@ static ilm_status pair_change(engine *e, int32_t a, int32_t b, int64_t delta, in
     int32_t id = ilm__u64map_get(&e->pair_ids, pair_key(a, b));
     if (id < 0) {
         if (delta <= 0 || !valid_pair(e, a, b)) return ILM_OK;
-        ILM_FORWARD(grow32(&e->pairs, &e->cap_pairs, (size_t)e->n_pairs + 1, sizeof *e->pairs));
+        ILM__FORWARD(grow32(&e->pairs, &e->cap_pairs, (size_t)e->n_pairs + 1, sizeof *e->pairs));
         id = e->n_pairs;
-        ILM_FORWARD(ilm__u64map_put(&e->pair_ids, pair_key(a, b), id));
+        ILM__FORWARD(ilm__u64map_put(&e->pair_ids, pair_key(a, b), id));
         e->pairs[id] = (pair){ .a = a, .b = b };
         e->n_pairs++;
     }
@@ -272,16 +272,16 @@ static ilm_status pair_change(engine *e, int32_t a, int32_t b, int64_t delta, in
     if (!p->n_words || p->words[p->n_words - 1] != w) {
         if (p->n_words == p->cap_words) {
             uint32_t c = p->cap_words ? p->cap_words * 2 : 2;
-            ILM_RETURN_IF(c < p->cap_words, ILM_ERR_RANGE, "tokenizer train: pair list overflow");
+            ILM__RETURN_IF(c < p->cap_words, ILM_ERR_RANGE, "tokenizer train: pair list overflow");
             int32_t *nw = ilm__realloc(p->words, (size_t)c * sizeof *nw);
-            ILM_RETURN_IF(!nw, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+            ILM__RETURN_IF(!nw, ILM_ERR_NOMEM, "tokenizer train: out of memory");
             p->words = nw;
             p->cap_words = c;
         }
         p->words[p->n_words++] = w;
     }
     if (!p->dirty) {
-        ILM_FORWARD(grow(&e->dirty, &e->cap_dirty, e->n_dirty + 1, sizeof *e->dirty));
+        ILM__FORWARD(grow(&e->dirty, &e->cap_dirty, e->n_dirty + 1, sizeof *e->dirty));
         e->dirty[e->n_dirty++] = id;
         p->dirty = true;
     }
@@ -293,7 +293,7 @@ static ilm_status push_dirty(engine *e)
     for (size_t i = 0; i < e->n_dirty; i++) {
         pair *p = &e->pairs[e->dirty[i]];
         p->dirty = false;
-        if (p->count > 0) ILM_FORWARD(heap_push(e, e->dirty[i]));
+        if (p->count > 0) ILM__FORWARD(heap_push(e, e->dirty[i]));
     }
     e->n_dirty = 0;
     return ILM_OK;
@@ -308,15 +308,15 @@ static ilm_status add_char_syms(engine *e, const uint32_t *chars, size_t n_chars
         char buf[4];
         size_t n = ilm__utf8_encode(chars[i], buf);
         char *s = ilm__strndup(buf, n);
-        ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+        ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "tokenizer train: out of memory");
         bool ws = chars[i] == ILM__WS_CP;
         int32_t script = ws ? SCRIPT_ANY : script_of(chars[i]);
         /* A combining mark takes the script of what precedes it, so on its
          * own it joins anything. */
         if (script == SCRIPT_INHERITED) script = SCRIPT_ANY;
         int32_t id;
-        ILM_FORWARD(add_sym(e, s, (uint32_t)n, 1, script, ws, is_digit_cp(chars[i]), &id));
-        ILM_FORWARD(ilm__u64map_put(char_ids, chars[i], id));
+        ILM__FORWARD(add_sym(e, s, (uint32_t)n, 1, script, ws, is_digit_cp(chars[i]), &id));
+        ILM__FORWARD(ilm__u64map_put(char_ids, chars[i], id));
     }
     return ILM_OK;
 }
@@ -325,17 +325,17 @@ static ilm_status add_char_syms(engine *e, const uint32_t *chars, size_t n_chars
 static ilm_status add_word(engine *e, const int32_t *syms, size_t n, int64_t freq)
 {
     if (n < 2) return ILM_OK;
-    ILM_RETURN_IF(n > UINT32_MAX, ILM_ERR_RANGE, "tokenizer train: word too long");
-    ILM_FORWARD(grow(&e->wsym, &e->cap_wsym, e->n_wsym + n, sizeof *e->wsym));
+    ILM__RETURN_IF(n > UINT32_MAX, ILM_ERR_RANGE, "tokenizer train: word too long");
+    ILM__FORWARD(grow(&e->wsym, &e->cap_wsym, e->n_wsym + n, sizeof *e->wsym));
     size_t need = (size_t)e->n_words + 1;
     int32_t cap = e->cap_words;
-    ILM_FORWARD(grow32(&e->wstart, &cap, need, sizeof *e->wstart));
+    ILM__FORWARD(grow32(&e->wstart, &cap, need, sizeof *e->wstart));
     cap = e->cap_words;
-    ILM_FORWARD(grow32(&e->wlen, &cap, need, sizeof *e->wlen));
+    ILM__FORWARD(grow32(&e->wlen, &cap, need, sizeof *e->wlen));
     cap = e->cap_words;
-    ILM_FORWARD(grow32(&e->wfreq, &cap, need, sizeof *e->wfreq));
+    ILM__FORWARD(grow32(&e->wfreq, &cap, need, sizeof *e->wfreq));
     cap = e->cap_words;
-    ILM_FORWARD(grow32(&e->wstamp, &cap, need, sizeof *e->wstamp));
+    ILM__FORWARD(grow32(&e->wstamp, &cap, need, sizeof *e->wstamp));
     e->cap_words = cap;
     int32_t w = e->n_words++;
     memcpy(e->wsym + e->n_wsym, syms, n * sizeof *syms);
@@ -344,7 +344,7 @@ static ilm_status add_word(engine *e, const int32_t *syms, size_t n, int64_t fre
     e->wfreq[w] = freq;
     e->wstamp[w] = -1;
     e->n_wsym += n;
-    for (size_t i = 0; i + 1 < n; i++) ILM_FORWARD(pair_change(e, syms[i], syms[i + 1], freq, w));
+    for (size_t i = 0; i + 1 < n; i++) ILM__FORWARD(pair_change(e, syms[i], syms[i + 1], freq, w));
     return ILM_OK;
 }
 
@@ -394,12 +394,12 @@ static ilm_status merge_word(engine *e, int32_t w, int32_t a, int32_t b, int32_t
     for (uint32_t i = 0; i < n;) {
         if (i + 1 < n && s[i] == a && s[i + 1] == b) {
             if (j > 0) {
-                ILM_FORWARD(pair_change(e, s[j - 1], a, -f, w));
-                ILM_FORWARD(pair_change(e, s[j - 1], c, f, w));
+                ILM__FORWARD(pair_change(e, s[j - 1], a, -f, w));
+                ILM__FORWARD(pair_change(e, s[j - 1], c, f, w));
             }
             if (i + 2 < n) {
-                ILM_FORWARD(pair_change(e, b, s[i + 2], -f, w));
-                ILM_FORWARD(pair_change(e, c, s[i + 2], f, w));
+                ILM__FORWARD(pair_change(e, b, s[i + 2], -f, w));
+                ILM__FORWARD(pair_change(e, c, s[i + 2], f, w));
             }
             s[j++] = c;
             i += 2;
@@ -418,7 +418,7 @@ static ilm_status concat_sym(engine *e, int32_t a, int32_t b, int32_t *c, bool *
     const sym *x = &e->syms[a], *y = &e->syms[b];
     size_t len = (size_t)x->len + y->len;
     char *s = ilm__malloc(len + 1);
-    ILM_RETURN_IF(!s, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!s, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     memcpy(s, x->s, x->len);
     memcpy(s + x->len, y->s, y->len);
     s[len] = '\0';
@@ -455,17 +455,17 @@ static int32_t pop_best(engine *e, ilm_status *st)
 static ilm_status run_merges(engine *e, int32_t n_merges, int32_t *order, int32_t *n_order,
                              const ilm__train_progress *prog)
 {
-    ILM_FORWARD(push_dirty(e));
+    ILM__FORWARD(push_dirty(e));
     int32_t step = 0;
     *n_order = 0;
     while (*n_order < n_merges) {
         ilm_status st;
         int32_t best = pop_best(e, &st);
-        ILM_FORWARD(st);
+        ILM__FORWARD(st);
         if (best < 0) break;
         int32_t a = e->pairs[best].a, b = e->pairs[best].b, c;
         bool is_new;
-        ILM_FORWARD(concat_sym(e, a, b, &c, &is_new));
+        ILM__FORWARD(concat_sym(e, a, b, &c, &is_new));
         pair *p = &e->pairs[best];
         if (c == RESERVED) {
             p->banned = true;
@@ -489,14 +489,14 @@ static ilm_status run_merges(engine *e, int32_t n_merges, int32_t *order, int32_
             mst = merge_word(e, w, a, b, c);
         }
         ilm__free(ws);
-        ILM_FORWARD(mst);
+        ILM__FORWARD(mst);
         p = &e->pairs[best];
         p->count = 0;
         p->banned = false;
-        ILM_FORWARD(push_dirty(e));
+        ILM__FORWARD(push_dirty(e));
         step++;
         if ((*n_order & 63) == 0 && is_new)
-            ILM_FORWARD(ilm__train_report(prog, "merge", (uint64_t)*n_order, (uint64_t)n_merges));
+            ILM__FORWARD(ilm__train_report(prog, "merge", (uint64_t)*n_order, (uint64_t)n_merges));
     }
     return ILM_OK;
 }
@@ -534,7 +534,7 @@ static ilm_status take_result(engine *e, const int32_t *order, int32_t n_order,
     size_t n = (size_t)n_order + (size_t)n_chars;
     out->piece = ilm__calloc(n ? n : 1, sizeof *out->piece);
     out->len = ilm__calloc(n ? n : 1, sizeof *out->len);
-    ILM_RETURN_IF(!out->piece || !out->len, ILM_ERR_NOMEM, "tokenizer train: out of memory");
+    ILM__RETURN_IF(!out->piece || !out->len, ILM_ERR_NOMEM, "tokenizer train: out of memory");
     for (size_t i = 0; i < n; i++) {
         int32_t id = i < (size_t)n_order ? order[i] : (int32_t)(i - (size_t)n_order);
         out->piece[i] = e->syms[id].s;
@@ -552,8 +552,8 @@ ilm_status ilm__bpe_learn(const ilm__train_words *words, const uint32_t *chars,
                           const ilm__train_progress *progress, ilm__bpe_result *out)
 {
     *out = (ilm__bpe_result){ 0 };
-    ILM_RETURN_IF(n_chars > INT32_MAX / 2 || n_merges < 0, ILM_ERR_RANGE,
-                  "tokenizer train: too many characters");
+    ILM__RETURN_IF(n_chars > INT32_MAX / 2 || n_merges < 0, ILM_ERR_RANGE,
+                   "tokenizer train: too many characters");
     engine e = { .split_digits = split_digits };
     ilm__u64map char_ids = { 0 };
     int32_t *order = ilm__malloc(((size_t)n_merges + 1) * sizeof *order);

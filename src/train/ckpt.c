@@ -67,9 +67,9 @@ static ilm_status remove_ckpt(const char *root, const char *dir)
 {
     char p[PATH_CAP];
     join(p, dir, "COMPLETE");
-    if (unlink(p) == 0) ILM_FORWARD(ilm__fsync_dir(dir));
-    ILM_RETURN_IF(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT, ILM_ERR_IO,
-                  "checkpoint: cannot delete '%s': %s", dir, strerror(errno));
+    if (unlink(p) == 0) ILM__FORWARD(ilm__fsync_dir(dir));
+    ILM__RETURN_IF(nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT, ILM_ERR_IO,
+                   "checkpoint: cannot delete '%s': %s", dir, strerror(errno));
     return ilm__fsync_dir(root);
 }
 
@@ -85,7 +85,7 @@ static ilm_status scan_root(const char *root, bool stale, scan *out)
     memset(out, 0, sizeof *out);
     DIR *d = opendir(root);
     if (!d && errno == ENOENT) return ILM_OK;
-    ILM_RETURN_IF(!d, ILM_ERR_IO, "checkpoint: cannot read directory '%s': %s", root, strerror(errno));
+    ILM__RETURN_IF(!d, ILM_ERR_IO, "checkpoint: cannot read directory '%s': %s", root, strerror(errno));
     ilm_status st = ILM_OK;
     struct dirent *e;
     char p[PATH_CAP];
@@ -146,7 +146,7 @@ static ilm_status write_optim(const char *path, const ilm__params *ps, size_t be
             snprintf(nm, ILM__PARAM_NAME + 16, "%s.%s", p->name, which ? "exp_avg_sq" : "exp_avg");
             if (p->ndim == 2) shapes[n * 2] = p->shape[0];
             shapes[n * 2 + (p->ndim == 2)] = p->shape[1];
-            t[n] = (ilm__st_out){ nm, ILM__GGML_F32, p->ndim, shapes + n * 2,
+            t[n] = (ilm__st_out){ nm, ILM__DTYPE_F32, p->ndim, shapes + n * 2,
                                   (which ? v : m) + (p->offset - begin) };
             n++;
         }
@@ -173,7 +173,7 @@ static int cmp_desc(const void *a, const void *b)
 static ilm_status prune(const char *root, int keep, int64_t just)
 {
     scan sc;
-    ILM_FORWARD(scan_root(root, false, &sc));
+    ILM__FORWARD(scan_root(root, false, &sc));
     qsort(sc.steps, sc.n, sizeof *sc.steps, cmp_desc);
     ilm_status st = ILM_OK;
     char p[PATH_CAP];
@@ -190,7 +190,7 @@ static ilm_status prune(const char *root, int keep, int64_t just)
 static ilm_status copy_in(const char *dir, const char *src)
 {
     ilm__mmap mm;
-    ILM_FORWARD(ilm__mmap_open(src, &mm));
+    ILM__FORWARD(ilm__mmap_open(src, &mm));
     const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
     char p[PATH_CAP];
     join(p, dir, base);
@@ -204,14 +204,14 @@ static ilm_status write_into(const char *tmp, const ilm_model *model, const ilm_
                              const char *state, const char *const *files)
 {
     char p[PATH_CAP];
-    ILM_RETURN_IF(mkdir(tmp, 0777) != 0, ILM_ERR_IO, "checkpoint: cannot create '%s': %s", tmp,
-                  strerror(errno));
-    ILM_FORWARD(ilm_model_save(model, tmp));
+    ILM__RETURN_IF(mkdir(tmp, 0777) != 0, ILM_ERR_IO, "checkpoint: cannot create '%s': %s", tmp,
+                   strerror(errno));
+    ILM__FORWARD(ilm_model_save(model, tmp));
     join(p, tmp, "optimizer.safetensors");
-    ILM_FORWARD(write_optim(p, ps, begin, end, m, v));
+    ILM__FORWARD(write_optim(p, ps, begin, end, m, v));
     join(p, tmp, "trainer_state.json");
-    ILM_FORWARD(ilm__atomic_write_buf(p, state, strlen(state)));
-    for (size_t i = 0; files && files[i]; i++) ILM_FORWARD(copy_in(tmp, files[i]));
+    ILM__FORWARD(ilm__atomic_write_buf(p, state, strlen(state)));
+    for (size_t i = 0; files && files[i]; i++) ILM__FORWARD(copy_in(tmp, files[i]));
     return ilm__fsync_dir(tmp);
 }
 
@@ -220,24 +220,24 @@ ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_m
                            const float *v, const char *trainer_state_json,
                            const char *const *files)
 {
-    ILM_RETURN_IF(!root || !model || !ps || !trainer_state_json || (begin < end && (!m || !v)),
-                  ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
-    ILM_RETURN_IF(step < 0 || keep < 1, ILM_ERR_INVALID_ARG,
-                  "checkpoint: step %lld, keep %d (need step >= 0, keep >= 1)", (long long)step, keep);
-    ILM_RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
-                  "checkpoint: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
+    ILM__RETURN_IF(!root || !model || !ps || !trainer_state_json || (begin < end && (!m || !v)),
+                   ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
+    ILM__RETURN_IF(step < 0 || keep < 1, ILM_ERR_INVALID_ARG,
+                   "checkpoint: step %lld, keep %d (need step >= 0, keep >= 1)", (long long)step, keep);
+    ILM__RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
+                   "checkpoint: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
                   ps->total);
-    ILM_RETURN_IF(strlen(root) > PATH_CAP - 64, ILM_ERR_INVALID_ARG, "checkpoint: root path too long");
+    ILM__RETURN_IF(strlen(root) > PATH_CAP - 64, ILM_ERR_INVALID_ARG, "checkpoint: root path too long");
     cJSON *j = NULL;
     ilm_status st = ilm__json_parse(trainer_state_json, "trainer_state", &j);
     cJSON_Delete(j);
-    ILM_RETURN_IF(st != ILM_OK || !*trainer_state_json, ILM_ERR_INVALID_ARG,
-                  "checkpoint: the trainer state is not JSON");
-    ILM_RETURN_IF(mkdir(root, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
-                  "checkpoint: cannot create '%s': %s", root, strerror(errno));
+    ILM__RETURN_IF(st != ILM_OK || !*trainer_state_json, ILM_ERR_INVALID_ARG,
+                   "checkpoint: the trainer state is not JSON");
+    ILM__RETURN_IF(mkdir(root, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
+                   "checkpoint: cannot create '%s': %s", root, strerror(errno));
 
     scan sc;
-    ILM_FORWARD(scan_root(root, true, &sc)); /* removes what a crash left */
+    ILM__FORWARD(scan_root(root, true, &sc)); /* removes what a crash left */
     ilm__free(sc.steps);
     char tmp[PATH_CAP], fin[PATH_CAP], p[PATH_CAP];
     ckpt_dir(tmp, sizeof tmp, root, step, ".tmp");
@@ -255,13 +255,13 @@ ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_m
         ilm__free(msg);
         return keep_st;
     }
-    ILM_FORWARD(ilm__fsync_dir(root));
+    ILM__FORWARD(ilm__fsync_dir(root));
     /* The marker last: until it is durable, the directory is not a
      * checkpoint (ilm__atomic_write fsyncs the file and the directory). */
     char marker[64];
     int len = snprintf(marker, sizeof marker, "{\"step\": %lld}\n", (long long)step);
     join(p, fin, "COMPLETE");
-    ILM_FORWARD(ilm__atomic_write_buf(p, marker, (size_t)len));
+    ILM__FORWARD(ilm__atomic_write_buf(p, marker, (size_t)len));
     return prune(root, keep, step);
 }
 
@@ -269,11 +269,11 @@ ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_m
 
 ilm_status ilm__ckpt_latest(const char *root, char **path, int64_t *step)
 {
-    ILM_RETURN_IF(!root || !path || !step, ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
+    ILM__RETURN_IF(!root || !path || !step, ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
     *path = NULL;
     *step = -1;
     scan sc;
-    ILM_FORWARD(scan_root(root, false, &sc));
+    ILM__FORWARD(scan_root(root, false, &sc));
     int64_t best = -1;
     for (size_t i = 0; i < sc.n; i++)
         if (sc.steps[i] > best) best = sc.steps[i];
@@ -282,7 +282,7 @@ ilm_status ilm__ckpt_latest(const char *root, char **path, int64_t *step)
     char p[PATH_CAP];
     ckpt_dir(p, sizeof p, root, best, "");
     *path = ilm__strdup(p);
-    ILM_RETURN_IF(!*path, ILM_ERR_NOMEM, "checkpoint: out of memory");
+    ILM__RETURN_IF(!*path, ILM_ERR_NOMEM, "checkpoint: out of memory");
     *step = best;
     return ILM_OK;
 }
@@ -293,16 +293,16 @@ static ilm_status read_moment(const ilm__safetensors *st, const char *file, cons
     char name[ILM__PARAM_NAME + 16];
     snprintf(name, sizeof name, "%s.%s", p->name, which);
     const ilm__st_tensor *t = ilm__st_find(st, name);
-    ILM_RETURN_IF(!t, ILM_ERR_FORMAT, "checkpoint: '%s' has no tensor '%s'", file, name);
-    ILM_RETURN_IF(t->type != ILM__GGML_F32, ILM_ERR_FORMAT,
-                  "checkpoint: '%s': tensor '%s' is %s, not F32", file, name, t->dtype);
+    ILM__RETURN_IF(!t, ILM_ERR_FORMAT, "checkpoint: '%s' has no tensor '%s'", file, name);
+    ILM__RETURN_IF(t->type != ILM__DTYPE_F32, ILM_ERR_FORMAT,
+                   "checkpoint: '%s': tensor '%s' is %s, not F32", file, name, t->dtype);
     bool shape_ok = t->n_dims == p->ndim &&
                     (p->ndim == 2 ? t->shape[0] == p->shape[0] && t->shape[1] == p->shape[1]
                                   : t->shape[0] == p->shape[1]);
-    ILM_RETURN_IF(!shape_ok, ILM_ERR_FORMAT,
-                  "checkpoint: '%s': tensor '%s' has shape [%lld, %lld] (%d dims), the model needs "
-                  "[%lld, %lld]", file, name, (long long)t->shape[0], (long long)t->shape[1],
-                  (int)t->n_dims, (long long)p->shape[0], (long long)p->shape[1]);
+    ILM__RETURN_IF(!shape_ok, ILM_ERR_FORMAT,
+                   "checkpoint: '%s': tensor '%s' has shape [%lld, %lld] (%d dims), the model needs "
+                   "[%lld, %lld]", file, name, (long long)t->shape[0], (long long)t->shape[1],
+                   (int)t->n_dims, (long long)p->shape[0], (long long)p->shape[1]);
     size_t a = p->offset > begin ? p->offset : begin;
     size_t b = p->offset + p->numel < end ? p->offset + p->numel : end;
     memcpy(out + (a - begin), t->data + (a - p->offset) * sizeof(float), (b - a) * sizeof(float));
@@ -312,15 +312,15 @@ static ilm_status read_moment(const ilm__safetensors *st, const char *file, cons
 ilm_status ilm__ckpt_read_optim(const char *dir, const ilm__params *ps, size_t begin, size_t end,
                                 float *m, float *v)
 {
-    ILM_RETURN_IF(!dir || !ps || (begin < end && (!m || !v)), ILM_ERR_INVALID_ARG,
-                  "checkpoint: NULL argument");
-    ILM_RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
-                  "checkpoint: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
+    ILM__RETURN_IF(!dir || !ps || (begin < end && (!m || !v)), ILM_ERR_INVALID_ARG,
+                   "checkpoint: NULL argument");
+    ILM__RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
+                   "checkpoint: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
                   ps->total);
     char file[PATH_CAP];
     join(file, dir, "optimizer.safetensors");
     ilm__safetensors *st = NULL;
-    ILM_FORWARD(ilm__st_open(file, &st));
+    ILM__FORWARD(ilm__st_open(file, &st));
     ilm_status s = ILM_OK;
     for (size_t i = 0; s == ILM_OK && i < ps->n; i++) {
         const ilm__param *p = &ps->p[i];
@@ -334,16 +334,16 @@ ilm_status ilm__ckpt_read_optim(const char *dir, const ilm__params *ps, size_t b
 
 ilm_status ilm__ckpt_read_state(const char *dir, char **json)
 {
-    ILM_RETURN_IF(!dir || !json, ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
+    ILM__RETURN_IF(!dir || !json, ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
     *json = NULL;
     char file[PATH_CAP];
     join(file, dir, "trainer_state.json");
     ilm__mmap mm;
-    ILM_FORWARD(ilm__mmap_open(file, &mm));
+    ILM__FORWARD(ilm__mmap_open(file, &mm));
     const size_t size = mm.size;
     char *text = ilm__strndup(size ? (const char *)mm.data : "", size);
     ilm__mmap_close(&mm);
-    ILM_RETURN_IF(!text, ILM_ERR_NOMEM, "checkpoint: out of memory");
+    ILM__RETURN_IF(!text, ILM_ERR_NOMEM, "checkpoint: out of memory");
     cJSON *j = NULL;
     ilm_status st = size ? ilm__json_parse(text, file, &j) : ILM_ERR_CONFIG;
     cJSON_Delete(j);

@@ -55,12 +55,12 @@ const char *const ilm__graph_op_names[ILM__GOP_COUNT] = {
 #define OP(g, op, call)                                                \
     do {                                                               \
         if (!(g)->timing) {                                            \
-            ILM_FORWARD(call);                                         \
+            ILM__FORWARD(call);                                         \
         } else {                                                       \
             const double t0_ = ilm__now();                             \
             const ilm_status st_ = (call);                             \
             (g)->op_s[op] += ilm__now() - t0_;                         \
-            ILM_FORWARD(st_);                                          \
+            ILM__FORWARD(st_);                                          \
         }                                                              \
     } while (0)
 /* The same for a statement that cannot fail. */
@@ -78,11 +78,11 @@ static float *slot(ilm__graph *g, const char *name)
 static ilm_status copy_weight(const ilm__weight *w, float *dst)
 {
     uint32_t block, bytes;
-    ILM_RETURN_IF(!ilm__ggml_type_info(w->type, &block, &bytes), ILM_ERR_INTERNAL,
-                  "graph: weight type %u", w->type);
+    ILM__RETURN_IF(!ilm__dtype_info(w->type, &block, &bytes), ILM_ERR_INTERNAL,
+                   "graph: weight type %u", w->type);
     size_t row_bytes = (size_t)(w->cols / block) * bytes;
     for (int64_t r = 0; r < w->rows; r++)
-        ILM_FORWARD(ilm__dequantize(w->type, (const uint8_t *)w->data + (size_t)r * row_bytes,
+        ILM__FORWARD(ilm__dequantize(w->type, (const uint8_t *)w->data + (size_t)r * row_bytes,
                                     dst + r * w->cols, w->cols));
     return ILM_OK;
 }
@@ -98,15 +98,15 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
     v->layers = ilm__calloc((size_t)a->n_layers, sizeof *v->layers);
     v->inv_freq = ilm__malloc((size_t)(a->head_dim / 2) * sizeof *v->inv_freq);
     v->chat_template = ilm__strdup(m->chat_template ? m->chat_template : "chatml");
-    ILM_RETURN_IF(!v->layers || !v->inv_freq || !v->chat_template, ILM_ERR_NOMEM,
-                  "graph: out of memory");
+    ILM__RETURN_IF(!v->layers || !v->inv_freq || !v->chat_template, ILM_ERR_NOMEM,
+                   "graph: out of memory");
     memcpy(v->inv_freq, m->inv_freq, (size_t)(a->head_dim / 2) * sizeof *v->inv_freq);
     v->rope_attn_factor = m->rope_attn_factor;
     v->owned_bytes = g->ps.total * sizeof(float);
 
     float *p = slot(g, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight");
-    ILM_FORWARD(copy_weight(&m->tok_embd, p));
-    v->tok_embd = (ilm__weight){ ILM__GGML_F32, V, C, p };
+    ILM__FORWARD(copy_weight(&m->tok_embd, p));
+    v->tok_embd = (ilm__weight){ ILM__DTYPE_F32, V, C, p };
     p = slot(g, "model.norm.weight");
     memcpy(p, m->out_norm, (size_t)C * sizeof *p);
     v->out_norm = p;
@@ -114,8 +114,8 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
         v->output = v->tok_embd;
     } else {
         p = slot(g, i2 ? "output.weight" : "lm_head.weight");
-        ILM_FORWARD(copy_weight(&m->output, p));
-        v->output = (ilm__weight){ ILM__GGML_F32, V, C, p };
+        ILM__FORWARD(copy_weight(&m->output, p));
+        v->output = (ilm__weight){ ILM__DTYPE_F32, V, C, p };
     }
     for (int64_t l = 0; l < a->n_layers; l++) {
         const uint8_t *src = (const uint8_t *)&m->layers[l];
@@ -127,14 +127,14 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
             if (!fmt) continue;
             snprintf(name, sizeof name, fmt, (long long)l);
             p = slot(g, name);
-            ILM_RETURN_IF(!p, ILM_ERR_INTERNAL, "graph: '%s' is not in the layout", name);
+            ILM__RETURN_IF(!p, ILM_ERR_INTERNAL, "graph: '%s' is not in the layout", name);
             if (lt->norm) {
                 memcpy(p, *(const float *const *)(src + lt->field), (size_t)C * sizeof *p);
                 *(const float **)(dst + lt->field) = p;
             } else {
                 const ilm__weight *w = (const ilm__weight *)(src + lt->field);
-                ILM_FORWARD(copy_weight(w, p));
-                *(ilm__weight *)(dst + lt->field) = (ilm__weight){ ILM__GGML_F32, w->rows, w->cols, p };
+                ILM__FORWARD(copy_weight(w, p));
+                *(ilm__weight *)(dst + lt->field) = (ilm__weight){ ILM__DTYPE_F32, w->rows, w->cols, p };
             }
         }
     }
@@ -143,14 +143,14 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
 
 ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, ilm__graph **out)
 {
-    ILM_RETURN_IF(!m || !out, ILM_ERR_INVALID_ARG, "graph: NULL argument");
+    ILM__RETURN_IF(!m || !out, ILM_ERR_INVALID_ARG, "graph: NULL argument");
     *out = NULL;
     const ilm__arch *a = &m->arch;
-    ILM_RETURN_IF(a->n_heads % a->n_kv_heads != 0 || a->head_dim % 2 != 0, ILM_ERR_UNSUPPORTED,
-                  "graph: %d heads over %d kv heads of dim %d", a->n_heads, a->n_kv_heads,
-                  a->head_dim);
+    ILM__RETURN_IF(a->n_heads % a->n_kv_heads != 0 || a->head_dim % 2 != 0, ILM_ERR_UNSUPPORTED,
+                   "graph: %d heads over %d kv heads of dim %d", a->n_heads, a->n_kv_heads,
+                   a->head_dim);
     ilm__graph *g = ilm__calloc(1, sizeof *g);
-    ILM_RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
+    ILM__RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
     g->a = *a;
     g->recompute = opts && opts->recompute;
     ilm_status st = ilm__backend_cpu_create(opts ? opts->threads : 0, -1, &g->be);
@@ -429,24 +429,24 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
 static ilm_status prepare(ilm__graph *g, const int32_t *positions, const int32_t *cu_seqlens,
                           const int32_t *n_seqs, int64_t B, int64_t T, int64_t *n_docs)
 {
-    ILM_RETURN_IF(B <= 0 || T <= 0 || B * T > INT32_MAX, ILM_ERR_INVALID_ARG,
-                  "graph: batch of %lld x %lld tokens", (long long)B, (long long)T);
-    ILM_FORWARD(ensure_scratch(g, B, T));
+    ILM__RETURN_IF(B <= 0 || T <= 0 || B * T > INT32_MAX, ILM_ERR_INVALID_ARG,
+                   "graph: batch of %lld x %lld tokens", (long long)B, (long long)T);
+    ILM__FORWARD(ensure_scratch(g, B, T));
     int64_t n = 0;
     g->cu[0] = 0;
     for (int64_t b = 0; b < B; b++) {
         const int32_t *cu = cu_seqlens + b * (T + 1);
-        ILM_RETURN_IF(n_seqs[b] < 1 || n_seqs[b] > T || cu[0] != 0 || cu[n_seqs[b]] != T,
-                      ILM_ERR_INVALID_ARG,
-                      "graph: row %lld: cu_seqlens must run from 0 to %lld in n_seqs = %d steps",
-                      (long long)b, (long long)T, n_seqs[b]);
+        ILM__RETURN_IF(n_seqs[b] < 1 || n_seqs[b] > T || cu[0] != 0 || cu[n_seqs[b]] != T,
+                       ILM_ERR_INVALID_ARG,
+                       "graph: row %lld: cu_seqlens must run from 0 to %lld in n_seqs = %d steps",
+                       (long long)b, (long long)T, n_seqs[b]);
         for (int32_t i = 1; i <= n_seqs[b]; i++) g->cu[++n] = (int32_t)(b * T) + cu[i];
     }
     *n_docs = n;
     int32_t maxpos = 0;
     for (int64_t t = 0; t < B * T; t++) {
-        ILM_RETURN_IF(positions[t] < 0, ILM_ERR_INVALID_ARG, "graph: position %d at %lld",
-                      positions[t], (long long)t);
+        ILM__RETURN_IF(positions[t] < 0, ILM_ERR_INVALID_ARG, "graph: position %d at %lld",
+                       positions[t], (long long)t);
         if (positions[t] > maxpos) maxpos = positions[t];
     }
     ilm__rope_tables(g->view, positions, B * T, (int64_t)maxpos + 1, g->cos, g->sin);
@@ -458,17 +458,17 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
                       int64_t B, int64_t T, bool backward, float grad_scale, double *loss_sum,
                       int64_t *n_targets)
 {
-    ILM_RETURN_IF(!g || !tokens || !labels || !positions || !cu_seqlens || !n_seqs || !loss_sum ||
+    ILM__RETURN_IF(!g || !tokens || !labels || !positions || !cu_seqlens || !n_seqs || !loss_sum ||
                       !n_targets, ILM_ERR_INVALID_ARG, "graph: NULL argument");
     const ilm__arch *a = &g->a;
     const ilm__backend *be = g->be;
     const ilm_model *v = g->view;
     const int64_t C = a->hidden_size, V = a->vocab_size, L = a->n_layers, N = B * T;
     int64_t n_docs = 0;
-    ILM_FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
+    ILM__FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
 
-    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding(be, ILM__GGML_F32, W(&v->tok_embd), V, C, tokens, N, g->xs));
-    for (int64_t l = 0; l < L; l++) ILM_FORWARD(layer_forward(g, l, N, n_docs, true));
+    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding(be, ILM__DTYPE_F32, W(&v->tok_embd), V, C, tokens, N, g->xs));
+    for (int64_t l = 0; l < L; l++) ILM__FORWARD(layer_forward(g, l, N, n_docs, true));
 
     /* Head: final norm, logits and loss by row chunks; in backward the
      * chunk's logits become its gradient in place, giving dh and dWout. */
@@ -497,8 +497,8 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
                                 a->rms_eps));
     for (int64_t l = L - 1; l >= 0; l--) {
-        if (g->scratch_recompute) ILM_FORWARD(layer_forward(g, l, N, n_docs, false));
-        ILM_FORWARD(layer_backward(g, l, N, n_docs));
+        if (g->scratch_recompute) ILM__FORWARD(layer_forward(g, l, N, n_docs, false));
+        ILM__FORWARD(layer_backward(g, l, N, n_docs));
     }
     OP(g, ILM__GOP_EMBEDDING, be->iface.embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx));
     return ILM_OK;

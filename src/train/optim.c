@@ -37,7 +37,7 @@ ilm_status ilm__optim_opts_parse(const cJSON *obj, const char *path, ilm__optim_
         { "weight_decay", ILM__J_NUMBER, &o->weight_decay, false, 0, 1e6 },
         { "clip_norm", ILM__J_NUMBER, &o->clip_norm, false, 0, 1e30 },
     };
-    ILM_FORWARD(ilm__json_fields(obj, path, f, sizeof f / sizeof f[0]));
+    ILM__FORWARD(ilm__json_fields(obj, path, f, sizeof f / sizeof f[0]));
     const char *sep = *path ? "." : "";
     if (schedule) {
         if (strcmp(schedule, "cosine") == 0) o->schedule = ILM__LR_COSINE;
@@ -48,15 +48,15 @@ ilm_status ilm__optim_opts_parse(const cJSON *obj, const char *path, ilm__optim_
                               "config: '%s%sschedule' is \"%s\", not \"cosine\", \"linear\" or \"constant\"",
                               path, sep, schedule);
     }
-    ILM_RETURN_IF(!(o->lr > 0), ILM_ERR_CONFIG, "config: '%s%slr' must be > 0", path, sep);
-    ILM_RETURN_IF(o->min_lr > o->lr, ILM_ERR_CONFIG, "config: '%s%smin_lr' (%g) exceeds lr (%g)",
-                  path, sep, o->min_lr, o->lr);
-    ILM_RETURN_IF(o->beta1 >= 1, ILM_ERR_CONFIG, "config: '%s%sbeta1' must be < 1", path, sep);
-    ILM_RETURN_IF(o->beta2 >= 1, ILM_ERR_CONFIG, "config: '%s%sbeta2' must be < 1", path, sep);
-    ILM_RETURN_IF(!(o->eps > 0), ILM_ERR_CONFIG, "config: '%s%seps' must be > 0", path, sep);
-    ILM_RETURN_IF(o->schedule != ILM__LR_CONSTANT && o->total_steps <= o->warmup_steps,
-                  ILM_ERR_CONFIG, "config: '%s%stotal_steps' (%lld) must exceed warmup_steps (%lld)",
-                  path, sep, (long long)o->total_steps, (long long)o->warmup_steps);
+    ILM__RETURN_IF(!(o->lr > 0), ILM_ERR_CONFIG, "config: '%s%slr' must be > 0", path, sep);
+    ILM__RETURN_IF(o->min_lr > o->lr, ILM_ERR_CONFIG, "config: '%s%smin_lr' (%g) exceeds lr (%g)",
+                   path, sep, o->min_lr, o->lr);
+    ILM__RETURN_IF(o->beta1 >= 1, ILM_ERR_CONFIG, "config: '%s%sbeta1' must be < 1", path, sep);
+    ILM__RETURN_IF(o->beta2 >= 1, ILM_ERR_CONFIG, "config: '%s%sbeta2' must be < 1", path, sep);
+    ILM__RETURN_IF(!(o->eps > 0), ILM_ERR_CONFIG, "config: '%s%seps' must be > 0", path, sep);
+    ILM__RETURN_IF(o->schedule != ILM__LR_CONSTANT && o->total_steps <= o->warmup_steps,
+                   ILM_ERR_CONFIG, "config: '%s%stotal_steps' (%lld) must exceed warmup_steps (%lld)",
+                   path, sep, (long long)o->total_steps, (long long)o->warmup_steps);
     return ILM_OK;
 }
 
@@ -95,12 +95,12 @@ ilm_status ilm__adamw_step(const ilm__backend *be, const ilm__optim_opts *o, con
                            size_t end, int64_t step, double lr, float grad_scale, float *param,
                            const float *grad, float *m, float *v)
 {
-    ILM_RETURN_IF(!o || !ps || (begin < end && (!param || !grad || !m || !v)),
-                  ILM_ERR_INVALID_ARG, "adamw: NULL argument");
-    ILM_RETURN_IF(step < 1, ILM_ERR_INVALID_ARG, "adamw: step %lld; steps count from 1",
-                  (long long)step);
-    ILM_RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
-                  "adamw: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
+    ILM__RETURN_IF(!o || !ps || (begin < end && (!param || !grad || !m || !v)),
+                   ILM_ERR_INVALID_ARG, "adamw: NULL argument");
+    ILM__RETURN_IF(step < 1, ILM_ERR_INVALID_ARG, "adamw: step %lld; steps count from 1",
+                   (long long)step);
+    ILM__RETURN_IF(begin > end || end > ps->total, ILM_ERR_INVALID_ARG,
+                   "adamw: range [%zu, %zu) is not inside the slab of %zu elements", begin, end,
                   ps->total);
     const double bc1 = 1.0 - pow(o->beta1, (double)step);
     const double bc2 = 1.0 - pow(o->beta2, (double)step);
@@ -125,7 +125,7 @@ ilm_status ilm__adamw_step(const ilm__backend *be, const ilm__optim_opts *o, con
     size_t n_spans = 0;
     for (size_t t = first; t < ps->n && ps->p[t].offset < end; t++) n_spans++;
     ilm__adamw_span *spans = ilm__malloc((n_spans ? n_spans : 1) * sizeof *spans);
-    ILM_RETURN_IF(!spans, ILM_ERR_NOMEM, "adamw: out of memory");
+    ILM__RETURN_IF(!spans, ILM_ERR_NOMEM, "adamw: out of memory");
     n_spans = 0;
     for (size_t t = first; t < ps->n && ps->p[t].offset < end; t++) {
         const ilm__param *pp = &ps->p[t];

@@ -20,12 +20,12 @@ static void put(ilm__params *ps, const char *name, int ndim, int64_t rows, int64
 
 ilm_status ilm__params_layout(const ilm__arch *a, ilm__params *out)
 {
-    ILM_RETURN_IF(!a || !out, ILM_ERR_INVALID_ARG, "params: NULL argument");
+    ILM__RETURN_IF(!a || !out, ILM_ERR_INVALID_ARG, "params: NULL argument");
     memset(out, 0, sizeof *out);
     const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
     size_t cap = (size_t)a->n_layers * ilm__n_layer_tensors + 3;
     out->p = ilm__calloc(cap, sizeof *out->p);
-    ILM_RETURN_IF(!out->p, ILM_ERR_NOMEM, "params: out of memory");
+    ILM__RETURN_IF(!out->p, ILM_ERR_NOMEM, "params: out of memory");
     const int64_t C = a->hidden_size, V = a->vocab_size;
     put(out, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", 2, V, C, false);
     for (int64_t l = 0; l < a->n_layers; l++)

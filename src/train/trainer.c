@@ -60,7 +60,7 @@ static ilm_status dup_str(const char *s, char **out)
     *out = NULL;
     if (!s) return ILM_OK;
     *out = ilm__strdup(s);
-    ILM_RETURN_IF(!*out, ILM_ERR_NOMEM, "trainer: out of memory");
+    ILM__RETURN_IF(!*out, ILM_ERR_NOMEM, "trainer: out of memory");
     return ILM_OK;
 }
 
@@ -93,30 +93,30 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
         { "log", ILM__J_STRING, &log, false, 0, 0 },
         { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
     };
-    ILM_FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
-    ILM_RETURN_IF(!model == !mcfg, ILM_ERR_CONFIG,
-                  "config: give exactly one of 'model' (a model to continue from) and "
-                  "'model_config' (a config.json object for a new model)");
+    ILM__FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
+    ILM__RETURN_IF(!model == !mcfg, ILM_ERR_CONFIG,
+                   "config: give exactly one of 'model' (a model to continue from) and "
+                   "'model_config' (a config.json object for a new model)");
     if (mode && strcmp(mode, "pretrain") && strcmp(mode, "sft"))
         return ilm__error(ILM_ERR_CONFIG, "config: 'mode' is '%s', not \"pretrain\" or \"sft\"", mode);
     t->sft = mode && !strcmp(mode, "sft");
-    ILM_RETURN_IF(t->sft && !model, ILM_ERR_CONFIG, "config: SFT needs 'model' (the model to fine-tune)");
+    ILM__RETURN_IF(t->sft && !model, ILM_ERR_CONFIG, "config: SFT needs 'model' (the model to fine-tune)");
     t->seed = (uint64_t)seed;
     t->threads = (int)threads;
     /* The schedule's horizon is the run unless the config says otherwise. */
-    ILM_FORWARD(ilm__optim_opts_parse(optim, "optimizer", &t->opt));
+    ILM__FORWARD(ilm__optim_opts_parse(optim, "optimizer", &t->opt));
     if (!optim || !cJSON_GetObjectItemCaseSensitive(optim, "total_steps")) {
         t->opt.total_steps = t->steps;
-        ILM_RETURN_IF(t->opt.schedule != ILM__LR_CONSTANT && t->opt.total_steps <= t->opt.warmup_steps,
-                      ILM_ERR_CONFIG, "config: 'optimizer.warmup_steps' (%lld) must be below 'steps'",
-                      (long long)t->opt.warmup_steps);
+        ILM__RETURN_IF(t->opt.schedule != ILM__LR_CONSTANT && t->opt.total_steps <= t->opt.warmup_steps,
+                       ILM_ERR_CONFIG, "config: 'optimizer.warmup_steps' (%lld) must be below 'steps'",
+                       (long long)t->opt.warmup_steps);
     }
-    ILM_FORWARD(dup_str(model, &t->model_path));
-    ILM_FORWARD(dup_str(data, &t->data_dir));
-    ILM_FORWARD(dup_str(eval, &t->eval_dir));
-    ILM_FORWARD(dup_str(ckpt, &t->ckpt_dir));
-    ILM_FORWARD(dup_str(log, &t->log_path));
-    if (mcfg) ILM_FORWARD(ilm__json_print(mcfg, model_config));
+    ILM__FORWARD(dup_str(model, &t->model_path));
+    ILM__FORWARD(dup_str(data, &t->data_dir));
+    ILM__FORWARD(dup_str(eval, &t->eval_dir));
+    ILM__FORWARD(dup_str(ckpt, &t->ckpt_dir));
+    ILM__FORWARD(dup_str(log, &t->log_path));
+    if (mcfg) ILM__FORWARD(ilm__json_print(mcfg, model_config));
     return ILM_OK;
 }
 
@@ -126,7 +126,7 @@ static ilm_status open_loader(ilm_corpus *c, const ilm_trainer *t, uint64_t seed
 {
     ilm__shard *const *shards;
     size_t n;
-    ILM_FORWARD(ilm__corpus_shards(c, &shards, &n));
+    ILM__FORWARD(ilm__corpus_shards(c, &shards, &n));
     ilm__loader_config lc = { (int)t->B, (int)t->T, seed, 0, 1 };
     return ilm__loader_create(shards, n, &lc, out);
 }
@@ -136,15 +136,15 @@ static ilm_status check_corpus(const ilm_corpus *c, const char *dir, int32_t voc
 {
     ilm__shard *const *shards;
     size_t n;
-    ILM_FORWARD(ilm__corpus_shards(c, &shards, &n));
-    ILM_RETURN_IF(n == 0, ILM_ERR_CONFIG, "trainer: the corpus '%s' has no documents", dir);
+    ILM__FORWARD(ilm__corpus_shards(c, &shards, &n));
+    ILM__RETURN_IF(n == 0, ILM_ERR_CONFIG, "trainer: the corpus '%s' has no documents", dir);
     for (size_t i = 0; i < n; i++) {
-        ILM_RETURN_IF(shards[i]->vocab_size > vocab, ILM_ERR_CONFIG,
-                      "trainer: '%s' holds ids up to %d, the model's vocabulary has %d", shards[i]->path,
-                      (int)shards[i]->vocab_size - 1, (int)vocab);
-        ILM_RETURN_IF(need_mask && !shards[i]->has_mask, ILM_ERR_CONFIG,
-                      "trainer: SFT needs chat shards with loss masks; '%s' has none (build the "
-                      "corpus from chat records)", shards[i]->path);
+        ILM__RETURN_IF(shards[i]->vocab_size > vocab, ILM_ERR_CONFIG,
+                       "trainer: '%s' holds ids up to %d, the model's vocabulary has %d", shards[i]->path,
+                       (int)shards[i]->vocab_size - 1, (int)vocab);
+        ILM__RETURN_IF(need_mask && !shards[i]->has_mask, ILM_ERR_CONFIG,
+                       "trainer: SFT needs chat shards with loss masks; '%s' has none (build the "
+                       "corpus from chat records)", shards[i]->path);
     }
     return ILM_OK;
 }
@@ -159,14 +159,14 @@ static ilm_status find_tokenizer_files(ilm_trainer *t)
     struct stat sb;
     if (name[0] != '/') {
         char *p = ilm__asprintf("%s/%s", t->data_dir, name);
-        ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "trainer: out of memory");
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "trainer: out of memory");
         t->tok_files[k++] = p;
     } else if (stat(name, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         static const char *const files[] = { "tokenizer.model", "tokenizer.json", "tokenizer_config.json",
                                              "special_tokens_map.json" };
         for (size_t i = 0; i < 4; i++) {
             char *p = ilm__asprintf("%s/%s", name, files[i]);
-            ILM_RETURN_IF(!p, ILM_ERR_NOMEM, "trainer: out of memory");
+            ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "trainer: out of memory");
             if (stat(p, &sb) == 0) t->tok_files[k++] = p;
             else ilm__free(p);
         }
@@ -180,7 +180,7 @@ static ilm_status start_model(ilm_trainer *t, const char *model_config, char **c
 {
     *ckpt_path = NULL;
     int64_t step = -1;
-    if (t->ckpt_dir && t->resume) ILM_FORWARD(ilm__ckpt_latest(t->ckpt_dir, ckpt_path, &step));
+    if (t->ckpt_dir && t->resume) ILM__FORWARD(ilm__ckpt_latest(t->ckpt_dir, ckpt_path, &step));
     if (*ckpt_path) {
         t->resumed_from = step;
         return ilm_model_load(*ckpt_path, NULL, out);
@@ -193,12 +193,12 @@ static ilm_status start_model(ilm_trainer *t, const char *model_config, char **c
 static ilm_status state_count(const cJSON *st, const char *dir, const char *key, double max, int64_t *out)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, key);
-    ILM_RETURN_IF(!cJSON_IsNumber(v), ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json' has no number '%s'", dir,
-                  key);
+    ILM__RETURN_IF(!cJSON_IsNumber(v), ILM_ERR_FORMAT, "trainer: '%s/trainer_state.json' has no number '%s'", dir,
+                   key);
     const double d = v->valuedouble;
-    ILM_RETURN_IF(!(d >= 0 && d <= max) || d != floor(d), ILM_ERR_FORMAT,
-                  "trainer: '%s/trainer_state.json': '%s' is %g; it must be a whole number from 0 to %g", dir, key,
-                  d, max);
+    ILM__RETURN_IF(!(d >= 0 && d <= max) || d != floor(d), ILM_ERR_FORMAT,
+                   "trainer: '%s/trainer_state.json': '%s' is %g; it must be a whole number from 0 to %g", dir, key,
+                   d, max);
     *out = (int64_t)d;
     return ILM_OK;
 }
@@ -206,13 +206,13 @@ static ilm_status state_count(const cJSON *st, const char *dir, const char *key,
 static ilm_status restore(ilm_trainer *t, const char *path)
 {
     const ilm__params *ps = ilm__graph_params(t->g);
-    ILM_FORWARD(ilm__ckpt_read_optim(path, ps, 0, ps->total, t->m, t->v));
+    ILM__FORWARD(ilm__ckpt_read_optim(path, ps, 0, ps->total, t->m, t->v));
     char *text = NULL;
     cJSON *st = NULL;
-    ILM_FORWARD(ilm__ckpt_read_state(path, &text));
+    ILM__FORWARD(ilm__ckpt_read_state(path, &text));
     ilm_status s = ilm__json_parse(text, "trainer_state.json", &st);
     ilm__free(text);
-    ILM_FORWARD(s);
+    ILM__FORWARD(s);
     const cJSON *loader = cJSON_GetObjectItemCaseSensitive(st, "loader");
     char *lstate = NULL;
     int64_t step = 0, seen = 0;
@@ -268,7 +268,7 @@ void ilm_trainer_free(ilm_trainer *t)
 static ilm_status alloc_batches(ilm_trainer *t)
 {
     t->mb = ilm__calloc((size_t)t->accum, sizeof *t->mb);
-    ILM_RETURN_IF(!t->mb, ILM_ERR_NOMEM, "trainer: out of memory");
+    ILM__RETURN_IF(!t->mb, ILM_ERR_NOMEM, "trainer: out of memory");
     size_t bt = (size_t)(t->B * t->T), cu = (size_t)(t->B * (t->T + 1));
     for (int64_t i = 0; i < t->accum; i++) {
         batch_copy *b = &t->mb[i];
@@ -277,9 +277,9 @@ static ilm_status alloc_batches(ilm_trainer *t)
         b->positions = ilm__malloc(bt * sizeof(int32_t));
         b->cu_seqlens = ilm__malloc(cu * sizeof(int32_t));
         b->n_seqs = ilm__malloc((size_t)t->B * sizeof(int32_t));
-        ILM_RETURN_IF(!b->tokens || !b->labels || !b->positions || !b->cu_seqlens || !b->n_seqs,
-                      ILM_ERR_NOMEM, "trainer: out of memory for %lld micro-batches of %lld x %lld",
-                      (long long)t->accum, (long long)t->B, (long long)t->T);
+        ILM__RETURN_IF(!b->tokens || !b->labels || !b->positions || !b->cu_seqlens || !b->n_seqs,
+                       ILM_ERR_NOMEM, "trainer: out of memory for %lld micro-batches of %lld x %lld",
+                       (long long)t->accum, (long long)t->B, (long long)t->T);
     }
     return ILM_OK;
 }
@@ -322,7 +322,7 @@ static ilm_status trim_log(const ilm_trainer *t)
     struct stat sb;
     if (stat(t->log_path, &sb) != 0 && errno == ENOENT) return ILM_OK;
     ilm__mmap m;
-    ILM_FORWARD(ilm__mmap_open(t->log_path, &m));
+    ILM__FORWARD(ilm__mmap_open(t->log_path, &m));
     const char *text = (const char *)m.data;
     size_t n_lines = 0;
     for (size_t i = 0; i < m.size; i++) n_lines += text[i] == '\n';
@@ -368,10 +368,10 @@ static ilm_status trim_log(const ilm_trainer *t)
 
 ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
 {
-    ILM_RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_trainer_create: out is NULL");
+    ILM__RETURN_IF(!out, ILM_ERR_INVALID_ARG, "ilm_trainer_create: out is NULL");
     *out = NULL;
     cJSON *root = NULL;
-    ILM_FORWARD(ilm__json_parse(config, "config", &root));
+    ILM__FORWARD(ilm__json_parse(config, "config", &root));
     ilm_trainer *t = ilm__calloc(1, sizeof *t);
     if (!t) {
         cJSON_Delete(root);
@@ -432,18 +432,18 @@ static void copy_batch(batch_copy *d, const ilm__batch *b, int64_t B, int64_t T)
 
 ilm_status ilm_trainer_evaluate(ilm_trainer *t, double *loss)
 {
-    ILM_RETURN_IF(!t || !loss, ILM_ERR_INVALID_ARG, "ilm_trainer_evaluate: NULL argument");
-    ILM_RETURN_IF(!t->eval_loader, ILM_ERR_CONFIG, "trainer: no 'eval_data' in the config");
+    ILM__RETURN_IF(!t || !loss, ILM_ERR_INVALID_ARG, "ilm_trainer_evaluate: NULL argument");
+    ILM__RETURN_IF(!t->eval_loader, ILM_ERR_CONFIG, "trainer: no 'eval_data' in the config");
     /* The same held-out batches every time. */
-    ILM_FORWARD(ilm__loader_restore(t->eval_loader, t->eval_start));
+    ILM__FORWARD(ilm__loader_restore(t->eval_loader, t->eval_start));
     double sum = 0;
     int64_t n = 0;
     for (int64_t i = 0; i < t->eval_batches; i++) {
         const ilm__batch *b;
         double ls;
         int64_t nt;
-        ILM_FORWARD(ilm__loader_next(t->eval_loader, &b));
-        ILM_FORWARD(ilm__graph_forward(t->g, b->tokens, b->labels, b->positions, b->cu_seqlens, b->n_seqs,
+        ILM__FORWARD(ilm__loader_next(t->eval_loader, &b));
+        ILM__FORWARD(ilm__graph_forward(t->g, b->tokens, b->labels, b->positions, b->cu_seqlens, b->n_seqs,
                                        t->B, t->T, &ls, &nt));
         sum += ls;
         n += nt;
@@ -455,7 +455,7 @@ ilm_status ilm_trainer_evaluate(ilm_trainer *t, double *loss)
 static ilm_status state_json(const ilm_trainer *t, char **out)
 {
     char *loader = NULL;
-    ILM_FORWARD(ilm__loader_state(t->loader, &loader));
+    ILM__FORWARD(ilm__loader_state(t->loader, &loader));
     cJSON *l = cJSON_Parse(loader), *o = cJSON_CreateObject();
     ilm__free(loader);
     char seed[24];
@@ -477,12 +477,12 @@ static ilm_status state_json(const ilm_trainer *t, char **out)
 
 ilm_status ilm_trainer_checkpoint(ilm_trainer *t, char **path)
 {
-    ILM_RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_checkpoint: NULL argument");
+    ILM__RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_checkpoint: NULL argument");
     if (path) *path = NULL;
-    ILM_RETURN_IF(!t->ckpt_dir, ILM_ERR_CONFIG, "trainer: no 'checkpoint_dir' in the config");
+    ILM__RETURN_IF(!t->ckpt_dir, ILM_ERR_CONFIG, "trainer: no 'checkpoint_dir' in the config");
     const ilm__params *ps = ilm__graph_params(t->g);
     char *state = NULL;
-    ILM_FORWARD(state_json(t, &state));
+    ILM__FORWARD(state_json(t, &state));
     ilm_status s = ilm__ckpt_write(t->ckpt_dir, t->step, (int)t->keep, ilm__graph_model(t->g), ps, 0,
                                    ps->total, t->m, t->v, state, (const char *const *)t->tok_files);
     ilm__free(state);
@@ -501,36 +501,36 @@ static ilm_status append_log(const ilm_trainer *t, const char *line)
     const char *slash = strrchr(t->log_path, '/');
     if (slash && slash != t->log_path) {
         char *dir = ilm__asprintf("%.*s", (int)(slash - t->log_path), t->log_path);
-        ILM_RETURN_IF(!dir, ILM_ERR_NOMEM, "trainer: out of memory");
+        ILM__RETURN_IF(!dir, ILM_ERR_NOMEM, "trainer: out of memory");
         int rc = mkdir(dir, 0777);
         int err = errno;
         ilm__free(dir);
-        ILM_RETURN_IF(rc != 0 && err != EEXIST, ILM_ERR_IO, "trainer: cannot create the directory of '%s': %s",
-                      t->log_path, strerror(err));
+        ILM__RETURN_IF(rc != 0 && err != EEXIST, ILM_ERR_IO, "trainer: cannot create the directory of '%s': %s",
+                       t->log_path, strerror(err));
     }
     FILE *f = fopen(t->log_path, "a");
-    ILM_RETURN_IF(!f, ILM_ERR_IO, "trainer: cannot open the log '%s': %s", t->log_path, strerror(errno));
+    ILM__RETURN_IF(!f, ILM_ERR_IO, "trainer: cannot open the log '%s': %s", t->log_path, strerror(errno));
     bool ok = fputs(line, f) >= 0 && fputc('\n', f) != EOF;
     ok = (fclose(f) == 0) && ok;
-    ILM_RETURN_IF(!ok, ILM_ERR_IO, "trainer: cannot write the log '%s'", t->log_path);
+    ILM__RETURN_IF(!ok, ILM_ERR_IO, "trainer: cannot write the log '%s'", t->log_path);
     return ILM_OK;
 }
 
 ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
 {
-    ILM_RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_step: NULL argument");
+    ILM__RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_step: NULL argument");
     if (metrics) *metrics = NULL;
     /* A step past the end would be logged and checkpointed as part of the
      * run and prune its real last checkpoint. */
-    ILM_RETURN_IF(t->step >= t->steps, ILM_ERR_RANGE,
-                  "trainer: the run is finished: %lld of %lld steps are done (raise \"steps\" to train on)",
-                  (long long)t->step, (long long)t->steps);
+    ILM__RETURN_IF(t->step >= t->steps, ILM_ERR_RANGE,
+                   "trainer: the run is finished: %lld of %lld steps are done (raise \"steps\" to train on)",
+                   (long long)t->step, (long long)t->steps);
     const double t0 = ilm__now();
     const ilm__params *ps = ilm__graph_params(t->g);
     int64_t targets = 0;
     for (int64_t i = 0; i < t->accum; i++) {
         const ilm__batch *b;
-        ILM_FORWARD(ilm__loader_next(t->loader, &b));
+        ILM__FORWARD(ilm__loader_next(t->loader, &b));
         copy_batch(&t->mb[i], b, t->B, t->T);
         for (int64_t k = 0; k < t->B * t->T; k++) targets += b->labels[k] != ILM__IGNORE;
     }
@@ -563,13 +563,13 @@ ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
         st = ilm__adamw_step(be, &t->opt, ps, 0, ps->total, step, lr, coef,
                              ilm__graph_param_slab(t->g), grad, t->m, t->v);
     ilm__graph_zero_grad(t->g);
-    ILM_FORWARD(st);
+    ILM__FORWARD(st);
     t->step = step;
     t->tokens_seen += (uint64_t)(t->accum * t->B * t->T);
     const double secs = ilm__now() - t0;
 
     cJSON *o = cJSON_CreateObject();
-    ILM_RETURN_IF(!o, ILM_ERR_NOMEM, "trainer: out of memory");
+    ILM__RETURN_IF(!o, ILM_ERR_NOMEM, "trainer: out of memory");
     cJSON_AddNumberToObject(o, "step", (double)t->step);
     cJSON_AddNumberToObject(o, "steps", (double)t->steps);
     if (isfinite(loss)) cJSON_AddNumberToObject(o, "loss", loss);
@@ -616,9 +616,9 @@ const ilm_model *ilm_trainer_model(const ilm_trainer *t) { return t ? ilm__graph
 
 ilm_status ilm_trainer_run(ilm_trainer *t, ilm_progress_fn progress, void *user)
 {
-    ILM_RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_run: NULL argument");
+    ILM__RETURN_IF(!t, ILM_ERR_INVALID_ARG, "ilm_trainer_run: NULL argument");
     while (t->step < t->steps) {
-        ILM_FORWARD(ilm_trainer_step(t, NULL));
+        ILM__FORWARD(ilm_trainer_step(t, NULL));
         if (progress && progress(user, "train", (uint64_t)t->step, (uint64_t)t->steps))
             return ilm__error(ILM_ERR_CANCELLED, "trainer: cancelled at step %lld", (long long)t->step);
     }
@@ -627,14 +627,14 @@ ilm_status ilm_trainer_run(ilm_trainer *t, ilm_progress_fn progress, void *user)
 
 ilm_status ilm_trainer_info(const ilm_trainer *t, char **json)
 {
-    ILM_RETURN_IF(!t || !json, ILM_ERR_INVALID_ARG, "ilm_trainer_info: NULL argument");
+    ILM__RETURN_IF(!t || !json, ILM_ERR_INVALID_ARG, "ilm_trainer_info: NULL argument");
     *json = NULL;
     const ilm__params *ps = ilm__graph_params(t->g);
     uint64_t params = 0;
     for (size_t i = 0; i < ps->n; i++) params += ps->p[i].numel;
     const uint64_t slab = (uint64_t)ps->total * sizeof(float);
     cJSON *o = cJSON_CreateObject(), *mem = o ? cJSON_AddObjectToObject(o, "memory") : NULL;
-    ILM_RETURN_IF(!mem, (cJSON_Delete(o), ILM_ERR_NOMEM), "trainer: out of memory");
+    ILM__RETURN_IF(!mem, (cJSON_Delete(o), ILM_ERR_NOMEM), "trainer: out of memory");
     cJSON_AddNumberToObject(o, "parameters", (double)params);
     cJSON_AddNumberToObject(o, "step", (double)t->step);
     cJSON_AddNumberToObject(o, "steps", (double)t->steps);

@@ -215,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case T_GENERATE: {
         int calls = 0;
         (void)ilm_session_truncate(g_session, 0);
-        s = ilm_generate(g_session, "Hello", cfg, stop_text, &calls, &out);
+        s = ilm_session_generate(g_session, "Hello", cfg, stop_text, &calls, &out);
         break;
     }
     case T_CORPUS_BUILD: s = ilm_corpus_build(cfg, fuzz_cancel, NULL, &out); break;

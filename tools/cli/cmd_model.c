@@ -138,7 +138,7 @@ int cmd_generate(int argc, char **argv)
         cJSON_Delete(msgs);
     }
     char *cfg = cJSON_PrintUnformatted(a.gen);
-    if (st == ILM_OK) st = ilm_generate(s, a.chat ? NULL : a.prompt, cfg, print_text, NULL, NULL);
+    if (st == ILM_OK) st = ilm_session_generate(s, a.chat ? NULL : a.prompt, cfg, print_text, NULL, NULL);
     printf("\n");
     cJSON_free(cfg);
     cJSON_Delete(a.gen);
@@ -211,7 +211,7 @@ int cmd_chat(int argc, char **argv)
             if (st == ILM_OK) st = ilm_session_eval(s, ids + keep, n - keep, NULL);
         }
         ilm_free(ids);
-        if (st == ILM_OK) st = ilm_generate(s, NULL, cfg, print_text, NULL, &reply);
+        if (st == ILM_OK) st = ilm_session_generate(s, NULL, cfg, print_text, NULL, &reply);
         printf("\n");
         if (st != ILM_OK) break;
         cJSON *ans = cJSON_CreateObject();

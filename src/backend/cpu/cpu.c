@@ -126,10 +126,10 @@ static ilm_status cpu_gemm_f32(const ilm__backend *be, bool trans_a, bool trans_
                                const float *A, int lda, const float *B, int ldb,
                                float beta, float *C, int ldc)
 {
-    ILM_RETURN_IF(M < 0 || N < 0 || K < 0, ILM_ERR_INVALID_ARG,
-                  "gemm: negative size %dx%dx%d", M, N, K);
-    ILM_RETURN_IF(lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N,
-                  ILM_ERR_INVALID_ARG, "gemm: leading dimension smaller than a row");
+    ILM__RETURN_IF(M < 0 || N < 0 || K < 0, ILM_ERR_INVALID_ARG,
+                   "gemm: negative size %dx%dx%d", M, N, K);
+    ILM__RETURN_IF(lda < (trans_a ? M : K) || ldb < (trans_b ? K : N) || ldc < N,
+                   ILM_ERR_INVALID_ARG, "gemm: leading dimension smaller than a row");
     if (M == 0 || N == 0) return ILM_OK;
     ilm__cpu_gemm(be, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return ILM_OK;
@@ -141,24 +141,24 @@ static ilm_status cpu_kv_append(const ilm__backend *be, float *cache, int64_t po
                                 int64_t T, int64_t width)
 {
     (void)be;
-    ILM_RETURN_IF(pos < 0 || T < 0 || width < 0, ILM_ERR_INVALID_ARG,
-                  "kv_append: negative position or size");
+    ILM__RETURN_IF(pos < 0 || T < 0 || width < 0, ILM_ERR_INVALID_ARG,
+                   "kv_append: negative position or size");
     if (T) memcpy(cache + pos * width, x, (size_t)(T * width) * sizeof *x);
     return ILM_OK;
 }
 
 static ilm_status check_heads(int64_t H, int64_t KV, const char *op)
 {
-    ILM_RETURN_IF(KV <= 0 || H <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
-                  "%s: %lld heads cannot be grouped over %lld kv heads", op, (long long)H,
-                  (long long)KV);
+    ILM__RETURN_IF(KV <= 0 || H <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
+                   "%s: %lld heads cannot be grouped over %lld kv heads", op, (long long)H,
+                   (long long)KV);
     return ILM_OK;
 }
 
 static ilm_status cpu_qkv_split(const ilm__backend *be, const float *qkv, int64_t T, int64_t H,
                                 int64_t KV, int64_t D, float *q, float *k, float *v)
 {
-    ILM_FORWARD(check_heads(H, KV, "qkv_split"));
+    ILM__FORWARD(check_heads(H, KV, "qkv_split"));
     const int64_t g = H / KV, row = KV * (g + 2) * D;
 #pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * row > 262144)
     for (int64_t t = 0; t < T; t++)
@@ -175,7 +175,7 @@ static ilm_status cpu_qkv_merge(const ilm__backend *be, const float *q, const fl
                                 const float *v, int64_t T, int64_t H, int64_t KV, int64_t D,
                                 float *qkv)
 {
-    ILM_FORWARD(check_heads(H, KV, "qkv_merge"));
+    ILM__FORWARD(check_heads(H, KV, "qkv_merge"));
     const int64_t g = H / KV, row = KV * (g + 2) * D;
 #pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * row > 262144)
     for (int64_t t = 0; t < T; t++)
@@ -321,9 +321,9 @@ void ilm__backend_free(ilm__backend *be)
 
 ilm_status ilm__backend_check(const ilm__backend *be)
 {
-    ILM_RETURN_IF(!be || be->iface.api_version != ILM__BACKEND_API_VERSION, ILM_ERR_BACKEND,
-                  "backend %s: op table version %u, this library needs %u",
-                  be ? be->device.name : "(none)", be ? be->iface.api_version : 0,
-                  ILM__BACKEND_API_VERSION);
+    ILM__RETURN_IF(!be || be->iface.api_version != ILM__BACKEND_API_VERSION, ILM_ERR_BACKEND,
+                   "backend %s: op table version %u, this library needs %u",
+                   be ? be->device.name : "(none)", be ? be->iface.api_version : 0,
+                   ILM__BACKEND_API_VERSION);
     return ILM_OK;
 }

@@ -294,19 +294,19 @@ typedef struct lin_type {
 static bool lin_scalar(uint32_t t, lin_type *o)
 {
     switch (t) {
-    case ILM__GGML_F32:  *o = (lin_type){ ACT_F32, dot_f32 }; return true;
-    case ILM__GGML_F16:  *o = (lin_type){ ACT_F32, dot_f16 }; return true;
-    case ILM__GGML_BF16: *o = (lin_type){ ACT_F32, dot_bf16 }; return true;
-    case ILM__GGML_Q4_0: *o = (lin_type){ ACT_Q8A, dot_q4_0 }; return true;
-    case ILM__GGML_Q4_1: *o = (lin_type){ ACT_Q8A, dot_q4_1 }; return true;
-    case ILM__GGML_Q5_0: *o = (lin_type){ ACT_Q8A, dot_q5_0 }; return true;
-    case ILM__GGML_Q5_1: *o = (lin_type){ ACT_Q8A, dot_q5_1 }; return true;
-    case ILM__GGML_Q8_0: *o = (lin_type){ ACT_Q8A, dot_q8_0 }; return true;
-    case ILM__GGML_Q2_K: *o = (lin_type){ ACT_Q8K, dot_q2_k }; return true;
-    case ILM__GGML_Q3_K: *o = (lin_type){ ACT_Q8K, dot_q3_k }; return true;
-    case ILM__GGML_Q4_K: *o = (lin_type){ ACT_Q8K, dot_q4_k }; return true;
-    case ILM__GGML_Q5_K: *o = (lin_type){ ACT_Q8K, dot_q5_k }; return true;
-    case ILM__GGML_Q6_K: *o = (lin_type){ ACT_Q8K, dot_q6_k }; return true;
+    case ILM__DTYPE_F32:  *o = (lin_type){ ACT_F32, dot_f32 }; return true;
+    case ILM__DTYPE_F16:  *o = (lin_type){ ACT_F32, dot_f16 }; return true;
+    case ILM__DTYPE_BF16: *o = (lin_type){ ACT_F32, dot_bf16 }; return true;
+    case ILM__DTYPE_Q4_0: *o = (lin_type){ ACT_Q8A, dot_q4_0 }; return true;
+    case ILM__DTYPE_Q4_1: *o = (lin_type){ ACT_Q8A, dot_q4_1 }; return true;
+    case ILM__DTYPE_Q5_0: *o = (lin_type){ ACT_Q8A, dot_q5_0 }; return true;
+    case ILM__DTYPE_Q5_1: *o = (lin_type){ ACT_Q8A, dot_q5_1 }; return true;
+    case ILM__DTYPE_Q8_0: *o = (lin_type){ ACT_Q8A, dot_q8_0 }; return true;
+    case ILM__DTYPE_Q2_K: *o = (lin_type){ ACT_Q8K, dot_q2_k }; return true;
+    case ILM__DTYPE_Q3_K: *o = (lin_type){ ACT_Q8K, dot_q3_k }; return true;
+    case ILM__DTYPE_Q4_K: *o = (lin_type){ ACT_Q8K, dot_q4_k }; return true;
+    case ILM__DTYPE_Q5_K: *o = (lin_type){ ACT_Q8K, dot_q5_k }; return true;
+    case ILM__DTYPE_Q6_K: *o = (lin_type){ ACT_Q8K, dot_q6_k }; return true;
     default: return false;
     }
 }
@@ -338,7 +338,7 @@ static ilm_status linear_panels(const ilm__backend *be, uint32_t wtype, const ui
     if (nt > n_panels) nt = (int)n_panels;
     if (nt > c->n_panels) {
         ilm__cpu_scratch *grown = ilm__realloc(c->panels, (size_t)nt * sizeof *grown);
-        ILM_RETURN_IF(!grown, ILM_ERR_NOMEM, "linear: out of memory");
+        ILM__RETURN_IF(!grown, ILM_ERR_NOMEM, "linear: out of memory");
         for (int i = c->n_panels; i < nt; i++) grown[i] = (ilm__cpu_scratch){ 0 };
         c->panels = grown;
         c->n_panels = nt;
@@ -346,9 +346,9 @@ static ilm_status linear_panels(const ilm__backend *be, uint32_t wtype, const ui
     /* Every buffer is grown before the team starts: nothing inside the
      * parallel region can fail. */
     for (int i = 0; i < nt; i++)
-        ILM_RETURN_IF(!ilm__cpu_scratch_get(&c->panels[i], (size_t)P * (size_t)K * sizeof(float)),
-                      ILM_ERR_NOMEM, "linear: cannot allocate a %lldx%lld panel", (long long)P,
-                      (long long)K);
+        ILM__RETURN_IF(!ilm__cpu_scratch_get(&c->panels[i], (size_t)P * (size_t)K * sizeof(float)),
+                       ILM_ERR_NOMEM, "linear: cannot allocate a %lldx%lld panel", (long long)P,
+                       (long long)K);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = 0;
@@ -377,20 +377,20 @@ ilm_status ilm__cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W
     ilm__cpu_ctx *c = ilm__cpu_ctx_of(be);
     uint32_t block, bytes;
     lin_type lt;
-    ILM_RETURN_IF(!ilm__ggml_type_info(wtype, &block, &bytes) || !lin_scalar(wtype, &lt),
-                  ILM_ERR_UNSUPPORTED, "linear: weight type %s (%u) is not supported",
-                  ilm__ggml_type_name(wtype), wtype);
-    ILM_RETURN_IF(M < 0 || N < 0 || K < 0, ILM_ERR_INVALID_ARG,
-                  "linear: negative size %lldx%lldx%lld", (long long)M, (long long)N,
-                  (long long)K);
-    ILM_RETURN_IF(K % block != 0, ILM_ERR_INVALID_ARG,
-                  "linear: K = %lld is not a multiple of the %s block of %u", (long long)K,
-                  ilm__ggml_type_name(wtype), block);
-    ILM_RETURN_IF(M > INT32_MAX || N > INT32_MAX || K > INT32_MAX, ILM_ERR_RANGE,
-                  "linear: %lldx%lldx%lld is too large", (long long)M, (long long)N,
-                  (long long)K);
+    ILM__RETURN_IF(!ilm__dtype_info(wtype, &block, &bytes) || !lin_scalar(wtype, &lt),
+                   ILM_ERR_UNSUPPORTED, "linear: weight type %s (%u) is not supported",
+                   ilm__dtype_name(wtype), wtype);
+    ILM__RETURN_IF(M < 0 || N < 0 || K < 0, ILM_ERR_INVALID_ARG,
+                   "linear: negative size %lldx%lldx%lld", (long long)M, (long long)N,
+                   (long long)K);
+    ILM__RETURN_IF(K % block != 0, ILM_ERR_INVALID_ARG,
+                   "linear: K = %lld is not a multiple of the %s block of %u", (long long)K,
+                   ilm__dtype_name(wtype), block);
+    ILM__RETURN_IF(M > INT32_MAX || N > INT32_MAX || K > INT32_MAX, ILM_ERR_RANGE,
+                   "linear: %lldx%lldx%lld is too large", (long long)M, (long long)N,
+                   (long long)K);
     if (M == 0 || N == 0) return ILM_OK;
-    ILM_RETURN_IF(!W || !x || !y, ILM_ERR_INVALID_ARG, "linear: NULL buffer");
+    ILM__RETURN_IF(!W || !x || !y, ILM_ERR_INVALID_ARG, "linear: NULL buffer");
     if (K == 0) {
         memset(y, 0, (size_t)M * (size_t)N * sizeof(float));
         return ILM_OK;
@@ -399,7 +399,7 @@ ilm_status ilm__cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W
     size_t row_bytes = (size_t)(K / block) * bytes;
     int64_t nb = K / block;
 
-    if (wtype == ILM__GGML_F32 && M > 1) {
+    if (wtype == ILM__DTYPE_F32 && M > 1) {
         ilm__cpu_gemm(be, false, true, (int)M, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f,
                       y, (int)N);
         return ILM_OK;
@@ -425,8 +425,8 @@ ilm_status ilm__cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W
         act_row = lt.act == ACT_Q8A ? (size_t)(K / 32) * sizeof(ilm__q8a)
                                     : (size_t)(K / 256) * sizeof(ilm__q8k);
         void *buf = ilm__cpu_scratch_get(&c->act, act_row * (size_t)M);
-        ILM_RETURN_IF(!buf, ILM_ERR_NOMEM, "linear: cannot allocate %lld quantized rows",
-                      (long long)M);
+        ILM__RETURN_IF(!buf, ILM_ERR_NOMEM, "linear: cannot allocate %lld quantized rows",
+                       (long long)M);
         for (int64_t m = 0; m < M; m++)
             quant(x + m * K, (uint8_t *)buf + (size_t)m * act_row, K);
         act = buf;
@@ -436,7 +436,7 @@ ilm_status ilm__cpu_linear(const ilm__backend *be, uint32_t wtype, const void *W
     float *aux = NULL;
     if (dot4 && M >= 4) {
         aux = ilm__cpu_scratch_get(&c->aux, (size_t)(M / 4) * (size_t)nb * 8 * sizeof(float));
-        ILM_RETURN_IF(!aux, ILM_ERR_NOMEM, "linear: out of memory");
+        ILM__RETURN_IF(!aux, ILM_ERR_NOMEM, "linear: out of memory");
         for (int64_t g = 0; g < M / 4; g++)
             ilm__q8a_aux(nb, (const uint8_t *)act + (size_t)(4 * g) * act_row, act_row,
                          aux + g * nb * 8);

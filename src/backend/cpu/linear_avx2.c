@@ -396,23 +396,23 @@ static TGT float dot_q6_k(int64_t nb, const uint8_t *w, const void *act)
 ilm__dot_fn ilm__avx2_dot(uint32_t wtype)
 {
     switch (wtype) {
-    case ILM__GGML_F32: return dot_f32;
-    case ILM__GGML_F16: return dot_f16;
-    case ILM__GGML_BF16: return dot_bf16;
-    case ILM__GGML_Q4_0: return dot_q4_0;
-    case ILM__GGML_Q4_1: return dot_q4_1;
-    case ILM__GGML_Q5_0: return dot_q5_0;
-    case ILM__GGML_Q5_1: return dot_q5_1;
-    case ILM__GGML_Q8_0: return dot_q8_0;
-    case ILM__GGML_Q4_K: return dot_q4_k;
-    case ILM__GGML_Q6_K: return dot_q6_k;
+    case ILM__DTYPE_F32: return dot_f32;
+    case ILM__DTYPE_F16: return dot_f16;
+    case ILM__DTYPE_BF16: return dot_bf16;
+    case ILM__DTYPE_Q4_0: return dot_q4_0;
+    case ILM__DTYPE_Q4_1: return dot_q4_1;
+    case ILM__DTYPE_Q5_0: return dot_q5_0;
+    case ILM__DTYPE_Q5_1: return dot_q5_1;
+    case ILM__DTYPE_Q8_0: return dot_q8_0;
+    case ILM__DTYPE_Q4_K: return dot_q4_k;
+    case ILM__DTYPE_Q6_K: return dot_q6_k;
     default: return NULL;
     }
 }
 
 ilm__dot4_fn ilm__avx2_dot4(uint32_t wtype, int isa)
 {
-    if (wtype != ILM__GGML_Q4_1) return NULL;
+    if (wtype != ILM__DTYPE_Q4_1) return NULL;
     return isa >= ILM__ISA_AVX512 && ilm__isa_vnni() ? dot4_q4_1_vnni : dot4_q4_1;
 }
 

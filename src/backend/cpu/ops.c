@@ -339,7 +339,7 @@ ilm_status ilm__cpu_attention(const ilm__backend *be, const float *q, const floa
         }
         ilm__free(scores);
     }
-    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)S);
+    ILM__RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)S);
     return ILM_OK;
 }
 

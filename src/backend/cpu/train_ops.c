@@ -19,9 +19,9 @@
 static ilm_status check_ids(const int32_t *ids, int64_t T, int64_t V, const char *op)
 {
     for (int64_t t = 0; t < T; t++)
-        ILM_RETURN_IF(ids[t] < 0 || ids[t] >= V, ILM_ERR_RANGE,
-                      "%s: token id %d at %lld is outside the vocabulary of %lld", op, ids[t],
-                      (long long)t, (long long)V);
+        ILM__RETURN_IF(ids[t] < 0 || ids[t] >= V, ILM_ERR_RANGE,
+                       "%s: token id %d at %lld is outside the vocabulary of %lld", op, ids[t],
+                       (long long)t, (long long)V);
     return ILM_OK;
 }
 
@@ -29,27 +29,27 @@ ilm_status ilm__cpu_embedding(const ilm__backend *be, uint32_t wtype, const void
                               int64_t C, const int32_t *ids, int64_t T, float *y)
 {
     uint32_t block, bytes;
-    ILM_RETURN_IF(!ilm__ggml_type_info(wtype, &block, &bytes) || C % block != 0,
-                  ILM_ERR_UNSUPPORTED, "embedding: table type %s (%u) with %lld columns",
-                  ilm__ggml_type_name(wtype), wtype, (long long)C);
-    ILM_FORWARD(check_ids(ids, T, V, "embedding"));
+    ILM__RETURN_IF(!ilm__dtype_info(wtype, &block, &bytes) || C % block != 0,
+                   ILM_ERR_UNSUPPORTED, "embedding: table type %s (%u) with %lld columns",
+                   ilm__dtype_name(wtype), wtype, (long long)C);
+    ILM__FORWARD(check_ids(ids, T, V, "embedding"));
     const size_t row_bytes = (size_t)(C / block) * bytes;
     int failed = 0;
 #pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (T * C > 65536) reduction(+ : failed)
     for (int64_t t = 0; t < T; t++) {
         const uint8_t *row = (const uint8_t *)W + (size_t)ids[t] * row_bytes;
-        if (wtype == ILM__GGML_F32) memcpy(y + t * C, row, (size_t)C * sizeof *y);
+        if (wtype == ILM__DTYPE_F32) memcpy(y + t * C, row, (size_t)C * sizeof *y);
         else failed += ilm__dequantize(wtype, row, y + t * C, C) != ILM_OK;
     }
-    ILM_RETURN_IF(failed, ILM_ERR_UNSUPPORTED, "embedding: cannot dequantize %s rows",
-                  ilm__ggml_type_name(wtype));
+    ILM__RETURN_IF(failed, ILM_ERR_UNSUPPORTED, "embedding: cannot dequantize %s rows",
+                   ilm__dtype_name(wtype));
     return ILM_OK;
 }
 
 ilm_status ilm__cpu_embedding_bwd(const ilm__backend *be, float *dW, int64_t V, int64_t C,
                                   const int32_t *ids, int64_t T, const float *dy)
 {
-    ILM_FORWARD(check_ids(ids, T, V, "embedding backward"));
+    ILM__FORWARD(check_ids(ids, T, V, "embedding backward"));
     /* Scatter-add by column blocks: a block's task walks the tokens in
      * order, so a row that several tokens share is summed in token order. */
     const int64_t n_blocks = (C + COL_BLOCK - 1) / COL_BLOCK;
@@ -74,7 +74,7 @@ ilm_status ilm__cpu_rmsnorm_bwd(const ilm__backend *be, const float *x, const fl
 {
     if (T <= 0) return ILM_OK;
     float *r = ilm__malloc((size_t)T * sizeof *r);
-    ILM_RETURN_IF(!r, ILM_ERR_NOMEM, "rmsnorm backward: out of memory for %lld rows", (long long)T);
+    ILM__RETURN_IF(!r, ILM_ERR_NOMEM, "rmsnorm backward: out of memory for %lld rows", (long long)T);
     const int64_t n_blocks = (C + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel num_threads(ilm__cpu_threads(be)) if (T * C > 16384)
     {
@@ -114,16 +114,16 @@ ilm_status ilm__cpu_rmsnorm_bwd(const ilm__backend *be, const float *x, const fl
  * heads that share the kv heads evenly. */
 static ilm_status check_shapes(const int32_t *cu, int64_t n_seqs, int64_t T, int64_t H, int64_t KV)
 {
-    ILM_RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
-                  "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
-                  (long long)KV);
-    ILM_RETURN_IF(n_seqs < 1 || cu[0] != 0 || cu[n_seqs] != T, ILM_ERR_INVALID_ARG,
-                  "attention: cu_seqlens must run from 0 to %lld over %lld documents",
-                  (long long)T, (long long)n_seqs);
+    ILM__RETURN_IF(KV <= 0 || H % KV != 0, ILM_ERR_INVALID_ARG,
+                   "attention: %lld heads do not share %lld kv heads evenly", (long long)H,
+                   (long long)KV);
+    ILM__RETURN_IF(n_seqs < 1 || cu[0] != 0 || cu[n_seqs] != T, ILM_ERR_INVALID_ARG,
+                   "attention: cu_seqlens must run from 0 to %lld over %lld documents",
+                   (long long)T, (long long)n_seqs);
     for (int64_t i = 0; i < n_seqs; i++)
-        ILM_RETURN_IF(cu[i + 1] <= cu[i], ILM_ERR_INVALID_ARG,
-                      "attention: document %lld of cu_seqlens is empty or reversed (%d, %d)",
-                      (long long)i, cu[i], cu[i + 1]);
+        ILM__RETURN_IF(cu[i + 1] <= cu[i], ILM_ERR_INVALID_ARG,
+                       "attention: document %lld of cu_seqlens is empty or reversed (%d, %d)",
+                       (long long)i, cu[i], cu[i + 1]);
     return ILM_OK;
 }
 
@@ -159,7 +159,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
                                     const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
                                     int64_t H, int64_t KV, int64_t D)
 {
-    ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
+    ILM__FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops(be);
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
@@ -194,7 +194,7 @@ ilm_status ilm__cpu_attention_train(const ilm__backend *be, const float *q, cons
         }
         ilm__free(sc);
     }
-    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)n_max);
+    ILM__RETURN_IF(failed, ILM_ERR_NOMEM, "attention: out of memory for %lld scores", (long long)n_max);
     return ILM_OK;
 }
 
@@ -213,13 +213,13 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
                                         const int32_t *cu_seqlens, int64_t n_seqs, int64_t T,
                                         int64_t H, int64_t KV, int64_t D)
 {
-    ILM_FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
+    ILM__FORWARD(check_shapes(cu_seqlens, n_seqs, T, H, KV));
     const ilm__cpu_vec vo = *ilm__cpu_vec_ops(be);
     const int64_t group = H / KV, HD = H * D, KVD = KV * D, n_max = longest_doc(cu_seqlens, n_seqs);
     const float scale = 1.0f / sqrtf((float)D);
     float *delta = ilm__malloc((size_t)(T * H) * sizeof *delta);
-    ILM_RETURN_IF(!delta, ILM_ERR_NOMEM, "attention backward: out of memory for %lld rows",
-                  (long long)T);
+    ILM__RETURN_IF(!delta, ILM_ERR_NOMEM, "attention backward: out of memory for %lld rows",
+                   (long long)T);
     int failed = 0;
 #pragma omp parallel num_threads(ilm__cpu_threads(be)) reduction(+ : failed)
     {
@@ -260,8 +260,8 @@ ilm_status ilm__cpu_attention_train_bwd(const ilm__backend *be, const float *q, 
         ilm__free(p);
     }
     ilm__free(delta);
-    ILM_RETURN_IF(failed, ILM_ERR_NOMEM, "attention backward: out of memory for %lld scores",
-                  (long long)n_max);
+    ILM__RETURN_IF(failed, ILM_ERR_NOMEM, "attention backward: out of memory for %lld scores",
+                   (long long)n_max);
     return ILM_OK;
 }
 
@@ -283,12 +283,12 @@ ilm_status ilm__cpu_cross_entropy(const ilm__backend *be, const float *logits,
                                   float *dlogits, double *loss_sum, int64_t *n_targets)
 {
     for (int64_t i = 0; i < N; i++)
-        ILM_RETURN_IF(labels[i] != -100 && (labels[i] < 0 || labels[i] >= V), ILM_ERR_RANGE,
-                      "cross-entropy: label %d at %lld is outside the vocabulary of %lld",
-                      labels[i], (long long)i, (long long)V);
+        ILM__RETURN_IF(labels[i] != -100 && (labels[i] < 0 || labels[i] >= V), ILM_ERR_RANGE,
+                       "cross-entropy: label %d at %lld is outside the vocabulary of %lld",
+                       labels[i], (long long)i, (long long)V);
     const ilm__cpu_vec *vo = ilm__cpu_vec_ops(be);
     double *row = ilm__malloc((size_t)(N > 0 ? N : 1) * sizeof *row);
-    ILM_RETURN_IF(!row, ILM_ERR_NOMEM, "cross-entropy: out of memory for %lld rows", (long long)N);
+    ILM__RETURN_IF(!row, ILM_ERR_NOMEM, "cross-entropy: out of memory for %lld rows", (long long)N);
 #pragma omp parallel for num_threads(ilm__cpu_threads(be)) if (N * V > 65536) schedule(static)
     for (int64_t i = 0; i < N; i++) {
         const float *l = logits + i * V;

@@ -27,7 +27,7 @@ static ilm_status cuda_error(cudaError_t e, const char *what)
 
 extern "C" ilm_status ilm_cuda_device_count(int *count)
 {
-    ILM_RETURN_IF(!count, ILM_ERR_INVALID_ARG, "ilm_cuda_device_count: count is NULL");
+    ILM__RETURN_IF(!count, ILM_ERR_INVALID_ARG, "ilm_cuda_device_count: count is NULL");
     *count = 0;
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
@@ -35,7 +35,7 @@ extern "C" ilm_status ilm_cuda_device_count(int *count)
         cudaGetLastError(); /* clear the sticky error for later calls */
         return cuda_error(e, "cannot count devices");
     }
-    ILM_RETURN_IF(n == 0, ILM_ERR_NO_DEVICE, "cuda: the runtime reports no GPU");
+    ILM__RETURN_IF(n == 0, ILM_ERR_NO_DEVICE, "cuda: the runtime reports no GPU");
     *count = n;
     return ILM_OK;
 }
@@ -59,32 +59,32 @@ static ilm_status launch_probe(void)
     cudaFree(d);
     if (e != cudaSuccess) return cuda_error(e, "probe kernel");
     for (int i = 0; i < N; i++)
-        ILM_RETURN_IF(h[i] != i * 3 + 1, ILM_ERR_BACKEND,
-                      "cuda: probe kernel wrote %d at %d, expected %d", h[i], i, i * 3 + 1);
+        ILM__RETURN_IF(h[i] != i * 3 + 1, ILM_ERR_BACKEND,
+                       "cuda: probe kernel wrote %d at %d, expected %d", h[i], i, i * 3 + 1);
     return ILM_OK;
 }
 
 extern "C" ilm_status ilm_cuda_device_info(int index, char **json)
 {
-    ILM_RETURN_IF(!json, ILM_ERR_INVALID_ARG, "ilm_cuda_device_info: json is NULL");
+    ILM__RETURN_IF(!json, ILM_ERR_INVALID_ARG, "ilm_cuda_device_info: json is NULL");
     *json = NULL;
     int n = 0;
-    ILM_FORWARD(ilm_cuda_device_count(&n));
-    ILM_RETURN_IF(index < 0 || index >= n, ILM_ERR_RANGE,
-                  "cuda: device %d does not exist (%d present)", index, n);
+    ILM__FORWARD(ilm_cuda_device_count(&n));
+    ILM__RETURN_IF(index < 0 || index >= n, ILM_ERR_RANGE,
+                   "cuda: device %d does not exist (%d present)", index, n);
     cudaDeviceProp p;
     cudaError_t e = cudaGetDeviceProperties(&p, index);
     if (e != cudaSuccess) return cuda_error(e, "cudaGetDeviceProperties");
     e = cudaSetDevice(index);
     if (e != cudaSuccess) return cuda_error(e, "cudaSetDevice");
-    ILM_FORWARD(launch_probe());
+    ILM__FORWARD(launch_probe());
 
     int rt = 0;
     cudaRuntimeGetVersion(&rt);
     cublasHandle_t h;
     cublasStatus_t cs = cublasCreate(&h);
-    ILM_RETURN_IF(cs != CUBLAS_STATUS_SUCCESS, ILM_ERR_BACKEND,
-                  "cublas: cublasCreate failed: %s", cublasGetStatusString(cs));
+    ILM__RETURN_IF(cs != CUBLAS_STATUS_SUCCESS, ILM_ERR_BACKEND,
+                   "cublas: cublasCreate failed: %s", cublasGetStatusString(cs));
     int cublas_version = 0;
     cublasGetVersion(h, &cublas_version);
     cublasDestroy(h);
@@ -98,6 +98,6 @@ extern "C" ilm_status ilm_cuda_device_info(int index, char **json)
         "\"cublas\":%d,\"cublaslt\":%zu,\"nccl\":%d,\"probe_kernel\":\"ok\"}",
         index, p.name, p.major, p.minor, p.totalGlobalMem, p.multiProcessorCount,
         rt, cublas_version, lt_version, nccl_version);
-    ILM_RETURN_IF(!*json, ILM_ERR_NOMEM, "cuda: out of memory");
+    ILM__RETURN_IF(!*json, ILM_ERR_NOMEM, "cuda: out of memory");
     return ILM_OK;
 }
