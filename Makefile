@@ -68,7 +68,7 @@ endif
 
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
                      src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c src/train/*.c \
-                     src/bench/*.c)
+                     src/eval/*.c src/bench/*.c)
 CPU_LIB_SRC := $(LIB_SRC)
 CU_SRC  :=
 ifeq ($(CUDA),1)

@@ -1,0 +1,152 @@
+/*
+ * src/eval/eval.h -- the evaluator's internal pieces (docs/eval.md).
+ *
+ *   data.c      dataset files (JSONL, CSV; .gz) -> a table of string cells
+ *   template.c  "{field}" prompt templates rendered from a table row
+ *   postproc.c  answer extraction from generated text (OpenCompass's
+ *               first-capital / first-option / last-number / GSM8K / EM
+ *               normalization / first code block)
+ *   metrics.c   per-sample scores and their aggregation with standard
+ *               errors (accuracy, exact match, F1, BLEU, ROUGE-L, pass@k)
+ *   evaluator.c the ilm_evaluator handle: task configs, the ppl / gen /
+ *               rolling modes over session scoring, output files, resume
+ *
+ * Every function here reports errors through ilm__error (ILM_ERR_FORMAT
+ * naming file and line for bad data, ILM_ERR_CONFIG naming the key for a
+ * bad config), never crashes on hostile input and allocates through the
+ * library allocator (ilm__malloc / ilm__free).
+ */
+#ifndef ILM_EVAL_EVAL_H
+#define ILM_EVAL_EVAL_H
+
+#include "core/internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- dataset tables (data.c) ------------------------------------------- */
+
+/* A dataset read into memory: n_rows rows of n_cols NUL-terminated UTF-8
+ * cells.  Cells of a JSONL row are its values: strings as they are, numbers
+ * as the shortest text that reads back to the same double ("4", "0.25"),
+ * true/false/null as those words, arrays and objects as compact JSON. */
+typedef struct ilm__table {
+    char   *path;      /* the file it was read from (for messages) */
+    size_t  n_cols, n_rows;
+    char  **cols;      /* [n_cols] column names */
+    char  **cells;     /* [n_rows * n_cols], row-major */
+    size_t *lines;     /* [n_rows] 1-based line of the file where each row starts */
+} ilm__table;
+
+typedef struct ilm__table_opts {
+    /* "jsonl", "csv", or NULL: from the name (.jsonl / .csv, after an
+     * optional .gz, which is inflated) */
+    const char        *format;
+    /* CSV: the first row names the columns (default when columns is NULL) */
+    bool               header;
+    /* CSV without header: the names of the columns by position (a row with
+     * another number of fields is ILM_ERR_FORMAT).  JSONL: the keys to keep
+     * (each row must have them); NULL keeps every key of the first row,
+     * which every later row must then have. */
+    const char *const *columns;
+    size_t             n_columns;
+    /* Refuse files larger than this many bytes (after inflating): 0 = 1 GiB. */
+    size_t             max_bytes;
+} ilm__table_opts;
+
+/* Reads a whole dataset file.  Errors: ILM_ERR_IO (cannot read), and
+ * ILM_ERR_FORMAT naming file, line and what is wrong: a malformed JSON line,
+ * a row that is not an object, a missing key, a CSV row with the wrong
+ * number of fields, an unterminated quote, a file with no rows.  A UTF-8 BOM
+ * is skipped; CRLF and LF line ends are both accepted; empty lines of a
+ * JSONL file are skipped.  CSV is RFC 4180: quoted fields may hold commas,
+ * newlines and "" for a quote. */
+ilm_status  ilm__table_read(const char *path, const ilm__table_opts *o, ilm__table *out);
+void        ilm__table_free(ilm__table *t);
+/* The column's index, or -1. */
+long        ilm__table_col(const ilm__table *t, const char *name);
+/* The cell of `row` in column `col` (an index from ilm__table_col). */
+const char *ilm__table_cell(const ilm__table *t, size_t row, long col);
+
+/* ---- prompt templates (template.c) -------------------------------------- */
+
+/* A template is text with slots "{name}" (name: letters, digits, '_', '-',
+ * '.'); "{{" and "}}" are literal braces; any other '{' or '}' is an error
+ * (ILM_ERR_CONFIG naming `what` and the byte offset).  A slot's value comes
+ * from `lookup`, which returns NULL for a name it does not know. */
+typedef const char *(*ilm__slot_fn)(void *user, const char *name, size_t len);
+
+/* Checks a template's syntax and that `lookup` knows every slot name (a
+ * slot with no field is ILM_ERR_CONFIG: "<what>: slot '{x}' names no
+ * field").  Run it once per task, before any row is rendered. */
+ilm_status ilm__template_check(const char *tmpl, const char *what, ilm__slot_fn lookup,
+                               void *user);
+/* Appends the rendered template to `out`. */
+ilm_status ilm__template_render(const char *tmpl, const char *what, ilm__slot_fn lookup,
+                                void *user, ilm__buf *out);
+
+/* ---- post-processors (postproc.c) --------------------------------------- */
+
+typedef enum ilm__postproc {
+    ILM__PP_NONE,          /* the text as generated                            */
+    ILM__PP_STRIP,         /* leading and trailing whitespace removed          */
+    ILM__PP_FIRST_CAPITAL, /* the first ASCII capital letter, or ""            */
+    ILM__PP_FIRST_OPTION,  /* the first option letter an answer pattern finds
+                              (OpenCompass's first_option_postprocess, zh + en
+                              patterns, options given as "ABCD")              */
+    ILM__PP_LAST_NUMBER,   /* the last number in the text ("-1,234.5" ->
+                              "-1234.5"), or ""                              */
+    ILM__PP_GSM8K,         /* a GSM8K prediction: the number after "The answer
+                              is", else the last number; commas removed, a
+                              trailing ".0..." dropped                          */
+    ILM__PP_GSM8K_GOLD,    /* a GSM8K reference answer: what follows "####"    */
+    ILM__PP_EM_NORMALIZE,  /* SQuAD's normalize_answer: lower case, punctuation
+                              and the articles a/an/the removed, whitespace
+                              collapsed                                         */
+    ILM__PP_CODE_BLOCK,    /* the body of the first ``` fenced block (any
+                              language tag), else the text                     */
+    ILM__PP_COUNT
+} ilm__postproc;
+
+/* The post-processor named `name` ("first_capital", "first_option",
+ * "last_number", "gsm8k", "gsm8k_gold", "em_normalize", "code_block",
+ * "strip", "none"); false for an unknown name. */
+bool ilm__postproc_parse(const char *name, ilm__postproc *out);
+const char *ilm__postproc_name(ilm__postproc p);
+/* Applies `p` to `text` (len bytes) and appends the result to `out`.
+ * `options` is the option letters for FIRST_OPTION ("ABCD"; NULL: "ABCD"),
+ * ignored otherwise. */
+ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
+                               const char *options, ilm__buf *out);
+
+/* ---- metrics (metrics.c) ------------------------------------------------ */
+
+/* Per-sample scores, each in [0, 1] (BLEU and ROUGE-L are reported x 100
+ * by the aggregation, as OpenCompass and lm-eval do). */
+/* 1 when pred equals ref byte for byte (callers normalize first). */
+double ilm__metric_exact(const char *pred, const char *ref);
+/* SQuAD token F1 of the two texts after em_normalize, split on whitespace. */
+double ilm__metric_f1(const char *pred, const char *ref);
+/* ROUGE-L F-measure (beta 1) over whitespace tokens, lower-cased, as
+ * rouge-score's rougeL without stemming. */
+double ilm__metric_rouge_l(const char *pred, const char *ref);
+/* Unbiased pass@k of n samples with c correct: 1 - C(n-c, k) / C(n, k)
+ * (Chen et al. 2021); 1 when n - c < k. */
+double ilm__metric_pass_at_k(int n, int c, int k);
+
+/* Corpus BLEU (Papineni et al. 2002) as sacrebleu computes it by default:
+ * 13a tokenization, 4-grams, brevity penalty, no smoothing ("exp"), one
+ * reference per prediction; result x 100.  Accumulate per-sample n-gram
+ * statistics, then compute once. */
+typedef struct ilm__bleu {
+    double match[4], total[4], pred_len, ref_len;
+} ilm__bleu;
+ilm_status ilm__bleu_add(ilm__bleu *b, const char *pred, const char *ref);
+double     ilm__bleu_score(const ilm__bleu *b);
+
+/* Mean and standard error of per-sample scores, as lm-eval reports them:
+ * stderr = sqrt(sample variance (n - 1 denominator) / n); 0 for n < 2. */
+void ilm__mean_stderr(const double *x, size_t n, double *mean, double *stderr_);
+
+#endif /* ILM_EVAL_EVAL_H */
