@@ -29,52 +29,76 @@
 
 /* A dataset read into memory: n_rows rows of n_cols NUL-terminated UTF-8
  * cells.  Cells of a JSONL row are its values: strings as they are, numbers
- * as the shortest text that reads back to the same double ("4", "0.25"),
- * true/false/null as those words, arrays and objects as compact JSON. */
+ * as the shortest text that reads back to the same double ("4", "0.25";
+ * integral values below 1e17 in plain digits), true/false/null as those
+ * words, arrays and objects as compact JSON (cJSON's printing).  Every cell
+ * is valid UTF-8 without NUL bytes. */
 typedef struct ilm__table {
     char   *path;      /* the file it was read from (for messages) */
     size_t  n_cols, n_rows;
     char  **cols;      /* [n_cols] column names */
-    char  **cells;     /* [n_rows * n_cols], row-major */
+    char  **cells;     /* [n_rows * n_cols], row-major; they point into text */
     size_t *lines;     /* [n_rows] 1-based line of the file where each row starts */
+    char   *text;      /* one allocation holding every cell */
 } ilm__table;
 
 typedef struct ilm__table_opts {
     /* "jsonl", "csv", or NULL: from the name (.jsonl / .csv, after an
      * optional .gz, which is inflated) */
     const char        *format;
-    /* CSV: the first row names the columns (default when columns is NULL) */
+    /* CSV: the first row names the columns.  Implied when columns is NULL,
+     * so a zeroed ilm__table_opts reads a CSV file with a header. */
     bool               header;
     /* CSV without header: the names of the columns by position (a row with
-     * another number of fields is ILM_ERR_FORMAT).  JSONL: the keys to keep
-     * (each row must have them); NULL keeps every key of the first row,
-     * which every later row must then have. */
+     * another number of fields is ILM_ERR_FORMAT).  CSV with header: the
+     * columns to keep, by their names in the header (the first of equal
+     * names; each must be there), every row having the header's number of
+     * fields.  JSONL: the keys to keep (each row must have them); NULL keeps
+     * every key of the first row, which every later row must then have.  Of
+     * duplicate keys in one object the last counts, as in Python's json. */
     const char *const *columns;
     size_t             n_columns;
-    /* Refuse files larger than this many bytes (after inflating): 0 = 1 GiB. */
+    /* Refuse files larger than this many bytes (after inflating): 0 = 1 GiB.
+     * A gzip file is inflated only until it passes the bound. */
     size_t             max_bytes;
 } ilm__table_opts;
 
-/* Reads a whole dataset file.  Errors: ILM_ERR_IO (cannot read), and
+/* Reads a whole dataset file (opts NULL: all defaults).  Errors:
+ * ILM_ERR_IO (cannot read), ILM_ERR_RANGE (larger than max_bytes),
+ * ILM_ERR_CONFIG (an unknown format, or none given for a name that does not
+ * tell it), ILM_ERR_INVALID_ARG (n_columns without names), and
  * ILM_ERR_FORMAT naming file, line and what is wrong: a malformed JSON line,
  * a row that is not an object, a missing key, a CSV row with the wrong
- * number of fields, an unterminated quote, a file with no rows.  A UTF-8 BOM
- * is skipped; CRLF and LF line ends are both accepted; empty lines of a
- * JSONL file are skipped.  CSV is RFC 4180: quoted fields may hold commas,
- * newlines and "" for a quote. */
+ * number of fields, an unterminated quote, invalid UTF-8 or a NUL byte, a
+ * corrupt or truncated gzip stream, a file with no rows (a header alone is
+ * none).  A UTF-8 BOM is skipped; CRLF and LF line ends are both accepted
+ * (and, in CSV, a lone CR, as Python reads it); empty lines of a JSONL file
+ * are skipped.  CSV is RFC 4180 as Python's csv.reader reads it with the
+ * default dialect: quoted fields may hold commas, newlines (kept as
+ * written) and "" for a quote; a quote inside an unquoted field, or after a
+ * closing quote, is an ordinary character; blank lines are no rows.
+ * Unlike Python, a file that ends inside a quoted field is an error.  On
+ * failure *out is left empty (ilm__table_free on it is harmless). */
 ilm_status  ilm__table_read(const char *path, const ilm__table_opts *o, ilm__table *out);
+/* Frees what the table holds and zeroes it; NULL is a no-op. */
 void        ilm__table_free(ilm__table *t);
-/* The column's index, or -1. */
+/* The first column named `name`, or -1. */
 long        ilm__table_col(const ilm__table *t, const char *name);
-/* The cell of `row` in column `col` (an index from ilm__table_col). */
+/* The cell of `row` in column `col` (an index from ilm__table_col), or NULL
+ * when either is out of range. */
 const char *ilm__table_cell(const ilm__table *t, size_t row, long col);
 
 /* ---- prompt templates (template.c) -------------------------------------- */
 
-/* A template is text with slots "{name}" (name: letters, digits, '_', '-',
- * '.'); "{{" and "}}" are literal braces; any other '{' or '}' is an error
- * (ILM_ERR_CONFIG naming `what` and the byte offset).  A slot's value comes
- * from `lookup`, which returns NULL for a name it does not know. */
+/* A template is text with slots "{name}" (name: one or more ASCII letters,
+ * digits, '_', '-', '.'; "{a.b}" is the one name "a.b", looked up whole);
+ * "{{" and "}}" are literal braces, read left to right as Python's
+ * str.format reads them ("{{{x}}}" is a brace, x, a brace); any other '{'
+ * or '}' -- "{}", "{a b}", "{x", a lone "}" -- is an error (ILM_ERR_CONFIG
+ * naming `what` and the byte offset of that brace).  A slot's value comes
+ * from `lookup` (name not NUL-terminated: len bytes), which returns NULL for
+ * a name it does not know; a NULL lookup knows none.  `what` (NULL:
+ * "template") names the template in messages, e.g. "task 'gsm8k' prompt". */
 typedef const char *(*ilm__slot_fn)(void *user, const char *name, size_t len);
 
 /* Checks a template's syntax and that `lookup` knows every slot name (a
@@ -82,7 +106,9 @@ typedef const char *(*ilm__slot_fn)(void *user, const char *name, size_t len);
  * field").  Run it once per task, before any row is rendered. */
 ilm_status ilm__template_check(const char *tmpl, const char *what, ilm__slot_fn lookup,
                                void *user);
-/* Appends the rendered template to `out`. */
+/* Appends the rendered template to `out`: the text with each slot replaced
+ * by its value (values are not themselves templates).  On failure `out` is
+ * as it was before the call. */
 ilm_status ilm__template_render(const char *tmpl, const char *what, ilm__slot_fn lookup,
                                 void *user, ilm__buf *out);
 
