@@ -30,11 +30,15 @@ Output, under tests/fixtures/eval/:
         context_ids, gen_kwargs, until_used (with EOS added by lm-eval),
         output_ids (raw tokens generate() returned after the prompt),
         generated (the string lm-eval returns), step_margins (top1 - top2
-        logit at each generated position, from one full forward)}
+        logit at each generated position, from one full forward)};
+        gsm8k.extra_stop_items: row 5 again with until [a word the model does
+        write, "\n\n"], since it never writes "Question:" or a blank line
     rolling: max_length 64; docs[] = {text, ids (tok_encode), windows[] =
         {context_ids, continuation_ids, logprob}, loglikelihood (lm-eval's
         sum), n_tokens (scored), words, bytes, word_perplexity,
         byte_perplexity, bits_per_byte (lm-eval's aggregations on this doc)}
+    tokenizer.fast_vs_sentencepiece: lm-eval ran LlamaTokenizerFast; asserted
+        equal to sentencepiece ([BOS] + encode, decode) on every string here
 
 Run:  .venv-ref/bin/python tools/reference/eval_fixtures.py
 (venv: torch (CPU), transformers 4.57, sentencepiece, safetensors,
