@@ -114,24 +114,47 @@ ilm_status ilm__template_render(const char *tmpl, const char *what, ilm__slot_fn
 
 /* ---- post-processors (postproc.c) --------------------------------------- */
 
+/* Each follows a Python reference over str, so a character is a code point
+ * and the classes are Python's (whitespace = str.isspace, \w, \d = Unicode
+ * Nd); bytes that are not valid UTF-8 read as U+FFFD, one per byte.  Only
+ * ILM_ERR_NOMEM can fail. */
 typedef enum ilm__postproc {
-    ILM__PP_NONE,          /* the text as generated                            */
-    ILM__PP_STRIP,         /* leading and trailing whitespace removed          */
-    ILM__PP_FIRST_CAPITAL, /* the first ASCII capital letter, or ""            */
+    ILM__PP_NONE,          /* the text as generated, byte for byte             */
+    ILM__PP_STRIP,         /* leading and trailing whitespace removed
+                              (str.strip())                                    */
+    ILM__PP_FIRST_CAPITAL, /* the first uppercase letter (str.isupper(), so
+                              "É" too: OpenCompass's first_capital_postprocess),
+                              or ""                                            */
     ILM__PP_FIRST_OPTION,  /* the first option letter an answer pattern finds
-                              (OpenCompass's first_option_postprocess, zh + en
-                              patterns, options given as "ABCD")              */
-    ILM__PP_LAST_NUMBER,   /* the last number in the text ("-1,234.5" ->
-                              "-1234.5"), or ""                              */
-    ILM__PP_GSM8K,         /* a GSM8K prediction: the number after "The answer
-                              is", else the last number; commas removed, a
-                              trailing ".0..." dropped                          */
-    ILM__PP_GSM8K_GOLD,    /* a GSM8K reference answer: what follows "####"    */
-    ILM__PP_EM_NORMALIZE,  /* SQuAD's normalize_answer: lower case, punctuation
-                              and the articles a/an/the removed, whitespace
-                              collapsed                                         */
-    ILM__PP_CODE_BLOCK,    /* the body of the first ``` fenced block (any
-                              language tag), else the text                     */
+                              (OpenCompass's first_option_postprocess with its
+                              cushion, zh + en patterns tried in order on the
+                              stripped text; the option found first in
+                              `options` order inside the pattern's group 1, or
+                              its whole match when group 1 is empty), or ""    */
+    ILM__PP_LAST_NUMBER,   /* the last match of
+                              -?\d+(,\d{3}(?!\d))*(\.\d+)?, in ASCII digits
+                              and without the commas ("-1,234.5" ->
+                              "-1234.5"), or ""                                */
+    ILM__PP_GSM8K,         /* a GSM8K prediction, OpenCompass's
+                              gsm8k_postprocess: the last number (-?\d+\.\d+ or
+                              -?\d+, commas not taken) before "Question:", or
+                              "NULL"; written in ASCII digits without leading
+                              zeros or an all-zero fraction ("18.00" -> "18"),
+                              so that string equality with the gold agrees
+                              with OpenCompass's Gsm8kEvaluator.is_equal
+                              (|float(pred) - int(gold)| < 1e-6)               */
+    ILM__PP_GSM8K_GOLD,    /* a GSM8K reference answer, OpenCompass's
+                              gsm8k_dataset_postprocess: what lies between the
+                              first "#### " and the next (or the end), commas
+                              removed, stripped; "" when there is no "#### "   */
+    ILM__PP_EM_NORMALIZE,  /* SQuAD's normalize_answer: lower case, the ASCII
+                              punctuation removed, the words a/an/the replaced
+                              by spaces, whitespace runs made single spaces and
+                              trimmed                                          */
+    ILM__PP_CODE_BLOCK,    /* the body of the first ``` fenced block whose
+                              fence line is ``` and word characters only, else
+                              the text; then leading whitespace removed
+                              (OpenCompass 0.5's humaneval_postprocess_v2)     */
     ILM__PP_COUNT
 } ilm__postproc;
 
@@ -139,40 +162,65 @@ typedef enum ilm__postproc {
  * "last_number", "gsm8k", "gsm8k_gold", "em_normalize", "code_block",
  * "strip", "none"); false for an unknown name. */
 bool ilm__postproc_parse(const char *name, ilm__postproc *out);
+/* The name of `p` ("unknown" outside the enum). */
 const char *ilm__postproc_name(ilm__postproc p);
-/* Applies `p` to `text` (len bytes) and appends the result to `out`.
- * `options` is the option letters for FIRST_OPTION ("ABCD"; NULL: "ABCD"),
- * ignored otherwise. */
+/* Applies `p` to `text` (len bytes; it may hold NULs) and appends the
+ * result to `out` (which is NUL-terminated even when nothing is appended).
+ * `options` is the option characters for FIRST_OPTION, in UTF-8 ("ABCD";
+ * NULL: "ABCD"; each is taken literally, so "A-D" is three options), ignored
+ * otherwise.  ILM_ERR_NOMEM is the only failure. */
 ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
                                const char *options, ilm__buf *out);
+
+/* Helpers that metrics.c shares.  Python's str.isspace() for one code
+ * point: what str.split() and str.strip() take for whitespace. */
+bool ilm__py_isspace(uint32_t cp);
+/* Appends `text` to `out` with every byte that does not start a valid UTF-8
+ * sequence replaced by U+FFFD. */
+ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out);
 
 /* ---- metrics (metrics.c) ------------------------------------------------ */
 
 /* Per-sample scores, each in [0, 1] (BLEU and ROUGE-L are reported x 100
- * by the aggregation, as OpenCompass and lm-eval do). */
+ * by the aggregation, as OpenCompass and lm-eval do).  Texts are
+ * NUL-terminated UTF-8 (invalid bytes read as U+FFFD). */
 /* 1 when pred equals ref byte for byte (callers normalize first). */
 double ilm__metric_exact(const char *pred, const char *ref);
-/* SQuAD token F1 of the two texts after em_normalize, split on whitespace. */
+/* SQuAD token F1 (evaluate-v1.1.py's f1_score) of the two texts after
+ * em_normalize, split on whitespace: 2PR / (P + R) over the multiset of
+ * common tokens; 0 when none are common, so also when both are empty
+ * (SQuAD 2.0's script would give 1 there).  0 when out of memory. */
 double ilm__metric_f1(const char *pred, const char *ref);
-/* ROUGE-L F-measure (beta 1) over whitespace tokens, lower-cased, as
- * rouge-score's rougeL without stemming. */
+/* ROUGE-L F-measure (beta 1) as rouge-score's RougeScorer(["rougeL"]) gives
+ * it without stemming: its default tokenizer lower-cases (str.lower()),
+ * replaces every character outside [a-z0-9] by a space and keeps the
+ * [a-z0-9]+ runs, so other scripts give no tokens; 0 when either text has
+ * no token.  The LCS costs O(tokens(pred) x tokens(ref)) time.  0 when out
+ * of memory. */
 double ilm__metric_rouge_l(const char *pred, const char *ref);
 /* Unbiased pass@k of n samples with c correct: 1 - C(n-c, k) / C(n, k)
- * (Chen et al. 2021); 1 when n - c < k. */
+ * (Chen et al. 2021, computed as their product form); 1 when n - c < k,
+ * 0 when c <= 0 or k <= 0; c above n counts as n. */
 double ilm__metric_pass_at_k(int n, int c, int k);
 
-/* Corpus BLEU (Papineni et al. 2002) as sacrebleu computes it by default:
- * 13a tokenization, 4-grams, brevity penalty, no smoothing ("exp"), one
- * reference per prediction; result x 100.  Accumulate per-sample n-gram
- * statistics, then compute once. */
+/* Corpus BLEU (Papineni et al. 2002) as sacrebleu.corpus_bleu computes it by
+ * default: 13a tokenization, 4-grams, one reference per prediction, sums of
+ * the per-sample n-gram matches, totals and lengths, brevity penalty, and
+ * its default smoothing "exp" (mteval-v13a's: the k-th order with no match
+ * counts as 1 / (2^k x total)); 0 when no n-gram matches at all or the
+ * prediction side has no 4-gram; result x 100.  Zero-initialise, accumulate
+ * with ilm__bleu_add, then compute once. */
 typedef struct ilm__bleu {
     double match[4], total[4], pred_len, ref_len;
 } ilm__bleu;
+/* Adds one (pred, ref) pair's statistics; ILM_ERR_NOMEM is the only
+ * failure (b is then unchanged). */
 ilm_status ilm__bleu_add(ilm__bleu *b, const char *pred, const char *ref);
 double     ilm__bleu_score(const ilm__bleu *b);
 
 /* Mean and standard error of per-sample scores, as lm-eval reports them:
- * stderr = sqrt(sample variance (n - 1 denominator) / n); 0 for n < 2. */
+ * stderr = sample standard deviation (n - 1 denominator) / sqrt(n); mean 0
+ * for n = 0, stderr 0 for n < 2. */
 void ilm__mean_stderr(const double *x, size_t n, double *mean, double *stderr_);
 
 #endif /* ILM_EVAL_EVAL_H */
