@@ -780,6 +780,57 @@ ILM_API int64_t ilm_trainer_steps_done(const ilm_trainer *t);
 ILM_API const ilm_model *ilm_trainer_model(const ilm_trainer *t);
 
 /* ===================================================================== */
+/*  Evaluation                                                           */
+/* ===================================================================== */
+
+/* An ilm_evaluator scores a model on benchmarks the way OpenCompass and
+ * lm-eval do: each task is a JSON config (docs/eval.md) naming a dataset
+ * file, prompt templates and a mode -- "ppl" (choose the candidate with the
+ * best score), "gen" (greedy generation, a post-processor, a metric) or
+ * "rolling" (log-likelihood of whole documents: perplexities, bits per
+ * byte).  Results are JSON, and with "out" set, files in OpenCompass's
+ * layout (predictions/, results/, summary/).  Threads: one thread uses an
+ * evaluator at a time; the model may be shared with other threads. */
+
+/*! ilm_evaluator_create() :
+ *  @m : the model, which must outlive the evaluator and have a tokenizer.
+ *  @config : JSON or NULL: "config_dir" (where task names are looked up as
+ *            <name>.json; default "configs/eval"), "data_root" (dataset
+ *            paths are relative to it; default "."), "out" (output
+ *            directory; absent: nothing is written), "model_name" (its
+ *            name in output paths and the summary; default "model"),
+ *            "limit" (at most this many samples per dataset; 0 = all),
+ *            "shots" (replace every task's few-shot count; -1 = as the task
+ *            says), "context" (the session's positions; default the
+ *            model's, at most 2048), "threads", "add_bos" (the tokenizer's
+ *            default), "resume" (true: finished datasets are read back,
+ *            interrupted ones continue from their saved samples).
+ *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_STATE (no tokenizer),
+ *          ILM_ERR_NOMEM; *out NULL on failure. */
+ILM_API ilm_status ilm_evaluator_create(const ilm_model *m, const char *config,
+                                        ilm_evaluator **out);
+
+/*! ilm_evaluator_run() :
+ *  Runs tasks: `tasks` is a JSON array whose elements are task names
+ *  (<config_dir>/<name>.json) or task config objects.  A task with
+ *  "subsets" runs one dataset per subset and adds their average.
+ *  @progress, @user : optional; stage = the dataset's name, done / total =
+ *            its samples; a non-zero return cancels (saved samples stay).
+ *  @results : optional; on ILM_OK, JSON (ilm_free): {"model", "datasets":
+ *            [{"dataset", "task", "version", "mode", "samples", "metrics"
+ *            {name: value, name_stderr: value}, "seconds"}], "groups":
+ *            [{"group", "metric", "naive_average", "weighted_average",
+ *            "datasets"}]}.
+ *  @return ILM_OK, ILM_ERR_CONFIG naming the task file and key,
+ *          ILM_ERR_FORMAT naming the data file and row, ILM_ERR_IO,
+ *          ILM_ERR_CANCELLED, ILM_ERR_NOMEM. */
+ILM_API ilm_status ilm_evaluator_run(ilm_evaluator *e, const char *tasks,
+                                     ilm_progress_fn progress, void *user, char **results);
+
+/*! ilm_evaluator_free() : NULL is accepted.  @return nothing. */
+ILM_API void ilm_evaluator_free(ilm_evaluator *e);
+
+/* ===================================================================== */
 /*  Experimental: benchmarks (not yet stable)                            */
 /* ===================================================================== */
 

@@ -4,8 +4,10 @@
  * context / continuation split), ilm_session_score's log-likelihood and
  * is_greedy per multiple-choice candidate, acc / acc_norm by lm-eval's rule,
  * the rolling-window log-likelihood, and greedy generation with stop strings.
- * A sketch for the evaluator: it checks the primitives the evaluator builds
- * on, not the evaluator itself. */
+ * The primitives first, then the evaluator itself (ilm_evaluator_run on
+ * task configs that ask for lm-eval's requests): its per-candidate
+ * log-likelihoods, acc / acc_norm, rolling perplexities and generations
+ * equal lm-eval's. */
 #include "tests.h"
 #include "internlm.h"
 
@@ -295,6 +297,210 @@ START_TEST(gsm8k_generation_equals_lm_eval)
 }
 END_TEST
 
+/* `internlm score --text` tokenizes with the tokenizer's BOS setting, as its
+ * help says (this tokenizer's add_bos_token is true). */
+START_TEST(cli_score_adds_bos_as_the_tokenizer_says)
+{
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s/internlm score --model %s --text Hello --json", test_build_dir(),
+             MODEL_DIR);
+    ck_assert_int_eq(test_run(cmd, &out), 0);
+    ck_assert_msg(strncmp(out, "{\"tokens\":[{\"id\":1,\"piece\":\"<s>\"", 32) == 0, "%s", out);
+    free(out);
+}
+END_TEST
+
+/* ---- the evaluator itself ---------------------------------------------- */
+
+/* The shared data folder (the directory above mmlu/), or NULL after a skip. */
+static char *data_root(void)
+{
+    const char *p = test_shared_file("mmlu/test/abstract_algebra_test.csv");
+    if (!p) return NULL;
+    size_t n = strlen(p) - strlen("/mmlu/test/abstract_algebra_test.csv");
+    char *root = malloc(n + 1);
+    memcpy(root, p, n);
+    root[n] = '\0';
+    return root;
+}
+
+static ilm_evaluator *evaluator(const ilm_model *m, const char *root, const char *out, bool bos)
+{
+    char cfg[8192];
+    snprintf(cfg, sizeof cfg,
+             "{\"data_root\": \"%s\", \"out\": \"%s\", \"model_name\": \"ref\", \"context\": 2048, "
+             "\"add_bos\": %s}", root, out, bos ? "true" : "false");
+    ilm_evaluator *e = NULL;
+    ck_assert_msg(ilm_evaluator_create(m, cfg, &e) == ILM_OK, "%s", ilm_last_error());
+    return e;
+}
+
+static cJSON *run_tasks(ilm_evaluator *e, const char *tasks)
+{
+    char *res = NULL;
+    ilm_status st = ilm_evaluator_run(e, tasks, NULL, NULL, &res);
+    ck_assert_msg(st == ILM_OK, "%s: %s", ilm_status_str(st), ilm_last_error());
+    cJSON *j = cJSON_Parse(res);
+    ilm_free(res);
+    return j;
+}
+
+static cJSON *read_out(const char *out, const char *rel)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", out, rel);
+    return test_read_json(path);
+}
+
+/* The MMLU cloze task as a config, run by the evaluator: every candidate's
+ * log-likelihood and is_greedy, and each question's acc and acc_norm, equal
+ * lm-eval's (with the tokenizer's BOS, and with add_bos_token=False). */
+START_TEST(evaluator_mmlu_equals_lm_eval)
+{
+    char *root = data_root();
+    if (!root) return;
+    cJSON *fx = fixture();
+    const cJSON *set = get(fx, _i ? "mmlu_no_bos" : "mmlu");
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(MODEL_DIR, NULL, &m) == ILM_OK, "%s", ilm_last_error());
+    char *out = test_tmpdir();
+    ilm_evaluator *e = evaluator(m, root, out, _i == 0);
+    char subsets[512] = "";
+    const cJSON *subj;
+    cJSON_ArrayForEach(subj, get(set, "subjects")) {
+        size_t k = strlen(subsets);
+        snprintf(subsets + k, sizeof subsets - k, "%s\"%s\"", k ? ", " : "",
+                 get(subj, "subject")->valuestring);
+    }
+    char task[4096];
+    snprintf(task, sizeof task,
+             "[{\"name\": \"mmlu_ref\", \"reader\": {\"path\": \"mmlu/test/{subset}_test.csv\","
+             " \"header\": false, \"columns\": [\"question\", \"A\", \"B\", \"C\", \"D\", \"answer\"],"
+             " \"subsets\": [%s], \"range\": [0, 8]},"
+             " \"prompt\": \"Question: {question}\\nAnswer:\", \"mode\": \"ppl\","
+             " \"ppl\": {\"choices\": {\"A\": \" {A}\", \"B\": \" {B}\", \"C\": \" {C}\", \"D\": \" {D}\"},"
+             " \"gold\": \"{answer}\"}}]", subsets);
+    cJSON *r = run_tasks(e, task);
+    double worst = 0;
+    int d = 0;
+    cJSON_ArrayForEach(subj, get(set, "subjects")) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "predictions/ref/mmlu_ref_%s.json", get(subj, "subject")->valuestring);
+        cJSON *pred = read_out(out, rel);
+        const cJSON *samples = get(pred, "samples"), *q;
+        ck_assert_int_eq(cJSON_GetArraySize(samples), cJSON_GetArraySize(get(subj, "questions")));
+        int i = 0;
+        cJSON_ArrayForEach(q, get(subj, "questions")) {
+            const cJSON *sm = cJSON_GetArrayItem(samples, i++);
+            const cJSON *want = get(q, "candidates"), *c;
+            int j = 0;
+            cJSON_ArrayForEach(c, get(sm, "candidates")) {
+                const cJSON *w = cJSON_GetArrayItem(want, j++);
+                if (_i == 0) /* the no-BOS set records ids and scores only */
+                    ck_assert_str_eq(get(c, "text")->valuestring, get(w, "continuation")->valuestring);
+                double diff = fabs(get(c, "logprob")->valuedouble - get(w, "logprob")->valuedouble);
+                worst = fmax(worst, diff);
+                ck_assert_msg(diff <= LP_TOL, "%s row %d: logprob %.6f, lm-eval %.6f", rel, i,
+                              get(c, "logprob")->valuedouble, get(w, "logprob")->valuedouble);
+                ck_assert_int_eq(cJSON_IsTrue(get(c, "greedy")), cJSON_IsTrue(get(w, "is_greedy")));
+            }
+            ck_assert_int_eq(j, 4);
+            ck_assert_double_eq(get(sm, "acc")->valuedouble, get(q, "acc")->valuedouble);
+            ck_assert_double_eq(get(sm, "acc_norm")->valuedouble, get(q, "acc_norm")->valuedouble);
+        }
+        const cJSON *res = cJSON_GetArrayItem(get(r, "datasets"), d++);
+        ck_assert_double_eq_tol(get(get(res, "metrics"), "acc")->valuedouble,
+                                100 * get(subj, "acc")->valuedouble, 1e-9);
+        ck_assert_double_eq_tol(get(get(res, "metrics"), "acc_norm")->valuedouble,
+                                100 * get(subj, "acc_norm")->valuedouble, 1e-9);
+        cJSON_Delete(pred);
+    }
+    printf("eval_ref: evaluator MMLU%s: log-likelihoods within %.2g of lm-eval's\n",
+           _i ? " (no BOS)" : "", worst);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(out);
+    free(out);
+    ilm_model_free(m);
+    cJSON_Delete(fx);
+    free(root);
+}
+END_TEST
+
+/* Rolling log-likelihood and GSM8K generation through task configs. */
+START_TEST(evaluator_rolling_and_gen_equal_lm_eval)
+{
+    char *root = data_root();
+    if (!root) return;
+    cJSON *fx = fixture();
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(MODEL_DIR, NULL, &m) == ILM_OK, "%s", ilm_last_error());
+    char *out = test_tmpdir();
+    /* The fixture's documents as a JSONL file of our own. */
+    char docs[4096];
+    snprintf(docs, sizeof docs, "%s/docs.jsonl", out);
+    FILE *f = fopen(docs, "wb");
+    const cJSON *rolling = get(fx, "rolling"), *doc;
+    cJSON_ArrayForEach(doc, get(rolling, "docs")) {
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddStringToObject(row, "text", get(doc, "text")->valuestring);
+        char *line = cJSON_PrintUnformatted(row);
+        fprintf(f, "%s\n", line);
+        cJSON_free(line);
+        cJSON_Delete(row);
+    }
+    fclose(f);
+    ilm_evaluator *e = evaluator(m, root, out, true);
+    char task[8192];
+    snprintf(task, sizeof task,
+             "[{\"name\": \"roll\", \"reader\": {\"path\": \"%s\"}, \"mode\": \"rolling\","
+             "  \"rolling\": {\"text\": \"{text}\", \"window\": %d}},"
+             " {\"name\": \"gsm\", \"reader\": {\"path\": \"gsm8k/test.jsonl\", \"range\": [0, 8]},"
+             "  \"fewshot\": {\"k\": 5, \"template\": \"Question: {question}\\nAnswer: {answer}\\n\\n\"},"
+             "  \"prompt\": \"Question: {question}\\nAnswer:\", \"mode\": \"gen\","
+             "  \"gen\": {\"max_tokens\": 32, \"stop\": [\"Question:\", \"\\n\\n\"], \"gold\": \"{answer}\"}}]",
+             docs, get(rolling, "max_length")->valueint);
+    cJSON *r = run_tasks(e, task);
+    cJSON *pred = read_out(out, "predictions/ref/roll.json");
+    int i = 0;
+    cJSON_ArrayForEach(doc, get(rolling, "docs")) {
+        const cJSON *sm = cJSON_GetArrayItem(get(pred, "samples"), i++);
+        ck_assert_double_eq_tol(get(sm, "logprob")->valuedouble, get(doc, "loglikelihood")->valuedouble,
+                                1e-3);
+        ck_assert_double_eq(get(sm, "tokens")->valuedouble, get(doc, "n_tokens")->valuedouble);
+        ck_assert_double_eq(get(sm, "words")->valuedouble, get(doc, "words")->valuedouble);
+        ck_assert_double_eq(get(sm, "bytes")->valuedouble, get(doc, "bytes")->valuedouble);
+    }
+    const cJSON *agg = get(rolling, "aggregate");
+    const cJSON *ms = get(cJSON_GetArrayItem(get(r, "datasets"), 0), "metrics");
+    const char *keys[] = { "word_perplexity", "byte_perplexity", "bits_per_byte" };
+    for (int k = 0; k < 3; k++) {
+        double want = get(agg, keys[k])->valuedouble, got = get(ms, keys[k])->valuedouble;
+        ck_assert_msg(fabs(got - want) <= 1e-6 * fabs(want), "%s: %.10g, lm-eval %.10g", keys[k], got,
+                      want);
+    }
+    cJSON_Delete(pred);
+    /* GSM8K: the same prompt and the same greedy text. */
+    pred = read_out(out, "predictions/ref/gsm.json");
+    const cJSON *items = get(get(fx, "gsm8k"), "items"), *it;
+    i = 0;
+    cJSON_ArrayForEach(it, items) {
+        const cJSON *sm = cJSON_GetArrayItem(get(pred, "samples"), i++);
+        ck_assert_str_eq(get(sm, "prompt")->valuestring, get(it, "context")->valuestring);
+        ck_assert_str_eq(get(sm, "output")->valuestring, get(it, "generated")->valuestring);
+    }
+    ck_assert_int_eq(i, 3);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(out);
+    free(out);
+    ilm_model_free(m);
+    cJSON_Delete(fx);
+    free(root);
+}
+END_TEST
+
 Suite *suite_eval_ref(void)
 {
     Suite *s = suite_create("eval_ref");
@@ -304,6 +510,9 @@ Suite *suite_eval_ref(void)
     tcase_add_loop_test(t, mmlu_candidates_equal_lm_eval, 0, 2);
     tcase_add_test(t, rolling_windows_equal_lm_eval);
     tcase_add_test(t, gsm8k_generation_equals_lm_eval);
+    tcase_add_test(t, cli_score_adds_bos_as_the_tokenizer_says);
+    tcase_add_loop_test(t, evaluator_mmlu_equals_lm_eval, 0, 2);
+    tcase_add_test(t, evaluator_rolling_and_gen_equal_lm_eval);
     suite_add_tcase(s, t);
     return s;
 }

@@ -510,6 +510,18 @@ static ilm_status read_csv(const input *in, const ilm__table_opts *o, ilm__table
     return st;
 }
 
+/* ---- text ------------------------------------------------------------------- */
+
+/* The whole file as one row of one column, "text" (a document to score). */
+static ilm_status read_text(const input *in, ilm__table *t, builder *b)
+{
+    static const char *const text[] = { "text" };
+    ILM__FORWARD(set_columns(t, text, 1));
+    if (in->n == 0) return ILM_OK; /* no rows: finish() says so */
+    ILM__FORWARD(add_row(b, 1));
+    return add_cell(b, in->p, in->n);
+}
+
 /* ---- the table -------------------------------------------------------------- */
 
 ilm_status ilm__table_read(const char *path, const ilm__table_opts *opts, ilm__table *out)
@@ -528,11 +540,12 @@ ilm_status ilm__table_read(const char *path, const ilm__table_opts *opts, ilm__t
 
     bool gz = ends_with(path, ".gz");
     size_t stem = strlen(path) - (gz ? 3 : 0);
-    bool jsonl;
+    bool jsonl, text = false;
     if (o->format) {
         jsonl = strcmp(o->format, "jsonl") == 0;
-        ILM__RETURN_IF(!jsonl && strcmp(o->format, "csv") != 0, ILM_ERR_CONFIG,
-                       "dataset: unknown format '%s' (jsonl or csv)", o->format);
+        text = strcmp(o->format, "text") == 0;
+        ILM__RETURN_IF(!jsonl && !text && strcmp(o->format, "csv") != 0, ILM_ERR_CONFIG,
+                       "dataset: unknown format '%s' (jsonl, csv or text)", o->format);
     } else if (stem >= 6 && memcmp(path + stem - 6, ".jsonl", 6) == 0) {
         jsonl = true;
     } else if (stem >= 4 && memcmp(path + stem - 4, ".csv", 4) == 0) {
@@ -548,7 +561,10 @@ ilm_status ilm__table_read(const char *path, const ilm__table_opts *opts, ilm__t
     builder b = { 0 };
     ilm_status st = input_open(path, gz, o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES, &in);
     if (st == ILM_OK) st = check_text(path, &in, !jsonl);
-    if (st == ILM_OK) st = jsonl ? read_jsonl(&in, o, out, &b) : read_csv(&in, o, out, &b);
+    if (st == ILM_OK)
+        st = text    ? read_text(&in, out, &b)
+             : jsonl ? read_jsonl(&in, o, out, &b)
+                     : read_csv(&in, o, out, &b);
     if (st == ILM_OK) st = finish(&b, out);
     builder_free(&b);
     input_close(&in);

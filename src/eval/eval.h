@@ -1,15 +1,18 @@
 /*
  * src/eval/eval.h -- the evaluator's internal pieces (docs/eval.md).
  *
- *   data.c      dataset files (JSONL, CSV; .gz) -> a table of string cells
+ *   data.c      dataset files (JSONL, CSV, text; .gz) -> a table of string cells
  *   template.c  "{field}" prompt templates rendered from a table row
  *   postproc.c  answer extraction from generated text (OpenCompass's
  *               first-capital / first-option / last-number / GSM8K / EM
  *               normalization / first code block)
  *   metrics.c   per-sample scores and their aggregation with standard
  *               errors (accuracy, exact match, F1, BLEU, ROUGE-L, pass@k)
- *   evaluator.c the ilm_evaluator handle: task configs, the ppl / gen /
- *               rolling modes over session scoring, output files, resume
+ *   task.c      task configs parsed and versioned (task.h)
+ *   modes.c     rows -> prompts -> token ids; the ppl / gen / rolling modes
+ *               over session scoring; metrics from the sample records (run.h)
+ *   evaluator.c the ilm_evaluator handle: datasets and subsets, output
+ *               files, resume, groups and the summary
  *
  * Every function here reports errors through ilm__error (ILM_ERR_FORMAT
  * naming file and line for bad data, ILM_ERR_CONFIG naming the key for a
@@ -43,8 +46,9 @@ typedef struct ilm__table {
 } ilm__table;
 
 typedef struct ilm__table_opts {
-    /* "jsonl", "csv", or NULL: from the name (.jsonl / .csv, after an
-     * optional .gz, which is inflated) */
+    /* "jsonl", "csv", "text" (the whole file as one row of one column,
+     * "text"), or NULL: from the name (.jsonl / .csv, after an optional .gz,
+     * which is inflated) */
     const char        *format;
     /* CSV: the first row names the columns.  Implied when columns is NULL,
      * so a zeroed ilm__table_opts reads a CSV file with a header. */

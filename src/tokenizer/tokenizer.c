@@ -240,7 +240,10 @@ static ilm_status apply_config(ilm_tokenizer *t, const char *path)
     ILM__FORWARD(ilm__mmap_open(path, &m));
     cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
     ilm__mmap_close(&m);
-    ILM__RETURN_IF(!cJSON_IsObject(root), ILM_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!cJSON_IsObject(root)) { /* valid JSON that is not an object is a tree too */
+        cJSON_Delete(root);
+        return ilm__error(ILM_ERR_FORMAT, "%s: not a JSON object", path);
+    }
     ilm_status st = ILM_OK;
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
     int32_t limit = ilm__tok_id_limit((size_t)t->n_vocab +

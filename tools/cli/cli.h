@@ -63,5 +63,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

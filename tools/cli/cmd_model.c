@@ -228,6 +228,21 @@ int cmd_chat(int argc, char **argv)
     return st == ILM_OK ? CLI_OK : cli_fail(st);
 }
 
+/* The tokenizer files' BOS default (tokenizer_config.json's add_bos_token,
+ * or the kind's). */
+static bool tokenizer_adds_bos(const ilm_tokenizer *tok)
+{
+    char *info = NULL;
+    bool add_bos = false;
+    if (tok && ilm_tokenizer_info(tok, &info) == ILM_OK) {
+        cJSON *j = cJSON_Parse(info);
+        add_bos = cJSON_IsTrue(cJSON_GetObjectItem(j, "add_bos"));
+        cJSON_Delete(j);
+    }
+    ilm_free(info);
+    return add_bos;
+}
+
 static const char score_help[] =
     "usage: internlm score --model PATH (--text TEXT | --ids \"1 2 3\") [--json]\n"
     "\n"
@@ -290,7 +305,9 @@ int cmd_score(int argc, char **argv)
     ilm_status st = ILM_OK;
     if (a.text) {
         int32_t *t = NULL;
-        st = tok ? ilm_tokenizer_encode(tok, a.text, strlen(a.text), 0, &t, &n) : ILM_ERR_STATE;
+        st = tok ? ilm_tokenizer_encode(tok, a.text, strlen(a.text),
+                                        tokenizer_adds_bos(tok) ? ILM_TOKENIZE_BOS : 0, &t, &n)
+                 : ILM_ERR_STATE;
         if (st == ILM_OK && (ids = malloc((n ? n : 1) * sizeof *ids))) memcpy(ids, t, n * sizeof *ids);
         ilm_free(t);
         if (st == ILM_OK && !ids) st = ILM_ERR_NOMEM;
@@ -343,14 +360,7 @@ int cmd_perplexity(int argc, char **argv)
         return rc;
     }
     const ilm_tokenizer *tok = ilm_model_tokenizer(m);
-    char *info = NULL;
-    bool add_bos = false;
-    if (tok && ilm_tokenizer_info(tok, &info) == ILM_OK) {
-        cJSON *j = cJSON_Parse(info);
-        add_bos = cJSON_IsTrue(cJSON_GetObjectItem(j, "add_bos"));
-        cJSON_Delete(j);
-    }
-    ilm_free(info);
+    bool add_bos = tokenizer_adds_bos(tok);
     int32_t *ids = NULL;
     size_t n = 0;
     ilm_status st = tok ? ilm_tokenizer_encode(tok, text, got, add_bos ? ILM_TOKENIZE_BOS : 0, &ids, &n)

@@ -157,6 +157,7 @@ static const cli_command commands[] = {
     { "chat", cmd_chat, "interactive chat with a model" },
     { "corpus", cmd_corpus, "data pipeline: build, stats, sample token shards" },
     { "detokenize", cmd_detokenize, "ids (standard input) to text" },
+    { "eval", cmd_eval, "score a model on benchmarks (task configs)" },
     { "generate", cmd_generate, "continue a prompt with a model" },
     { "info", cmd_info, "build features, threads and devices" },
     { "perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's way)" },

