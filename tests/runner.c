@@ -1,6 +1,7 @@
 /* The test runner: every suite, fork mode, Check's summary line last. */
 #include "tests.h"
 #include "backend/backend.h"
+#include "internlm.h"
 
 #include <cjson/cJSON.h>
 
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zlib.h>
 
 const ilm__backend *test_cpu(void)
 {
@@ -86,6 +88,38 @@ const char *test_shared_file(const char *rel)
 {
     const char *d = getenv("ILM_SHARED_DATA");
     return existing(d && *d ? d : "../shared/data", rel, "the shared data folder");
+}
+
+struct ilm_model *test_smollm2(void)
+{
+    const char *path = test_pydeps_file(TEST_SMOLLM2);
+    if (!path) return NULL;
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(path, NULL, &m) == ILM_OK, "%s: %s", path, ilm_last_error());
+    return m;
+}
+
+void test_write_bytes(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+void test_write_gz(const char *path, const void *p, size_t n)
+{
+    gzFile g = gzopen(path, "wb");
+    ck_assert_msg(g != NULL, "cannot write %s", path);
+    ck_assert_int_eq(gzwrite(g, p, (unsigned)n), (int)n);
+    ck_assert_int_eq(gzclose(g), Z_OK);
+}
+
+char *test_join(const char *dir, const char *name)
+{
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
 }
 
 bool test_chat_tokenizer_dir(const char *dir)

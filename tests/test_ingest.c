@@ -16,29 +16,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void write_bytes(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
-static void write_gz(const char *path, const void *p, size_t n)
-{
-    gzFile g = gzopen(path, "wb");
-    ck_assert_ptr_nonnull(g);
-    ck_assert_int_eq(gzwrite(g, p, (unsigned)n), (int)n);
-    ck_assert_int_eq(gzclose(g), Z_OK);
-}
-
-static char *join(const char *dir, const char *name)
-{
-    char *p = malloc(strlen(dir) + strlen(name) + 2);
-    sprintf(p, "%s/%s", dir, name);
-    return p;
-}
-
 /* Every record of `paths` as "T:text" or "C:<json>", with its file:line in
  * `where` (both arrays malloc'd strings, NULL-terminated); *in_out gets the
  * handle (for its counters) unless NULL. */
@@ -115,9 +92,9 @@ static bool has_example(const cJSON *o, const char *s)
 
 START_TEST(ingest_text_split)
 {
-    char *dir = test_tmpdir(), *p = join(dir, "a.txt");
+    char *dir = test_tmpdir(), *p = test_join(dir, "a.txt");
     const char txt[] = "one\r\ntwo  \n\n \t\nthree\n%\nfour\nfive";
-    write_bytes(p, txt, sizeof txt - 1);
+    test_write_bytes(p, txt, sizeof txt - 1);
     const char *paths[] = { p };
     ilm__ingest_opts o;
     ilm__ingest_opts_default(&o);
@@ -152,9 +129,9 @@ START_TEST(ingest_text_split)
     recs_free(&r);
 
     /* Empty files give nothing and count nothing as malformed. */
-    char *e1 = join(dir, "empty.txt"), *e2 = join(dir, "empty.jsonl");
-    write_bytes(e1, "", 0);
-    write_bytes(e2, "", 0);
+    char *e1 = test_join(dir, "empty.txt"), *e2 = test_join(dir, "empty.jsonl");
+    test_write_bytes(e1, "", 0);
+    test_write_bytes(e2, "", 0);
     const char *empties[] = { e1, e2 };
     ilm__ingest *in;
     for (int s = 0; s < 3; s++) {
@@ -192,9 +169,9 @@ static const char jsonl_mixed[] =
 
 START_TEST(ingest_jsonl_and_gzip)
 {
-    char *dir = test_tmpdir(), *p = join(dir, "m.jsonl"), *g = join(dir, "m.jsonl.gz");
-    write_bytes(p, jsonl_mixed, sizeof jsonl_mixed - 1);
-    write_gz(g, jsonl_mixed, sizeof jsonl_mixed - 1);
+    char *dir = test_tmpdir(), *p = test_join(dir, "m.jsonl"), *g = test_join(dir, "m.jsonl.gz");
+    test_write_bytes(p, jsonl_mixed, sizeof jsonl_mixed - 1);
+    test_write_gz(g, jsonl_mixed, sizeof jsonl_mixed - 1);
     for (int gz = 0; gz < 2; gz++) {
         const char *paths[] = { gz ? g : p };
         recs r;
@@ -228,7 +205,7 @@ START_TEST(ingest_jsonl_and_gzip)
     /* A configured text field, and "text" mode reads chat lines as text
      * records (they lack the field, so they are counted). */
     const char body[] = "{\"body\": \"custom\"}\n{\"messages\": []}\n";
-    write_bytes(p, body, sizeof body - 1);
+    test_write_bytes(p, body, sizeof body - 1);
     ilm__ingest_opts o;
     cJSON *cfg = cJSON_Parse("{\"text_field\": \"body\", \"jsonl\": \"text\"}");
     ck_assert_int_eq(ilm__ingest_opts_parse(cfg, "ingest", &o), ILM_OK);
@@ -263,7 +240,7 @@ END_TEST
 
 START_TEST(ingest_truncated_gzip)
 {
-    char *dir = test_tmpdir(), *g = join(dir, "t.jsonl.gz"), *next = join(dir, "u.jsonl");
+    char *dir = test_tmpdir(), *g = test_join(dir, "t.jsonl.gz"), *next = test_join(dir, "u.jsonl");
     /* Lines that do not compress to nothing, so half the file is half the
      * lines. */
     size_t cap = 6000, n = 0;
@@ -271,11 +248,11 @@ START_TEST(ingest_truncated_gzip)
     for (int i = 0; n + 100 < cap; i++)
         n += (size_t)sprintf(text + n, "{\"text\": \"line %d %u\"}\n", i,
                              (unsigned)(i * 2654435761u));
-    write_gz(g, text, n);
+    test_write_gz(g, text, n);
     size_t gsize = 0;
     char *gz = test_slurp(g, &gsize);
-    write_bytes(g, gz, gsize / 2);
-    write_bytes(next, "{\"text\": \"after\"}\n", 18);
+    test_write_bytes(g, gz, gsize / 2);
+    test_write_bytes(next, "{\"text\": \"after\"}\n", 18);
     const char *paths[] = { g, next };
     recs r;
     ilm__ingest *in;
@@ -291,7 +268,7 @@ START_TEST(ingest_truncated_gzip)
     recs_free(&r);
 
     /* Not gzip at all but named so: zlib reads it through as plain data. */
-    write_bytes(g, "{\"text\": \"plain\"}\n", 18);
+    test_write_bytes(g, "{\"text\": \"plain\"}\n", 18);
     read_all(paths, 1, NULL, &r, NULL);
     ck_assert_uint_eq(r.n, 1);
     recs_free(&r);
@@ -312,16 +289,16 @@ END_TEST
 START_TEST(ingest_walk_order)
 {
     char *dir = test_tmpdir();
-    char *sub = join(dir, "a"), *f1 = join(dir, "a/z.jsonl"), *f2 = join(dir, "b.txt");
-    char *f3 = join(dir, "c.jsonl.gz"), *f4 = join(dir, "ignore.bin"), *f5 = join(dir, ".h.txt");
-    char *f6 = join(dir, "B.txt"), *lnk = join(dir, "loop");
+    char *sub = test_join(dir, "a"), *f1 = test_join(dir, "a/z.jsonl"), *f2 = test_join(dir, "b.txt");
+    char *f3 = test_join(dir, "c.jsonl.gz"), *f4 = test_join(dir, "ignore.bin"), *f5 = test_join(dir, ".h.txt");
+    char *f6 = test_join(dir, "B.txt"), *lnk = test_join(dir, "loop");
     ck_assert_int_eq(mkdir(sub, 0755), 0);
-    write_bytes(f1, "{\"text\": \"z\"}\n", 14);
-    write_bytes(f2, "b", 1);
-    write_gz(f3, "{\"text\": \"c\"}\n", 14);
-    write_bytes(f4, "x", 1);
-    write_bytes(f5, "hidden", 6);
-    write_bytes(f6, "B", 1);
+    test_write_bytes(f1, "{\"text\": \"z\"}\n", 14);
+    test_write_bytes(f2, "b", 1);
+    test_write_gz(f3, "{\"text\": \"c\"}\n", 14);
+    test_write_bytes(f4, "x", 1);
+    test_write_bytes(f5, "hidden", 6);
+    test_write_bytes(f6, "B", 1);
     ck_assert_int_eq(symlink(dir, lnk), 0); /* a cycle that must not be followed */
     const char *paths[] = { dir };
     recs r;
@@ -347,14 +324,14 @@ END_TEST
 
 START_TEST(ingest_huge_line)
 {
-    char *dir = test_tmpdir(), *p = join(dir, "big.jsonl"), *g = join(dir, "big.jsonl.gz");
+    char *dir = test_tmpdir(), *p = test_join(dir, "big.jsonl"), *g = test_join(dir, "big.jsonl.gz");
     size_t body = (size_t)100 << 20;
     char *line = malloc(body + 64);
     size_t n = (size_t)sprintf(line, "{\"text\": \"");
     memset(line + n, 'a', body);
     n += body;
     n += (size_t)sprintf(line + n, "\"}\n{\"text\": \"small\"}\n");
-    write_bytes(p, line, n);
+    test_write_bytes(p, line, n);
     const char *paths[] = { p };
     ilm__ingest *in = NULL;
     ck_assert_int_eq(ilm__ingest_open(paths, 1, NULL, &in), ILM_OK);
@@ -370,7 +347,7 @@ START_TEST(ingest_huge_line)
 
     /* With a bound, the long line is counted and skipped, in a plain and in
      * a gzip file (whose reader must not buffer past the bound). */
-    write_gz(g, line, n);
+    test_write_gz(g, line, n);
     ilm__ingest_opts o;
     ilm__ingest_opts_default(&o);
     o.max_line_bytes = 1 << 20;

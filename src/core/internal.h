@@ -208,6 +208,10 @@ void       ilm__u64map_free(ilm__u64map *m);
  * bytes there are not valid UTF-8 (overlong, surrogate, > U+10FFFF,
  * truncated).  *cp receives the code point when valid. */
 size_t ilm__utf8_decode(const char *s, size_t n, uint32_t *cp);
+/* The code point at s[*i] (n bytes in all), advancing *i; a byte that does
+ * not start valid UTF-8 reads as U+FFFD and advances one byte (Python's
+ * decode with errors="replace" per byte). */
+uint32_t ilm__utf8_next(const char *s, size_t n, size_t *i);
 /* Writes the UTF-8 of cp into out (4 bytes room); returns its length. */
 size_t ilm__utf8_encode(uint32_t cp, char *out);
 /* utf8proc_map(s, n, options) into a buffer from the library's allocator

@@ -75,3 +75,15 @@ ilm_status ilm__utf8proc_map(const char *s, size_t n, int options, char **out, s
     *out_n = (size_t)r;
     return ILM_OK;
 }
+
+uint32_t ilm__utf8_next(const char *s, size_t n, size_t *i)
+{
+    uint32_t cp;
+    size_t k = ilm__utf8_decode(s + *i, n - *i, &cp);
+    if (k == 0) {
+        *i += 1;
+        return 0xFFFD;
+    }
+    *i += k;
+    return cp;
+}

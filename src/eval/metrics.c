@@ -40,20 +40,6 @@ static ilm_status spans_push(spans *a, const char *p, size_t n)
     return ILM_OK;
 }
 
-/* The code point at s[*i], advancing *i (valid UTF-8 assumed: the texts
- * here are repaired first). */
-static uint32_t next_cp(const char *s, size_t n, size_t *i)
-{
-    uint32_t cp;
-    size_t k = ilm__utf8_decode(s + *i, n - *i, &cp);
-    if (k == 0) {
-        *i += 1;
-        return 0xFFFD;
-    }
-    *i += k;
-    return cp;
-}
-
 /* str.split(): the runs of non-whitespace of s[0, n). */
 static ilm_status split_ws(const char *s, size_t n, spans *out)
 {
@@ -61,7 +47,7 @@ static ilm_status split_ws(const char *s, size_t n, spans *out)
     bool in = false;
     while (i < n) {
         size_t at = i;
-        bool space = ilm__py_isspace(next_cp(s, n, &i));
+        bool space = ilm__py_isspace(ilm__utf8_next(s, n, &i));
         if (space && in) ILM__FORWARD(spans_push(out, s + start, at - start));
         if (!space && !in) start = at;
         in = !space;
@@ -156,7 +142,7 @@ static ilm_status rouge_text(const char *t, ilm__buf *out)
     ilm_status s = ilm__utf8_repair(t, strlen(t), &fixed);
     if (s == ILM_OK) s = ilm__buf_reserve(out, fixed.n);
     for (size_t i = 0; s == ILM_OK && i < fixed.n;) {
-        uint32_t c = next_cp(fixed.p, fixed.n, &i);
+        uint32_t c = ilm__utf8_next(fixed.p, fixed.n, &i);
         char ch = ' ';
         if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) ch = (char)c;
         else if (c >= 'A' && c <= 'Z') ch = (char)(c - 'A' + 'a');
@@ -296,7 +282,7 @@ static ilm_status tokenize_13a(const char *text, ilm__buf *work, spans *tok)
     if (s == ILM_OK) { /* rstrip() */
         size_t i = 0, end = 0;
         while (i < a.n)
-            if (!ilm__py_isspace(next_cp(a.p, a.n, &i))) end = i;
+            if (!ilm__py_isspace(ilm__utf8_next(a.p, a.n, &i))) end = i;
         a.n = end;
     }
     for (size_t k = 0; s == ILM_OK && k < sizeof subst / sizeof *subst; k++) {

@@ -9,14 +9,12 @@
 #include <stdio.h>
 #include <string.h>
 
+/* UTF-8 code points: Python's len() of the decoded text (a byte that is not
+ * valid UTF-8 counts as one). */
 static size_t chars(const char *s)
 {
     size_t n = 0, len = strlen(s);
-    for (size_t i = 0; i < len; n++) {
-        uint32_t cp;
-        size_t k = ilm__utf8_decode(s + i, len - i, &cp);
-        i += k ? k : 1;
-    }
+    for (size_t i = 0; i < len; n++) ilm__utf8_next(s, len, &i);
     return n;
 }
 
@@ -26,12 +24,16 @@ static bool is_space(char c)
 }
 
 /* Words as lm-eval counts them: len(re.split(r"\s+", doc)), one more than
- * the runs of whitespace. */
+ * the runs of (Unicode) whitespace. */
 static size_t words(const char *s)
 {
-    size_t n = 1;
-    for (size_t i = 0; s[i]; i++)
-        if (is_space(s[i]) && (i == 0 || !is_space(s[i - 1]))) n++;
+    size_t n = 1, len = strlen(s);
+    bool in_space = false;
+    for (size_t i = 0; i < len;) {
+        bool sp = ilm__py_isspace(ilm__utf8_next(s, len, &i));
+        if (sp && !in_space) n++;
+        in_space = sp;
+    }
     return n;
 }
 

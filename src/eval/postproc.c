@@ -59,20 +59,6 @@ bool ilm__py_isspace(uint32_t c)
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-/* The code point at s[*i] (n bytes in all), advancing *i; a byte that does
- * not start valid UTF-8 reads as U+FFFD and advances one byte. */
-static uint32_t next_cp(const char *s, size_t n, size_t *i)
-{
-    uint32_t cp;
-    size_t k = ilm__utf8_decode(s + *i, n - *i, &cp);
-    if (k == 0) {
-        *i += 1;
-        return 0xFFFD;
-    }
-    *i += k;
-    return cp;
-}
-
 ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out)
 {
     ILM__FORWARD(ilm__buf_reserve(out, len));
@@ -118,7 +104,7 @@ static void strip_span(const char *s, size_t n, size_t *b, size_t *e)
     size_t i = 0, first = n, last = 0;
     while (i < n) {
         size_t at = i;
-        if (!ilm__py_isspace(next_cp(s, n, &i))) {
+        if (!ilm__py_isspace(ilm__utf8_next(s, n, &i))) {
             if (first == n) first = at;
             last = i;
         }
@@ -136,7 +122,7 @@ static ilm_status first_capital(const char *s, size_t n, ilm__buf *out)
     size_t i = 0;
     while (i < n) {
         size_t at = i;
-        uint32_t c = next_cp(s, n, &i);
+        uint32_t c = ilm__utf8_next(s, n, &i);
         if (c != 0xFFFD && utf8proc_isupper((utf8proc_int32_t)c))
             return ilm__buf_append(out, s + at, i - at);
     }
@@ -296,7 +282,7 @@ static ilm_status first_option(const char *text, size_t len, const char *options
     size_t n_opts = 0;
     if (s == ILM_OK) s = ilm__buf_putc(&cls, '[');
     for (size_t i = 0; s == ILM_OK && i < olen;) {
-        uint32_t c = next_cp(options, olen, &i);
+        uint32_t c = ilm__utf8_next(options, olen, &i);
         if (c == 0xFFFD) continue; /* not an option anyone can type */
         opts[n_opts++] = c;
         s = ilm__buf_printf(&cls, "\\x{%x}", (unsigned)c);
@@ -346,7 +332,7 @@ static ilm_status first_option(const char *text, size_t len, const char *options
 static ilm_status put_number(const char *s, size_t b, size_t e, ilm__buf *out)
 {
     while (b < e) {
-        uint32_t c = next_cp(s, e, &b);
+        uint32_t c = ilm__utf8_next(s, e, &b);
         int d = digit_value(c);
         if (d >= 0) ILM__FORWARD(ilm__buf_putc(out, (char)('0' + d)));
         else if (c != ',') ILM__FORWARD(ilm__buf_putc(out, (char)c)); /* '-' or '.' */
@@ -359,7 +345,7 @@ static size_t digits_end(const char *s, size_t n, size_t i)
 {
     while (i < n) {
         size_t j = i;
-        if (digit_value(next_cp(s, n, &j)) < 0) break;
+        if (digit_value(ilm__utf8_next(s, n, &j)) < 0) break;
         i = j;
     }
     return i;
@@ -368,7 +354,7 @@ static size_t digits_end(const char *s, size_t n, size_t i)
 /* Whether s[i] starts a digit. */
 static bool digit_at(const char *s, size_t n, size_t i)
 {
-    return i < n && digit_value(next_cp(s, n, &i)) >= 0;
+    return i < n && digit_value(ilm__utf8_next(s, n, &i)) >= 0;
 }
 
 /* The last match of  -?\d+(?:,\d{3}(?!\d))*(?:\.\d+)?  in [0, n), scanning
@@ -383,7 +369,7 @@ static void last_number(const char *s, size_t n, bool commas, size_t *b, size_t 
         size_t start = i, j = i;
         if (s[j] == '-') j++;
         if (!digit_at(s, n, j)) {
-            next_cp(s, n, &i);
+            ilm__utf8_next(s, n, &i);
             continue;
         }
         j = digits_end(s, n, j);
@@ -391,7 +377,7 @@ static void last_number(const char *s, size_t n, bool commas, size_t *b, size_t 
             size_t m = j + 1, after3 = j;
             int count = 0; /* ,\d{3}(?!\d): exactly three digits */
             while (count < 4 && digit_at(s, n, m)) {
-                next_cp(s, n, &m);
+                ilm__utf8_next(s, n, &m);
                 if (++count == 3) after3 = m;
             }
             if (count != 3) break;
@@ -478,7 +464,7 @@ static ilm_status em_normalize(const char *text, size_t len, ilm__buf *out)
     ilm__buf low = { 0 };
     ilm_status s = ilm__buf_reserve(&low, len);
     for (size_t i = 0; s == ILM_OK && i < len;) {
-        uint32_t c = next_cp(text, len, &i);
+        uint32_t c = ilm__utf8_next(text, len, &i);
         if (c == 0x130) {
             s = ilm__buf_append(&low, "i\xCC\x87", 3);
             continue;
@@ -493,7 +479,7 @@ static ilm_status em_normalize(const char *text, size_t len, ilm__buf *out)
     bool wrote = false, sep = false;
     for (size_t i = 0; s == ILM_OK && i < low.n;) {
         size_t at = i;
-        uint32_t c = next_cp(low.p, low.n, &i);
+        uint32_t c = ilm__utf8_next(low.p, low.n, &i);
         if (ilm__py_isspace(c)) {
             sep = true;
             continue;
@@ -501,7 +487,7 @@ static ilm_status em_normalize(const char *text, size_t len, ilm__buf *out)
         if (is_word(c)) {
             while (i < low.n) {
                 size_t j = i;
-                if (!is_word(next_cp(low.p, low.n, &j))) break;
+                if (!is_word(ilm__utf8_next(low.p, low.n, &j))) break;
                 i = j;
             }
             size_t w = i - at;
@@ -534,7 +520,7 @@ static ilm_status code_block(const char *s, size_t n, ilm__buf *out)
         size_t j = i + 3;
         while (j < n) {
             size_t k = j;
-            if (!is_word(next_cp(s, n, &k))) break;
+            if (!is_word(ilm__utf8_next(s, n, &k))) break;
             j = k;
         }
         if (j >= n || s[j] != '\n') continue;
@@ -549,7 +535,7 @@ static ilm_status code_block(const char *s, size_t n, ilm__buf *out)
     }
     while (b < e) {
         size_t k = b;
-        if (!ilm__py_isspace(next_cp(s, e, &k))) break;
+        if (!ilm__py_isspace(ilm__utf8_next(s, e, &k))) break;
         b = k;
     }
     return ilm__buf_append(out, s + b, e - b);
