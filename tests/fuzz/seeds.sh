@@ -9,7 +9,7 @@ B=$1
 S=$B/seeds
 F=tests/fixtures
 rm -rf "$S"
-for h in gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt; do
+for h in gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt eval; do
     mkdir -p "$S/$h"
 done
 
@@ -65,6 +65,22 @@ printf '[{"role": "system", "content": "You are helpful."}, {"role": "user", "co
 printf '[{"role": "environment", "name": "interpreter", "content": "4"}]' > "$S/chat/environment"
 printf '[]' > "$S/chat/empty"
 printf '[{"role": "user", "content": "\\u4f60\\u597d \\u0000 <|im_end|>", "name": "x"}]' > "$S/chat/escapes"
+
+# Evaluation tasks: one per mode, each with its data (tests/fuzz/fuzz_eval.c).
+T=$(mktemp -d)
+printf 'What is 1 + 1?,3,2,B\n"Red, or blue?",red,blue,A\n' > "$T/mc.csv"
+printf 'What is 0?,1,0,B\n' > "$T/few.csv"
+printf '{"reader": {"path": "mc.csv", "header": false, "columns": ["q", "A", "B", "answer"], "fewshot_path": "few.csv"}, "header": "Quiz.\n", "fewshot": {"k": 1, "template": "{q} {answer}\n"}, "prompt": "{q}\nAnswer:", "mode": "ppl", "ppl": {"choices": {"A": " {A}", "B": " {B}"}, "gold": "{answer}"}}' > "$T/ppl.json"
+pack "$S/eval/ppl" task.json "$T/ppl.json" mc.csv "$T/mc.csv" few.csv "$T/few.csv"
+printf '{"reader": {"path": "mc.csv", "header": false, "columns": ["q", "A", "B", "answer"]}, "prompt": "{q}", "mode": "ppl", "ppl": {"choices": {"A": " A", "B": " B"}, "gold": "{answer}", "reduction": "whole"}}' > "$T/whole.json"
+pack "$S/eval/whole" task.json "$T/whole.json" mc.csv "$T/mc.csv"
+printf '{"question": "2+2?", "answer": "#### 4"}\n{"question": "3+3?", "answer": "#### 6"}\n' > "$T/m.jsonl"
+printf '{"reader": {"path": "m.jsonl"}, "fewshot": {"ids": [0], "template": "Q: {question}\nA: {answer}\n\n"}, "prompt": "Q: {question}\nA:", "mode": "gen", "gen": {"max_tokens": 8, "stop": ["\n\n"], "postprocess": "gsm8k", "gold": "{answer}", "gold_postprocess": "gsm8k_gold", "metric": "f1"}}' > "$T/gen.json"
+pack "$S/eval/gen" task.json "$T/gen.json" m.jsonl "$T/m.jsonl"
+printf 'The quick brown fox jumps over the lazy dog.\n' > "$T/doc.txt"
+printf '{"reader": {"path": "doc.txt", "format": "text"}, "mode": "rolling", "rolling": {"text": "{text}", "window": 8}}' > "$T/roll.json"
+pack "$S/eval/rolling" task.json "$T/roll.json" doc.txt "$T/doc.txt"
+rm -rf "$T"
 
 for h in configs corpus ckpt; do
     ILM_FUZZ_SEEDS="$S/$h" "$B/fuzz_$h"
