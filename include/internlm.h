@@ -804,7 +804,10 @@ ILM_API const ilm_model *ilm_trainer_model(const ilm_trainer *t);
  *            says), "context" (the session's positions; default the
  *            model's, at most 2048), "threads", "add_bos" (the tokenizer's
  *            default), "resume" (true: finished datasets are read back,
- *            interrupted ones continue from their saved samples).
+ *            interrupted ones continue from their saved samples),
+ *            "execute" (false: a task that runs the generated programs,
+ *            HumanEval's, is ILM_ERR_CONFIG unless this is true; they run
+ *            in a sandbox: docs/eval.md).
  *  @return ILM_OK, ILM_ERR_CONFIG, ILM_ERR_STATE (no tokenizer),
  *          ILM_ERR_NOMEM; *out NULL on failure. */
 ILM_API ilm_status ilm_evaluator_create(const ilm_model *m, const char *config,

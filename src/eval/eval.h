@@ -227,4 +227,33 @@ double     ilm__bleu_score(const ilm__bleu *b);
  * for n = 0, stderr 0 for n < 2. */
 void ilm__mean_stderr(const double *x, size_t n, double *mean, double *stderr_);
 
+/* ---- running generated programs (exec.c) -------------------------------- */
+
+typedef struct ilm__exec_opts {
+    double timeout_s;    /* wall clock; the CPU limit is one second more */
+    size_t memory_bytes; /* RLIMIT_AS */
+    size_t file_bytes;   /* RLIMIT_FSIZE */
+} ilm__exec_opts;
+
+typedef struct ilm__exec_result {
+    bool   passed;           /* exited with status 0 in time */
+    bool   timed_out;        /* killed, with its process group, at the timeout */
+    bool   network_isolated; /* ran in its own network namespace */
+    int    exit_code;        /* -1 unless it exited */
+    int    signal;           /* the signal that ended it, or 0 */
+    double seconds;
+} ilm__exec_result;
+
+/* 10 s, 2 GiB of address space, 16 MiB files. */
+void ilm__exec_defaults(ilm__exec_opts *o);
+/* Runs `program` (len bytes) with `interpreter` ("python3", looked up in
+ * PATH) as `interpreter program` in a fresh empty temporary directory, in
+ * its own process group, with the limits of `o`, no stdin, its output
+ * discarded, and no network where the kernel allows a network namespace
+ * (r->network_isolated says).  A failing, crashing or timed-out program is
+ * ILM_OK with r->passed false; ILM_ERR_UNSUPPORTED when the interpreter
+ * cannot be run, ILM_ERR_IO when the sandbox cannot be set up. */
+ilm_status ilm__exec_program(const char *interpreter, const char *program, size_t len,
+                             const ilm__exec_opts *o, ilm__exec_result *r);
+
 #endif /* ILM_EVAL_EVAL_H */

@@ -97,7 +97,7 @@ ilm_status ilm_evaluator_create(const ilm_model *m, const char *config, ilm_eval
     const char *config_dir = "configs/eval", *data_root = ".", *outdir = NULL,
                *model_name = "model";
     int64_t limit = 0, shots = -1, context = 0, threads = 0;
-    bool add_bos = tok->add_bos, resume = true;
+    bool add_bos = tok->add_bos, resume = true, execute = false;
     const ilm__jfield f[] = {
         { "config_dir", ILM__J_STRING, &config_dir, false, 0, 0 },
         { "data_root", ILM__J_STRING, &data_root, false, 0, 0 },
@@ -109,6 +109,7 @@ ilm_status ilm_evaluator_create(const ilm_model *m, const char *config, ilm_eval
         { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
         { "add_bos", ILM__J_BOOL, &add_bos, false, 0, 0 },
         { "resume", ILM__J_BOOL, &resume, false, 0, 0 },
+        { "execute", ILM__J_BOOL, &execute, false, 0, 0 },
     };
     ilm_status st = ilm__json_fields(root, "", f, sizeof f / sizeof f[0]);
     if (st == ILM_OK && (!*model_name || strpbrk(model_name, "/\\") || model_name[0] == '.'))
@@ -123,6 +124,7 @@ ilm_status ilm_evaluator_create(const ilm_model *m, const char *config, ilm_eval
         e->shots = shots;
         e->add_bos = add_bos;
         e->resume = resume;
+        e->execute = execute;
         e->prefix_id = tok->bos_id >= 0 ? tok->bos_id : tok->eos_id;
         e->config_dir = ilm__strdup(config_dir);
         e->data_root = ilm__strdup(data_root);
@@ -220,6 +222,10 @@ static ilm_status dataset_open(ilm__dataset *d)
     ILM__FORWARD(ilm__dataset_check(d, t->gold, t->mode == ILM__MODE_PPL ? "ppl.gold" : "gen.gold",
                                     &d->test));
     ILM__FORWARD(ilm__dataset_check(d, t->text, "rolling.text", &d->test));
+    ILM__RETURN_IF(t->program && !e->execute, ILM_ERR_CONFIG,
+                   "%s: the task runs the generated programs: it needs \"execute\": true in the "
+                   "evaluator config (internlm eval --execute)", t->source);
+    ILM__FORWARD(ilm__dataset_check(d, t->program, "gen.program", &d->test));
     for (size_t i = 0; i < t->n_choices; i++)
         ILM__FORWARD(ilm__dataset_check(d, t->choices[i], "ppl.choices", &d->test));
     if (t->shots > 0)

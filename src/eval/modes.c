@@ -146,6 +146,7 @@ typedef struct row_view {
     size_t row;
     bool check; /* ilm__template_check: any known name gives "" */
     const char *subset, *subset_text;
+    const char *completion; /* {completion} of a program template, or NULL */
 } row_view;
 
 static const char *row_slot(void *user, const char *name, size_t len)
@@ -153,6 +154,7 @@ static const char *row_slot(void *user, const char *name, size_t len)
     const row_view *r = user;
     if (r->subset && len == 6 && memcmp(name, "subset", 6) == 0) return r->subset;
     if (r->subset && len == 11 && memcmp(name, "subset_text", 11) == 0) return r->subset_text;
+    if (r->completion && len == 10 && memcmp(name, "completion", 10) == 0) return r->completion;
     for (size_t c = 0; c < r->t->n_cols; c++)
         if (strlen(r->t->cols[c]) == len && memcmp(r->t->cols[c], name, len) == 0)
             return r->check ? "" : ilm__table_cell(r->t, r->row, (long)c);
@@ -162,7 +164,7 @@ static const char *row_slot(void *user, const char *name, size_t len)
 ilm_status ilm__dataset_render(const ilm__dataset *d, const char *tmpl, const char *what,
                                const ilm__table *t, size_t row, ilm__buf *out)
 {
-    row_view v = { t, row, false, d->subset, d->subset_text };
+    row_view v = { t, row, false, d->subset, d->subset_text, NULL };
     return ilm__template_render(tmpl, what, row_slot, &v, out);
 }
 
@@ -170,7 +172,8 @@ ilm_status ilm__dataset_check(const ilm__dataset *d, const char *tmpl, const cha
                               const ilm__table *t)
 {
     if (!tmpl) return ILM_OK;
-    row_view v = { t, 0, true, d->subset, d->subset_text };
+    row_view v = { t, 0, true, d->subset, d->subset_text,
+                   tmpl == d->t->program ? "" : NULL };
     return ilm__template_check(tmpl, what, row_slot, &v);
 }
 
@@ -334,11 +337,23 @@ static ilm_status gen_sample(ilm__dataset *d, size_t row, cJSON *sample)
     if (st == ILM_OK) st = gen_config(t, &cfg);
     if (st == ILM_OK) st = ilm_session_generate(e->s, NULL, cfg, NULL, NULL, &text);
     if (st == ILM_OK) st = ilm__postproc_apply(t->pp, text, strlen(text), t->options, &pred);
-    if (st == ILM_OK) st = render_str(d, t->gold, "gen.gold", row, &gold_raw);
+    if (st == ILM_OK) st = render_str(d, t->gold ? t->gold : "", "gen.gold", row, &gold_raw);
     if (st == ILM_OK)
         st = ilm__postproc_apply(t->gold_pp, gold_raw, strlen(gold_raw), t->options, &gold);
     if (st == ILM_OK && !pred.p) st = ilm__buf_append(&pred, "", 0);
     if (st == ILM_OK && !gold.p) st = ilm__buf_append(&gold, "", 0);
+    ilm__exec_result run = { 0 };
+    if (st == ILM_OK && t->program) {
+        /* HumanEval: the prompt, the completion and the tests, run. */
+        row_view v = { &d->test, row, false, d->subset, d->subset_text, pred.p };
+        ilm__buf prog = { 0 };
+        ilm__exec_opts o;
+        ilm__exec_defaults(&o);
+        o.timeout_s = t->timeout;
+        st = ilm__template_render(t->program, "gen.program", row_slot, &v, &prog);
+        if (st == ILM_OK) st = ilm__exec_program(t->interpreter, prog.p ? prog.p : "", prog.n, &o, &run);
+        ilm__buf_free(&prog);
+    }
     if (st == ILM_OK) {
         double score = 0;
         switch (t->metric) {
@@ -347,6 +362,7 @@ static ilm_status gen_sample(ilm__dataset *d, size_t row, cJSON *sample)
         case ILM__METRIC_F1: score = ilm__metric_f1(pred.p, gold.p); break;
         case ILM__METRIC_ROUGE_L: score = ilm__metric_rouge_l(pred.p, gold.p); break;
         case ILM__METRIC_BLEU: score = 0; break; /* a corpus statistic: aggregated later */
+        case ILM__METRIC_PASS_AT_1: score = run.passed; break;
         }
         bool ok = cJSON_AddStringToObject(sample, "prompt", ctx.p) &&
                   cJSON_AddStringToObject(sample, "output", text) &&
@@ -354,6 +370,11 @@ static ilm_status gen_sample(ilm__dataset *d, size_t row, cJSON *sample)
                   cJSON_AddStringToObject(sample, "gold", gold.p) &&
                   cJSON_AddNumberToObject(sample, "score", score);
         if (ok && dropped) ok = cJSON_AddBoolToObject(sample, "truncated", true);
+        if (ok && t->program)
+            ok = cJSON_AddBoolToObject(sample, "timed_out", run.timed_out) &&
+                 cJSON_AddNumberToObject(sample, "exit_code", run.exit_code) &&
+                 cJSON_AddNumberToObject(sample, "signal", run.signal) &&
+                 cJSON_AddBoolToObject(sample, "network_isolated", run.network_isolated);
         if (!ok) st = ilm__error(ILM_ERR_NOMEM, "eval: out of memory");
     }
     ilm__buf_free(&ctx);

@@ -13,7 +13,7 @@ struct ilm_evaluator {
     ilm_session         *s;
     char                *config_dir, *data_root, *out, *model_name;
     int64_t              limit, shots, context;
-    bool                 add_bos, resume;
+    bool                 add_bos, resume, execute;
     int32_t              prefix_id; /* the context of a document's first token */
 };
 

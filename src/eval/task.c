@@ -11,7 +11,8 @@ const char *ilm__task_mode_name(ilm__task_mode m)
     return m == ILM__MODE_PPL ? "ppl" : m == ILM__MODE_GEN ? "gen" : "rolling";
 }
 
-static const char *const metric_names[] = { "accuracy", "exact_match", "f1", "bleu", "rouge_l" };
+static const char *const metric_names[] = { "accuracy", "exact_match", "f1",
+                                             "bleu",     "rouge_l",     "pass_at_1" };
 
 const char *ilm__metric_name(ilm__metric m)
 {
@@ -180,12 +181,17 @@ static ilm_status parse_gen(const cJSON *g, ilm__task *t)
     const char *pp = NULL, *gold_pp = NULL, *metric = "accuracy";
     t->max_tokens = 256;
     t->options = "ABCD";
+    t->interpreter = "python3";
+    t->timeout = 10;
     const ilm__jfield f[] = {
         { "max_tokens", ILM__J_INT, &t->max_tokens, false, 1, 1 << 20 },
         { "stop", ILM__J_ARRAY, &t->stop, false, 0, 0 },
         { "postprocess", ILM__J_STRING, &pp, false, 0, 0 },
-        { "gold", ILM__J_STRING, &t->gold, true, 0, 0 },
+        { "gold", ILM__J_STRING, &t->gold, false, 0, 0 },
         { "gold_postprocess", ILM__J_STRING, &gold_pp, false, 0, 0 },
+        { "program", ILM__J_STRING, &t->program, false, 0, 0 },
+        { "interpreter", ILM__J_STRING, &t->interpreter, false, 0, 0 },
+        { "timeout", ILM__J_NUMBER, &t->timeout, false, 0.1, 3600 },
         { "options", ILM__J_STRING, &t->options, false, 0, 0 },
         { "metric", ILM__J_STRING, &metric, false, 0, 0 },
     };
@@ -199,10 +205,14 @@ static ilm_status parse_gen(const cJSON *g, ilm__task *t)
     size_t m = 0;
     while (m < sizeof metric_names / sizeof metric_names[0] && strcmp(metric_names[m], metric)) m++;
     ILM__RETURN_IF(m == sizeof metric_names / sizeof metric_names[0], ILM_ERR_CONFIG,
-                   "config: 'gen.metric' must be accuracy, exact_match, f1, bleu or rouge_l, "
-                   "not '%s'",
+                   "config: 'gen.metric' must be accuracy, exact_match, f1, bleu, rouge_l or "
+                   "pass_at_1, not '%s'",
                    metric);
     t->metric = (ilm__metric)m;
+    ILM__RETURN_IF((t->metric == ILM__METRIC_PASS_AT_1) != (t->program != NULL), ILM_ERR_CONFIG,
+                   "config: 'gen.metric' pass_at_1 and 'gen.program' go together");
+    ILM__RETURN_IF(!t->gold && !t->program, ILM_ERR_CONFIG,
+                   "config: missing required key 'gen.gold'");
     return ILM_OK;
 }
 

@@ -20,7 +20,7 @@ typedef enum ilm__reduction { ILM__RED_CONTINUATION, ILM__RED_WHOLE } ilm__reduc
 
 typedef enum ilm__metric {
     ILM__METRIC_ACCURACY, ILM__METRIC_EXACT_MATCH, ILM__METRIC_F1, ILM__METRIC_BLEU,
-    ILM__METRIC_ROUGE_L
+    ILM__METRIC_ROUGE_L, ILM__METRIC_PASS_AT_1
 } ilm__metric;
 
 typedef struct ilm__task {
@@ -57,6 +57,9 @@ typedef struct ilm__task {
     ilm__postproc pp, gold_pp;
     const char *options;      /* first_option's letters */
     ilm__metric metric;
+    const char *program;      /* a program to run with {completion}, or NULL */
+    const char *interpreter;  /* "python3" */
+    double      timeout;      /* seconds per program */
     /* rolling */
     const char *text;         /* the document template */
     int64_t     window;       /* tokens predicted per window; 0 = the context - 1 */

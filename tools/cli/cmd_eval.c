@@ -26,6 +26,7 @@ static const char eval_help[] =
     "  --model-name NAME     the model's name in the output (the model file's name)\n"
     "  --context N  --threads N\n"
     "  --no-resume           recompute datasets already in --out\n"
+    "  --execute             run generated programs (HumanEval) in a sandbox\n"
     "  --json                print the results as JSON instead of the table\n";
 
 typedef struct progress_state {
@@ -138,6 +139,10 @@ int cmd_eval(int argc, char **argv)
         }
         if (strcmp(o, "--json") == 0) {
             json = true;
+            continue;
+        }
+        if (strcmp(o, "--execute") == 0) {
+            cJSON_AddTrueToObject(cfg, "execute");
             continue;
         }
         if (strcmp(o, "--no-resume") == 0) {
