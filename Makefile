@@ -140,6 +140,10 @@ $(TEST_OBJ): CPPFLAGS += $(CHECK_CFLAGS)
 $(BUILD)/bench_linear: tools/bench_linear.c $(STATIC)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
+# A development benchmark of the fp32 GEMM against OpenBLAS's threads.
+$(BUILD)/bench_gemm: tools/bench_gemm.c $(STATIC)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
 # A development benchmark of MinHash dedup, run by tools/bench_dedup.py.
 $(BUILD)/bench_dedup: tools/bench_dedup.c $(STATIC)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
