@@ -19,6 +19,7 @@
 #include "backend/backend.h"
 #include "formats/safetensors.h"
 #include "train/graph.h"
+#include "train/lora.h"
 #include "train/optim.h"
 
 #include <cjson/cJSON.h>
@@ -929,6 +930,336 @@ START_TEST(adamw_steps_match_torch)
 }
 END_TEST
 
+
+/* ---- LoRA (src/train/lora.c; fixtures: tools/reference/lora_fixtures.py) ---- */
+
+static const char *const lora_fixtures[] = { "all", "qv_rs" };
+
+/* A LoRA graph over `base` with the adapter of fixture dir `adir` loaded
+ * into its slab (dropout off); *opts gets the adapter's options. */
+static ilm__graph *lora_graph(const ilm_model *base, const char *adir, bool recompute,
+                              ilm__lora_opts *opts)
+{
+    ilm__params ps;
+    float *slab = NULL;
+    ck_assert_msg(ilm__lora_read(adir, &base->arch, opts, &ps, &slab) == ILM_OK, "%s: %s", adir,
+                  ilm_last_error());
+    opts->dropout = 0;
+    ilm__graph *g = NULL;
+    ilm__graph_opts o = { .recompute = recompute, .lora = opts };
+    ck_assert_msg(ilm__graph_create(base, &o, &g) == ILM_OK, "%s", ilm_last_error());
+    const ilm__params *gp = ilm__graph_params(g);
+    ck_assert_uint_eq(gp->n, ps.n);
+    ck_assert_uint_eq(gp->total, ps.total);
+    for (size_t i = 0; i < ps.n; i++) ck_assert_str_eq(gp->p[i].name, ps.p[i].name);
+    memcpy(ilm__graph_param_slab(g), slab, ps.total * sizeof *slab);
+    ilm__free(slab);
+    ilm__params_free(&ps);
+    return g;
+}
+
+/* Loss and every adapter gradient equal peft's (all-linear r 4 alpha 8;
+ * q and v with rsLoRA r 8 alpha 4) on the random LLaMA; the base model is
+ * untouched. */
+START_TEST(lora_graph_equals_peft)
+{
+    const char *name = lora_fixtures[_i];
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, TFIX "lora_%s", name);
+    batch bt = read_batch("gqa_untied");
+    ilm_model *base = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &base), ILM_OK);
+    snprintf(path, sizeof path, "%s/ref.json", dir);
+    cJSON *ref = test_read_json(path);
+    ilm__lora_opts opts;
+    ilm__graph *g = lora_graph(base, dir, false, &opts);
+    ck_assert_double_eq_tol(ilm__lora_scale(&opts), cJSON_GetObjectItem(ref, "scale")->valuedouble,
+                            1e-6);
+    const double want = cJSON_GetObjectItem(ref, "loss")->valuedouble;
+    double s;
+    int64_t n;
+    step(g, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_msg(fabs(s / n - want) <= LOSS_TOL * want, "%s: loss %.9g vs peft %.9g", name, s / n,
+                  want);
+    ilm__safetensors *gr = NULL;
+    snprintf(path, sizeof path, "%s/grads.safetensors", dir);
+    ck_assert_int_eq(ilm__st_open(path, &gr), ILM_OK);
+    const ilm__params *ps = ilm__graph_params(g);
+    ck_assert_uint_eq(ps->n, ilm__st_count(gr));
+    ck_assert_uint_eq(ps->n, (size_t)cJSON_GetObjectItem(ref, "n_adapter_tensors")->valueint);
+    double worst = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        const ilm__st_tensor *t = ilm__st_find(gr, ps->p[i].name);
+        ck_assert_msg(t && t->n_bytes == ps->p[i].numel * sizeof(float), "%s", ps->p[i].name);
+        double e = rel_err(ilm__graph_grad_slab(g) + ps->p[i].offset, (const float *)t->data,
+                           ps->p[i].numel);
+        ck_assert_msg(e <= GRAD_TOL, "%s: gradient of %s differs from peft's by %g", name,
+                      ps->p[i].name, e);
+        worst = fmax(worst, e);
+    }
+    /* Recompute and a second thread give the same bits. */
+    float *once = malloc(ps->total * sizeof *once);
+    memcpy(once, ilm__graph_grad_slab(g), ps->total * sizeof *once);
+    ilm__graph *g2 = lora_graph(base, dir, true, &opts);
+    step(g2, &bt, 1.0f / (float)bt.n_targets, &s, &n);
+    ck_assert_msg(memcmp(once, ilm__graph_grad_slab(g2), ps->total * sizeof *once) == 0,
+                  "recompute changes LoRA gradients");
+    printf("lora %s: loss %.7f and %zu adapter gradients equal peft's, worst rel err %.2e\n", name,
+           s / n, ps->n, worst);
+    free(once);
+    ilm__graph_free(g2);
+    ilm__st_close(gr);
+    cJSON_Delete(ref);
+    ilm__graph_free(g);
+    ilm_model_free(base);
+    free_batch(&bt);
+}
+END_TEST
+
+/* Dropout: the mask is a function of (seed, key, linear, row), so the
+ * same key gives the same bits, recompute included; another key another
+ * mask; and the gradient of the dropped-out loss matches central
+ * differences of that same loss. */
+START_TEST(lora_dropout_is_reproducible_and_differentiable)
+{
+    batch bt = read_batch("gqa_untied");
+    ilm_model *base = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &base), ILM_OK);
+    ilm__lora_opts opts;
+    ilm__graph *g = lora_graph(base, TFIX "lora_all", false, &opts);
+    ilm__graph *gr = lora_graph(base, TFIX "lora_all", true, &opts);
+    ilm__graph_free(g);
+    ilm__graph_free(gr);
+    opts.dropout = 0.3;
+    ilm__graph_opts o = { .lora = &opts }, orc = { .recompute = true, .lora = &opts };
+    ck_assert_int_eq(ilm__graph_create(base, &o, &g), ILM_OK);
+    ck_assert_int_eq(ilm__graph_create(base, &orc, &gr), ILM_OK);
+    const ilm__params *ps = ilm__graph_params(g);
+    /* Small non-zero A and B everywhere: every path carries gradient and
+     * the loss stays near-linear in them, so the differences below are
+     * accurate (with entries of 0.3, attention's curvature alone puts the
+     * central differences of layer 0's k_proj 50 % off). */
+    ilm__rng rng;
+    ilm__rng_init(&rng, 5, 0);
+    float *w = ilm__graph_param_slab(g);
+    for (size_t i = 0; i < ps->total; i++) w[i] = 0.1f * ilm__rng_normal(&rng);
+    memcpy(ilm__graph_param_slab(gr), w, ps->total * sizeof *w);
+    const size_t bytes = ps->total * sizeof(float);
+    double s1, s2, s3;
+    int64_t n;
+    const float scale = 1.0f / (float)bt.n_targets;
+    ilm__graph_set_dropout_key(g, 7);
+    ilm__graph_set_dropout_key(gr, 7);
+    step(g, &bt, scale, &s1, &n);
+    step(gr, &bt, scale, &s2, &n);
+    ck_assert_msg(s1 == s2 && memcmp(ilm__graph_grad_slab(g), ilm__graph_grad_slab(gr), bytes) == 0,
+                  "recompute changes the dropout masks");
+    float *grad = malloc(bytes);
+    memcpy(grad, ilm__graph_grad_slab(g), bytes);
+    ilm__graph_set_dropout_key(g, 8);
+    ilm__graph_zero_grad(g);
+    step(g, &bt, scale, &s3, &n);
+    ck_assert_msg(s3 != s1, "another dropout key gives the same loss");
+    /* The forward alone runs without dropout: it differs from both. */
+    double f0;
+    ck_assert_int_eq(ilm__graph_forward(g, bt.tokens, bt.labels, bt.positions, bt.cu, bt.n_seqs,
+                                        bt.B, bt.T, &f0, &n), ILM_OK);
+    ck_assert(f0 != s1 && f0 != s3);
+    /* Central differences of the key-7 loss on 24 elements of A and B. */
+    ilm__graph_set_dropout_key(g, 7);
+    double num = 0, den = 0;
+    for (int k = 0; k < 24; k++) {
+        const ilm__param *p = &ps->p[(size_t)k % ps->n];
+        const size_t at = p->offset + ilm__rng_below(&rng, (uint32_t)p->numel);
+        const float keep = w[at];
+        double lp, lm;
+        w[at] = keep + (float)FD_EPS;
+        step(g, &bt, 0.0f, &lp, &n);
+        w[at] = keep - (float)FD_EPS;
+        step(g, &bt, 0.0f, &lm, &n);
+        w[at] = keep;
+        const double fd = (lp - lm) / (2 * FD_EPS) / (double)bt.n_targets;
+        num += (fd - grad[at]) * (fd - grad[at]);
+        den += (double)grad[at] * grad[at];
+    }
+    ck_assert_msg(sqrt(num / den) < 5e-3, "dropout gradient vs central differences: %g",
+                  sqrt(num / den));
+    free(grad);
+    ilm__graph_free(g);
+    ilm__graph_free(gr);
+    ilm_model_free(base);
+    free_batch(&bt);
+}
+END_TEST
+
+/* A quantized base, read in place: LoRA over SmolLM2's Q4_1 / Q8_0 GGUF
+ * weights equals LoRA over their fp32 dequantization (the full graph's
+ * view), and the file's weights are not copied. */
+START_TEST(lora_over_a_gguf_base_equals_its_fp32_copy)
+{
+    ilm_model *q = test_smollm2();
+    if (!q) return;
+    ilm__graph *full = NULL;
+    ck_assert_int_eq(ilm__graph_create(q, NULL, &full), ILM_OK);
+    ilm__lora_opts opts;
+    ilm__lora_opts_default(&opts);
+    opts.r = 4;
+    opts.dropout = 0;
+    ilm__graph_opts o = { .lora = &opts };
+    ilm__graph *gq = NULL, *gf = NULL;
+    ck_assert_int_eq(ilm__graph_create(q, &o, &gq), ILM_OK);
+    ck_assert_int_eq(ilm__graph_create(ilm__graph_model(full), &o, &gf), ILM_OK);
+    const ilm__params *ps = ilm__graph_params(gq);
+    ck_assert_uint_eq(ps->n, (size_t)q->arch.n_layers * 7 * 2);
+    ilm__rng rng;
+    ilm__rng_init(&rng, 9, 0);
+    float *w = ilm__graph_param_slab(gq);
+    for (size_t i = 0; i < ps->total; i++) w[i] = 0.05f * ilm__rng_normal(&rng);
+    memcpy(ilm__graph_param_slab(gf), w, ps->total * sizeof *w);
+    /* Two documents of 6 and 10 tokens. */
+    enum { T = 16 };
+    int32_t tok[T], lab[T], pos[T], cu[T + 1] = { 0, 6, 16 }, ns[1] = { 2 };
+    for (int t = 0; t < T; t++) {
+        tok[t] = 100 + 37 * t;
+        pos[t] = t < 6 ? t : t - 6;
+        lab[t] = t == 5 || t == 15 ? -100 : 100 + 37 * (t + 1);
+    }
+    double sq, sf;
+    int64_t n;
+    ck_assert_int_eq(ilm__graph_forward_backward(gq, tok, lab, pos, cu, ns, 1, T, 0.1f, &sq, &n),
+                     ILM_OK);
+    ck_assert_int_eq(ilm__graph_forward_backward(gf, tok, lab, pos, cu, ns, 1, T, 0.1f, &sf, &n),
+                     ILM_OK);
+    ck_assert_msg(fabs(sq - sf) <= 1e-5 * fabs(sf), "loss %.9g vs %.9g", sq, sf);
+    double e = rel_err(ilm__graph_grad_slab(gq), ilm__graph_grad_slab(gf), ps->total);
+    ck_assert_msg(e <= 1e-5, "adapter gradients over Q4_1 vs its fp32 copy: %g", e);
+    printf("lora over SmolLM2 Q4_1: loss %.6f, gradients equal the fp32 copy's (rel err %.2e)\n",
+           sq / n, e);
+    ilm__graph_free(gq);
+    ilm__graph_free(gf);
+    ilm__graph_free(full);
+    ilm_model_free(q);
+}
+END_TEST
+
+/* Targets, the PEFT reader and writer: a round trip keeps every bit; bad
+ * options and hostile adapters are errors naming the key or tensor. */
+START_TEST(lora_options_and_peft_files)
+{
+    ilm_model *base = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &base), ILM_OK);
+    const ilm__arch *a = &base->arch;
+    ilm__lora_opts o;
+    ilm__lora_opts_default(&o);
+    ck_assert_int_eq(o.r, 64);
+    ck_assert_double_eq(o.alpha, 16);
+    ck_assert_double_eq(o.dropout, 0.1);
+    ck_assert_float_eq(ilm__lora_scale(&o), 0.25f);
+    cJSON *j = cJSON_Parse("{\"r\": 16, \"alpha\": 32, \"rslora\": true, "
+                           "\"target_modules\": [\"q_proj\", \"mlp.down_proj\"]}");
+    ck_assert_int_eq(ilm__lora_opts_parse(j, "lora", a, &o), ILM_OK);
+    ck_assert_float_eq_tol(ilm__lora_scale(&o), 8.0f, 1e-6f);
+    ilm__params ps;
+    ck_assert_int_eq(ilm__lora_layout(a, &o, &ps), ILM_OK);
+    ck_assert_uint_eq(ps.n, 2 * 2 * 2);
+    ck_assert_str_eq(ps.p[0].name, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+    ck_assert_int_eq(ps.p[0].shape[0], 16);
+    ck_assert_int_eq(ps.p[0].shape[1], 32);
+    ck_assert_str_eq(ps.p[3].name, "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight");
+    ck_assert_int_eq(ps.p[3].shape[0], 32);
+    ck_assert_int_eq(ps.p[3].shape[1], 16);
+    /* PEFT's init: A within +-1/sqrt(in), B zero. */
+    float *slab = malloc(ps.total * sizeof *slab);
+    ilm__lora_init(&ps, &o, slab);
+    float amax = 0;
+    for (size_t k = 0; k < ps.p[0].numel; k++) amax = fmaxf(amax, fabsf(slab[k]));
+    ck_assert(amax > 0.1f && amax <= 1.0f / sqrtf(32.0f));
+    for (size_t k = 0; k < ps.p[1].numel; k++) ck_assert(slab[ps.p[1].offset + k] == 0.0f);
+    free(slab);
+    ilm__params_free(&ps);
+    cJSON_Delete(j);
+    static const char *const bad[] = {
+        "{\"target_modules\": [\"wqkv\"]}", "{\"target_modules\": []}",
+        "{\"target_modules\": \"lm_head\"}", "{\"r\": 0}", "{\"dropout\": 1}", "{\"rank\": 8}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        j = cJSON_Parse(bad[i]);
+        ilm__lora_opts_default(&o);
+        ck_assert_msg(ilm__lora_opts_parse(j, "lora", a, &o) == ILM_ERR_CONFIG, "%s", bad[i]);
+        cJSON_Delete(j);
+    }
+
+    /* Round trip through the PEFT files. */
+    float *got = NULL, *again = NULL;
+    ck_assert_int_eq(ilm__lora_read(TFIX "lora_qv_rs", a, &o, &ps, &got), ILM_OK);
+    ck_assert(o.rslora && o.r == 8 && o.alpha == 4);
+    char *tmp = test_tmpdir(), *out = test_join(tmp, "adapter");
+    ck_assert_int_eq(ilm__lora_write(out, a, &o, &ps, got, "grad_gqa_untied"), ILM_OK);
+    ilm__lora_opts o2;
+    ilm__params ps2;
+    ck_assert_int_eq(ilm__lora_read(out, a, &o2, &ps2, &again), ILM_OK);
+    ck_assert(o2.r == o.r && o2.alpha == o.alpha && o2.rslora && o2.targets == o.targets);
+    ck_assert_uint_eq(ps2.total, ps.total);
+    ck_assert(memcmp(got, again, ps.total * sizeof *got) == 0);
+    ilm__free(again);
+    ilm__params_free(&ps2);
+
+    /* Hostile adapters: each is refused with a message naming the problem. */
+    char *cfg = test_slurp(TFIX "lora_qv_rs/adapter_config.json", NULL);
+    static const struct { const char *from, *to, *msg; ilm_status st; } edits[] = {
+        { "\"LORA\"", "\"IA3\"", "peft_type", ILM_ERR_UNSUPPORTED },
+        { "\"use_dora\": false", "\"use_dora\": true", "use_dora", ILM_ERR_UNSUPPORTED },
+        { "\"bias\": \"none\"", "\"bias\": \"all\"", "bias", ILM_ERR_UNSUPPORTED },
+        { "\"r\": 8", "\"r\": -8", "r must be", ILM_ERR_FORMAT },
+        { "\"r\": 8", "\"r\": 4", "shape", ILM_ERR_FORMAT },
+    };
+    char *cpath = test_join(out, "adapter_config.json");
+    for (size_t i = 0; i < sizeof edits / sizeof *edits; i++) {
+        char *at = strstr(cfg, edits[i].from);
+        ck_assert_msg(at, "%s not in the fixture", edits[i].from);
+        size_t lf = strlen(edits[i].from), lt = strlen(edits[i].to), n0 = (size_t)(at - cfg);
+        char *edited = malloc(strlen(cfg) + lt + 1);
+        memcpy(edited, cfg, n0);
+        memcpy(edited + n0, edits[i].to, lt);
+        strcpy(edited + n0 + lt, at + lf);
+        test_write_bytes(cpath, edited, strlen(edited));
+        ilm_status st = ilm__lora_read(out, a, &o2, &ps2, &again);
+        ck_assert_msg(st == edits[i].st && strstr(ilm_last_error(), edits[i].msg), "%s: %d %s",
+                      edits[i].to, st, ilm_last_error());
+        ck_assert_ptr_null(again);
+        free(edited);
+    }
+    test_write_bytes(cpath, cfg, strlen(cfg));
+    /* A tensor of no linear layer, and a truncated file. */
+    int64_t shape[2] = { 8, 32 };
+    ilm__st_out extra[2] = {
+        { "base_model.model.lm_head.lora_A.weight", ILM__DTYPE_F32, 2, shape, got },
+        { "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", ILM__DTYPE_F32, 2,
+          shape, got },
+    };
+    char *mpath = test_join(out, "adapter_model.safetensors");
+    ck_assert_int_eq(ilm__st_write(mpath, extra, 2, NULL), ILM_OK);
+    ck_assert_int_eq(ilm__lora_read(out, a, &o2, &ps2, &again), ILM_ERR_FORMAT);
+    ck_assert(strstr(ilm_last_error(), "lm_head"));
+    ck_assert_int_eq(ilm__st_write(mpath, extra + 1, 1, NULL), ILM_OK);
+    ck_assert_int_eq(ilm__lora_read(out, a, &o2, &ps2, &again), ILM_ERR_UNSUPPORTED);
+    size_t len;
+    char *whole = test_slurp(TFIX "lora_qv_rs/adapter_model.safetensors", &len);
+    test_write_bytes(mpath, whole, len - 100);
+    ck_assert_int_eq(ilm__lora_read(out, a, &o2, &ps2, &again), ILM_ERR_FORMAT);
+    free(whole);
+    free(mpath);
+    free(cpath);
+    free(cfg);
+    ilm__free(got);
+    ilm__params_free(&ps);
+    test_rmtree(tmp);
+    free(out);
+    free(tmp);
+    ilm_model_free(base);
+}
+END_TEST
+
 Suite *suite_grad(void)
 {
     Suite *s = suite_create("grad");
@@ -954,5 +1285,12 @@ Suite *suite_grad(void)
     tcase_add_test(gr, graph_rejects_bad_batches);
     tcase_add_test(gr, adamw_steps_match_torch);
     suite_add_tcase(s, gr);
+    TCase *lo = tcase_create("lora");
+    tcase_set_timeout(lo, 300);
+    tcase_add_loop_test(lo, lora_graph_equals_peft, 0, 2);
+    tcase_add_test(lo, lora_dropout_is_reproducible_and_differentiable);
+    tcase_add_test(lo, lora_over_a_gguf_base_equals_its_fp32_copy);
+    tcase_add_test(lo, lora_options_and_peft_files);
+    suite_add_tcase(s, lo);
     return s;
 }

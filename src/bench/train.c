@@ -161,7 +161,7 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
     float *mom = NULL, *var = NULL;
     if (st == ILM_OK) st = ilm_model_create(mc, 1234, &m);
     if (st == ILM_OK) {
-        const ilm__graph_opts go = { recompute, (int)threads };
+        const ilm__graph_opts go = { recompute, (int)threads, NULL };
         st = ilm__graph_create(m, &go, &g);
     }
     if (st == ILM_OK) st = make_batch(&b, B, T, docs, m->arch.vocab_size);

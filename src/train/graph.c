@@ -7,21 +7,36 @@
 #include "train/graph.h"
 #include "tensor/tensor.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Logits rows per cross-entropy chunk: at most this many floats of
  * logits exist at once (64 MB), whatever the vocabulary. */
 #define LOGIT_FLOATS ((int64_t)1 << 24)
+
+/* Floats of one dequantized panel of a frozen base weight (4 MB): the
+ * rows per panel depend on the weight's width alone. */
+#define PANEL_FLOATS ((int64_t)1 << 20)
 
 /* One layer's saved activations (graph.h). */
 typedef struct layer_acts {
     float *q, *k, *v, *att, *lse, *m, *gate, *up;
 } layer_acts;
 
+/* One adapter's A [r, in] and B [out, r] in the slab. */
+typedef struct lora_ab {
+    float *A, *B;
+} lora_ab;
+
 struct ilm__graph {
     ilm__arch           a;
     ilm__backend       *be; /* the graph's own CPU instance */
+    int                 threads;
     ilm__params         ps;
     float              *params, *grads; /* [ps.total] each */
     ilm_model          *view;
@@ -43,6 +58,18 @@ struct ilm__graph {
     int64_t logit_rows;
     bool    timing;
     double  op_s[ILM__GOP_COUNT];
+    /* LoRA (graph.h): base is the frozen model (borrowed), NULL when every
+     * parameter trains. */
+    const ilm_model *base;
+    ilm__lora_opts   lora;
+    float            lora_s;
+    lora_ab         *ab;        /* [L * ilm__n_layer_tensors]; A NULL: not adapted */
+    uint64_t         drop_key;
+    bool             drop_on;   /* dropout in this run (backward runs only) */
+    float           *u, *du;    /* [N, r] */
+    float           *xd;        /* [N, max in] the dropped-out input */
+    float           *panel;     /* dequantized rows of a base weight (PANEL_FLOATS) */
+    float           *norm_sink; /* [C] gradients of frozen norms, discarded */
 };
 
 const char *const ilm__graph_op_names[ILM__GOP_COUNT] = {
@@ -141,6 +168,63 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
     return ILM_OK;
 }
 
+/* The adapter of layer l's tensor i, or NULL. */
+static const lora_ab *adapter(const ilm__graph *g, int64_t l, size_t i)
+{
+    const lora_ab *ab = g->ab ? &g->ab[(size_t)l * ilm__n_layer_tensors + i] : NULL;
+    return ab && ab->A ? ab : NULL;
+}
+
+static ilm_status check_base(const ilm__weight *w, const char *what, int64_t l)
+{
+    uint32_t block, bytes;
+    ILM__RETURN_IF(!ilm__dtype_info(w->type, &block, &bytes), ILM_ERR_UNSUPPORTED,
+                   "lora: layer %lld %s: weight type %s (%u) cannot be a frozen base",
+                   (long long)l, what, ilm__dtype_name(w->type), w->type);
+    ILM__RETURN_IF(w->cols > PANEL_FLOATS, ILM_ERR_UNSUPPORTED,
+                   "lora: layer %lld %s: %lld columns is too wide", (long long)l, what,
+                   (long long)w->cols);
+    return ILM_OK;
+}
+
+/* LoRA: the adapter slab over the frozen base m (graph.h). */
+static ilm_status build_lora(ilm__graph *g, const ilm_model *m, const ilm__lora_opts *o)
+{
+    const ilm__arch *a = &g->a;
+    g->base = m;
+    g->lora = *o;
+    g->lora_s = ilm__lora_scale(o);
+    ILM__FORWARD(ilm__lora_layout(a, o, &g->ps));
+    g->params = ilm__calloc(g->ps.total, sizeof *g->params);
+    g->grads = ilm__calloc(g->ps.total, sizeof *g->grads);
+    g->ab = ilm__calloc((size_t)a->n_layers * ilm__n_layer_tensors, sizeof *g->ab);
+    g->panel = ilm__malloc((size_t)PANEL_FLOATS * sizeof *g->panel);
+    g->norm_sink = ilm__calloc((size_t)a->hidden_size, sizeof *g->norm_sink);
+    ILM__RETURN_IF(!g->params || !g->grads || !g->ab || !g->panel || !g->norm_sink, ILM_ERR_NOMEM,
+                   "lora: cannot allocate %zu MB of adapters and gradients",
+                   2 * g->ps.total * sizeof(float) >> 20);
+    ilm__lora_init(&g->ps, o, g->params);
+    size_t k = 0;
+    char module[ILM__PARAM_NAME];
+    for (int64_t l = 0; l < a->n_layers; l++)
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+            const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+            if (!ilm__lora_module(a, i, l, module, sizeof module)) continue;
+            ILM__FORWARD(check_base((const ilm__weight *)((const uint8_t *)&m->layers[l] + lt->field),
+                                    module, l));
+            if (!(o->targets >> i & 1)) continue;
+            lora_ab *ab = &g->ab[(size_t)l * ilm__n_layer_tensors + i];
+            ab->A = g->params + g->ps.p[k].offset;
+            ab->B = g->params + g->ps.p[k + 1].offset;
+            k += 2;
+        }
+    ILM__FORWARD(check_base(&m->output, "output", -1));
+    uint32_t block, bytes;
+    ILM__RETURN_IF(!ilm__dtype_info(m->tok_embd.type, &block, &bytes), ILM_ERR_UNSUPPORTED,
+                   "lora: embedding type %u", m->tok_embd.type);
+    return ILM_OK;
+}
+
 ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, ilm__graph **out)
 {
     ILM__RETURN_IF(!m || !out, ILM_ERR_INVALID_ARG, "graph: NULL argument");
@@ -153,17 +237,23 @@ ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, il
     ILM__RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
     g->a = *a;
     g->recompute = opts && opts->recompute;
+    g->threads = opts && opts->threads > 0 ? opts->threads : ilm__num_threads();
     ilm_status st = ilm__backend_cpu_create(opts ? opts->threads : 0, -1, &g->be);
-    if (st == ILM_OK) st = ilm__params_layout(a, &g->ps);
-    if (st == ILM_OK) {
-        g->params = ilm__calloc(g->ps.total, sizeof *g->params);
-        g->grads = ilm__calloc(g->ps.total, sizeof *g->grads);
-        g->view = ilm__calloc(1, sizeof *g->view);
-        if (!g->params || !g->grads || !g->view)
-            st = ilm__error(ILM_ERR_NOMEM, "graph: cannot allocate %zu MB of parameters and gradients",
-                            2 * g->ps.total * sizeof(float) >> 20);
+    if (st == ILM_OK && opts && opts->lora) {
+        st = build_lora(g, m, opts->lora);
+    } else if (st == ILM_OK) {
+        st = ilm__params_layout(a, &g->ps);
+        if (st == ILM_OK) {
+            g->params = ilm__calloc(g->ps.total, sizeof *g->params);
+            g->grads = ilm__calloc(g->ps.total, sizeof *g->grads);
+            g->view = ilm__calloc(1, sizeof *g->view);
+            if (!g->params || !g->grads || !g->view)
+                st = ilm__error(ILM_ERR_NOMEM,
+                                "graph: cannot allocate %zu MB of parameters and gradients",
+                                2 * g->ps.total * sizeof(float) >> 20);
+        }
+        if (st == ILM_OK) st = build(g, m);
     }
-    if (st == ILM_OK) st = build(g, m);
     if (st != ILM_OK) {
         ilm__graph_free(g);
         return st;
@@ -193,6 +283,9 @@ void ilm__graph_free(ilm__graph *g)
     ilm__params_free(&g->ps);
     ilm__free(g->params);
     ilm__free(g->grads);
+    ilm__free(g->ab);
+    ilm__free(g->panel);
+    ilm__free(g->norm_sink);
     ilm__backend_free(g->be);
     ilm__free(g);
 }
@@ -202,8 +295,9 @@ const ilm__backend *ilm__graph_backend(const ilm__graph *g) { return g->be; }
 const ilm__params *ilm__graph_params(const ilm__graph *g) { return &g->ps; }
 float *ilm__graph_param_slab(ilm__graph *g) { return g->params; }
 float *ilm__graph_grad_slab(ilm__graph *g) { return g->grads; }
-ilm_model *ilm__graph_model(ilm__graph *g) { return g->view; }
+ilm_model *ilm__graph_model(ilm__graph *g) { return g->view ? g->view : (ilm_model *)g->base; }
 void ilm__graph_set_recompute(ilm__graph *g, bool on) { g->recompute = on; }
+void ilm__graph_set_dropout_key(ilm__graph *g, uint64_t key) { g->drop_key = key; }
 
 void ilm__graph_set_timing(ilm__graph *g, bool on)
 {
@@ -249,6 +343,12 @@ static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
     TAKE(g->cos, N * D / 2);
     TAKE(g->sin, N * D / 2);
     TAKE(g->logits, rows * V);
+    const int64_t r = g->base ? g->lora.r : 0;
+    int64_t in_max = C > F ? C : F;
+    if (HD > in_max) in_max = HD;
+    TAKE(g->u, N * r);
+    TAKE(g->du, N * r);
+    TAKE(g->xd, g->base ? N * in_max : 0);
     const int64_t sets = recompute ? 1 : L;
     for (int64_t l = 0; l < sets; l++) {
         TAKE(g->acts[l].q, N * HD);
@@ -330,6 +430,196 @@ static float *grad_of(const ilm__graph *g, const void *param)
 
 static const float *W(const ilm__weight *w) { return (const float *)w->data; }
 
+/* ---- linears: trainable fp32, or a frozen base with an adapter ------------- */
+
+/* One linear of the graph: y = x W^T (+ the adapter's term). */
+typedef struct lin {
+    const ilm__weight *w;  /* fp32 in the slab, or the frozen base in any type */
+    float             *gw; /* its gradient; NULL when frozen */
+    const lora_ab     *ab; /* NULL: no adapter */
+    float             *gA, *gB;
+    uint64_t           id; /* names the dropout stream */
+} lin;
+
+static size_t tensor_index(size_t field)
+{
+    for (size_t i = 0; i < ilm__n_layer_tensors; i++)
+        if (ilm__layer_tensors[i].field == field) return i;
+    return 0; /* not reached: every field is in the table */
+}
+
+/* Layer l's linear at `field` (offsetof(ilm__layer, ...)). */
+static lin lin_at(ilm__graph *g, int64_t l, size_t field)
+{
+    const ilm_model *m = ilm__graph_model(g);
+    const ilm__weight *w = (const ilm__weight *)((const uint8_t *)&m->layers[l] + field);
+    const size_t i = tensor_index(field);
+    lin L = { w, g->base ? NULL : grad_of(g, w->data), adapter(g, l, i), NULL, NULL,
+              (uint64_t)l * ilm__n_layer_tensors + i };
+    if (L.ab) {
+        L.gA = grad_of(g, L.ab->A);
+        L.gB = grad_of(g, L.ab->B);
+    }
+    return L;
+}
+
+/* Rows of a panel of a weight `cols` wide. */
+static int64_t panel_rows(int64_t cols) { return PANEL_FLOATS / cols; }
+
+/* Rows [r0, r0 + rows) of a frozen base weight as fp32 into g->panel. */
+static void dequantize_rows(const ilm__graph *g, const ilm__weight *w, int64_t r0, int64_t rows)
+{
+    uint32_t block = 1, bytes = 4;
+    (void)ilm__dtype_info(w->type, &block, &bytes); /* checked at creation */
+    const size_t row_bytes = (size_t)(w->cols / block) * bytes;
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * row_bytes;
+    float *panel = g->panel;
+    const int64_t cols = w->cols;
+#pragma omp parallel for num_threads(g->threads) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++)
+        (void)ilm__dequantize(w->type, src + (size_t)r * row_bytes, panel + r * cols, cols);
+}
+
+/* Y[N,out] = X[N,in] W^T + beta Y for any stored W. */
+static ilm_status base_fwd(const ilm__graph *g, const ilm__weight *w, const float *X, int64_t N,
+                           float *Y, float beta)
+{
+    const int64_t out = w->rows, in = w->cols;
+    if (w->type == ILM__DTYPE_F32) return mm(g, X, N, in, W(w), out, Y, beta);
+    const int64_t P = panel_rows(in);
+    for (int64_t n0 = 0; n0 < out; n0 += P) {
+        const int64_t rows = out - n0 < P ? out - n0 : P;
+        dequantize_rows(g, w, n0, rows);
+        ILM__FORWARD(g->be->iface.gemm_f32(g->be, false, true, (int)N, (int)rows, (int)in, 1.0f, X,
+                                           (int)in, g->panel, (int)in, beta, Y + n0, (int)out));
+    }
+    return ILM_OK;
+}
+
+/* dX[N,in] = dY[N,out] W + beta dX for any stored W: panel by panel, in
+ * order, so the sum over out runs in a fixed order. */
+static ilm_status base_dx(const ilm__graph *g, const ilm__weight *w, const float *dY, int64_t N,
+                          float *dX, float beta)
+{
+    const int64_t out = w->rows, in = w->cols;
+    if (w->type == ILM__DTYPE_F32) return mm_dx(g, dY, N, out, W(w), in, dX, beta);
+    const int64_t P = panel_rows(in);
+    for (int64_t n0 = 0; n0 < out; n0 += P) {
+        const int64_t rows = out - n0 < P ? out - n0 : P;
+        dequantize_rows(g, w, n0, rows);
+        ILM__FORWARD(g->be->iface.gemm_f32(g->be, false, false, (int)N, (int)in, (int)rows, 1.0f,
+                                           dY + n0, (int)out, g->panel, (int)in,
+                                           n0 == 0 ? beta : 1.0f, dX, (int)in));
+    }
+    return ILM_OK;
+}
+
+/* Dropout's mask for linear `id`: row t keeps element j when its uniform
+ * draw is at least p.  dst = src * mask / (1 - p), or dst += that. */
+static void dropout_apply(const ilm__graph *g, uint64_t id, const float *src, int64_t N,
+                          int64_t in, float *dst, bool accumulate)
+{
+    const float p = (float)g->lora.dropout, keep = 1.0f / (1.0f - p);
+#pragma omp parallel for num_threads(g->threads) schedule(static)
+    for (int64_t t = 0; t < N; t++) {
+        ilm__rng r;
+        ilm__rng_init(&r, g->lora.seed ^ (g->drop_key * 0x9e3779b97f4a7c15ull),
+                      (id << 32) ^ (uint64_t)t);
+        const float *x = src + t * in;
+        float *y = dst + t * in;
+        for (int64_t j = 0; j < in; j++) {
+            const float v = ilm__rng_uniform(&r) >= p ? x[j] * keep : 0.0f;
+            y[j] = accumulate ? y[j] + v : v;
+        }
+    }
+}
+
+/* The adapter's input: X, or X dropped out into g->xd. */
+static const float *lora_input(const ilm__graph *g, const lin *L, const float *X, int64_t N)
+{
+    if (!g->drop_on || g->lora.dropout <= 0) return X;
+    dropout_apply(g, L->id, X, N, L->w->cols, g->xd, false);
+    return g->xd;
+}
+
+/* Y[N,out] = X W^T + beta Y, plus s (dropout(X) A^T) B^T. */
+static ilm_status lin_fwd(const ilm__graph *g, const lin *L, const float *X, int64_t N, float *Y,
+                          float beta)
+{
+    ILM__FORWARD(base_fwd(g, L->w, X, N, Y, beta));
+    if (!L->ab) return ILM_OK;
+    const ilm__backend *be = g->be;
+    const int r = (int)g->lora.r, in = (int)L->w->cols, out = (int)L->w->rows;
+    const float *xin = lora_input(g, L, X, N);
+    ILM__FORWARD(be->iface.gemm_f32(be, false, true, (int)N, r, in, 1.0f, xin, in, L->ab->A, in,
+                                    0.0f, g->u, r));
+    return be->iface.gemm_f32(be, false, true, (int)N, out, r, g->lora_s, g->u, r, L->ab->B, r,
+                              1.0f, Y, out);
+}
+
+/* dX += (du A) * dropout's mask / (1 - p), du in g->du. */
+static ilm_status lora_dx_du(const ilm__graph *g, const lin *L, int64_t N, float *dX)
+{
+    const ilm__backend *be = g->be;
+    const int r = (int)g->lora.r, in = (int)L->w->cols;
+    if (!g->drop_on || g->lora.dropout <= 0)
+        return be->iface.gemm_f32(be, false, false, (int)N, in, r, 1.0f, g->du, r, L->ab->A, in,
+                                  1.0f, dX, in);
+    ILM__FORWARD(be->iface.gemm_f32(be, false, false, (int)N, in, r, 1.0f, g->du, r, L->ab->A, in,
+                                    0.0f, g->xd, in));
+    dropout_apply(g, L->id, g->xd, N, in, dX, true);
+    return ILM_OK;
+}
+
+/* du = s dY B. */
+static ilm_status lora_du(const ilm__graph *g, const lin *L, const float *dY, int64_t N)
+{
+    const int r = (int)g->lora.r, out = (int)L->w->rows;
+    return g->be->iface.gemm_f32(g->be, false, false, (int)N, r, out, g->lora_s, dY, out,
+                                 L->ab->B, r, 0.0f, g->du, r);
+}
+
+/* The adapter's part of dX (dX += ...), for a linear whose base part
+ * base_dx added: linears that share an input add their dX one by one. */
+static ilm_status lora_dx(const ilm__graph *g, const lin *L, const float *dY, int64_t N, float *dX)
+{
+    if (!L->ab) return ILM_OK;
+    ILM__FORWARD(lora_du(g, L, dY, N));
+    return lora_dx_du(g, L, N, dX);
+}
+
+/* The backward of lin_fwd for dY [N,out] and its input X: the weight's
+ * gradient (trainable) or the adapter's (u recomputed), then, unless dX is
+ * NULL, dX = dY W + beta dX plus the adapter's term. */
+static ilm_status lin_bwd(const ilm__graph *g, const lin *L, const float *dY, int64_t N,
+                          const float *X, float *dX, float beta)
+{
+    const ilm__backend *be = g->be;
+    const int64_t out = L->w->rows, in = L->w->cols;
+    if (L->gw) ILM__FORWARD(mm_dw(g, dY, N, out, X, in, L->gw));
+    if (L->ab) {
+        const int r = (int)g->lora.r;
+        const float *xin = lora_input(g, L, X, N);
+        ILM__FORWARD(be->iface.gemm_f32(be, false, true, (int)N, r, (int)in, 1.0f, xin, (int)in,
+                                        L->ab->A, (int)in, 0.0f, g->u, r));
+        /* dB += s dY^T u;  du = s dY B;  dA += du^T x. */
+        ILM__FORWARD(be->iface.gemm_f32(be, true, false, (int)out, r, (int)N, g->lora_s, dY,
+                                        (int)out, g->u, r, 1.0f, L->gB, r));
+        ILM__FORWARD(lora_du(g, L, dY, N));
+        ILM__FORWARD(be->iface.gemm_f32(be, true, false, r, (int)in, (int)N, 1.0f, g->du, r, xin,
+                                        (int)in, 1.0f, L->gA, (int)in));
+    }
+    if (!dX) return ILM_OK;
+    ILM__FORWARD(base_dx(g, L->w, dY, N, dX, beta));
+    return L->ab ? lora_dx_du(g, L, N, dX) : ILM_OK;
+}
+
+/* A norm weight's gradient: its slab slot, or the sink when frozen. */
+static float *norm_grad(const ilm__graph *g, const float *w)
+{
+    return g->base ? g->norm_sink : grad_of(g, w);
+}
+
 /* ---- forward and backward of one layer ------------------------------------- */
 
 /* x_l -> acts (and x_l+1 when write_out). */
@@ -338,34 +628,42 @@ static ilm_status layer_forward(ilm__graph *g, int64_t l, int64_t N, int64_t n_d
 {
     const ilm__arch *a = &g->a;
     const ilm__backend *be = g->be;
-    const ilm__layer *ly = &g->view->layers[l];
+    const ilm__layer *ly = &ilm__graph_model(g)->layers[l];
     const layer_acts *s = &g->acts[l];
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim;
     const float *x = g->xs + l * N * C;
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
-        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wqkv), (H + 2 * KV) * D, g->qkv, 0));
+        const lin wqkv = lin_at(g, l, offsetof(ilm__layer, wqkv));
+        OP(g, ILM__GOP_MM_QKV, lin_fwd(g, &wqkv, g->h, N, g->qkv, 0));
         OP(g, ILM__GOP_OTHER, be->iface.qkv_split(be, g->qkv, N, H, KV, D, s->q, s->k, s->v));
     } else {
-        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wq), H * D, s->q, 0));
-        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wk), KV * D, s->k, 0));
-        OP(g, ILM__GOP_MM_QKV, mm(g, g->h, N, C, W(&ly->wv), KV * D, s->v, 0));
+        const lin wq = lin_at(g, l, offsetof(ilm__layer, wq)),
+                  wk = lin_at(g, l, offsetof(ilm__layer, wk)),
+                  wv = lin_at(g, l, offsetof(ilm__layer, wv));
+        OP(g, ILM__GOP_MM_QKV, lin_fwd(g, &wq, g->h, N, s->q, 0));
+        OP(g, ILM__GOP_MM_QKV, lin_fwd(g, &wk, g->h, N, s->k, 0));
+        OP(g, ILM__GOP_MM_QKV, lin_fwd(g, &wv, g->h, N, s->v, 0));
     }
     OP(g, ILM__GOP_ROPE, be->iface.rope(be, s->q, N, H, D, g->cos, g->sin, a->rope_interleaved));
     OP(g, ILM__GOP_ROPE, be->iface.rope(be, s->k, N, KV, D, g->cos, g->sin, a->rope_interleaved));
     OP(g, ILM__GOP_ATTENTION,
        be->iface.attention_train(be, s->q, s->k, s->v, s->att, s->lse, g->cu, n_docs, N, H, KV, D));
     OPV(g, ILM__GOP_OTHER, memcpy(s->m, x, (size_t)(N * C) * sizeof *s->m));
-    OP(g, ILM__GOP_MM_O, mm(g, s->att, N, H * D, W(&ly->wo), C, s->m, 1)); /* residual in beta */
+    const lin wo = lin_at(g, l, offsetof(ilm__layer, wo));
+    OP(g, ILM__GOP_MM_O, lin_fwd(g, &wo, s->att, N, s->m, 1)); /* residual in beta */
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
-    OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_gate), F, s->gate, 0));
-    OP(g, ILM__GOP_MM_MLP, mm(g, g->h, N, C, W(&ly->w_up), F, s->up, 0));
+    const lin wg = lin_at(g, l, offsetof(ilm__layer, w_gate)),
+              wu = lin_at(g, l, offsetof(ilm__layer, w_up));
+    OP(g, ILM__GOP_MM_MLP, lin_fwd(g, &wg, g->h, N, s->gate, 0));
+    OP(g, ILM__GOP_MM_MLP, lin_fwd(g, &wu, g->h, N, s->up, 0));
     if (!write_out) return ILM_OK;
     OP(g, ILM__GOP_SWIGLU, be->iface.swiglu(be, s->gate, s->up, g->f, N * F));
     float *y = g->xs + (l + 1) * N * C;
     OPV(g, ILM__GOP_OTHER, memcpy(y, s->m, (size_t)(N * C) * sizeof *y));
-    OP(g, ILM__GOP_MM_MLP, mm(g, g->f, N, F, W(&ly->w_down), C, y, 1));
+    const lin wd = lin_at(g, l, offsetof(ilm__layer, w_down));
+    OP(g, ILM__GOP_MM_MLP, lin_fwd(g, &wd, g->f, N, y, 1));
     return ILM_OK;
 }
 
@@ -375,28 +673,32 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
 {
     const ilm__arch *a = &g->a;
     const ilm__backend *be = g->be;
-    const ilm__layer *ly = &g->view->layers[l];
+    const ilm__layer *ly = &ilm__graph_model(g)->layers[l];
     const layer_acts *s = &g->acts[l];
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
-                  D = a->head_dim, HD = H * D, KVD = KV * D;
+                  D = a->head_dim;
     const float *x = g->xs + l * N * C;
     float *dx = g->dx, *dh = g->dh;
     /* MLP: x_l+1 = m + f Wd^T with f = silu(gate) * up. */
+    const lin wd = lin_at(g, l, offsetof(ilm__layer, w_down)),
+              wg = lin_at(g, l, offsetof(ilm__layer, w_gate)),
+              wu = lin_at(g, l, offsetof(ilm__layer, w_up));
     OP(g, ILM__GOP_SWIGLU, be->iface.swiglu(be, s->gate, s->up, g->f, N * F));
-    OP(g, ILM__GOP_MM_MLP, mm_dw(g, dx, N, C, g->f, F, grad_of(g, ly->w_down.data)));
-    OP(g, ILM__GOP_MM_MLP, mm_dx(g, dx, N, C, W(&ly->w_down), F, g->f, 0));
+    OP(g, ILM__GOP_MM_MLP, lin_bwd(g, &wd, dx, N, g->f, g->f, 0));
     OP(g, ILM__GOP_SWIGLU, be->iface.swiglu_bwd(be, g->f, s->gate, s->up, s->gate, s->up, N * F));
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, s->m, ly->ffn_norm, g->h, N, C, a->rms_eps));
-    OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->gate, N, F, g->h, C, grad_of(g, ly->w_gate.data)));
-    OP(g, ILM__GOP_MM_MLP, mm_dw(g, s->up, N, F, g->h, C, grad_of(g, ly->w_up.data)));
-    OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->gate, N, F, W(&ly->w_gate), C, dh, 0));
-    OP(g, ILM__GOP_MM_MLP, mm_dx(g, s->up, N, F, W(&ly->w_up), C, dh, 1));
-    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh, grad_of(g, ly->ffn_norm),
-                                            N, C, a->rms_eps));
+    OP(g, ILM__GOP_MM_MLP, lin_bwd(g, &wg, s->gate, N, g->h, NULL, 0));
+    OP(g, ILM__GOP_MM_MLP, lin_bwd(g, &wu, s->up, N, g->h, NULL, 0));
+    OP(g, ILM__GOP_MM_MLP, base_dx(g, wg.w, s->gate, N, dh, 0));
+    OP(g, ILM__GOP_MM_MLP, base_dx(g, wu.w, s->up, N, dh, 1));
+    OP(g, ILM__GOP_MM_MLP, lora_dx(g, &wg, s->gate, N, dh));
+    OP(g, ILM__GOP_MM_MLP, lora_dx(g, &wu, s->up, N, dh));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, s->m, ly->ffn_norm, dh, dh,
+                                                  norm_grad(g, ly->ffn_norm), N, C, a->rms_eps));
     OP(g, ILM__GOP_OTHER, be->iface.add(be, dx, dh, N * C)); /* dx: d loss / d m */
     /* Attention: m = x_l + att Wo^T. */
-    OP(g, ILM__GOP_MM_O, mm_dw(g, dx, N, C, s->att, HD, grad_of(g, ly->wo.data)));
-    OP(g, ILM__GOP_MM_O, mm_dx(g, dx, N, C, W(&ly->wo), HD, g->datt, 0));
+    const lin wo = lin_at(g, l, offsetof(ilm__layer, wo));
+    OP(g, ILM__GOP_MM_O, lin_bwd(g, &wo, dx, N, s->att, g->datt, 0));
     OP(g, ILM__GOP_ATTENTION,
        be->iface.attention_train_bwd(be, s->q, s->k, s->v, s->att, s->lse, g->datt, g->dq, g->dk, g->dv,
                                g->cu, n_docs, N, H, KV, D));
@@ -404,20 +706,25 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
     OP(g, ILM__GOP_ROPE, be->iface.rope_bwd(be, g->dk, N, KV, D, g->cos, g->sin, a->rope_interleaved));
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
-        const int64_t X = HD + 2 * KVD;
+        const lin wqkv = lin_at(g, l, offsetof(ilm__layer, wqkv));
         OP(g, ILM__GOP_OTHER, be->iface.qkv_merge(be, g->dq, g->dk, g->dv, N, H, KV, D, g->qkv));
-        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->qkv, N, X, g->h, C, grad_of(g, ly->wqkv.data)));
-        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->qkv, N, X, W(&ly->wqkv), C, dh, 0));
+        OP(g, ILM__GOP_MM_QKV, lin_bwd(g, &wqkv, g->qkv, N, g->h, dh, 0));
     } else {
-        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dq, N, HD, g->h, C, grad_of(g, ly->wq.data)));
-        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dk, N, KVD, g->h, C, grad_of(g, ly->wk.data)));
-        OP(g, ILM__GOP_MM_QKV, mm_dw(g, g->dv, N, KVD, g->h, C, grad_of(g, ly->wv.data)));
-        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dq, N, HD, W(&ly->wq), C, dh, 0));
-        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dk, N, KVD, W(&ly->wk), C, dh, 1));
-        OP(g, ILM__GOP_MM_QKV, mm_dx(g, g->dv, N, KVD, W(&ly->wv), C, dh, 1));
+        const lin wq = lin_at(g, l, offsetof(ilm__layer, wq)),
+                  wk = lin_at(g, l, offsetof(ilm__layer, wk)),
+                  wv = lin_at(g, l, offsetof(ilm__layer, wv));
+        OP(g, ILM__GOP_MM_QKV, lin_bwd(g, &wq, g->dq, N, g->h, NULL, 0));
+        OP(g, ILM__GOP_MM_QKV, lin_bwd(g, &wk, g->dk, N, g->h, NULL, 0));
+        OP(g, ILM__GOP_MM_QKV, lin_bwd(g, &wv, g->dv, N, g->h, NULL, 0));
+        OP(g, ILM__GOP_MM_QKV, base_dx(g, wq.w, g->dq, N, dh, 0));
+        OP(g, ILM__GOP_MM_QKV, base_dx(g, wk.w, g->dk, N, dh, 1));
+        OP(g, ILM__GOP_MM_QKV, base_dx(g, wv.w, g->dv, N, dh, 1));
+        OP(g, ILM__GOP_MM_QKV, lora_dx(g, &wq, g->dq, N, dh));
+        OP(g, ILM__GOP_MM_QKV, lora_dx(g, &wk, g->dk, N, dh));
+        OP(g, ILM__GOP_MM_QKV, lora_dx(g, &wv, g->dv, N, dh));
     }
-    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, x, ly->attn_norm, dh, dh, grad_of(g, ly->attn_norm),
-                                            N, C, a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, x, ly->attn_norm, dh, dh,
+                                                  norm_grad(g, ly->attn_norm), N, C, a->rms_eps));
     OP(g, ILM__GOP_OTHER, be->iface.add(be, dx, dh, N * C));
     return ILM_OK;
 }
@@ -449,7 +756,7 @@ static ilm_status prepare(ilm__graph *g, const int32_t *positions, const int32_t
                        positions[t], (long long)t);
         if (positions[t] > maxpos) maxpos = positions[t];
     }
-    ilm__rope_tables(g->view, positions, B * T, (int64_t)maxpos + 1, g->cos, g->sin);
+    ilm__rope_tables(ilm__graph_model(g), positions, B * T, (int64_t)maxpos + 1, g->cos, g->sin);
     return ILM_OK;
 }
 
@@ -462,18 +769,19 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
                       !n_targets, ILM_ERR_INVALID_ARG, "graph: NULL argument");
     const ilm__arch *a = &g->a;
     const ilm__backend *be = g->be;
-    const ilm_model *v = g->view;
+    const ilm_model *v = ilm__graph_model(g);
     const int64_t C = a->hidden_size, V = a->vocab_size, L = a->n_layers, N = B * T;
     int64_t n_docs = 0;
     ILM__FORWARD(prepare(g, positions, cu_seqlens, n_seqs, B, T, &n_docs));
+    g->drop_on = backward;
 
-    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding(be, ILM__DTYPE_F32, W(&v->tok_embd), V, C, tokens, N, g->xs));
+    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding(be, v->tok_embd.type, v->tok_embd.data, V, C,
+                                                  tokens, N, g->xs));
     for (int64_t l = 0; l < L; l++) ILM__FORWARD(layer_forward(g, l, N, n_docs, true));
 
     /* Head: final norm, logits and loss by row chunks; in backward the
      * chunk's logits become its gradient in place, giving dh and dWout. */
     const float *xL = g->xs + L * N * C;
-    const float *Wout = W(&v->output);
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, xL, v->out_norm, g->h, N, C, a->rms_eps));
     double total = 0;
     int64_t count = 0;
@@ -481,26 +789,30 @@ static ilm_status run(ilm__graph *g, const int32_t *tokens, const int32_t *label
         const int64_t rows = N - r0 < g->logit_rows ? N - r0 : g->logit_rows;
         double s;
         int64_t c;
-        OP(g, ILM__GOP_MM_LM_HEAD, mm(g, g->h + r0 * C, rows, C, Wout, V, g->logits, 0));
+        OP(g, ILM__GOP_MM_LM_HEAD, base_fwd(g, &v->output, g->h + r0 * C, rows, g->logits, 0));
         OP(g, ILM__GOP_CROSS_ENTROPY, be->iface.cross_entropy(be, g->logits, labels + r0, rows, V, grad_scale,
                                       backward ? g->logits : NULL, &s, &c));
         total += s;
         count += c;
         if (!backward) continue;
-        OP(g, ILM__GOP_MM_LM_HEAD, mm_dx(g, g->logits, rows, V, Wout, C, g->dh + r0 * C, 0));
-        OP(g, ILM__GOP_MM_LM_HEAD, mm_dw(g, g->logits, rows, V, g->h + r0 * C, C, grad_of(g, Wout)));
+        OP(g, ILM__GOP_MM_LM_HEAD, base_dx(g, &v->output, g->logits, rows, g->dh + r0 * C, 0));
+        if (!g->base)
+            OP(g, ILM__GOP_MM_LM_HEAD, mm_dw(g, g->logits, rows, V, g->h + r0 * C, C,
+                                             grad_of(g, v->output.data)));
     }
     *loss_sum = total;
     *n_targets = count;
     if (!backward) return ILM_OK;
 
-    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx, grad_of(g, v->out_norm), N, C,
-                                a->rms_eps));
+    OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm_bwd(be, xL, v->out_norm, g->dh, g->dx,
+                                                  norm_grad(g, v->out_norm), N, C, a->rms_eps));
     for (int64_t l = L - 1; l >= 0; l--) {
         if (g->scratch_recompute) ILM__FORWARD(layer_forward(g, l, N, n_docs, false));
         ILM__FORWARD(layer_backward(g, l, N, n_docs));
     }
-    OP(g, ILM__GOP_EMBEDDING, be->iface.embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C, tokens, N, g->dx));
+    if (!g->base)
+        OP(g, ILM__GOP_EMBEDDING, be->iface.embedding_bwd(be, grad_of(g, v->tok_embd.data), V, C,
+                                                          tokens, N, g->dx));
     return ILM_OK;
 }
 

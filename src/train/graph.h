@@ -55,6 +55,7 @@
 #define ILM_TRAIN_GRAPH_H
 
 #include "model/internal.h"
+#include "train/lora.h"
 #include "train/params.h"
 
 typedef struct ilm__graph ilm__graph;
@@ -62,10 +63,21 @@ typedef struct ilm__graph ilm__graph;
 typedef struct ilm__graph_opts {
     bool recompute; /* keep only layer inputs; recompute layers in backward */
     int  threads;   /* the graph's backend instance's threads; 0: the default */
+    /* LoRA (lora.h): only adapters train; NULL: every parameter does. */
+    const ilm__lora_opts *lora;
 } ilm__graph_opts;
 
 /* A graph over a copy of `m`'s weights (any stored type; dequantized to
- * fp32).  opts may be NULL (no recompute).  The gradient slab starts zero. */
+ * fp32).  opts may be NULL (no recompute).  The gradient slab starts zero.
+ *
+ * With opts->lora the graph copies nothing: `m` is the frozen base, read
+ * in place in its stored type (fp32, fp16, bf16, NF4 or a GGUF quant), and
+ * must outlive the graph.  The slabs hold only the adapters, in
+ * ilm__lora_layout order, initialised as PEFT does.  Every adapted linear
+ * computes y = x W^T + s (dropout(x) A^T) B^T; a base weight that is not
+ * fp32 is dequantized a panel of rows at a time (about 4 MB) for each
+ * product, so its fp32 copy never exists whole.  The embedding, the norms
+ * and the output head stay frozen, and the model view is `m` itself. */
 ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, ilm__graph **out);
 void       ilm__graph_free(ilm__graph *g);
 /* The graph's own backend instance (the optimizer steps on it too). */
@@ -82,6 +94,10 @@ void               ilm__graph_zero_grad(ilm__graph *g);
 ilm_model *ilm__graph_model(ilm__graph *g);
 
 void ilm__graph_set_recompute(ilm__graph *g, bool on);
+/* The dropout masks of the next forward_backward / forward come from
+ * (the LoRA seed, `key`): the trainer passes the micro-batch's index, so a
+ * resumed run draws the same masks.  Forward-only runs use no dropout. */
+void ilm__graph_set_dropout_key(ilm__graph *g, uint64_t key);
 /* Bytes of activation scratch a batch of B x T needs with the current
  * recompute setting (the scratch forward_backward allocates). */
 uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T);

@@ -386,7 +386,7 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
     if (s == ILM_OK && t->eval_dir) s = ilm_corpus_open(t->eval_dir, &t->eval);
     if (s == ILM_OK) s = start_model(t, mcfg, &ckpt, &m);
     if (s == ILM_OK) {
-        const ilm__graph_opts go = { t->recompute, t->threads };
+        const ilm__graph_opts go = { t->recompute, t->threads, NULL };
         s = ilm__graph_create(m, &go, &t->g);
     }
     ilm_model_free(m);
