@@ -119,7 +119,7 @@ START_TEST(round_trip)
     ck_assert_int_eq(ilm__ckpt_latest(path, &latest, &step), ILM_OK); /* nothing yet */
     ck_assert_ptr_null(latest);
     ck_assert_int_eq(step, -1);
-    ck_assert_msg(ilm__ckpt_write(path, 123, 3, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+    ck_assert_msg(ilm__ckpt_write(path, 123, 3, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                   state_for(123), NULL) == ILM_OK, "%s", ilm_last_error());
     ck_assert_int_eq(ilm__ckpt_latest(path, &latest, &step), ILM_OK);
     ck_assert_int_eq(step, 123);
@@ -171,11 +171,11 @@ START_TEST(round_trip)
     ck_assert(memcmp(m, f.m + a, (f.ps.p[1].numel - 5) * 4) == 0);
     free(m), free(v);
     /* Writing such a range is refused until sharded files exist. */
-    ck_assert_int_eq(ilm__ckpt_write(path, 124, 3, f.model, &f.ps, a, e, f.m + a, f.v + a, "{}", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, 124, 3, ilm__ckpt_save_model, f.model, &f.ps, a, e, f.m + a, f.v + a, "{}", NULL),
                      ILM_ERR_UNSUPPORTED);
     /* A range of whole tensors is fine and holds just them. */
     const size_t wa = f.ps.p[1].offset, we = f.ps.p[3].offset;
-    ck_assert_int_eq(ilm__ckpt_write(path, 125, 3, f.model, &f.ps, wa, we, f.m + wa, f.v + wa, "{}", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, 125, 3, ilm__ckpt_save_model, f.model, &f.ps, wa, we, f.m + wa, f.v + wa, "{}", NULL),
                      ILM_OK);
     snprintf(p1, sizeof p1, "%s/step-00000125/optimizer.safetensors", path);
     ck_assert_int_eq(ilm__st_open(p1, &st), ILM_OK);
@@ -191,13 +191,13 @@ START_TEST(round_trip)
     ck_assert_int_eq(step, 125);
 
     /* Bad arguments. */
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 3, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{not json", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 3, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{not json", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 0, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 0, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, -1, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, -1, 1, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
-    ck_assert_int_eq(ilm__ckpt_write(path, 5, 1, f.model, &f.ps, 0, f.ps.total + 1, f.m, f.v, "{}", NULL),
+    ck_assert_int_eq(ilm__ckpt_write(path, 5, 1, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total + 1, f.m, f.v, "{}", NULL),
                      ILM_ERR_INVALID_ARG);
     ck_assert(!exists(path, "step-00000005") && !exists(path, "step-00000005.tmp"));
     ilm_free(latest);
@@ -227,14 +227,14 @@ START_TEST(keep_last_n_and_crash_leftovers)
     int64_t step;
     for (int64_t s = 10; s <= 50; s += 10) {
         fixture_fill(&f, s);
-        ck_assert_msg(ilm__ckpt_write(root, s, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+        ck_assert_msg(ilm__ckpt_write(root, s, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                       state_for(s), NULL) == ILM_OK, "%s", ilm_last_error());
     }
     ck_assert_int_eq(count_step_dirs(root), 2);
     ck_assert(exists(root, "step-00000040") && exists(root, "step-00000050"));
     /* An older step written now (a rewind) is kept, beside the two newest. */
     fixture_fill(&f, 20);
-    ck_assert_int_eq(ilm__ckpt_write(root, 20, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+    ck_assert_int_eq(ilm__ckpt_write(root, 20, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                      state_for(20), NULL), ILM_OK);
     ck_assert_int_eq(count_step_dirs(root), 3);
     ck_assert(exists(root, "step-00000020/COMPLETE"));
@@ -260,7 +260,7 @@ START_TEST(keep_last_n_and_crash_leftovers)
     ilm_free(latest);
     /* The next write removes the leftovers it owns and leaves the rest. */
     fixture_fill(&f, 55);
-    ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+    ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                      state_for(55), NULL), ILM_OK);
     ck_assert(!exists(root, "step-00000060") && !exists(root, "step-00000070.tmp") &&
               !exists(root, "step-00000080.tmp"));
@@ -272,7 +272,7 @@ START_TEST(keep_last_n_and_crash_leftovers)
     verify_ckpt(&f, latest, 55);
     /* The same step again replaces it. */
     fixture_fill(&f, 56);
-    ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+    ck_assert_int_eq(ilm__ckpt_write(root, 55, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                      state_for(56), NULL), ILM_OK);
     verify_ckpt(&f, latest, 56);
     ilm_free(latest);
@@ -324,7 +324,7 @@ START_TEST(lying_optimizer_files)
     fixture_fill(&f, 3);
     char *root = test_tmpdir(), *dir = NULL, path[8192];
     int64_t step;
-    ck_assert_int_eq(ilm__ckpt_write(root, 3, 1, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(3), NULL),
+    ck_assert_int_eq(ilm__ckpt_write(root, 3, 1, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(3), NULL),
                      ILM_OK);
     ck_assert_int_eq(ilm__ckpt_latest(root, &dir, &step), ILM_OK);
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
@@ -384,7 +384,7 @@ START_TEST(write_failure_names_the_file)
     fixture_init(&f);
     char *root = test_tmpdir();
     fixture_fill(&f, 1);
-    ck_assert_msg(ilm__ckpt_write(root, 1, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(1), NULL) ==
+    ck_assert_msg(ilm__ckpt_write(root, 1, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(1), NULL) ==
                       ILM_OK, "%s", ilm_last_error());
     fflush(NULL);
     pid_t pid = fork();
@@ -394,7 +394,7 @@ START_TEST(write_failure_names_the_file)
         struct rlimit rl = { 2048, 2048 };
         if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
         fixture_fill(&f, 2);
-        ilm_status st = ilm__ckpt_write(root, 2, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(2), NULL);
+        ilm_status st = ilm__ckpt_write(root, 2, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v, state_for(2), NULL);
         const char *msg = ilm_last_error();
         if (st != ILM_ERR_IO) _exit(11);
         if (!strstr(msg, "cannot write '") || !strstr(msg, root) || !strstr(msg, "step-00000002") ||
@@ -440,7 +440,7 @@ START_TEST(survives_sigkill)
         if (pid == 0) {
             for (int64_t s = last + 1;; s++) {
                 fixture_fill(&f, s);
-                if (ilm__ckpt_write(root, s, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+                if (ilm__ckpt_write(root, s, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                     state_for(s), NULL) != ILM_OK)
                     _exit(3);
             }
@@ -475,7 +475,7 @@ START_TEST(survives_sigkill)
     ck_assert_msg(mid_write >= 1, "no kill landed inside a write");
     /* A write after all that succeeds, cleans up, and becomes the latest. */
     fixture_fill(&f, last + 1);
-    ck_assert_msg(ilm__ckpt_write(root, last + 1, 2, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
+    ck_assert_msg(ilm__ckpt_write(root, last + 1, 2, ilm__ckpt_save_model, f.model, &f.ps, 0, f.ps.total, f.m, f.v,
                                   state_for(last + 1), NULL) == ILM_OK, "%s", ilm_last_error());
     char *dir = NULL;
     int64_t step;

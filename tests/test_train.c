@@ -172,6 +172,108 @@ out:
 }
 END_TEST
 
+
+/* LoRA continued pretraining on a saved base: the loss falls, checkpoints
+ * hold only the adapter (PEFT's files) and its AdamW state, the base is
+ * untouched, dropout included a resumed run is bit-identical, and a config
+ * whose adapter differs from the checkpoint's is refused. */
+START_TEST(train_lora_resume_is_bit_identical)
+{
+    char *dir = test_tmpdir(), path[4200], p2[4200], base[2048], extra[2600];
+    if (!make_corpus(dir)) goto out;
+    snprintf(base, sizeof base, "%s/base", dir);
+    ilm_model *m;
+    ck_assert_int_eq(ilm_model_create(model_config, 3, &m), ILM_OK);
+    ck_assert_int_eq(ilm_model_save(m, base), ILM_OK);
+    ilm_model_free(m);
+    snprintf(path, sizeof path, "%s/model.safetensors", base);
+    size_t base_n;
+    char *base_bytes = test_slurp(path, &base_n);
+    /* train_config's model_config is replaced by the base model. */
+    snprintf(extra, sizeof extra,
+             "\"checkpoint_interval\": 3, \"model\": \"%s\", "
+             "\"lora\": {\"r\": 4, \"alpha\": 8, \"dropout\": 0.1}", base);
+    char *cfg = train_config(dir, "a", 6, extra);
+    char *mc = strstr(cfg, "\"model_config\": {");
+    char *end = strstr(mc, "}, ") + 3;
+    memmove(mc, end, strlen(end) + 1);
+    ilm_trainer *t;
+    ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_OK, "%s", ilm_last_error());
+    char *info;
+    ck_assert_int_eq(ilm_trainer_info(t, &info), ILM_OK);
+    /* per layer r (in + out) over q 32x32, k and v 16x32, o 32x32, gate, up 64x32, down 32x64 */
+    ck_assert_msg(strstr(info, "\"parameters\":4096,"), "%s", info);
+    ilm_free(info);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    char *cfg_b = strdup(cfg);
+    char *run = strstr(cfg_b, "/a\"");
+    run[1] = 'b';
+    run = strstr(cfg_b, "/a/metrics");
+    run[1] = 'b';
+    ck_assert_int_eq(ilm_trainer_create(cfg_b, &t), ILM_OK);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(ilm_trainer_step(t, NULL), ILM_OK);
+    ilm_trainer_free(t);
+    ck_assert_msg(ilm_trainer_create(cfg_b, &t) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_trainer_steps_done(t), 3);
+    ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
+    ilm_trainer_free(t);
+
+    snprintf(path, sizeof path, "%s/a/metrics.jsonl", dir);
+    cJSON *la = read_log(path);
+    snprintf(path, sizeof path, "%s/b/metrics.jsonl", dir);
+    cJSON *lb = read_log(path);
+    one_line_per_step(lb, 6);
+    for (int s = 1; s <= 6; s++)
+        ck_assert_msg(cJSON_GetObjectItem(log_step(la, s), "loss")->valuedouble ==
+                          cJSON_GetObjectItem(log_step(lb, s), "loss")->valuedouble,
+                      "step %d: the loss differs after resume", s);
+    ck_assert_double_lt(cJSON_GetObjectItem(log_step(la, 6), "loss")->valuedouble,
+                        cJSON_GetObjectItem(log_step(la, 1), "loss")->valuedouble);
+    static const char *const files[] = { "adapter_model.safetensors", "optimizer.safetensors" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/a/step-00000006/%s", dir, files[i]);
+        snprintf(p2, sizeof p2, "%s/b/step-00000006/%s", dir, files[i]);
+        same_bytes(path, p2);
+    }
+    snprintf(path, sizeof path, "%s/a/step-00000006/model.safetensors", dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    snprintf(path, sizeof path, "%s/a/step-00000006/adapter_config.json", dir);
+    cJSON *ac = test_read_json(path);
+    ck_assert_str_eq(cJSON_GetObjectItem(ac, "peft_type")->valuestring, "LORA");
+    ck_assert_str_eq(cJSON_GetObjectItem(ac, "base_model_name_or_path")->valuestring, base);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(ac, "target_modules")), 7);
+    cJSON_Delete(ac);
+    snprintf(path, sizeof path, "%s/model.safetensors", base);
+    size_t n2;
+    char *after = test_slurp(path, &n2);
+    ck_assert_msg(n2 == base_n && !memcmp(after, base_bytes, n2), "the base model changed");
+    free(after);
+    /* Resuming run a with another rank is refused. */
+    char *bad = strdup(cfg);
+    char *r = strstr(bad, "\"r\": 4");
+    r[5] = '8';
+    char *steps = strstr(bad, "\"steps\": 6");
+    steps[9] = '9';
+    ck_assert_int_eq(ilm_trainer_create(bad, &t), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "r 4"));
+    free(bad);
+    /* LoRA needs a base model. */
+    char *nob = train_config(dir, "c", 2, "\"lora\": {\"r\": 4}");
+    ck_assert_int_eq(ilm_trainer_create(nob, &t), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "'lora' needs 'model'"));
+    free(nob);
+    cJSON_Delete(la);
+    cJSON_Delete(lb);
+    free(base_bytes);
+    free(cfg_b);
+    free(cfg);
+out:
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Steps of the killed runs: enough that the third kill (110 ms after the
  * log reaches step 6) still lands before the end when a step of this tiny
  * model takes a few milliseconds. */
@@ -726,6 +828,7 @@ Suite *suite_train(void)
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, train_resume_is_bit_identical);
+    tcase_add_test(tc, train_lora_resume_is_bit_identical);
     tcase_add_test(tc, train_kill_9_then_resume);
     tcase_add_test(tc, train_cli_plot_and_nan_guard);
     tcase_add_test(tc, train_config_errors);

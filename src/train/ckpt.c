@@ -199,14 +199,20 @@ static ilm_status copy_in(const char *dir, const char *src)
     return st;
 }
 
-static ilm_status write_into(const char *tmp, const ilm_model *model, const ilm__params *ps,
+ilm_status ilm__ckpt_save_model(const char *dir, const void *model)
+{
+    return ilm_model_save((const ilm_model *)model, dir);
+}
+
+static ilm_status write_into(const char *tmp, ilm__ckpt_save_fn save, const void *ctx,
+                             const ilm__params *ps,
                              size_t begin, size_t end, const float *m, const float *v,
                              const char *state, const char *const *files)
 {
     char p[PATH_CAP];
     ILM__RETURN_IF(mkdir(tmp, 0777) != 0, ILM_ERR_IO, "checkpoint: cannot create '%s': %s", tmp,
                    strerror(errno));
-    ILM__FORWARD(ilm_model_save(model, tmp));
+    ILM__FORWARD(save(tmp, ctx));
     join(p, tmp, "optimizer.safetensors");
     ILM__FORWARD(write_optim(p, ps, begin, end, m, v));
     join(p, tmp, "trainer_state.json");
@@ -215,12 +221,13 @@ static ilm_status write_into(const char *tmp, const ilm_model *model, const ilm_
     return ilm__fsync_dir(tmp);
 }
 
-ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_model *model,
+ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, ilm__ckpt_save_fn save,
+                           const void *ctx,
                            const ilm__params *ps, size_t begin, size_t end, const float *m,
                            const float *v, const char *trainer_state_json,
                            const char *const *files)
 {
-    ILM__RETURN_IF(!root || !model || !ps || !trainer_state_json || (begin < end && (!m || !v)),
+    ILM__RETURN_IF(!root || !save || !ps || !trainer_state_json || (begin < end && (!m || !v)),
                    ILM_ERR_INVALID_ARG, "checkpoint: NULL argument");
     ILM__RETURN_IF(step < 0 || keep < 1, ILM_ERR_INVALID_ARG,
                    "checkpoint: step %lld, keep %d (need step >= 0, keep >= 1)", (long long)step, keep);
@@ -242,7 +249,7 @@ ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_m
     char tmp[PATH_CAP], fin[PATH_CAP], p[PATH_CAP];
     ckpt_dir(tmp, sizeof tmp, root, step, ".tmp");
     ckpt_dir(fin, sizeof fin, root, step, "");
-    st = write_into(tmp, model, ps, begin, end, m, v, trainer_state_json, files);
+    st = write_into(tmp, save, ctx, ps, begin, end, m, v, trainer_state_json, files);
     if (st == ILM_OK && is_dir(fin)) st = remove_ckpt(root, fin);
     if (st == ILM_OK && rename(tmp, fin) != 0)
         st = ilm__error(ILM_ERR_IO, "checkpoint: cannot rename '%s' to '%s': %s", tmp, fin,

@@ -6,7 +6,10 @@
  *   root/step-00000123/
  *       config.json, model.safetensors   the weights, as ilm_model_save
  *                                        writes them (ilm_model_load reads
- *                                        the directory back)
+ *                                        the directory back); for LoRA
+ *                                        runs adapter_config.json and
+ *                                        adapter_model.safetensors instead
+ *                                        (PEFT's files, lora.h)
  *       optimizer.safetensors            AdamW moments: F32 tensors
  *                                        "<name>.exp_avg" and
  *                                        "<name>.exp_avg_sq" in the shapes
@@ -37,9 +40,14 @@
 #include "core/internal.h"
 #include "train/params.h"
 
+/* Writes the weights into checkpoint directory `dir` (ctx: the caller's). */
+typedef ilm_status (*ilm__ckpt_save_fn)(const char *dir, const void *ctx);
+/* The usual one: ctx is an ilm_model, written by ilm_model_save. */
+ilm_status ilm__ckpt_save_model(const char *dir, const void *model);
+
 /*! ilm__ckpt_write() :
- *  Writes checkpoint `step` (>= 0) under `root` (created if missing):
- *  `model`'s weights and config, the AdamW moments `m` and `v` of the slab
+ *  Writes checkpoint `step` (>= 0) under `root` (created if missing): the
+ *  weights (save(dir, ctx)), the AdamW moments `m` and `v` of the slab
  *  range [begin, end) of layout `ps` (pointers at element `begin`, as in
  *  optim.h), `trainer_state_json` (must parse as JSON), and copies of
  *  `files` (NULL-terminated paths, or NULL; e.g. the tokenizer, so that the
@@ -58,7 +66,8 @@
  *         ILM_ERR_UNSUPPORTED, ILM_ERR_IO, ILM_ERR_NOMEM.  On failure the
  *         temporary directory is removed and the complete checkpoints
  *         already there are untouched. */
-ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, const ilm_model *model,
+ilm_status ilm__ckpt_write(const char *root, int64_t step, int keep, ilm__ckpt_save_fn save,
+                           const void *ctx,
                            const ilm__params *ps, size_t begin, size_t end, const float *m,
                            const float *v, const char *trainer_state_json,
                            const char *const *files);

@@ -46,13 +46,21 @@ static bool matches(const char *module, const char *target)
     return strcmp(module + m - t, target) == 0 && (t == m || module[m - t - 1] == '.');
 }
 
-static ilm_status parse_targets(const cJSON *v, const char *where, const ilm__arch *a,
-                                uint32_t *out)
+/* The linears arch a has, as target bits. */
+static uint32_t all_linears(const ilm__arch *a)
 {
     uint32_t all = 0;
     char module[ILM__PARAM_NAME];
     for (size_t i = 0; i < ilm__n_layer_tensors; i++)
         if (ilm__lora_module(a, i, 0, module, sizeof module)) all |= 1u << i;
+    return all;
+}
+
+static ilm_status parse_targets(const cJSON *v, const char *where, const ilm__arch *a,
+                                uint32_t *out)
+{
+    const uint32_t all = all_linears(a);
+    char module[ILM__PARAM_NAME];
     if (cJSON_IsString(v) && strcmp(v->valuestring, "all-linear") == 0) {
         *out = all;
         return ILM_OK;
@@ -102,6 +110,7 @@ ilm_status ilm__lora_opts_parse(const cJSON *section, const char *where, const i
     cJSON_Delete(copy);
     ILM__FORWARD(st);
     if (targets) ILM__FORWARD(parse_targets(targets, where, a, &o->targets));
+    o->targets &= all_linears(a);
     o->seed = (uint64_t)seed;
     return ILM_OK;
 }

@@ -40,7 +40,11 @@ struct ilm_trainer {
     bool            resume, recompute, sft;
     int             threads;   /* the config's; 0: ilm_get_num_threads() */
     ilm__optim_opts opt;
+    cJSON          *lora_cfg;  /* the "lora" section, parsed once the model is known */
+    bool            lora;
+    ilm__lora_opts  lora_opts;
     /* state */
+    ilm_model      *base;      /* LoRA: the frozen base the graph reads */
     ilm__graph     *g;
     float          *m, *v;       /* AdamW moments, [params.total] */
     ilm_corpus     *data, *eval;
@@ -67,7 +71,7 @@ static ilm_status dup_str(const char *s, char **out)
 static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
 {
     const char *model = NULL, *data = NULL, *eval = NULL, *ckpt = NULL, *log = NULL, *mode = NULL;
-    const cJSON *mcfg = NULL, *optim = NULL;
+    const cJSON *mcfg = NULL, *optim = NULL, *lora = NULL;
     int64_t seed = 0, threads = 0;
     t->B = 8, t->T = 256, t->accum = 1, t->eval_batches = 4, t->keep = 3;
     t->resume = true;
@@ -92,6 +96,7 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
         { "recompute", ILM__J_BOOL, &t->recompute, false, 0, 0 },
         { "log", ILM__J_STRING, &log, false, 0, 0 },
         { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
+        { "lora", ILM__J_SECTION, &lora, false, 0, 0 },
     };
     ILM__FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
     ILM__RETURN_IF(!model == !mcfg, ILM_ERR_CONFIG,
@@ -103,6 +108,13 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
     ILM__RETURN_IF(t->sft && !model, ILM_ERR_CONFIG, "config: SFT needs 'model' (the model to fine-tune)");
     t->seed = (uint64_t)seed;
     t->threads = (int)threads;
+    if (lora && !cJSON_IsFalse(lora)) {
+        ILM__RETURN_IF(!model, ILM_ERR_CONFIG,
+                       "config: 'lora' needs 'model' (the base model the adapter trains on)");
+        t->lora = true;
+        t->lora_cfg = cJSON_Duplicate(lora, true);
+        ILM__RETURN_IF(!t->lora_cfg, ILM_ERR_NOMEM, "trainer: out of memory");
+    }
     /* The schedule's horizon is the run unless the config says otherwise. */
     ILM__FORWARD(ilm__optim_opts_parse(optim, "optimizer", &t->opt));
     if (!optim || !cJSON_GetObjectItemCaseSensitive(optim, "total_steps")) {
@@ -181,10 +193,8 @@ static ilm_status start_model(ilm_trainer *t, const char *model_config, char **c
     *ckpt_path = NULL;
     int64_t step = -1;
     if (t->ckpt_dir && t->resume) ILM__FORWARD(ilm__ckpt_latest(t->ckpt_dir, ckpt_path, &step));
-    if (*ckpt_path) {
-        t->resumed_from = step;
-        return ilm_model_load(*ckpt_path, NULL, out);
-    }
+    if (*ckpt_path) t->resumed_from = step;
+    if (*ckpt_path && !t->lora) return ilm_model_load(*ckpt_path, NULL, out);
     if (t->model_path) return ilm_model_load(t->model_path, NULL, out);
     return ilm_model_create(model_config, t->seed, out);
 }
@@ -237,10 +247,43 @@ static ilm_status restore(ilm_trainer *t, const char *path)
     return s;
 }
 
+/* LoRA resume: the checkpoint's adapter into the graph's slab.  It must be
+ * the adapter the config describes (same modules, rank and scale). */
+static ilm_status restore_adapter(ilm_trainer *t, const char *path)
+{
+    ilm__lora_opts o;
+    ilm__params ps;
+    float *slab = NULL;
+    ILM__FORWARD(ilm__lora_read(path, &t->base->arch, &o, &ps, &slab));
+    const ilm__params *gp = ilm__graph_params(t->g);
+    ilm_status s = ILM_OK;
+    if (o.r != t->lora_opts.r || o.targets != t->lora_opts.targets ||
+        o.rslora != t->lora_opts.rslora || o.alpha != t->lora_opts.alpha || ps.total != gp->total)
+        s = ilm__error(ILM_ERR_CONFIG,
+                       "trainer: the adapter in '%s' (r %lld, alpha %g) is not the one the "
+                       "config's 'lora' describes (r %lld, alpha %g, and the same modules)",
+                       path, (long long)o.r, o.alpha, (long long)t->lora_opts.r,
+                       t->lora_opts.alpha);
+    else memcpy(ilm__graph_param_slab(t->g), slab, ps.total * sizeof *slab);
+    ilm__free(slab);
+    ilm__params_free(&ps);
+    return s;
+}
+
+/* A LoRA checkpoint's weights: the adapter, as PEFT writes it. */
+static ilm_status save_adapter(const char *dir, const void *ctx)
+{
+    ilm_trainer *t = (ilm_trainer *)ctx;
+    return ilm__lora_write(dir, &t->base->arch, &t->lora_opts, ilm__graph_params(t->g),
+                           ilm__graph_param_slab(t->g), t->model_path);
+}
+
 void ilm_trainer_free(ilm_trainer *t)
 {
     if (!t) return;
     ilm__graph_free(t->g);
+    ilm_model_free(t->base);
+    cJSON_Delete(t->lora_cfg);
     ilm__free(t->m);
     ilm__free(t->v);
     ilm__loader_free(t->loader);
@@ -385,11 +428,18 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
     if (s == ILM_OK) s = ilm_corpus_open(t->data_dir, &t->data);
     if (s == ILM_OK && t->eval_dir) s = ilm_corpus_open(t->eval_dir, &t->eval);
     if (s == ILM_OK) s = start_model(t, mcfg, &ckpt, &m);
+    if (s == ILM_OK && t->lora) {
+        ilm__lora_opts_default(&t->lora_opts);
+        t->lora_opts.seed = t->seed;
+        s = ilm__lora_opts_parse(t->lora_cfg, "lora", &m->arch, &t->lora_opts);
+    }
     if (s == ILM_OK) {
-        const ilm__graph_opts go = { t->recompute, t->threads, NULL };
+        const ilm__graph_opts go = { t->recompute, t->threads, t->lora ? &t->lora_opts : NULL };
         s = ilm__graph_create(m, &go, &t->g);
     }
-    ilm_model_free(m);
+    if (t->lora) t->base = m; /* the graph reads it in place */
+    else ilm_model_free(m);
+    if (s == ILM_OK && t->lora && ckpt) s = restore_adapter(t, ckpt);
     const ilm__params *ps = s == ILM_OK ? ilm__graph_params(t->g) : NULL;
     int32_t vocab = s == ILM_OK ? ilm__graph_model(t->g)->arch.vocab_size : 0;
     if (s == ILM_OK) s = check_corpus(t->data, t->data_dir, vocab, t->sft);
@@ -483,8 +533,13 @@ ilm_status ilm_trainer_checkpoint(ilm_trainer *t, char **path)
     const ilm__params *ps = ilm__graph_params(t->g);
     char *state = NULL;
     ILM__FORWARD(state_json(t, &state));
-    ilm_status s = ilm__ckpt_write(t->ckpt_dir, t->step, (int)t->keep, ilm__graph_model(t->g), ps, 0,
-                                   ps->total, t->m, t->v, state, (const char *const *)t->tok_files);
+    ilm_status s = t->lora ? ilm__ckpt_write(t->ckpt_dir, t->step, (int)t->keep, save_adapter, t,
+                                             ps, 0, ps->total, t->m, t->v, state,
+                                             (const char *const *)t->tok_files)
+                           : ilm__ckpt_write(t->ckpt_dir, t->step, (int)t->keep,
+                                             ilm__ckpt_save_model, ilm__graph_model(t->g), ps, 0,
+                                             ps->total, t->m, t->v, state,
+                                             (const char *const *)t->tok_files);
     ilm__free(state);
     if (s == ILM_OK && path) {
         *path = ilm__asprintf("%s/step-%08lld", t->ckpt_dir, (long long)t->step);
@@ -544,6 +599,7 @@ ilm_status ilm_trainer_step(ilm_trainer *t, char **metrics)
         const batch_copy *b = &t->mb[i];
         double ls = 0;
         int64_t nt;
+        ilm__graph_set_dropout_key(t->g, (uint64_t)(t->step * t->accum + i));
         st = ilm__graph_forward_backward(t->g, b->tokens, b->labels, b->positions, b->cu_seqlens,
                                          b->n_seqs, t->B, t->T, scale, &ls, &nt);
         loss_sum += ls;

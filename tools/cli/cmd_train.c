@@ -19,7 +19,10 @@ static const char train_help[] =
     "\"seqlen\", \"grad_accum\", \"optimizer\" {lr, min_lr, warmup_steps, schedule,\n"
     "weight_decay, clip_norm, ...}, \"eval_data\", \"eval_interval\", \"checkpoint_dir\",\n"
     "\"checkpoint_interval\", \"keep_checkpoints\", \"resume\", \"recompute\", \"log\"\n"
-    "(metrics JSONL), \"seed\", \"threads\".  A run with a checkpoint_dir resumes from\n"
+    "(metrics JSONL), \"seed\", \"threads\", \"lora\" {r, alpha, dropout, rslora,\n"
+    "target_modules} (train a LoRA adapter on the frozen \"model\", which may be\n"
+    "quantized; checkpoints hold the adapter as PEFT writes it; docs/finetune.md).\n"
+    "A run with a checkpoint_dir resumes from\n"
     "its newest complete checkpoint.  The loss curve is written as SVG to --plot\n"
     "(default: loss.svg beside the log, or in the checkpoint directory).\n";
 
