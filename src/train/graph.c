@@ -31,6 +31,7 @@ typedef struct layer_acts {
 /* One adapter's A [r, in] and B [out, r] in the slab. */
 typedef struct lora_ab {
     float *A, *B;
+    size_t mask_off; /* its dropout bits start at N * mask_off words of g->masks */
 } lora_ab;
 
 struct ilm__graph {
@@ -66,6 +67,9 @@ struct ilm__graph {
     lora_ab         *ab;        /* [L * ilm__n_layer_tensors]; A NULL: not adapted */
     uint64_t         drop_key;
     bool             drop_on;   /* dropout in this run (backward runs only) */
+    bool             drop_gen;  /* draw the masks (the first forward) or reuse them */
+    size_t           mask_words; /* words of dropout bits per token, all adapters */
+    uint64_t        *masks;     /* [N * mask_words] the micro-batch's dropout bits */
     float           *u, *du;    /* [N, r] */
     float           *xd;        /* [N, max in] the dropped-out input */
     float           *panel;     /* dequantized rows of a base weight (PANEL_FLOATS) */
@@ -216,6 +220,8 @@ static ilm_status build_lora(ilm__graph *g, const ilm_model *m, const ilm__lora_
             lora_ab *ab = &g->ab[(size_t)l * ilm__n_layer_tensors + i];
             ab->A = g->params + g->ps.p[k].offset;
             ab->B = g->params + g->ps.p[k + 1].offset;
+            ab->mask_off = g->mask_words;
+            g->mask_words += (size_t)(ilm__layer_size(a, lt->cols) + 63) / 64;
             k += 2;
         }
     ILM__FORWARD(check_base(&m->output, "output", -1));
@@ -267,6 +273,8 @@ static void free_scratch(ilm__graph *g)
     ilm__free(g->scratch);
     ilm__free(g->cu);
     ilm__free(g->acts);
+    ilm__free(g->masks);
+    g->masks = NULL;
     g->scratch = NULL;
     g->cu = NULL;
     g->acts = NULL;
@@ -384,7 +392,9 @@ static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
     g->scratch = ilm__malloc(n * sizeof *g->scratch);
     g->cu = ilm__malloc((size_t)(N + 1) * sizeof *g->cu);
     g->acts = ilm__calloc((size_t)g->a.n_layers, sizeof *g->acts);
-    if (!g->scratch || !g->cu || !g->acts) {
+    if (g->base && g->lora.dropout > 0)
+        g->masks = ilm__malloc((size_t)N * g->mask_words * sizeof *g->masks);
+    if (!g->scratch || !g->cu || !g->acts || (g->base && g->lora.dropout > 0 && !g->masks)) {
         free_scratch(g);
         return ilm__error(ILM_ERR_NOMEM, "graph: cannot allocate %zu MB of activations for %lld x %lld",
                           n * sizeof(float) >> 20, (long long)B, (long long)T);
@@ -514,21 +524,39 @@ static ilm_status base_dx(const ilm__graph *g, const ilm__weight *w, const float
     return ILM_OK;
 }
 
-/* Dropout's mask for linear `id`: row t keeps element j when its uniform
- * draw is at least p.  dst = src * mask / (1 - p), or dst += that. */
-static void dropout_apply(const ilm__graph *g, uint64_t id, const float *src, int64_t N,
-                          int64_t in, float *dst, bool accumulate)
+/* Dropout for adapter L: dst = src * mask * keep, or dst += that.  The
+ * mask is one bit per element of the adapter's input, kept for the
+ * micro-batch: the first forward draws it (g->drop_gen), the recomputed
+ * forward and the backward reuse it.  Row t's bits come from the stream
+ * (linear, t) under (seed, drop_key), 16 bits per element: an element is
+ * kept when its draw is at least thr = p 2^16, and scaled by
+ * keep = 2^16 / (2^16 - thr), so its expectation is exactly its value. */
+static void dropout_apply(const ilm__graph *g, const lin *L, const float *src, int64_t N,
+                          float *dst, bool accumulate)
 {
-    const float p = (float)g->lora.dropout, keep = 1.0f / (1.0f - p);
+    const int64_t in = L->w->cols, W = (in + 63) / 64;
+    uint64_t *bits = g->masks + (size_t)N * L->ab->mask_off;
+    const uint32_t thr = (uint32_t)(g->lora.dropout * 65536.0 + 0.5);
+    const float keep = 65536.0f / (float)(65536 - thr);
+    const bool gen = g->drop_gen;
+    const uint64_t seed = g->lora.seed ^ (g->drop_key * 0x9e3779b97f4a7c15ull);
 #pragma omp parallel for num_threads(g->threads) schedule(static)
     for (int64_t t = 0; t < N; t++) {
-        ilm__rng r;
-        ilm__rng_init(&r, g->lora.seed ^ (g->drop_key * 0x9e3779b97f4a7c15ull),
-                      (id << 32) ^ (uint64_t)t);
+        uint64_t *row = bits + (size_t)t * (size_t)W;
+        if (gen) {
+            ilm__rng r;
+            ilm__rng_init(&r, seed, (L->id << 32) ^ (uint64_t)t);
+            memset(row, 0, (size_t)W * sizeof *row);
+            for (int64_t j = 0; j < in; j += 2) {
+                const uint32_t u = ilm__rng_u32(&r);
+                if ((u & 0xffff) >= thr) row[j >> 6] |= 1ull << (j & 63);
+                if (j + 1 < in && (u >> 16) >= thr) row[(j + 1) >> 6] |= 1ull << ((j + 1) & 63);
+            }
+        }
         const float *x = src + t * in;
         float *y = dst + t * in;
         for (int64_t j = 0; j < in; j++) {
-            const float v = ilm__rng_uniform(&r) >= p ? x[j] * keep : 0.0f;
+            const float v = row[j >> 6] >> (j & 63) & 1 ? x[j] * keep : 0.0f;
             y[j] = accumulate ? y[j] + v : v;
         }
     }
@@ -538,7 +566,7 @@ static void dropout_apply(const ilm__graph *g, uint64_t id, const float *src, in
 static const float *lora_input(const ilm__graph *g, const lin *L, const float *X, int64_t N)
 {
     if (!g->drop_on || g->lora.dropout <= 0) return X;
-    dropout_apply(g, L->id, X, N, L->w->cols, g->xd, false);
+    dropout_apply(g, L, X, N, g->xd, false);
     return g->xd;
 }
 
@@ -567,7 +595,7 @@ static ilm_status lora_dx_du(const ilm__graph *g, const lin *L, int64_t N, float
                                   1.0f, dX, in);
     ILM__FORWARD(be->iface.gemm_f32(be, false, false, (int)N, in, r, 1.0f, g->du, r, L->ab->A, in,
                                     0.0f, g->xd, in));
-    dropout_apply(g, L->id, g->xd, N, in, dX, true);
+    dropout_apply(g, L, g->xd, N, dX, true);
     return ILM_OK;
 }
 
@@ -633,6 +661,7 @@ static ilm_status layer_forward(ilm__graph *g, int64_t l, int64_t N, int64_t n_d
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads, KV = a->n_kv_heads,
                   D = a->head_dim;
     const float *x = g->xs + l * N * C;
+    g->drop_gen = write_out; /* the first forward draws the masks; recompute reuses them */
     OP(g, ILM__GOP_RMSNORM, be->iface.rmsnorm(be, x, ly->attn_norm, g->h, N, C, a->rms_eps));
     if (a->kind == ILM__ARCH_INTERNLM2) {
         const lin wqkv = lin_at(g, l, offsetof(ilm__layer, wqkv));
@@ -679,6 +708,7 @@ static ilm_status layer_backward(ilm__graph *g, int64_t l, int64_t N, int64_t n_
                   D = a->head_dim;
     const float *x = g->xs + l * N * C;
     float *dx = g->dx, *dh = g->dh;
+    g->drop_gen = false;
     /* MLP: x_l+1 = m + f Wd^T with f = silu(gate) * up. */
     const lin wd = lin_at(g, l, offsetof(ilm__layer, w_down)),
               wg = lin_at(g, l, offsetof(ilm__layer, w_gate)),
