@@ -1203,6 +1203,35 @@ START_TEST(lora_options_and_peft_files)
     ck_assert(memcmp(got, again, ps.total * sizeof *got) == 0);
     ilm__free(again);
     ilm__params_free(&ps2);
+    /* Over a GGUF base (q and k rows in GGUF's RoPE-pair order) the files
+     * hold B of q_proj and k_proj in the Hugging Face order; v is as is. */
+    ilm__arch gg = *a;
+    gg.rope_interleaved = true;
+    char *gdir = test_join(tmp, "gguf-adapter");
+    ck_assert_int_eq(ilm__lora_write(gdir, &gg, &o, &ps, got, "x.gguf"), ILM_OK);
+    char *gfile = test_join(gdir, "adapter_model.safetensors");
+    ilm__safetensors *gst = NULL;
+    ck_assert_int_eq(ilm__st_open(gfile, &gst), ILM_OK);
+    const int64_t D = a->head_dim;
+    for (size_t k = 0; k < ps.n; k++) {
+        const ilm__param *p = &ps.p[k];
+        const float *file = (const float *)ilm__st_find(gst, p->name)->data, *mine = got + p->offset;
+        const bool perm = strstr(p->name, "q_proj.lora_B") != NULL;
+        for (int64_t row = 0; row < p->shape[0]; row++) {
+            const int64_t h = row / D, j = row % D, half = j / (D / 2), i = j % (D / 2);
+            const int64_t from = perm ? h * D + 2 * i + half : row;
+            ck_assert_msg(!memcmp(file + row * p->shape[1], mine + from * p->shape[1],
+                                  (size_t)p->shape[1] * sizeof(float)),
+                          "%s row %lld", p->name, (long long)row);
+        }
+    }
+    ilm__st_close(gst);
+    ck_assert_int_eq(ilm__lora_read(gdir, &gg, &o2, &ps2, &again), ILM_OK);
+    ck_assert(memcmp(got, again, ps.total * sizeof *got) == 0);
+    ilm__free(again);
+    ilm__params_free(&ps2);
+    free(gfile);
+    free(gdir);
 
     /* Hostile adapters: each is refused with a message naming the problem. */
     char *cfg = test_slurp(TFIX "lora_qv_rs/adapter_config.json", NULL);

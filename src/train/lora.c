@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -257,6 +258,41 @@ static bool parse_key(const ilm__arch *a, const char *name, size_t *i_out, int64
     return false;
 }
 
+/* GGUF stores LLaMA's q and k rows permuted for adjacent-pair RoPE: within
+ * each head of D rows, Hugging Face row half * D/2 + i is GGUF row
+ * 2 i + half.  An adapter trained over a GGUF base has B's rows in GGUF's
+ * order; PEFT's files are for the Hugging Face model, so B of q_proj and
+ * k_proj is permuted on the way out (to_hf) and back on the way in. */
+static bool needs_permute(const ilm__arch *a, const ilm__param *p)
+{
+    size_t i;
+    int64_t l;
+    char ab;
+    if (!a->rope_interleaved || !parse_key(a, p->name, &i, &l, &ab) || ab != 'B') return false;
+    const size_t field = ilm__layer_tensors[i].field;
+    return field == offsetof(ilm__layer, wq) || field == offsetof(ilm__layer, wk);
+}
+
+static ilm_status permute_b(const ilm__arch *a, const ilm__param *p, const float *src, float *dst,
+                            bool to_hf)
+{
+    const int64_t D = a->head_dim, r = p->shape[1], heads = p->shape[0] / D;
+    float *tmp = ilm__malloc((size_t)(D * r) * sizeof *tmp);
+    ILM__RETURN_IF(!tmp, ILM_ERR_NOMEM, "lora: out of memory");
+    for (int64_t h = 0; h < heads; h++) {
+        memcpy(tmp, src + h * D * r, (size_t)(D * r) * sizeof *tmp);
+        float *head = dst + h * D * r;
+        for (int64_t half = 0; half < 2; half++)
+            for (int64_t k = 0; k < D / 2; k++) {
+                const int64_t hf = half * (D / 2) + k, gg = 2 * k + half;
+                memcpy(head + (to_hf ? hf : gg) * r, tmp + (to_hf ? gg : hf) * r,
+                       (size_t)r * sizeof *tmp);
+            }
+    }
+    ilm__free(tmp);
+    return ILM_OK;
+}
+
 ilm_status ilm__lora_read(const char *dir, const ilm__arch *a, ilm__lora_opts *o,
                           ilm__params *ps, float **slab)
 {
@@ -307,6 +343,8 @@ ilm_status ilm__lora_read(const char *dir, const ilm__arch *a, ilm__lora_opts *o
                            path, p->name, (long long)p->shape[0], (long long)p->shape[1]);
         else
             s = ilm__dequantize(t->type, t->data, *slab + p->offset, (int64_t)p->numel);
+        if (s == ILM_OK && needs_permute(a, p))
+            s = permute_b(a, p, *slab + p->offset, *slab + p->offset, false);
     }
     ilm__st_close(st);
     if (s != ILM_OK) {
@@ -325,13 +363,24 @@ ilm_status ilm__lora_write(const char *dir, const ilm__arch *a, const ilm__lora_
                    "lora: cannot create '%s': %s", dir, strerror(errno));
     char path[4096];
     ilm__st_out *outs = ilm__calloc(ps->n ? ps->n : 1, sizeof *outs);
-    ILM__RETURN_IF(!outs, ILM_ERR_NOMEM, "lora: out of memory");
-    for (size_t k = 0; k < ps->n; k++)
-        outs[k] = (ilm__st_out){ ps->p[k].name, ILM__DTYPE_F32, 2, ps->p[k].shape,
-                                 slab + ps->p[k].offset };
+    float **perm = ilm__calloc(ps->n ? ps->n : 1, sizeof *perm);
+    ilm_status st = outs && perm ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "lora: out of memory");
+    for (size_t k = 0; k < ps->n && st == ILM_OK; k++) {
+        const ilm__param *p = &ps->p[k];
+        const float *data = slab + p->offset;
+        if (needs_permute(a, p)) {
+            perm[k] = ilm__malloc(p->numel * sizeof *perm[k]);
+            st = perm[k] ? permute_b(a, p, data, perm[k], true)
+                         : ilm__error(ILM_ERR_NOMEM, "lora: out of memory");
+            data = perm[k];
+        }
+        outs[k] = (ilm__st_out){ p->name, ILM__DTYPE_F32, 2, p->shape, data };
+    }
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     static const char *const meta[] = { "format", "pt", NULL };
-    ilm_status st = ilm__st_write(path, outs, ps->n, meta);
+    if (st == ILM_OK) st = ilm__st_write(path, outs, ps->n, meta);
+    for (size_t k = 0; perm && k < ps->n; k++) ilm__free(perm[k]);
+    ilm__free(perm);
     ilm__free(outs);
     ILM__FORWARD(st);
 
