@@ -187,6 +187,63 @@ START_TEST(ppl_continuation_matches_session_scores)
 }
 END_TEST
 
+/* lm-eval moves the context's trailing whitespace to the continuation with
+ * str.rstrip(), which takes Unicode whitespace too: a prompt ending in
+ * U+00A0 U+3000 is scored as the context without those five bytes and the
+ * continuation with them in front (the ASCII trim once left them in the
+ * context). */
+START_TEST(ppl_context_unicode_whitespace_moves)
+{
+    ilm_model *m = test_smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "quiz.csv", quiz_csv);
+    put(dir, "wsquiz.json",
+        "{\"reader\": {\"path\": \"quiz.csv\", \"header\": false,"
+        "  \"columns\": [\"question\", \"A\", \"B\", \"C\", \"D\", \"answer\"]},"
+        " \"prompt\": \"Question: {question}\\nAnswer:\\u00a0\\u3000\", \"mode\": \"ppl\","
+        " \"ppl\": {\"choices\": {\"A\": \"{A}\", \"B\": \"{B}\"}, \"gold\": \"A\"}}");
+    ilm_evaluator *e = evaluator(m, dir, "\"add_bos\": false, \"limit\": 2");
+    cJSON *r = run(e, "[\"wsquiz\"]");
+    cJSON *pred = read_rel(dir, "out/predictions/smol/wsquiz.json");
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 512}", &s), ILM_OK);
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    const char ws[] = "\xc2\xa0\xe3\x80\x80"; /* U+00A0 U+3000 */
+    int n = 0;
+    const cJSON *sample;
+    cJSON_ArrayForEach(sample, cJSON_GetObjectItem(pred, "samples"))
+    {
+        const char *prompt = cJSON_GetObjectItem(sample, "prompt")->valuestring;
+        size_t len = strlen(prompt);
+        ck_assert(len > 5 && strcmp(prompt + len - 5, ws) == 0);
+        char ctx[512];
+        snprintf(ctx, sizeof ctx, "%.*s", (int)(len - 5), prompt);
+        ck_assert_int_eq(ctx[strlen(ctx) - 1], ':');
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(sample, "candidates"))
+        {
+            const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+            char cont[512];
+            snprintf(cont, sizeof cont, "%s%s", ws, text);
+            double ll = cJSON_GetObjectItem(c, "logprob")->valuedouble;
+            ck_assert_double_eq_tol(ll, score_pair(s, tok, ctx, cont), 1e-9);
+            /* The whitespace is scored: the ASCII trim's split differs. */
+            ck_assert(fabs(ll - score_pair(s, tok, prompt, text)) > 1e-3);
+        }
+        n++;
+    }
+    ck_assert_int_eq(n, 2);
+    ilm_session_free(s);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
 /* OpenCompass's PPL reduction: lowest mean cross-entropy of the prompt with
  * the label, after the examples; subsets and their group averages. */
 START_TEST(ppl_whole_and_subset_groups)
@@ -659,6 +716,7 @@ Suite *suite_eval(void)
     TCase *tc = tcase_create("evaluator");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, ppl_continuation_matches_session_scores);
+    tcase_add_test(tc, ppl_context_unicode_whitespace_moves);
     tcase_add_test(tc, ppl_whole_and_subset_groups);
     tcase_add_test(tc, gen_postprocess_and_metric);
     tcase_add_test(tc, rolling_windows_and_perplexities);

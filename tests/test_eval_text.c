@@ -124,6 +124,36 @@ START_TEST(postproc_hand_cases)
 }
 END_TEST
 
+/* str.rstrip() by hand: the bytes Python keeps of each text. */
+static const struct rstrip_case {
+    const char *text;
+    size_t      keep;
+} rstrip_cases[] = {
+    { "Answer:", 7 },
+    { "Answer: \t\n", 7 },
+    { "Answer:\u3000", 7 },                    /* ideographic space, 3 bytes */
+    { "Answer:\u00a0", 7 },                    /* no-break space, 2 bytes */
+    { "Answer: \u00a0\u2003\n\u3000 ", 7 },    /* a mixed run */
+    { "\u3000\u00a0 ", 0 },                     /* only whitespace */
+    { "", 0 },
+    { "caf\u00e9 ", 5 },                         /* U+00E9 ends in 0xA9, not a space */
+    { "\u4e00\u3000", 3 },                       /* one CJK character, then U+3000 */
+    { "x\x1f\x1c", 1 },                          /* Python's isspace has U+001C..1F */
+    { "x\u200b", 4 },                            /* zero-width space is not whitespace */
+    { "x \xa0", 3 },                              /* a lone continuation byte stays */
+    { "x\x80\x80\x80\x80", 5 },                   /* so do four of them */
+    { "x\xe3\x80", 3 },                            /* and a truncated U+3000 */
+    { "x\xe3\x80\x80\x80", 5 },                   /* U+3000 then a stray byte */
+};
+
+START_TEST(py_rstrip_hand_cases)
+{
+    const struct rstrip_case *c = &rstrip_cases[_i];
+    size_t got = ilm__py_rstrip_len(c->text, strlen(c->text));
+    ck_assert_msg(got == c->keep, "case %d: kept %zu bytes, want %zu", _i, got, c->keep);
+}
+END_TEST
+
 START_TEST(postproc_appends_to_out)
 {
     ilm__buf out = { 0 };
@@ -578,6 +608,8 @@ Suite *suite_eval_text(void)
     TCase *t = tcase_create("postproc");
     tcase_add_test(t, postproc_names_round_trip);
     tcase_add_loop_test(t, postproc_hand_cases, 0, (int)(sizeof pp_cases / sizeof *pp_cases));
+    tcase_add_loop_test(t, py_rstrip_hand_cases, 0,
+                        (int)(sizeof rstrip_cases / sizeof *rstrip_cases));
     tcase_add_test(t, postproc_appends_to_out);
     tcase_add_test(t, postproc_hostile_input);
     tcase_add_test(t, postproc_huge_text);

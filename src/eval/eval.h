@@ -179,6 +179,10 @@ ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
 /* Helpers that metrics.c shares.  Python's str.isspace() for one code
  * point: what str.split() and str.strip() take for whitespace. */
 bool ilm__py_isspace(uint32_t cp);
+/* The length of s[0, n) without its trailing whitespace: Python's
+ * str.rstrip() of the text decoded with errors="replace", so U+00A0 and
+ * U+3000 go too and a byte that is not valid UTF-8 stays. */
+size_t ilm__py_rstrip_len(const char *s, size_t n);
 /* Appends `text` to `out` with every byte that does not start a valid UTF-8
  * sequence replaced by U+FFFD. */
 ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out);

@@ -78,7 +78,7 @@ static ilm_status context_ids(const ilm_evaluator *e, const ilm__task *t, const 
 }
 
 /* Context and continuation ids as lm-eval splits them: trailing whitespace
- * of the context moves to the continuation, the pair is encoded whole and
+ * of the context (context.rstrip(), Unicode whitespace) moves to the continuation, the pair is encoded whole and
  * cut where the context's own encoding ends.  An empty context becomes the
  * prefix token.  A chat context is the template's ids and the continuation
  * is encoded on its own. */
@@ -89,8 +89,7 @@ static ilm_status pair_ids(const ilm_evaluator *e, const ilm__task *t, const cha
         ILM__FORWARD(context_ids(e, t, ctx, a));
         return encode(e, cont, strlen(cont), false, b);
     }
-    size_t n = strlen(ctx), k = n;
-    while (k > 0 && is_space(ctx[k - 1])) k--;
+    size_t n = strlen(ctx), k = ilm__py_rstrip_len(ctx, n);
     ilm__buf whole = { 0 };
     ilm_status st = ilm__buf_append(&whole, ctx, n);
     if (st == ILM_OK) st = ilm__buf_append(&whole, cont, strlen(cont));

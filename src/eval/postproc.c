@@ -59,6 +59,25 @@ bool ilm__py_isspace(uint32_t c)
            c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
+size_t ilm__py_rstrip_len(const char *s, size_t n)
+{
+    /* Back one code point at a time: from the last byte over at most three
+     * continuation bytes to a lead byte; the sequence read forward from
+     * there must end exactly at n, else the last byte is not valid UTF-8
+     * (U+FFFD to Python, which is not whitespace).  A valid sequence's
+     * lead is never a continuation byte, so a forward decode of the whole
+     * text meets the same code points. */
+    while (n > 0) {
+        size_t at = n - 1;
+        while (at > 0 && n - at < 4 && ((unsigned char)s[at] & 0xC0) == 0x80) at--;
+        size_t i = at;
+        uint32_t cp = ilm__utf8_next(s, n, &i);
+        if (i != n || !ilm__py_isspace(cp)) break;
+        n = at;
+    }
+    return n;
+}
+
 ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out)
 {
     ILM__FORWARD(ilm__buf_reserve(out, len));
