@@ -175,6 +175,7 @@ static ilm_status read_table(const ilm_evaluator *e, const ilm__task *t, const c
     ILM__RETURN_IF(!path, ILM_ERR_NOMEM, "eval: out of memory");
     ilm__table_opts o = { 0 };
     o.format = t->format;
+    o.document_start = t->document_start;
     o.header = t->header_set ? t->header : !t->columns;
     o.columns = (const char *const *)t->columns;
     o.n_columns = t->n_columns;
