@@ -393,6 +393,55 @@ START_TEST(mmap_regular_empty_missing_directory)
 }
 END_TEST
 
+/* JSON data files (ilm__json_read_file): one object, whitespace around it,
+ * nothing else; every failure names the file and says what is wrong. */
+static const struct json_file_case {
+    const char *text;
+    size_t      n; /* 0: strlen(text) */
+    ilm_status  want;
+    const char *says;
+} json_file_cases[] = {
+    { " {\"a\": [1, 2]}\n\n", 0, ILM_OK, NULL },
+    { "{}", 0, ILM_OK, NULL },
+    { "", 0, ILM_ERR_FORMAT, "invalid JSON: the text is empty" },
+    { " \n\t", 0, ILM_ERR_FORMAT, "only whitespace" },
+    { "{\"a\":\n 1,\n", 0, ILM_ERR_FORMAT, "invalid JSON near byte 9 (line 2)" },
+    { "{\"a\": 1} x", 0, ILM_ERR_FORMAT, "unexpected bytes after the JSON value at byte 9" },
+    { "{\"a\": 1}\0{", 11, ILM_ERR_FORMAT, "unexpected bytes after the JSON value at byte 8" },
+    { "[1]", 0, ILM_ERR_FORMAT, "not a JSON object (the top level is an array)" },
+    { "\"s\"", 0, ILM_ERR_FORMAT, "not a JSON object (the top level is a string)" },
+    { "null", 0, ILM_ERR_FORMAT, "not a JSON object (the top level is a null)" },
+};
+
+START_TEST(json_read_file)
+{
+    const struct json_file_case *c = &json_file_cases[_i];
+    char *dir = test_tmpdir();
+    char *f = path_in(dir, "x.json");
+    test_write_bytes(f, c->text, c->n ? c->n : strlen(c->text));
+    cJSON *j = (cJSON *)1;
+    ilm_status st = ilm__json_read_file(f, &j);
+    ck_assert_msg(st == c->want, "case %d gave %s: %s", _i, ilm_status_str(st), ilm_last_error());
+    if (st == ILM_OK) {
+        ck_assert(cJSON_IsObject(j));
+    } else {
+        ck_assert_ptr_null(j);
+        ck_assert_msg(strstr(ilm_last_error(), f) && strstr(ilm_last_error(), c->says),
+                      "case %d: message '%s' lacks the path or '%s'", _i, ilm_last_error(),
+                      c->says);
+    }
+    cJSON_Delete(j);
+    /* A file that is not there, or not a file, is ILM_ERR_IO naming it. */
+    char *m = path_in(dir, "missing.json");
+    ck_assert_int_eq(ilm__json_read_file(m, &j), ILM_ERR_IO);
+    ck_assert_ptr_null(j);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), m));
+    ck_assert_int_eq(ilm__json_read_file(dir, &j), ILM_ERR_IO);
+    test_rmtree(dir);
+    free(f), free(m), free(dir);
+}
+END_TEST
+
 START_TEST(mmap_unreadable)
 {
     /* Root reads anything, so the check runs in a child that drops to an
@@ -634,6 +683,8 @@ Suite *suite_core(void)
     t = tcase_create("files");
     tcase_add_test(t, mmap_regular_empty_missing_directory);
     tcase_add_test(t, mmap_unreadable);
+    tcase_add_loop_test(t, json_read_file, 0,
+                        (int)(sizeof json_file_cases / sizeof *json_file_cases));
     tcase_add_test(t, atomic_write_creates_and_replaces);
     tcase_add_test(t, atomic_write_failure_leaves_old_file);
     tcase_add_test(t, atomic_write_killed_midway_leaves_old_file);

@@ -187,6 +187,63 @@ START_TEST(ppl_continuation_matches_session_scores)
 }
 END_TEST
 
+/* lm-eval moves the context's trailing whitespace to the continuation with
+ * str.rstrip(), which takes Unicode whitespace too: a prompt ending in
+ * U+00A0 U+3000 is scored as the context without those five bytes and the
+ * continuation with them in front (the ASCII trim once left them in the
+ * context). */
+START_TEST(ppl_context_unicode_whitespace_moves)
+{
+    ilm_model *m = test_smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "quiz.csv", quiz_csv);
+    put(dir, "wsquiz.json",
+        "{\"reader\": {\"path\": \"quiz.csv\", \"header\": false,"
+        "  \"columns\": [\"question\", \"A\", \"B\", \"C\", \"D\", \"answer\"]},"
+        " \"prompt\": \"Question: {question}\\nAnswer:\\u00a0\\u3000\", \"mode\": \"ppl\","
+        " \"ppl\": {\"choices\": {\"A\": \"{A}\", \"B\": \"{B}\"}, \"gold\": \"A\"}}");
+    ilm_evaluator *e = evaluator(m, dir, "\"add_bos\": false, \"limit\": 2");
+    cJSON *r = run(e, "[\"wsquiz\"]");
+    cJSON *pred = read_rel(dir, "out/predictions/smol/wsquiz.json");
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 512}", &s), ILM_OK);
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    const char ws[] = "\xc2\xa0\xe3\x80\x80"; /* U+00A0 U+3000 */
+    int n = 0;
+    const cJSON *sample;
+    cJSON_ArrayForEach(sample, cJSON_GetObjectItem(pred, "samples"))
+    {
+        const char *prompt = cJSON_GetObjectItem(sample, "prompt")->valuestring;
+        size_t len = strlen(prompt);
+        ck_assert(len > 5 && strcmp(prompt + len - 5, ws) == 0);
+        char ctx[512];
+        snprintf(ctx, sizeof ctx, "%.*s", (int)(len - 5), prompt);
+        ck_assert_int_eq(ctx[strlen(ctx) - 1], ':');
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(sample, "candidates"))
+        {
+            const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+            char cont[512];
+            snprintf(cont, sizeof cont, "%s%s", ws, text);
+            double ll = cJSON_GetObjectItem(c, "logprob")->valuedouble;
+            ck_assert_double_eq_tol(ll, score_pair(s, tok, ctx, cont), 1e-9);
+            /* The whitespace is scored: the ASCII trim's split differs. */
+            ck_assert(fabs(ll - score_pair(s, tok, prompt, text)) > 1e-3);
+        }
+        n++;
+    }
+    ck_assert_int_eq(n, 2);
+    ilm_session_free(s);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
 /* OpenCompass's PPL reduction: lowest mean cross-entropy of the prompt with
  * the label, after the examples; subsets and their group averages. */
 START_TEST(ppl_whole_and_subset_groups)
@@ -306,6 +363,98 @@ START_TEST(gen_postprocess_and_metric)
 }
 END_TEST
 
+/* lm-eval's loglikelihood_rolling of `text` by hand (no BOS): windows of w
+ * ids, the first after the prefix token, each full one after the id before
+ * it, the last, shorter one after as many as fill its input of w. */
+static double rolling_by_hand(const ilm_model *m, ilm_session *s, const char *text, size_t w,
+                              size_t *n_ids)
+{
+    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(ilm_tokenizer_encode(tok, text, strlen(text), 0, &ids, &n), ILM_OK);
+    int32_t prefix = ilm_tokenizer_bos(tok) >= 0 ? ilm_tokenizer_bos(tok) : ilm_tokenizer_eos(tok);
+    double ll = 0;
+    for (size_t at = 0; at < n; at += w) {
+        size_t k = n - at < w ? n - at : w, c = at ? w + 1 - k : 1;
+        double part;
+        ck_assert_int_eq(
+            ilm_session_score(s, at ? ids + at - c : &prefix, c, ids + at, k, &part, NULL), ILM_OK);
+        ll += part;
+    }
+    ilm_free(ids);
+    *n_ids = n;
+    return ll;
+}
+
+/* lm-eval's wikitext: a file of articles (a " = Title = " line starts one)
+ * is one sample per article, each detokenized before scoring but counted
+ * (words, bytes) as written; the perplexities weigh the articles by their
+ * words and bytes: exp(-sum(ll) / sum(words)), never a mean of per-article
+ * figures. */
+START_TEST(rolling_articles_weighted_over_documents)
+{
+    ilm_model *m = test_smollm2();
+    if (!m) return;
+    char *dir = test_tmpdir();
+    put(dir, "wiki.txt",
+        " \n"
+        " = Alpha = \n"
+        " Alpha is a letter ( the first ) , said \" Bob \" .\n"
+        " = = History = = \n"
+        " It came from 1 @,@ 000 years ago . \n"
+        " = Beta = \n"
+        " Beta follows alpha . \n");
+    put(dir, "wiki.json",
+        "{\"reader\": {\"path\": \"wiki.txt\", \"format\": \"text\","
+        "             \"document_start\": \"^ = [^=].* = $\"},"
+        " \"mode\": \"rolling\","
+        " \"rolling\": {\"text\": \"{text}\", \"window\": 8, \"preprocess\": \"wikitext_detokenizer\"}}");
+    ilm_evaluator *e = evaluator(m, dir, "\"add_bos\": false");
+    cJSON *r = run(e, "[\"wiki\"]");
+    cJSON *pred = read_rel(dir, "out/predictions/smol/wiki.json");
+    /* By hand: the articles as lm-eval's detokenizer leaves them, and
+     * len(re.split(r"\s+", page)) and the UTF-8 length of each page. */
+    static const struct {
+        const char *scored;
+        double      words, bytes;
+    } docs[] = {
+        { " = Alpha =\nAlpha is a letter (the first), said \"Bob\" .\n== History ==\nIt came from "
+          "1,000 years ago. ",
+          33, 116 },
+        { " = Beta =\nBeta follows alpha. ", 9, 33 },
+    };
+    const cJSON *samples = cJSON_GetObjectItem(pred, "samples");
+    ck_assert_int_eq(cJSON_GetArraySize(samples), 2); /* the blank first line is no article */
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, "{\"context\": 64}", &s), ILM_OK);
+    double ll = 0, words = 0, bytes = 0, tokens = 0;
+    for (int i = 0; i < 2; i++) {
+        const cJSON *sm = cJSON_GetArrayItem(samples, i);
+        size_t n = 0;
+        double want = rolling_by_hand(m, s, docs[i].scored, 8, &n);
+        ck_assert_double_eq_tol(cJSON_GetObjectItem(sm, "logprob")->valuedouble, want, 1e-6);
+        ck_assert_double_eq(cJSON_GetObjectItem(sm, "tokens")->valuedouble, (double)n);
+        ck_assert_double_eq(cJSON_GetObjectItem(sm, "words")->valuedouble, docs[i].words);
+        ck_assert_double_eq(cJSON_GetObjectItem(sm, "bytes")->valuedouble, docs[i].bytes);
+        ll += want, words += docs[i].words, bytes += docs[i].bytes, tokens += (double)n;
+    }
+    ck_assert_double_eq_tol(metric(r, 0, "word_perplexity"), exp(-ll / words), 1e-6);
+    ck_assert_double_eq_tol(metric(r, 0, "byte_perplexity"), exp(-ll / bytes), 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "bits_per_byte"), -ll / bytes / log(2.0), 1e-9);
+    ck_assert_double_eq_tol(metric(r, 0, "token_perplexity"), exp(-ll / tokens), 1e-9);
+    printf("eval wikitext articles on SmolLM2: word_perplexity %.2f over %g words\n",
+           metric(r, 0, "word_perplexity"), words);
+    ilm_session_free(s);
+    cJSON_Delete(pred);
+    cJSON_Delete(r);
+    ilm_evaluator_free(e);
+    test_rmtree(dir);
+    free(dir);
+    ilm_model_free(m);
+}
+END_TEST
+
 START_TEST(rolling_windows_and_perplexities)
 {
     ilm_model *m = test_smollm2();
@@ -320,23 +469,11 @@ START_TEST(rolling_windows_and_perplexities)
     ilm_evaluator *e = evaluator(m, dir, NULL);
     cJSON *r = run(e, "[\"roll\"]");
     /* By hand: windows of 8 ids, each after the id before it. */
-    const ilm_tokenizer *tok = ilm_model_tokenizer(m);
-    int32_t *ids = NULL;
-    size_t n = 0;
-    ck_assert_int_eq(ilm_tokenizer_encode(tok, doc, strlen(doc), 0, &ids, &n), ILM_OK);
-    ck_assert_uint_gt(n, 16);
     ilm_session *s = NULL;
     ck_assert_int_eq(ilm_session_create(m, "{\"context\": 64}", &s), ILM_OK);
-    double ll = 0;
-    int32_t prefix = ilm_tokenizer_bos(tok) >= 0 ? ilm_tokenizer_bos(tok) : ilm_tokenizer_eos(tok);
-    for (size_t at = 0; at < n; at += 8) {
-        /* An input of 8 ids: the last, shorter window sees more before it. */
-        size_t k = n - at < 8 ? n - at : 8, c = at ? 8 + 1 - k : 1;
-        double part;
-        ck_assert_int_eq(
-            ilm_session_score(s, at ? ids + at - c : &prefix, c, ids + at, k, &part, NULL), ILM_OK);
-        ll += part;
-    }
+    size_t n = 0;
+    double ll = rolling_by_hand(m, s, doc, 8, &n);
+    ck_assert_uint_gt(n, 16);
     double bytes = (double)strlen(doc), words = 1; /* re.split(r"\s+"): one more than the runs */
     for (const char *q = doc; *q; q++)
         words += (*q == ' ' || *q == '\n') && (q == doc || (q[-1] != ' ' && q[-1] != '\n'));
@@ -344,7 +481,6 @@ START_TEST(rolling_windows_and_perplexities)
     ck_assert_double_eq_tol(metric(r, 0, "byte_perplexity"), exp(-ll / bytes), 1e-9);
     ck_assert_double_eq_tol(metric(r, 0, "word_perplexity"), exp(-ll / words), 1e-6);
     ck_assert_double_eq_tol(metric(r, 0, "token_perplexity"), exp(-ll / (double)n), 1e-9);
-    ilm_free(ids);
     ilm_session_free(s);
     cJSON_Delete(r);
     ilm_evaluator_free(e);
@@ -472,6 +608,15 @@ START_TEST(bad_tasks_and_data)
         { "[{\"reader\": {\"path\": \"quiz.csv\", \"pathx\": 1}, \"mode\": \"rolling\", "
           "\"rolling\": {\"text\": \"x\"}}]",
           ILM_ERR_CONFIG, "pathx" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\", \"document_start\": \"^ = \"}, "
+          "\"mode\": \"rolling\", \"rolling\": {\"text\": \"x\"}}]",
+          ILM_ERR_CONFIG, "'reader.document_start' needs \"format\": \"text\"" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\", \"format\": \"text\", \"document_start\": "
+          "\"(\"}, \"mode\": \"rolling\", \"rolling\": {\"text\": \"{text}\"}}]",
+          ILM_ERR_CONFIG, "not a regular expression" },
+        { "[{\"reader\": {\"path\": \"quiz.csv\", \"format\": \"text\"}, \"mode\": \"rolling\", "
+          "\"rolling\": {\"text\": \"{text}\", \"preprocess\": \"wikitext\"}}]",
+          ILM_ERR_CONFIG, "'rolling.preprocess' names no post-processor: 'wikitext'" },
         { "[{\"reader\": {\"path\": \"quiz.csv\"}, \"prompt\": \"{\", \"mode\": \"gen\", "
           "\"gen\": {\"gold\": \"x\"}}]",
           ILM_ERR_CONFIG, "prompt" },
@@ -659,9 +804,11 @@ Suite *suite_eval(void)
     TCase *tc = tcase_create("evaluator");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, ppl_continuation_matches_session_scores);
+    tcase_add_test(tc, ppl_context_unicode_whitespace_moves);
     tcase_add_test(tc, ppl_whole_and_subset_groups);
     tcase_add_test(tc, gen_postprocess_and_metric);
     tcase_add_test(tc, rolling_windows_and_perplexities);
+    tcase_add_test(tc, rolling_articles_weighted_over_documents);
     tcase_add_test(tc, resume_after_cancel_and_versions);
     tcase_add_test(tc, bad_tasks_and_data);
     tcase_add_test(tc, new_benchmark_is_a_config_file);

@@ -152,6 +152,82 @@ START_TEST(data_jsonl)
 }
 END_TEST
 
+/* Text split into documents where a line matches document_start: the
+ * lines before the first match are a document too, a whitespace-only one
+ * is dropped, the line end before the next start belongs to neither, and
+ * CRLF line ends are matched without their CR. */
+START_TEST(data_text_documents)
+{
+    char *dir = test_tmpdir(), *p = test_join(dir, "wiki.txt");
+    const char *text = " \n"
+                       " = Alpha = \n"
+                       " Alpha is a letter .\n"
+                       " = = History = = \n"
+                       " Old .\n"
+                       " = Beta = \r\n"
+                       " Beta follows .\r\n"
+                       "\n"
+                       " = Gamma = \n"
+                       " \n"
+                       " = Delta = "; /* no final line end */
+    test_write_bytes(p, text, strlen(text));
+    ilm__table_opts o = { .format = "text", .document_start = "^ = [^=].* = $" };
+    ilm__table t;
+    read_ok(p, &o, &t);
+    static const char *const cols[] = { "text" };
+    assert_cols(&t, cols, 1);
+    static const char *const want[] = {
+        " = Alpha = \n Alpha is a letter .\n = = History = = \n Old .",
+        " = Beta = \r\n Beta follows .\r\n",
+        " = Gamma = \n ",
+        " = Delta = ",
+    };
+    static const size_t lines[] = { 2, 6, 9, 11 };
+    ck_assert_uint_eq(t.n_rows, 4); /* the blank first line is no document */
+    for (size_t r = 0; r < 4; r++) {
+        ck_assert_str_eq(ilm__table_cell(&t, r, 0), want[r]);
+        ck_assert_uint_eq(t.lines[r], lines[r]);
+    }
+    ilm__table_free(&t);
+    /* Text before the first match is a document; without a match, the
+     * whole text is one, less its final line end. */
+    test_write_bytes(p, "intro\n = A = \nx\n", 16);
+    read_ok(p, &o, &t);
+    ck_assert_uint_eq(t.n_rows, 2);
+    ck_assert_str_eq(ilm__table_cell(&t, 0, 0), "intro");
+    ck_assert_str_eq(ilm__table_cell(&t, 1, 0), " = A = \nx");
+    ilm__table_free(&t);
+    o.document_start = "^#";
+    read_ok(p, &o, &t);
+    ck_assert_uint_eq(t.n_rows, 1);
+    ck_assert_str_eq(ilm__table_cell(&t, 0, 0), "intro\n = A = \nx");
+    ilm__table_free(&t);
+    /* Unicode classes as Python's re: \s takes U+3000. */
+    test_write_bytes(p, "\xe3\x80\x80# a\nb\n# c\n", 13);
+    o.document_start = "^\\s*#";
+    read_ok(p, &o, &t);
+    ck_assert_uint_eq(t.n_rows, 2);
+    ck_assert_str_eq(ilm__table_cell(&t, 0, 0), "\xe3\x80\x80# a\nb");
+    ilm__table_free(&t);
+    /* Whitespace only: no rows.  A bad expression, or one for CSV: config. */
+    test_write_bytes(p, " \n\t\n", 4);
+    ck_assert_int_eq(ilm__table_read(p, &o, &t), ILM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "has no rows"));
+    o.document_start = "^ = (";
+    ck_assert_int_eq(ilm__table_read(p, &o, &t), ILM_ERR_CONFIG);
+    ck_assert_msg(strstr(ilm_last_error(), "not a regular expression") &&
+                      strstr(ilm_last_error(), "wiki.txt"),
+                  "%s", ilm_last_error());
+    o.format = "csv";
+    o.document_start = "^x";
+    ck_assert_int_eq(ilm__table_read(p, &o, &t), ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "text files only"));
+    free(p);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- bad files --------------------------------------------------------------- */
 
 typedef struct bad_case {
@@ -527,6 +603,7 @@ Suite *suite_eval_data(void)
     tcase_add_test(t, data_csv_header);
     tcase_add_test(t, data_csv_no_header);
     tcase_add_test(t, data_jsonl);
+    tcase_add_test(t, data_text_documents);
     tcase_add_loop_test(t, data_bad_inputs, 0, (int)(sizeof bad_cases / sizeof *bad_cases));
     tcase_add_test(t, data_bad_calls);
     tcase_add_test(t, data_gzip_truncated_and_bomb);

@@ -124,6 +124,36 @@ START_TEST(postproc_hand_cases)
 }
 END_TEST
 
+/* str.rstrip() by hand: the bytes Python keeps of each text. */
+static const struct rstrip_case {
+    const char *text;
+    size_t      keep;
+} rstrip_cases[] = {
+    { "Answer:", 7 },
+    { "Answer: \t\n", 7 },
+    { "Answer:\u3000", 7 },                    /* ideographic space, 3 bytes */
+    { "Answer:\u00a0", 7 },                    /* no-break space, 2 bytes */
+    { "Answer: \u00a0\u2003\n\u3000 ", 7 },    /* a mixed run */
+    { "\u3000\u00a0 ", 0 },                     /* only whitespace */
+    { "", 0 },
+    { "caf\u00e9 ", 5 },                         /* U+00E9 ends in 0xA9, not a space */
+    { "\u4e00\u3000", 3 },                       /* one CJK character, then U+3000 */
+    { "x\x1f\x1c", 1 },                          /* Python's isspace has U+001C..1F */
+    { "x\u200b", 4 },                            /* zero-width space is not whitespace */
+    { "x \xa0", 3 },                              /* a lone continuation byte stays */
+    { "x\x80\x80\x80\x80", 5 },                   /* so do four of them */
+    { "x\xe3\x80", 3 },                            /* and a truncated U+3000 */
+    { "x\xe3\x80\x80\x80", 5 },                   /* U+3000 then a stray byte */
+};
+
+START_TEST(py_rstrip_hand_cases)
+{
+    const struct rstrip_case *c = &rstrip_cases[_i];
+    size_t got = ilm__py_rstrip_len(c->text, strlen(c->text));
+    ck_assert_msg(got == c->keep, "case %d: kept %zu bytes, want %zu", _i, got, c->keep);
+}
+END_TEST
+
 START_TEST(postproc_appends_to_out)
 {
     ilm__buf out = { 0 };
@@ -572,12 +602,103 @@ START_TEST(gsm8k_gold_on_real_data)
 }
 END_TEST
 
+/* lm-eval's wikitext task (tests/fixtures/eval/wikitext.json, from
+ * tools/reference/eval_wikitext_fixtures.py): its detokenizer on hand cases,
+ * and the shipped config's articles of the real test file, each with its
+ * line, title, words and bytes (process_results) and detokenized text. */
+#define WIKITEXT_FIXTURE "tests/fixtures/eval/wikitext.json"
+
+/* len(re.split(r"\s+", s)): one more than the runs of whitespace. */
+static size_t py_words(const char *s, size_t n)
+{
+    size_t words = 1;
+    bool in_space = false;
+    for (size_t i = 0; i < n;) {
+        bool sp = ilm__py_isspace(ilm__utf8_next(s, n, &i));
+        words += sp && !in_space;
+        in_space = sp;
+    }
+    return words;
+}
+
+static uint64_t fnv1a64(const char *s, size_t n)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
+    return h;
+}
+
+START_TEST(wikitext_matches_lm_eval)
+{
+    cJSON *fx = test_read_json(WIKITEXT_FIXTURE);
+    const cJSON *c;
+    int n = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(fx, "detokenizer"))
+    {
+        char *got = pp(ILM__PP_WIKITEXT, jstr(c, "text"), NULL);
+        ck_assert_msg(strcmp(got, jstr(c, "out")) == 0, "detokenizer(\"%s\") = \"%s\", lm-eval \"%s\"",
+                      jstr(c, "text"), got, jstr(c, "out"));
+        free(got);
+        n++;
+    }
+    ck_assert_int_eq(n, 16);
+    const char *path = test_shared_file("wikitext2/wiki.test.txt");
+    if (!path) {
+        cJSON_Delete(fx);
+        return;
+    }
+    /* The shipped config's reader, as the evaluator reads it. */
+    cJSON *cfg = test_read_json("configs/eval/wikitext2.json");
+    const cJSON *reader = cJSON_GetObjectItem(cfg, "reader");
+    ilm__table_opts o = { 0 };
+    o.format = jstr(reader, "format");
+    o.document_start = jstr(reader, "document_start");
+    ilm__table t;
+    ilm_status st = ilm__table_read(path, &o, &t);
+    ck_assert_msg(st == ILM_OK, "%s", ilm_last_error());
+    const cJSON *arts = cJSON_GetObjectItem(fx, "articles");
+    ck_assert_uint_eq(t.n_rows, (size_t)jnum(arts, "count"));
+    ck_assert_uint_eq(t.n_rows, 62);
+    double words = 0, bytes = 0;
+    size_t r = 0;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(arts, "docs"))
+    {
+        const char *doc = ilm__table_cell(&t, r, 0), *title = jstr(c, "title");
+        size_t len = strlen(doc);
+        ck_assert_uint_eq(t.lines[r], (size_t)jnum(c, "line"));
+        ck_assert_msg(strncmp(doc, title, strlen(title)) == 0 && doc[strlen(title)] == '\n',
+                      "article %zu begins '%.40s', not '%s'", r, doc, title);
+        ck_assert_uint_eq(len, (size_t)jnum(c, "bytes"));
+        ck_assert_uint_eq(py_words(doc, len), (size_t)jnum(c, "words"));
+        ilm__buf out = { 0 };
+        ck_assert_int_eq(ilm__postproc_apply(ILM__PP_WIKITEXT, doc, len, NULL, &out), ILM_OK);
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fnv1a64(out.p, out.n));
+        ck_assert_uint_eq(out.n, (size_t)jnum(c, "out_bytes"));
+        ck_assert_msg(strcmp(hex, jstr(c, "out_fnv")) == 0, "article %zu ('%s'): detokenized "
+                      "text differs from lm-eval's", r, title);
+        ilm__buf_free(&out);
+        words += (double)py_words(doc, len);
+        bytes += (double)len;
+        r++;
+    }
+    ck_assert_uint_eq(r, t.n_rows);
+    ck_assert_double_eq(words, jnum(arts, "words"));
+    ck_assert_double_eq(bytes, jnum(arts, "bytes"));
+    ilm__table_free(&t);
+    cJSON_Delete(cfg);
+    cJSON_Delete(fx);
+}
+END_TEST
+
 Suite *suite_eval_text(void)
 {
     Suite *s = suite_create("eval_text");
     TCase *t = tcase_create("postproc");
     tcase_add_test(t, postproc_names_round_trip);
     tcase_add_loop_test(t, postproc_hand_cases, 0, (int)(sizeof pp_cases / sizeof *pp_cases));
+    tcase_add_loop_test(t, py_rstrip_hand_cases, 0,
+                        (int)(sizeof rstrip_cases / sizeof *rstrip_cases));
     tcase_add_test(t, postproc_appends_to_out);
     tcase_add_test(t, postproc_hostile_input);
     tcase_add_test(t, postproc_huge_text);
@@ -595,6 +716,7 @@ Suite *suite_eval_text(void)
     tcase_add_test(t, fixture_metrics_match_references);
     tcase_add_test(t, fixture_postprocessors_match_opencompass);
     tcase_add_test(t, gsm8k_gold_on_real_data);
+    tcase_add_test(t, wikitext_matches_lm_eval);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
     return s;

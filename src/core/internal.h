@@ -136,6 +136,20 @@ ilm_status ilm__json_int_array(const cJSON *arr, const char *path,
                                int64_t min, int64_t max,
                                int64_t **out, size_t *n);
 
+/* JSON data (a file format, not a config): n bytes of text, not necessarily
+ * NUL-terminated, that must hold exactly one JSON object and nothing but
+ * whitespace around it.  `what` names the text in messages (usually a path).
+ * ILM_ERR_FORMAT "<what>: invalid JSON near byte B (line L)", "<what>:
+ * unexpected bytes after the JSON value at byte B", "<what>: not a JSON
+ * object (the top level is an array)"; an empty text is invalid JSON.
+ * *out is NULL on failure, else the caller's (cJSON_Delete). */
+ilm_status ilm__json_parse_object(const char *text, size_t n, const char *what, cJSON **out);
+
+/* Reads the file at `path` as one JSON object (ilm__json_parse_object with
+ * the path as `what`): ILM_ERR_IO with the path and the system's reason when
+ * it cannot be read, ILM_ERR_FORMAT when it is not one JSON object. */
+ilm_status ilm__json_read_file(const char *path, cJSON **out);
+
 /* Prints `json` without formatting into a string allocated through the
  * library allocator (so the caller may ilm_free it). */
 ilm_status ilm__json_print(const cJSON *json, char **out);

@@ -38,6 +38,52 @@ static const char *type_name(const cJSON *v)
     return "invalid value";
 }
 
+static bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+ilm_status ilm__json_parse_object(const char *text, size_t n, const char *what, cJSON **out)
+{
+    *out = NULL;
+    size_t lead = 0;
+    while (lead < n && is_json_space(text[lead])) lead++;
+    ILM__RETURN_IF(lead == n, ILM_ERR_FORMAT, "%s: invalid JSON: the text is %s", what,
+                   n ? "only whitespace" : "empty");
+    /* The length-bounded parse never reads past n, so a mapped file needs
+     * no NUL-terminated copy; the bytes after the value are checked here
+     * because cJSON's own check wants a NUL. */
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, false);
+    if (!j) {
+        size_t at = end && end >= text ? (size_t)(end - text) : 0, line = 1;
+        for (size_t i = 0; i < at && i < n; i++) line += text[i] == '\n';
+        return ilm__error(ILM_ERR_FORMAT, "%s: invalid JSON near byte %zu (line %zu)", what, at,
+                          line);
+    }
+    for (size_t i = (size_t)(end - text); i < n; i++)
+        if (!is_json_space(text[i])) {
+            cJSON_Delete(j);
+            return ilm__error(ILM_ERR_FORMAT,
+                              "%s: unexpected bytes after the JSON value at byte %zu", what, i);
+        }
+    if (!cJSON_IsObject(j)) {
+        const char *t = type_name(j);
+        cJSON_Delete(j);
+        return ilm__error(ILM_ERR_FORMAT, "%s: not a JSON object (the top level is %s %s)", what,
+                          t[0] == 'a' || t[0] == 'o' || t[0] == 'i' ? "an" : "a", t);
+    }
+    *out = j;
+    return ILM_OK;
+}
+
+ilm_status ilm__json_read_file(const char *path, cJSON **out)
+{
+    *out = NULL;
+    ilm__mmap m;
+    ILM__FORWARD(ilm__mmap_open(path, &m));
+    ilm_status st = ilm__json_parse_object((const char *)m.data, m.size, path, out);
+    ilm__mmap_close(&m);
+    return st;
+}
+
 static const char *jtype_name(ilm__jtype t)
 {
     switch (t) {

@@ -90,23 +90,8 @@ ilm_status ilm_corpus_open(const char *dir, ilm_corpus **out)
     ILM__RETURN_IF(!c, ILM_ERR_NOMEM, "corpus: out of memory");
     char *path = ilm__asprintf("%s/corpus.json", dir);
     c->dir = ilm__strdup(dir);
-    ilm__mmap m = { 0 };
     ilm_status st = !path || !c->dir ? ilm__error(ILM_ERR_NOMEM, "corpus: out of memory")
-                                     : ilm__mmap_open(path, &m);
-    if (st == ILM_OK) {
-        char *text = ilm__malloc(m.size + 1);
-        if (!text) st = ilm__error(ILM_ERR_NOMEM, "corpus: out of memory");
-        else {
-            memcpy(text, m.data, m.size);
-            text[m.size] = 0;
-            /* The parser's message names the file and the byte; only the
-             * status changes (a manifest is data, not configuration). */
-            st = ilm__json_parse(text, path, &c->manifest);
-            if (st == ILM_ERR_CONFIG) st = ILM_ERR_FORMAT;
-            ilm__free(text);
-        }
-        ilm__mmap_close(&m);
-    }
+                                     : ilm__json_read_file(path, &c->manifest);
     if (st == ILM_OK) st = open_parts(c, path);
     ilm__free(path);
     if (st != ILM_OK) {

@@ -6,6 +6,9 @@
  * included, from taking more memory than the caller allows. */
 #include "eval/eval.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -512,11 +515,90 @@ static ilm_status read_csv(const input *in, const ilm__table_opts *o, ilm__table
 
 /* ---- text ------------------------------------------------------------------- */
 
-/* The whole file as one row of one column, "text" (a document to score). */
-static ilm_status read_text(const input *in, ilm__table *t, builder *b)
+static void *pcre_alloc(PCRE2_SIZE n, void *user) { (void)user; return ilm__malloc(n); }
+static void  pcre_release(void *p, void *user) { (void)user; ilm__free(p); }
+
+/* [b, e) without the line end ("\n" or "\r\n") it may end with. */
+static size_t chop_eol(const char *p, size_t b, size_t e)
+{
+    if (e > b && p[e - 1] == '\n') e--;
+    if (e > b && p[e - 1] == '\r') e--;
+    return e;
+}
+
+/* One document [b, e) that starts on `line`, unless it is all whitespace. */
+static ilm_status add_document(builder *b, const char *p, size_t from, size_t to, size_t line)
+{
+    if (ilm__py_rstrip_len(p + from, to - from) == 0) return ILM_OK;
+    ILM__FORWARD(add_row(b, line));
+    return add_cell(b, p + from, to - from);
+}
+
+/* The documents of a text file, split where lines match `start`
+ * (ilm__table_opts.document_start): EleutherAI's wikitext_document_level
+ * makes WikiText's articles so, a line " = Title = " beginning each. */
+static ilm_status split_documents(const input *in, const char *path, const char *start,
+                                  builder *b)
+{
+    pcre2_general_context *gc = pcre2_general_context_create(pcre_alloc, pcre_release, NULL);
+    pcre2_compile_context *cc = gc ? pcre2_compile_context_create(gc) : NULL;
+    pcre2_code *re = NULL;
+    pcre2_match_data *md = NULL;
+    ilm_status st = cc ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "dataset: out of memory");
+    if (st == ILM_OK) {
+        int err;
+        PCRE2_SIZE at;
+        re = pcre2_compile((PCRE2_SPTR)start, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err,
+                           &at, cc);
+        if (!re && (err == PCRE2_ERROR_NOMEMORY || err == PCRE2_ERROR_HEAP_FAILED)) {
+            st = ilm__error(ILM_ERR_NOMEM, "dataset: out of memory");
+        } else if (!re) {
+            PCRE2_UCHAR msg[128];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            st = ilm__error(ILM_ERR_CONFIG,
+                            "dataset: '%s': document_start '%s' is not a regular expression: %s "
+                            "at offset %zu",
+                            path, start, (const char *)msg, (size_t)at);
+        }
+    }
+    if (st == ILM_OK) md = pcre2_match_data_create_from_pattern(re, gc);
+    if (st == ILM_OK && !md) st = ilm__error(ILM_ERR_NOMEM, "dataset: out of memory");
+    const char *p = in->p;
+    size_t doc = 0, doc_line = 1, line = 1;
+    for (size_t i = 0; st == ILM_OK && i < in->n; line++) {
+        const char *nl = memchr(p + i, '\n', in->n - i);
+        size_t end = nl ? (size_t)(nl - p) + 1 : in->n;
+        /* The text is valid UTF-8 (check_text) and a line ends at a '\n'. */
+        int rc = pcre2_match(re, (PCRE2_SPTR)(p + i), chop_eol(p, i, end) - i, 0,
+                             PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc >= 0 && i > doc) {
+            st = add_document(b, p, doc, chop_eol(p, doc, i), doc_line);
+            doc = i;
+            doc_line = line;
+        } else if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+            PCRE2_UCHAR msg[128];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            st = ilm__error(rc == PCRE2_ERROR_NOMEMORY ? ILM_ERR_NOMEM : ILM_ERR_FORMAT,
+                            "dataset: '%s' line %zu: document_start: %s", path, line,
+                            (const char *)msg);
+        }
+        i = end;
+    }
+    if (st == ILM_OK && in->n > doc) st = add_document(b, p, doc, chop_eol(p, doc, in->n), doc_line);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+    pcre2_compile_context_free(cc);
+    pcre2_general_context_free(gc);
+    return st;
+}
+
+/* The whole file as one row of one column, "text" (a document to score),
+ * or its documents, one a row. */
+static ilm_status read_text(const input *in, const ilm__table_opts *o, ilm__table *t, builder *b)
 {
     static const char *const text[] = { "text" };
     ILM__FORWARD(set_columns(t, text, 1));
+    if (o->document_start) return split_documents(in, t->path, o->document_start, b);
     if (in->n == 0) return ILM_OK; /* no rows: finish() says so */
     ILM__FORWARD(add_row(b, 1));
     return add_cell(b, in->p, in->n);
@@ -554,6 +636,8 @@ ilm_status ilm__table_read(const char *path, const ilm__table_opts *opts, ilm__t
         return ilm__error(ILM_ERR_CONFIG, "dataset: cannot tell the format of '%s' from its name "
                           "(.jsonl or .csv, optionally .gz): give the format", path);
     }
+    ILM__RETURN_IF(o->document_start && !text, ILM_ERR_CONFIG,
+                   "dataset: document_start splits text files only, not '%s'", path);
 
     out->path = ilm__strdup(path);
     ILM__RETURN_IF(!out->path, ILM_ERR_NOMEM, "dataset: out of memory");
@@ -562,7 +646,7 @@ ilm_status ilm__table_read(const char *path, const ilm__table_opts *opts, ilm__t
     ilm_status st = input_open(path, gz, o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES, &in);
     if (st == ILM_OK) st = check_text(path, &in, !jsonl);
     if (st == ILM_OK)
-        st = text    ? read_text(&in, out, &b)
+        st = text    ? read_text(&in, o, out, &b)
              : jsonl ? read_jsonl(&in, o, out, &b)
                      : read_csv(&in, o, out, &b);
     if (st == ILM_OK) st = finish(&b, out);

@@ -62,6 +62,14 @@ typedef struct ilm__table_opts {
      * duplicate keys in one object the last counts, as in Python's json. */
     const char *const *columns;
     size_t             n_columns;
+    /* "text" only: a regular expression (PCRE2 with Unicode classes, as
+     * Python's re has them) that splits the file into documents, one row
+     * each.  A line it matches (searched for in the line without its line
+     * end) starts a document; the lines before the first such line are one
+     * too.  A document is its lines joined by "\n": the line end that closes
+     * its last line belongs to neither neighbour.  Documents of whitespace
+     * only are dropped.  NULL: the whole file is one row. */
+    const char        *document_start;
     /* Refuse files larger than this many bytes (after inflating): 0 = 1 GiB.
      * A gzip file is inflated only until it passes the bound. */
     size_t             max_bytes;
@@ -70,7 +78,8 @@ typedef struct ilm__table_opts {
 /* Reads a whole dataset file (opts NULL: all defaults).  Errors:
  * ILM_ERR_IO (cannot read), ILM_ERR_RANGE (larger than max_bytes),
  * ILM_ERR_CONFIG (an unknown format, or none given for a name that does not
- * tell it), ILM_ERR_INVALID_ARG (n_columns without names), and
+ * tell it; a document_start that does not compile, or one for a format
+ * other than text), ILM_ERR_INVALID_ARG (n_columns without names), and
  * ILM_ERR_FORMAT naming file, line and what is wrong: a malformed JSON line,
  * a row that is not an object, a missing key, a CSV row with the wrong
  * number of fields, an unterminated quote, invalid UTF-8 or a NUL byte, a
@@ -159,12 +168,17 @@ typedef enum ilm__postproc {
                               fence line is ``` and word characters only, else
                               the text; then leading whitespace removed
                               (OpenCompass 0.5's humaneval_postprocess_v2)     */
+    ILM__PP_WIKITEXT,      /* lm-eval's wikitext_detokenizer: " @-@ " -> "-",
+                              " , " -> ", ", whitespace inside paired brackets
+                              and quotes removed, "= =" -> "==" and the rest of
+                              its steps, in its order (a transform of a whole
+                              document, for the rolling mode's "preprocess")   */
     ILM__PP_COUNT
 } ilm__postproc;
 
 /* The post-processor named `name` ("first_capital", "first_option",
  * "last_number", "gsm8k", "gsm8k_gold", "em_normalize", "code_block",
- * "strip", "none"); false for an unknown name. */
+ * "wikitext_detokenizer", "strip", "none"); false for an unknown name. */
 bool ilm__postproc_parse(const char *name, ilm__postproc *out);
 /* The name of `p` ("unknown" outside the enum). */
 const char *ilm__postproc_name(ilm__postproc p);
@@ -179,6 +193,10 @@ ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
 /* Helpers that metrics.c shares.  Python's str.isspace() for one code
  * point: what str.split() and str.strip() take for whitespace. */
 bool ilm__py_isspace(uint32_t cp);
+/* The length of s[0, n) without its trailing whitespace: Python's
+ * str.rstrip() of the text decoded with errors="replace", so U+00A0 and
+ * U+3000 go too and a byte that is not valid UTF-8 stays. */
+size_t ilm__py_rstrip_len(const char *s, size_t n);
 /* Appends `text` to `out` with every byte that does not start a valid UTF-8
  * sequence replaced by U+FFFD. */
 ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out);

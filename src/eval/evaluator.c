@@ -59,26 +59,15 @@ static ilm_status write_json(const char *path, const cJSON *j)
     return st;
 }
 
-/* Reads a JSON file; ILM_ERR_NOT_FOUND when it does not exist. */
+/* Reads a JSON object from a file; ILM_ERR_NOT_FOUND when it does not
+ * exist (a task name that names no file, a result not written yet). */
 static ilm_status read_json(const char *path, cJSON **out)
 {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT)
         return ilm__error(ILM_ERR_NOT_FOUND, "eval: no file '%s'", path);
-    ilm__mmap mm;
-    ILM__FORWARD(ilm__mmap_open(path, &mm));
-    char *text = ilm__malloc(mm.size + 1);
-    if (!text) {
-        ilm__mmap_close(&mm);
-        return ilm__error(ILM_ERR_NOMEM, "eval: out of memory");
-    }
-    if (mm.size) memcpy(text, mm.data, mm.size);
-    text[mm.size] = '\0';
-    ilm__mmap_close(&mm);
-    ilm_status st = ilm__json_parse(text, path, out);
-    ilm__free(text);
-    return st;
+    return ilm__json_read_file(path, out);
 }
 
 /* UTF-8 code points (Python's len of the decoded text; a byte that is not
@@ -186,6 +175,7 @@ static ilm_status read_table(const ilm_evaluator *e, const ilm__task *t, const c
     ILM__RETURN_IF(!path, ILM_ERR_NOMEM, "eval: out of memory");
     ilm__table_opts o = { 0 };
     o.format = t->format;
+    o.document_start = t->document_start;
     o.header = t->header_set ? t->header : !t->columns;
     o.columns = (const char *const *)t->columns;
     o.n_columns = t->n_columns;
@@ -497,6 +487,10 @@ static ilm_status load_task(const ilm_evaluator *e, const cJSON *item, size_t i,
     ilm_status st = read_json(path, &j);
     if (st == ILM_ERR_NOT_FOUND)
         st = ilm__error(ILM_ERR_CONFIG, "eval: no task '%s' (no file '%s')", v, path);
+    /* A task file is configuration: one that does not parse keeps the
+     * parser's message (it names the file and the byte) but is a config
+     * error, like every other config the library reads. */
+    if (st == ILM_ERR_FORMAT) st = ILM_ERR_CONFIG;
     if (st == ILM_OK) st = ilm__task_parse(j, name, path, e->shots, t);
     ilm__free(path);
     return st;

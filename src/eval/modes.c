@@ -78,7 +78,7 @@ static ilm_status context_ids(const ilm_evaluator *e, const ilm__task *t, const 
 }
 
 /* Context and continuation ids as lm-eval splits them: trailing whitespace
- * of the context moves to the continuation, the pair is encoded whole and
+ * of the context (context.rstrip(), Unicode whitespace) moves to the continuation, the pair is encoded whole and
  * cut where the context's own encoding ends.  An empty context becomes the
  * prefix token.  A chat context is the template's ids and the continuation
  * is encoded on its own. */
@@ -89,8 +89,7 @@ static ilm_status pair_ids(const ilm_evaluator *e, const ilm__task *t, const cha
         ILM__FORWARD(context_ids(e, t, ctx, a));
         return encode(e, cont, strlen(cont), false, b);
     }
-    size_t n = strlen(ctx), k = n;
-    while (k > 0 && is_space(ctx[k - 1])) k--;
+    size_t n = strlen(ctx), k = ilm__py_rstrip_len(ctx, n);
     ilm__buf whole = { 0 };
     ilm_status st = ilm__buf_append(&whole, ctx, n);
     if (st == ILM_OK) st = ilm__buf_append(&whole, cont, strlen(cont));
@@ -396,11 +395,15 @@ static ilm_status rolling_sample(ilm__dataset *d, size_t row, cJSON *sample)
 {
     ilm_evaluator *e = d->e;
     char *doc = NULL;
+    ilm__buf scored = { 0 };
     ilm__ids ids = { 0 };
     ilm_status st = render_str(d, d->t->text, "rolling.text", row, &doc);
+    /* lm-eval's wikitext scores the detokenized page but counts the words
+     * and bytes of the page as it is. */
+    if (st == ILM_OK) st = ilm__postproc_apply(d->t->preprocess, doc, strlen(doc), NULL, &scored);
     /* As lm-eval: the document encoded with the BOS setting (a BOS is then
      * scored too, after the prefix token). */
-    if (st == ILM_OK) st = encode(e, doc, strlen(doc), e->add_bos, &ids);
+    if (st == ILM_OK) st = encode(e, scored.p, scored.n, e->add_bos, &ids);
     size_t w = d->t->window > 0 ? (size_t)d->t->window : (size_t)e->context - 1;
     if (st == ILM_OK && w + 1 > (size_t)e->context)
         st = ilm__error(ILM_ERR_CONFIG,
@@ -423,6 +426,7 @@ static ilm_status rolling_sample(ilm__dataset *d, size_t row, cJSON *sample)
                          !cJSON_AddNumberToObject(sample, "bytes", (double)strlen(doc))))
         st = ilm__error(ILM_ERR_NOMEM, "eval: out of memory");
     ilm__free(doc);
+    ilm__buf_free(&scored);
     ilm__free(ids.v);
     return st;
 }

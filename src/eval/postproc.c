@@ -2,7 +2,8 @@
  * src/eval/postproc.c -- answer extraction from generated text: the
  * post-processors OpenCompass applies before scoring (first capital, first
  * option, GSM8K), SQuAD's answer normalization, the last number and the
- * first fenced code block.
+ * first fenced code block.  Also lm-eval's WikiText detokenizer, a text
+ * transform that the rolling mode applies before scoring.
  *
  * The references are Python functions over str, so "a character" here is a
  * code point, and the character classes are Python's: whitespace is
@@ -30,6 +31,7 @@ static const char *const pp_names[ILM__PP_COUNT] = {
     [ILM__PP_GSM8K_GOLD] = "gsm8k_gold",
     [ILM__PP_EM_NORMALIZE] = "em_normalize",
     [ILM__PP_CODE_BLOCK] = "code_block",
+    [ILM__PP_WIKITEXT] = "wikitext_detokenizer",
 };
 
 bool ilm__postproc_parse(const char *name, ilm__postproc *out)
@@ -57,6 +59,25 @@ bool ilm__py_isspace(uint32_t c)
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
            c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
            c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+size_t ilm__py_rstrip_len(const char *s, size_t n)
+{
+    /* Back one code point at a time: from the last byte over at most three
+     * continuation bytes to a lead byte; the sequence read forward from
+     * there must end exactly at n, else the last byte is not valid UTF-8
+     * (U+FFFD to Python, which is not whitespace).  A valid sequence's
+     * lead is never a continuation byte, so a forward decode of the whole
+     * text meets the same code points. */
+    while (n > 0) {
+        size_t at = n - 1;
+        while (at > 0 && n - at < 4 && ((unsigned char)s[at] & 0xC0) == 0x80) at--;
+        size_t i = at;
+        uint32_t cp = ilm__utf8_next(s, n, &i);
+        if (i != n || !ilm__py_isspace(cp)) break;
+        n = at;
+    }
+    return n;
 }
 
 ilm_status ilm__utf8_repair(const char *text, size_t len, ilm__buf *out)
@@ -541,6 +562,116 @@ static ilm_status code_block(const char *s, size_t n, ilm__buf *out)
     return ilm__buf_append(out, s + b, e - b);
 }
 
+/* ---- the WikiText detokenizer --------------------------------------------- */
+
+/* Python's s.replace(from, to): every non-overlapping occurrence, left to
+ * right.  Byte-wise search gives the same matches as over code points,
+ * since a valid UTF-8 needle can only match at a code point boundary. */
+static ilm_status replace_all(const ilm__buf *in, const char *from, const char *to, ilm__buf *out)
+{
+    size_t fl = strlen(from), tl = strlen(to), i = 0;
+    out->n = 0;
+    ILM__FORWARD(ilm__buf_reserve(out, in->n));
+    for (;;) {
+        const char *at = memmem(in->p + i, in->n - i, from, fl);
+        size_t j = at ? (size_t)(at - in->p) : in->n;
+        ILM__FORWARD(ilm__buf_append(out, in->p + i, j - i));
+        if (!at) return ILM_OK;
+        ILM__FORWARD(ilm__buf_append(out, to, tl));
+        i = j + fl;
+    }
+}
+
+/* re.sub(r"O\s*([^C]*?)\s*C", r"O\1C", s) for the ASCII delimiters O and C:
+ * each O with a C after it, up to the first such C, loses the whitespace
+ * (str.isspace, so newlines too) just inside both delimiters; the scan
+ * goes on after the C.  An O with no C after it matches nothing, and then
+ * neither does any later O. */
+static ilm_status strip_pairs(const ilm__buf *in, char open, char close, ilm__buf *out)
+{
+    size_t i = 0;
+    out->n = 0;
+    ILM__FORWARD(ilm__buf_reserve(out, in->n));
+    for (;;) {
+        const char *o = memchr(in->p + i, open, in->n - i);
+        const char *c = o ? memchr(o + 1, close, in->n - (size_t)(o + 1 - in->p)) : NULL;
+        if (!c) return ilm__buf_append(out, in->p + i, in->n - i);
+        size_t b = (size_t)(o + 1 - in->p), e = (size_t)(c - in->p);
+        while (b < e) {
+            size_t k = b;
+            if (!ilm__py_isspace(ilm__utf8_next(in->p, e, &k))) break;
+            b = k;
+        }
+        e = b + ilm__py_rstrip_len(in->p + b, e - b);
+        ILM__FORWARD(ilm__buf_append(out, in->p + i, (size_t)(o + 1 - in->p) - i));
+        ILM__FORWARD(ilm__buf_append(out, in->p + b, e - b));
+        ILM__FORWARD(ilm__buf_putc(out, close));
+        i = (size_t)(c + 1 - in->p);
+    }
+}
+
+/* re.sub(r"/' [0-9]/", r"/'[0-9]/", s): the replacement is the literal
+ * text "/'[0-9]/" (lm-eval's pattern, kept as it is). */
+static ilm_status slash_digits(const ilm__buf *in, ilm__buf *out)
+{
+    size_t i = 0;
+    out->n = 0;
+    ILM__FORWARD(ilm__buf_reserve(out, in->n));
+    while (i < in->n) {
+        const char *at = memmem(in->p + i, in->n - i, "/' ", 3);
+        size_t j = at ? (size_t)(at - in->p) : in->n;
+        bool hit = at && j + 5 <= in->n && in->p[j + 3] >= '0' && in->p[j + 3] <= '9' &&
+                   in->p[j + 4] == '/';
+        size_t upto = hit ? j : at ? j + 1 : in->n;
+        ILM__FORWARD(ilm__buf_append(out, in->p + i, upto - i));
+        if (hit) ILM__FORWARD(ilm__buf_append(out, "/'[0-9]/", 8));
+        i = hit ? j + 5 : upto;
+    }
+    return ILM_OK;
+}
+
+/* lm-eval's wikitext_detokenizer (lm_eval/tasks/wikitext/preprocess_wikitext.py,
+ * 0.4.13), step by step in its order; each step reads the previous one's
+ * result. */
+static ilm_status wikitext_detok(const char *text, size_t len, ilm__buf *out)
+{
+    static const char *const before[][2] = {
+        { "s '", "s'" },
+    };
+    static const char *const middle[][2] = {
+        { " @-@ ", "-" }, { " @,@ ", "," }, { " @.@ ", "." }, { " : ", ": " }, { " ; ", "; " },
+        { " . ", ". " },  { " ! ", "! " },  { " ? ", "? " },  { " , ", ", " },
+    };
+    static const char pairs[][2] = { { '(', ')' }, { '[', ']' }, { '{', '}' }, { '"', '"' },
+                                     { '\'', '\'' } };
+    static const char *const after[][2] = {
+        { "= = = =", "====" }, { "= = =", "===" },   { "= =", "==" }, { " \xC2\xB0 ", "\xC2\xB0" },
+        { " \n", "\n" },       { "\n ", "\n" },       { " N ", " 1 " }, { " 's", "'s" },
+    };
+    ilm__buf a = { 0 }, b = { 0 };
+    ilm__buf *cur = &a, *next = &b, *t;
+    ilm_status s = ilm__buf_append(&a, text, len);
+#define STEP(call)                                                                                 \
+    do {                                                                                           \
+        if (s == ILM_OK) s = (call);                                                               \
+        t = cur, cur = next, next = t;                                                             \
+    } while (0)
+    for (size_t i = 0; i < sizeof before / sizeof *before; i++)
+        STEP(replace_all(cur, before[i][0], before[i][1], next));
+    STEP(slash_digits(cur, next));
+    for (size_t i = 0; i < sizeof middle / sizeof *middle; i++)
+        STEP(replace_all(cur, middle[i][0], middle[i][1], next));
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++)
+        STEP(strip_pairs(cur, pairs[i][0], pairs[i][1], next));
+    for (size_t i = 0; i < sizeof after / sizeof *after; i++)
+        STEP(replace_all(cur, after[i][0], after[i][1], next));
+#undef STEP
+    if (s == ILM_OK) s = ilm__buf_append(out, cur->p, cur->n);
+    ilm__buf_free(&a);
+    ilm__buf_free(&b);
+    return s;
+}
+
 /* ---- dispatch ------------------------------------------------------------ */
 
 ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
@@ -563,6 +694,7 @@ ilm_status ilm__postproc_apply(ilm__postproc p, const char *text, size_t len,
     case ILM__PP_GSM8K_GOLD: return gsm8k_gold(text, len, out);
     case ILM__PP_EM_NORMALIZE: return em_normalize(text, len, out);
     case ILM__PP_CODE_BLOCK: return code_block(text, len, out);
+    case ILM__PP_WIKITEXT: return wikitext_detok(text, len, out);
     case ILM__PP_COUNT: break;
     }
     return ilm__error(ILM_ERR_INTERNAL, "post-processor %d does not exist", (int)p);

@@ -63,6 +63,7 @@ static ilm_status parse_reader(const cJSON *r, ilm__task *t)
         { "subsets", ILM__J_ARRAY, &subsets, false, 0, 0 },
         { "fewshot_path", ILM__J_STRING, &t->fewshot_path, false, 0, 0 },
         { "range", ILM__J_ARRAY, &range, false, 0, 0 },
+        { "document_start", ILM__J_STRING, &t->document_start, false, 0, 0 },
     };
     ILM__FORWARD(ilm__json_fields(r, "reader", f, sizeof f / sizeof f[0]));
     t->header_set = cJSON_GetObjectItemCaseSensitive(r, "header") != NULL;
@@ -70,6 +71,8 @@ static ilm_status parse_reader(const cJSON *r, ilm__task *t)
                        strcmp(t->format, "text"),
                    ILM_ERR_CONFIG,
                    "config: 'reader.format' must be \"jsonl\", \"csv\" or \"text\"");
+    ILM__RETURN_IF(t->document_start && (!t->format || strcmp(t->format, "text")), ILM_ERR_CONFIG,
+                   "config: 'reader.document_start' needs \"format\": \"text\"");
     ILM__FORWARD(strings(columns, "reader.columns", &t->columns, &t->n_columns));
     char **subs = NULL;
     size_t n_subs = 0;
@@ -218,11 +221,14 @@ static ilm_status parse_gen(const cJSON *g, ilm__task *t)
 
 static ilm_status parse_rolling(const cJSON *r, ilm__task *t)
 {
+    const char *pre = NULL;
     const ilm__jfield f[] = {
         { "text", ILM__J_STRING, &t->text, true, 0, 0 },
         { "window", ILM__J_INT, &t->window, false, 1, 1 << 20 },
+        { "preprocess", ILM__J_STRING, &pre, false, 0, 0 },
     };
-    return ilm__json_fields(r, "rolling", f, sizeof f / sizeof f[0]);
+    ILM__FORWARD(ilm__json_fields(r, "rolling", f, sizeof f / sizeof f[0]));
+    return parse_pp(pre, "rolling.preprocess", &t->preprocess);
 }
 
 static ilm_status parse(ilm__task *t, int64_t shots)

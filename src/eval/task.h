@@ -31,6 +31,7 @@ typedef struct ilm__task {
     /* reader */
     const char *path, *fewshot_path, *format; /* format: NULL (by name), "jsonl", "csv", "text" */
     bool        header, header_set;
+    const char *document_start; /* text: the regex a document's first line matches, or NULL */
     char      **columns;      /* borrowed from root */
     size_t      n_columns;
     char      **subsets;      /* owned; NULL when the task has none */
@@ -62,6 +63,8 @@ typedef struct ilm__task {
     double      timeout;      /* seconds per program */
     /* rolling */
     const char *text;         /* the document template */
+    ilm__postproc preprocess; /* applied to the document before it is encoded; its words and
+                                 bytes are counted before (lm-eval's wikitext) */
     int64_t     window;       /* tokens predicted per window; 0 = the context - 1 */
 } ilm__task;
 

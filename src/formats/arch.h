@@ -50,7 +50,7 @@ typedef struct ilm__arch {
     int32_t bos_id, eos_id, pad_id; /* -1 when the config has none */
 } ilm__arch;
 
-/* Parses config.json text.  Unknown architectures, hidden_act other than
+/* Parses config.json text (len bytes, no NUL needed).  Unknown architectures, hidden_act other than
  * "silu", attention/MLP biases, and contradictions (H not divisible by KV,
  * hidden_size not H*D without an explicit head_dim, non-positive sizes)
  * are ILM_ERR_UNSUPPORTED or ILM_ERR_FORMAT naming `path` and the key.

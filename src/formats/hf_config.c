@@ -254,7 +254,6 @@ static ilm_status find_family(const cfg *c, family *fam)
 
 static ilm_status parse(const cfg *c, ilm__arch *a)
 {
-    ILM__RETURN_IF(!cJSON_IsObject(c->root), ILM_ERR_FORMAT, "%s: not a JSON object", c->path);
     family fam = FAM_LLAMA;
     ILM__FORWARD(find_family(c, &fam));
     a->kind = fam == FAM_INTERNLM2 ? ILM__ARCH_INTERNLM2 : ILM__ARCH_LLAMA;
@@ -350,8 +349,8 @@ ilm_status ilm__arch_from_hf_config(const char *json, size_t len, const char *pa
 {
     ILM__RETURN_IF(!json || !out, ILM_ERR_INVALID_ARG, "config.json: NULL argument");
     if (!path) path = "config.json";
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    ILM__RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    ILM__FORWARD(ilm__json_parse_object(json, len, path, &root));
     ilm__arch a = { 0 };
     cfg c = { root, path };
     ilm_status s = parse(&c, &a);

@@ -404,7 +404,6 @@ static bool is_file(const char *path);
 static ilm_status open_index(ilm__safetensors *st, const char *index_path, const cJSON *idx)
 {
     const char *ip = index_path;
-    ILM__RETURN_IF(!cJSON_IsObject(idx), ILM_ERR_FORMAT, "%s: not a JSON object", ip);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
     ILM__RETURN_IF(!cJSON_IsObject(wm), ILM_ERR_FORMAT,
                    "%s: \"weight_map\" is missing or not an object", ip);
@@ -505,11 +504,8 @@ static bool is_file(const char *path)
 
 static ilm_status open_index_file(ilm__safetensors *st, const char *path)
 {
-    ilm__mmap m;
-    ILM__FORWARD(ilm__mmap_open(path, &m));
-    cJSON *idx = cJSON_ParseWithLength((const char *)m.data, m.size);
-    ilm__mmap_close(&m);
-    ILM__RETURN_IF(!idx, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *idx = NULL;
+    ILM__FORWARD(ilm__json_read_file(path, &idx));
     ilm_status s = open_index(st, path, idx);
     cJSON_Delete(idx);
     return s;

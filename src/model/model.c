@@ -193,37 +193,29 @@ static const char *pick_template(const ilm_model *m, const char *jinja)
     return "llama2";
 }
 
-static char *read_small_file(const char *path)
-{
-    ilm__mmap f;
-    if (ilm__mmap_open(path, &f) != ILM_OK) return NULL;
-    char *s = ilm__strndup((const char *)f.data, f.size);
-    ilm__mmap_close(&f);
-    return s;
-}
-
 /* ---- loading ----------------------------------------------------------- */
 
 static ilm_status load_hf(ilm_model *m, const char *dir)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *cfg = read_small_file(path);
-    ILM__RETURN_IF(!cfg, ILM_ERR_IO, "%s: cannot read config.json", dir);
-    ilm_status st = ilm__arch_from_hf_config(cfg, strlen(cfg), path, &m->arch);
-    ilm__free(cfg);
+    ilm__mmap cfg;
+    ILM__FORWARD(ilm__mmap_open(path, &cfg));
+    ilm_status st = ilm__arch_from_hf_config((const char *)cfg.data, cfg.size, path, &m->arch);
+    ilm__mmap_close(&cfg);
     ILM__FORWARD(st);
     ILM__FORWARD(ilm__st_open(dir, &m->st));
     ILM__FORWARD(load_weights(m, dir));
     /* The tokenizer and its chat template, when the directory has them. */
     if (ilm_tokenizer_load(dir, &m->tok) != ILM_OK) m->tok = NULL;
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    char *tc = read_small_file(path);
-    cJSON *j = tc ? cJSON_Parse(tc) : NULL;
+    /* A missing or unreadable tokenizer_config.json only means no template
+     * of its own: pick_template falls back on the vocabulary. */
+    cJSON *j = NULL;
+    if (ilm__json_read_file(path, &j) != ILM_OK) j = NULL;
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
     m->chat_template = ilm__strdup(pick_template(m, cJSON_IsString(tmpl) ? tmpl->valuestring : NULL));
     cJSON_Delete(j);
-    ilm__free(tc);
     return m->chat_template ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "model: out of memory");
 }
 

@@ -186,11 +186,8 @@ static ilm_status load_spm_file(const char *path, ilm_tokenizer **out)
 
 static ilm_status load_json_file(const char *path, ilm_tokenizer **out)
 {
-    ilm__mmap m;
-    ILM__FORWARD(ilm__mmap_open(path, &m));
-    cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
-    ilm__mmap_close(&m);
-    ILM__RETURN_IF(!root, ILM_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON *root = NULL;
+    ILM__FORWARD(ilm__json_read_file(path, &root));
     ilm_status st = ilm__tok_new(ILM__TOK_BYTE_BPE, out);
     if (st == ILM_OK) st = ilm__bbpe_load_json(*out, root, path);
     cJSON_Delete(root);
@@ -236,14 +233,8 @@ static const char *token_text(const cJSON *v)
  * ones read here matter, each checked for its type. */
 static ilm_status apply_config(ilm_tokenizer *t, const char *path)
 {
-    ilm__mmap m;
-    ILM__FORWARD(ilm__mmap_open(path, &m));
-    cJSON *root = cJSON_ParseWithLength((const char *)m.data, m.size);
-    ilm__mmap_close(&m);
-    if (!cJSON_IsObject(root)) { /* valid JSON that is not an object is a tree too */
-        cJSON_Delete(root);
-        return ilm__error(ILM_ERR_FORMAT, "%s: not a JSON object", path);
-    }
+    cJSON *root = NULL;
+    ILM__FORWARD(ilm__json_read_file(path, &root));
     ilm_status st = ILM_OK;
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "added_tokens_decoder");
     int32_t limit = ilm__tok_id_limit((size_t)t->n_vocab +

@@ -347,17 +347,13 @@ ilm_status ilm__ckpt_read_state(const char *dir, char **json)
     join(file, dir, "trainer_state.json");
     ilm__mmap mm;
     ILM__FORWARD(ilm__mmap_open(file, &mm));
-    const size_t size = mm.size;
-    char *text = ilm__strndup(size ? (const char *)mm.data : "", size);
-    ilm__mmap_close(&mm);
-    ILM__RETURN_IF(!text, ILM_ERR_NOMEM, "checkpoint: out of memory");
     cJSON *j = NULL;
-    ilm_status st = size ? ilm__json_parse(text, file, &j) : ILM_ERR_CONFIG;
+    ilm_status st = ilm__json_parse_object((const char *)mm.data, mm.size, file, &j);
     cJSON_Delete(j);
-    if (st != ILM_OK) {
-        ilm__free(text);
-        return ilm__error(ILM_ERR_FORMAT, "checkpoint: '%s' is not JSON", file);
-    }
+    char *text = st == ILM_OK ? ilm__strndup((const char *)mm.data, mm.size) : NULL;
+    ilm__mmap_close(&mm);
+    ILM__FORWARD(st);
+    ILM__RETURN_IF(!text, ILM_ERR_NOMEM, "checkpoint: out of memory");
     *json = text;
     return ILM_OK;
 }

@@ -80,6 +80,9 @@ pack "$S/eval/gen" task.json "$T/gen.json" m.jsonl "$T/m.jsonl"
 printf 'The quick brown fox jumps over the lazy dog.\n' > "$T/doc.txt"
 printf '{"reader": {"path": "doc.txt", "format": "text"}, "mode": "rolling", "rolling": {"text": "{text}", "window": 8}}' > "$T/roll.json"
 pack "$S/eval/rolling" task.json "$T/roll.json" doc.txt "$T/doc.txt"
+printf ' = A = \n a ( b ) , " c " .\n = = S = = \n d @-@ e .\n = B = \n f .\n' > "$T/wiki.txt"
+printf '{"reader": {"path": "wiki.txt", "format": "text", "document_start": "^ = [^=].* = $"}, "mode": "rolling", "rolling": {"text": "{text}", "window": 8, "preprocess": "wikitext_detokenizer"}}' > "$T/wiki.json"
+pack "$S/eval/articles" task.json "$T/wiki.json" wiki.txt "$T/wiki.txt"
 rm -rf "$T"
 
 for h in configs corpus ckpt; do
