@@ -67,8 +67,8 @@ NO_UNDEFINED :=
 endif
 
 LIB_SRC := $(wildcard src/core/*.c src/tensor/*.c src/backend/*.c src/backend/cpu/*.c \
-                     src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/infer/*.c src/train/*.c \
-                     src/eval/*.c src/bench/*.c)
+                     src/formats/*.c src/tokenizer/*.c src/corpus/*.c src/model/*.c src/quant/*.c \
+                     src/infer/*.c src/train/*.c src/eval/*.c src/bench/*.c)
 CPU_LIB_SRC := $(LIB_SRC)
 CU_SRC  :=
 ifeq ($(CUDA),1)

@@ -16,7 +16,7 @@
  * file). */
 #define TEST_SUITES(X) \
     X(core) X(backend) X(abi) X(cli) X(tokenizer) X(model) X(tok_train) X(gguf) X(bytelevel) \
-    X(formats) X(tensor) X(corpus) X(ingest) X(dedup) X(pipeline) X(train) X(optim) X(ckpt) X(grad) \
+    X(formats) X(tensor) X(nf4) X(corpus) X(ingest) X(dedup) X(pipeline) X(train) X(optim) X(ckpt) X(grad) \
     X(eval_data) X(eval_ref) X(eval_text) X(eval)
 #define TEST_DECLARE_SUITE(name) Suite *suite_##name(void);
 TEST_SUITES(TEST_DECLARE_SUITE)

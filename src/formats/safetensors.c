@@ -45,9 +45,15 @@ static const st_dtype *dtype_by_name(const char *s)
     return NULL;
 }
 
+/* The writer's dtypes: the float types, and raw bytes (bitsandbytes' packed
+ * 4-bit codes and its JSON quant_state are U8 tensors).  A U8 tensor read
+ * back is still type UINT32_MAX (see safetensors.h). */
+static const st_dtype st_u8_out = { "U8", 8, ILM__DTYPE_U8 };
+
 static const st_dtype *dtype_by_type(uint32_t type)
 {
     if (type == UINT32_MAX) return NULL;
+    if (type == ILM__DTYPE_U8) return &st_u8_out;
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
         if (st_dtypes[i].type == type) return &st_dtypes[i];
     return NULL;
@@ -636,7 +642,7 @@ static ilm_status build_header(const ilm__st_out *t, size_t n, const char *const
                            name);
         } else if (!d) {
             s = ilm__error(ILM_ERR_INVALID_ARG, "safetensors write: tensor '%s': type %u is "
-                           "not F32, F16 or BF16", name, (unsigned)t[i].type);
+                           "not F32, F16, BF16 or U8", name, (unsigned)t[i].type);
         } else if (t[i].n_dims < 0 || t[i].n_dims > ILM__ST_MAX_DIMS ||
                    (t[i].n_dims > 0 && !t[i].shape)) {
             s = ilm__error(ILM_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad n_dims %d",

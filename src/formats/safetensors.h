@@ -69,7 +69,8 @@ const ilm__st_tensor *ilm__st_find(const ilm__safetensors *st, const char *name)
 const char           *ilm__st_metadata(const ilm__safetensors *st, const char *key);
 
 /* One tensor to write.  `data` holds the product of shape elements of
- * `type` (ILM__DTYPE_F32, F16 or BF16), row-major, little-endian. */
+ * `type` (ILM__DTYPE_F32, F16, BF16, or U8 for raw bytes), row-major,
+ * little-endian. */
 typedef struct ilm__st_out {
     const char    *name;
     uint32_t       type;

@@ -35,6 +35,8 @@ static const dtype_row dtypes[] = {
     { ILM__DTYPE_IQ1_M, "iq1_m", 256, 56 }, { ILM__DTYPE_BF16, "bf16", 1, 2 },
     { ILM__DTYPE_TQ1_0, "tq1_0", 256, 54 }, { ILM__DTYPE_TQ2_0, "tq2_0", 256, 66 },
     { ILM__DTYPE_MXFP4, "mxfp4", 32, 17 },
+    { ILM__DTYPE_NF4, "nf4", 2, 1 },        { ILM__DTYPE_FP4, "fp4", 2, 1 },
+    { ILM__DTYPE_U8, "u8", 1, 1 },
 };
 
 static const dtype_row *dtype_row_of(uint32_t type)

@@ -26,7 +26,12 @@ typedef enum ilm__dtype {
     ILM__DTYPE_I16 = 25, ILM__DTYPE_I32 = 26, ILM__DTYPE_I64 = 27, ILM__DTYPE_F64 = 28,
     ILM__DTYPE_IQ1_M = 29, ILM__DTYPE_BF16 = 30, ILM__DTYPE_TQ1_0 = 34,
     ILM__DTYPE_TQ2_0 = 35, ILM__DTYPE_MXFP4 = 39,
-    ILM__DTYPE_OWN = 256 /* first id of a type ggml lacks */
+    ILM__DTYPE_OWN = 256, /* first id of a type ggml lacks */
+    /* bitsandbytes' 4-bit codes (src/quant/nf4.h): two a byte, high nibble
+     * first; the per-block absmax lives beside them (ilm__q4), so the
+     * geometry here is that of the packed bytes alone. */
+    ILM__DTYPE_NF4 = ILM__DTYPE_OWN, ILM__DTYPE_FP4 = ILM__DTYPE_OWN + 1,
+    ILM__DTYPE_U8 = ILM__DTYPE_OWN + 2 /* raw bytes (safetensors "U8") */
 } ilm__dtype;
 
 /* Block geometry of a type: `block` elements take `bytes` bytes.
