@@ -379,8 +379,10 @@ static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
 uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T)
 {
     if (!g || B <= 0 || T <= 0) return 0;
+    const uint64_t masks = g->base && g->lora.dropout > 0
+                               ? (uint64_t)(B * T) * g->mask_words * sizeof(uint64_t) : 0;
     return (uint64_t)layout((ilm__graph *)g, B * T, g->recompute, NULL) * sizeof(float) +
-           (uint64_t)(B * T + 1) * sizeof(int32_t);
+           (uint64_t)(B * T + 1) * sizeof(int32_t) + masks;
 }
 
 static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
