@@ -526,7 +526,7 @@ static size_t chop_eol(const char *p, size_t b, size_t e)
     return e;
 }
 
-/* One document [b, e) that starts on `line`, unless it is all whitespace. */
+/* The document p[from, to) that starts on `line`, unless it is all whitespace. */
 static ilm_status add_document(builder *b, const char *p, size_t from, size_t to, size_t line)
 {
     if (ilm__py_rstrip_len(p + from, to - from) == 0) return ILM_OK;
