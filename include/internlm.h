@@ -505,9 +505,13 @@ ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
  *  Loads a Hugging Face model directory (config.json + *.safetensors, with
  *  model.safetensors.index.json when sharded; its tokenizer files too) or a
  *  GGUF file.  @config : JSON or NULL: "threads" (the default for sessions
- *  on this model; 0 or absent: ilm_get_num_threads() at each call).
+ *  on this model; 0 or absent: ilm_get_num_threads() at each call),
+ *  "adapter" (a PEFT LoRA adapter directory, adapter_config.json +
+ *  adapter_model.safetensors, applied to every session without merging:
+ *  ilm_model_save then writes the merged weights).
  *  @return ILM_OK; ILM_ERR_IO; ILM_ERR_FORMAT naming the file and tensor
- *          (missing tensor, shape contradicting config.json, bad header);
+ *          (missing tensor, shape contradicting config.json, bad header,
+ *          an adapter tensor that fits no linear layer of the model);
  *          ILM_ERR_UNSUPPORTED for an architecture this library does not
  *          run.  Free with ilm_model_free. */
 ILM_API ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out);

@@ -33,7 +33,7 @@ START_TEST(cli_help_everywhere)
                                    "tokenize --help", "detokenize --help", "tokenizer --help",
                                    "tokenizer train --help", "generate --help", "chat --help",
                                    "score --help", "perplexity --help",
-                                   "bench generate --help", "bench train --help" };
+                                   "bench generate --help", "bench train --help", "merge --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -284,6 +284,45 @@ START_TEST(cli_model_commands)
 }
 END_TEST
 
+/* --adapter on the model commands, and `internlm merge`: the merged
+ * directory scores as the base with the adapter applied does. */
+START_TEST(cli_adapter_and_merge)
+{
+    char cmd[4096], *out = NULL, *tmp = test_tmpdir(), *dir = test_join(tmp, "merged");
+    const char *base = "tests/fixtures/train/grad_gqa_untied", *ad = "tests/fixtures/train/lora_all";
+    double sums[3];
+    for (int k = 0; k < 3; k++) {
+        if (k == 1) {
+            snprintf(cmd, sizeof cmd, "merge --model %s --adapter %s --out %s", base, ad, dir);
+            ck_assert_msg(cli(cmd, &out) == 0, "%s", out);
+            free(out);
+        }
+        snprintf(cmd, sizeof cmd, "score --model %s%s%s --ids '56 51 3 4 70' --json",
+                 k == 1 ? dir : base, k == 0 ? " --adapter " : "", k == 0 ? ad : "");
+        ck_assert_msg(cli(cmd, &out) == 0, "%s: %s", cmd, out);
+        cJSON *j = cJSON_Parse(out);
+        ck_assert_msg(j != NULL, "%s", out);
+        sums[k] = cJSON_GetObjectItem(j, "sum_logprob")->valuedouble;
+        cJSON_Delete(j);
+        free(out);
+    }
+    ck_assert_msg(fabs(sums[0] - sums[1]) < 1e-5 * fabs(sums[0]), "adapted %.9g, merged %.9g",
+                  sums[0], sums[1]);
+    ck_assert_msg(fabs(sums[0] - sums[2]) > 1e-3, "the adapter changes nothing");
+    /* A missing adapter is a library error; a missing option a usage one. */
+    snprintf(cmd, sizeof cmd, "score --model %s --adapter %s/none --ids '1 2'", base, tmp);
+    ck_assert_int_eq(cli(cmd, &out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "adapter_config.json"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "merge --model %s --out %s", base, dir);
+    ck_assert_int_eq(cli(cmd, &out), 2);
+    free(out);
+    test_rmtree(tmp);
+    free(dir);
+    free(tmp);
+}
+END_TEST
+
 Suite *suite_cli(void)
 {
     Suite *s = suite_create("cli");
@@ -299,6 +338,7 @@ Suite *suite_cli(void)
     tcase_add_test(t, cli_info);
     tcase_add_test(t, cli_tokenize_detokenize_train);
     tcase_add_test(t, cli_model_commands);
+    tcase_add_test(t, cli_adapter_and_merge);
     suite_add_tcase(s, t);
     return s;
 }

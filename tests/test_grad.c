@@ -19,7 +19,7 @@
 #include "backend/backend.h"
 #include "formats/safetensors.h"
 #include "train/graph.h"
-#include "train/lora.h"
+#include "model/lora.h"
 #include "train/optim.h"
 
 #include <cjson/cJSON.h>
@@ -931,7 +931,7 @@ START_TEST(adamw_steps_match_torch)
 END_TEST
 
 
-/* ---- LoRA (src/train/lora.c; fixtures: tools/reference/lora_fixtures.py) ---- */
+/* ---- LoRA (src/model/lora.c; fixtures: tools/reference/lora_fixtures.py) ---- */
 
 static const char *const lora_fixtures[] = { "all", "qv_rs" };
 
@@ -1142,6 +1142,197 @@ START_TEST(lora_over_a_gguf_base_equals_its_fp32_copy)
 }
 END_TEST
 
+/* The logits of `ids` through a session on m, [n, V] malloc'd. */
+static float *session_logits(const ilm_model *m, const int32_t *ids, size_t n)
+{
+    ilm_session *s = NULL;
+    ck_assert_msg(ilm_session_create(m, NULL, &s) == ILM_OK, "%s", ilm_last_error());
+    float *out = malloc(n * (size_t)m->arch.vocab_size * sizeof *out);
+    ck_assert_msg(ilm_session_eval_all(s, ids, n, out) == ILM_OK, "%s", ilm_last_error());
+    ilm_session_free(s);
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+/* A PEFT adapter applied at load ({"adapter": dir}) gives peft's logits,
+ * and so does its merge (ilm_model_save of the adapted model, loaded back
+ * plainly); a graph refuses the adapted model. */
+START_TEST(lora_adapter_at_load_and_merged_equal_peft)
+{
+    const char *name = lora_fixtures[_i];
+    char dir[256], path[300], cfg[400];
+    snprintf(dir, sizeof dir, TFIX "lora_%s", name);
+    snprintf(path, sizeof path, "%s/ref.json", dir);
+    cJSON *ref = test_read_json(path);
+    const cJSON *jids = cJSON_GetObjectItem(ref, "doc0_ids"), *jl = cJSON_GetObjectItem(ref, "doc0_logits");
+    const size_t n = (size_t)cJSON_GetArraySize(jids);
+    int32_t ids[64];
+    ck_assert_uint_le(n, 64);
+    for (size_t i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(jids, (int)i)->valueint;
+    const size_t V = (size_t)cJSON_GetObjectItem(ref, "vocab_size")->valueint;
+    ck_assert_uint_eq((size_t)cJSON_GetArraySize(jl), n * V);
+    float *want = malloc(n * V * sizeof *want);
+    double peak = 0;
+    for (size_t i = 0; i < n * V; i++) {
+        want[i] = (float)cJSON_GetArrayItem(jl, (int)i)->valuedouble;
+        peak = fmax(peak, fabs(want[i]));
+    }
+    ilm_model *base = NULL, *m = NULL, *merged = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &base), ILM_OK);
+    snprintf(cfg, sizeof cfg, "{\"adapter\": \"%s\"}", dir);
+    ck_assert_msg(ilm_model_load(TFIX "grad_gqa_untied", cfg, &m) == ILM_OK, "%s", ilm_last_error());
+    float *plain = session_logits(base, ids, n), *got = session_logits(m, ids, n);
+    const double tol = 2e-5 * peak;
+    ck_assert_msg(max_abs_diff(plain, want, n * V) > 100 * tol, "the adapter changes nothing");
+    double e = max_abs_diff(got, want, n * V);
+    ck_assert_msg(e <= tol, "%s: logits with the adapter differ from peft's by %g", name, e);
+    char *info = NULL;
+    ck_assert_int_eq(ilm_model_info(m, &info), ILM_OK);
+    ck_assert_ptr_nonnull(strstr(info, "\"adapter_r\""));
+    ilm_free(info);
+    /* The graph reads base weights only. */
+    ilm__graph *g = NULL;
+    ck_assert_int_eq(ilm__graph_create(m, NULL, &g), ILM_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "adapter"));
+    /* Merged: W + s B A, as transformers would load it. */
+    char *tmp = test_tmpdir();
+    ck_assert_msg(ilm_model_save(m, tmp) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_model_load(tmp, NULL, &merged), ILM_OK);
+    float *mg = session_logits(merged, ids, n);
+    double em = max_abs_diff(mg, want, n * V);
+    ck_assert_msg(em <= tol, "%s: merged logits differ from peft's by %g", name, em);
+    printf("lora %s at load: logits equal peft's within %.2e (merged: %.2e; peak %.2f)\n", name, e,
+           em, peak);
+    test_rmtree(tmp);
+    free(tmp);
+    free(mg);
+    free(plain);
+    free(got);
+    free(want);
+    ilm_model_free(merged);
+    ilm_model_free(m);
+    ilm_model_free(base);
+    cJSON_Delete(ref);
+}
+END_TEST
+
+/* Adapters that do not fit are load errors naming the tensor; nothing of
+ * the model survives them. */
+START_TEST(lora_adapter_at_load_rejects_misfits)
+{
+    ilm_model *m = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", "{\"adapter\": \"/nonexistent/a\"}", &m),
+                     ILM_ERR_IO);
+    ck_assert_ptr_null(m);
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", "{\"adapter\": 3}", &m), ILM_ERR_CONFIG);
+    /* An adapter whose B is one row short for k_proj. */
+    char *tmp = test_tmpdir(), cfg[400];
+    ilm_model *base = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &base), ILM_OK);
+    ilm__lora_opts o;
+    ilm__params ps;
+    float *slab = NULL;
+    ck_assert_int_eq(ilm__lora_read(TFIX "lora_all", &base->arch, &o, &ps, &slab), ILM_OK);
+    ilm__arch wrong = base->arch;
+    wrong.n_kv_heads = wrong.n_heads; /* k_proj / v_proj B twice as tall */
+    ilm__params pw;
+    ck_assert_int_eq(ilm__lora_layout(&wrong, &o, &pw), ILM_OK);
+    float *big = calloc(pw.total, sizeof *big);
+    ck_assert_int_eq(ilm__lora_write(tmp, &wrong, &o, &pw, big, "x"), ILM_OK);
+    snprintf(cfg, sizeof cfg, "{\"adapter\": \"%s\"}", tmp);
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", cfg, &m), ILM_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "k_proj.lora_B.weight"));
+    ck_assert_ptr_null(m);
+    free(big);
+    ilm__params_free(&pw);
+    ilm__params_free(&ps);
+    ilm__free(slab);
+    ilm_model_free(base);
+    test_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
+/* SmolLM2 from GGUF saves as a Hugging Face directory (q/k rows put back
+ * in Hugging Face order, fp32): its logits equal those of the fp32 copy of
+ * the GGUF weights.  An adapter over the Q4_1 base is written in PEFT's
+ * (Hugging Face) row order, applied at load, and its merge saves too. */
+START_TEST(lora_adapter_over_gguf_saves_merged_hf_model)
+{
+    ilm_model *q = test_smollm2();
+    if (!q) return;
+    char *tmp = test_tmpdir(), *adir = test_join(tmp, "adapter"), *mdir = test_join(tmp, "merged");
+    enum { T = 12 };
+    int32_t ids[T];
+    for (int t = 0; t < T; t++) ids[t] = 200 + 311 * t;
+    const size_t V = (size_t)q->arch.vocab_size;
+    /* The base alone, against its fp32 copy (a graph's view of its slab). */
+    ilm__graph *full = NULL;
+    ilm_model *hf = NULL;
+    ck_assert_int_eq(ilm__graph_create(q, NULL, &full), ILM_OK);
+    ck_assert_msg(ilm_model_save(q, mdir) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_msg(ilm_model_load(mdir, NULL, &hf) == ILM_OK, "%s", ilm_last_error());
+    ck_assert(!hf->arch.rope_interleaved);
+    ck_assert_int_eq(hf->layers[0].wq.type, ILM__DTYPE_F32);
+    float *f32 = session_logits(ilm__graph_model(full), ids, T), *saved = session_logits(hf, ids, T);
+    double peak = 0;
+    for (size_t i = 0; i < T * V; i++) peak = fmax(peak, fabs(f32[i]));
+    double e0 = max_abs_diff(saved, f32, T * V);
+    ck_assert_msg(e0 <= 1e-5 * peak, "saved HF model: logits differ from the fp32 copy's by %g", e0);
+    ilm_model_free(hf);
+    ilm__graph_free(full);
+
+    ilm__lora_opts opts;
+    ilm__lora_opts_default(&opts);
+    opts.r = 4;
+    ilm__params ps;
+    ck_assert_int_eq(ilm__lora_layout(&q->arch, &opts, &ps), ILM_OK);
+    float *w = malloc(ps.total * sizeof *w);
+    ilm__rng rng;
+    ilm__rng_init(&rng, 5, 0);
+    for (size_t i = 0; i < ps.total; i++) w[i] = 0.02f * ilm__rng_normal(&rng);
+    char cfg[400];
+    ck_assert_int_eq(ilm__lora_write(adir, &q->arch, &opts, &ps, w, "smollm2"), ILM_OK);
+    snprintf(cfg, sizeof cfg, "{\"adapter\": \"%s\"}", adir);
+    ilm_model *qa = NULL;
+    ck_assert_msg(ilm_model_load(test_pydeps_file(TEST_SMOLLM2), cfg, &qa) == ILM_OK, "%s",
+                  ilm_last_error());
+    float *base = session_logits(q, ids, T), *adapted = session_logits(qa, ids, T);
+    ck_assert_msg(max_abs_diff(base, adapted, T * V) > 0.05 * peak, "the adapter changes nothing");
+    ck_assert_msg(ilm_model_save(qa, mdir) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_msg(ilm_model_load(mdir, NULL, &hf) == ILM_OK, "%s", ilm_last_error());
+    float *merged = session_logits(hf, ids, T);
+    /* Q4_1 weights times q8 activations against fp32 weights and
+     * activations: close (as the base alone is), not equal. */
+    double e = max_abs_diff(merged, adapted, T * V), eb = max_abs_diff(saved, base, T * V);
+    ck_assert_msg(e <= 2 * eb + 1e-3 * peak, "merged: logits differ by %g (the base alone by %g)", e,
+                  eb);
+    printf("SmolLM2 Q4_1 saved as HF fp32: logits equal its fp32 copy's within %.2e; with an "
+           "adapter merged: within %.3g of the Q4_1 model's (the base alone %.3g; peak %.3g)\n",
+           e0, e, eb, peak);
+    free(merged);
+    free(f32);
+    free(saved);
+    free(base);
+    free(adapted);
+    free(w);
+    ilm__params_free(&ps);
+    ilm_model_free(hf);
+    ilm_model_free(qa);
+    ilm_model_free(q);
+    test_rmtree(tmp);
+    free(adir);
+    free(mdir);
+    free(tmp);
+}
+END_TEST
+
 /* Targets, the PEFT reader and writer: a round trip keeps every bit; bad
  * options and hostile adapters are errors naming the key or tensor. */
 START_TEST(lora_options_and_peft_files)
@@ -1320,6 +1511,9 @@ Suite *suite_grad(void)
     tcase_add_test(lo, lora_dropout_is_reproducible_and_differentiable);
     tcase_add_test(lo, lora_over_a_gguf_base_equals_its_fp32_copy);
     tcase_add_test(lo, lora_options_and_peft_files);
+    tcase_add_loop_test(lo, lora_adapter_at_load_and_merged_equal_peft, 0, 2);
+    tcase_add_test(lo, lora_adapter_at_load_rejects_misfits);
+    tcase_add_test(lo, lora_adapter_over_gguf_saves_merged_hf_model);
     suite_add_tcase(s, lo);
     return s;
 }

@@ -611,6 +611,8 @@ typedef struct write_ctx {
     const ilm__st_out *tensors;
     const uint64_t    *sizes;
     size_t             n;
+    ilm__st_produce_fn produce;
+    void              *ctx;
 } write_ctx;
 
 static ilm_status write_body(int fd, void *vctx)
@@ -620,15 +622,19 @@ static ilm_status write_body(int fd, void *vctx)
     for (int i = 0; i < 8; i++) len[i] = (uint8_t)((uint64_t)c->header->n >> (8 * i));
     ILM__FORWARD(ilm__write_all(fd, len, 8));
     ILM__FORWARD(ilm__write_all(fd, c->header->p, c->header->n));
-    for (size_t i = 0; i < c->n; i++)
-        if (c->sizes[i]) ILM__FORWARD(ilm__write_all(fd, c->tensors[i].data, c->sizes[i]));
+    for (size_t i = 0; i < c->n; i++) {
+        if (!c->sizes[i]) continue;
+        const void *data = c->tensors[i].data;
+        if (!data) ILM__FORWARD(c->produce(c->ctx, i, &data));
+        ILM__FORWARD(ilm__write_all(fd, data, c->sizes[i]));
+    }
     return ILM_OK;
 }
 
 /* Checks the arguments and builds the header text (padded) into *h, the
  * byte size of each tensor into sizes. */
 static ilm_status build_header(const ilm__st_out *t, size_t n, const char *const *meta,
-                               uint64_t *sizes, ilm__buf *h)
+                               bool produced, uint64_t *sizes, ilm__buf *h)
 {
     ilm__strmap seen = { 0 };
     ilm_status s = ILM_OK;
@@ -655,7 +661,7 @@ static ilm_status build_header(const ilm__st_out *t, size_t n, const char *const
                     __builtin_mul_overflow(bytes, (uint64_t)t[i].shape[k], &bytes))
                     s = ilm__error(ILM_ERR_INVALID_ARG, "safetensors write: tensor '%s': bad "
                                    "shape[%d]", name, k);
-            if (s == ILM_OK && bytes && !t[i].data)
+            if (s == ILM_OK && bytes && !t[i].data && !produced)
                 s = ilm__error(ILM_ERR_INVALID_ARG, "safetensors write: tensor '%s': data is "
                                "NULL", name);
             sizes[i] = bytes;
@@ -710,14 +716,21 @@ static ilm_status build_header(const ilm__st_out *t, size_t n, const char *const
 ilm_status ilm__st_write(const char *path, const ilm__st_out *tensors, size_t n,
                          const char *const *meta_kv)
 {
+    return ilm__st_write_stream(path, tensors, n, meta_kv, NULL, NULL);
+}
+
+ilm_status ilm__st_write_stream(const char *path, const ilm__st_out *tensors, size_t n,
+                                const char *const *meta_kv, ilm__st_produce_fn produce,
+                                void *ctx)
+{
     ILM__RETURN_IF(!path || (n && !tensors), ILM_ERR_INVALID_ARG,
                    "safetensors write: NULL argument");
     uint64_t *sizes = ilm__calloc(n ? n : 1, sizeof *sizes);
     ILM__RETURN_IF(!sizes, ILM_ERR_NOMEM, "safetensors write: out of memory");
     ilm__buf h = { 0 };
-    ilm_status s = build_header(tensors, n, meta_kv, sizes, &h);
+    ilm_status s = build_header(tensors, n, meta_kv, produce != NULL, sizes, &h);
     if (s == ILM_OK) {
-        write_ctx c = { &h, tensors, sizes, n };
+        write_ctx c = { &h, tensors, sizes, n, produce, ctx };
         s = ilm__atomic_write(path, write_body, &c);
     }
     ilm__buf_free(&h);

@@ -91,4 +91,15 @@ typedef struct ilm__st_out {
 ilm_status ilm__st_write(const char *path, const ilm__st_out *tensors, size_t n,
                          const char *const *meta_kv);
 
+/* Computes tensor i's bytes when its turn to be written comes: *data must
+ * then point at them, valid until the next call. */
+typedef ilm_status (*ilm__st_produce_fn)(void *ctx, size_t i, const void **data);
+
+/* ilm__st_write, streaming: a tensor whose data is NULL is produced by
+ * `produce` as the file is written, so a writer that computes tensors one
+ * at a time never holds them all. */
+ilm_status ilm__st_write_stream(const char *path, const ilm__st_out *tensors, size_t n,
+                                const char *const *meta_kv, ilm__st_produce_fn produce,
+                                void *ctx);
+
 #endif /* ILM_FORMATS_SAFETENSORS_H */

@@ -7,6 +7,7 @@
 #include "tensor/tensor.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,7 +36,7 @@ static ilm_status init_weight(ilm_model *m, ilm__weight *w, int64_t rows, int64_
     float *p = init_tensor(m, (size_t)(rows * cols), seed, (*stream)++, std, 0);
     ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
                    (long long)rows, (long long)cols);
-    *w = (ilm__weight){ ILM__DTYPE_F32, rows, cols, p };
+    *w = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = rows, .cols = cols, .data = p };
     return ILM_OK;
 }
 
@@ -89,56 +90,82 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
 
 /* ---- saving ------------------------------------------------------------ */
 
+/* Tensors go out as stored when the file can hold them (f32, f16, bf16
+ * without change); the rest are produced one at a time as the file is
+ * written, in fp32: GGUF quantizations dequantized, GGUF's q/k rows put
+ * back in Hugging Face order, an applied adapter merged (W + s B A). */
 typedef struct saver {
-    ilm__st_out *t;
-    size_t       n;
-    int64_t     *shapes; /* 2 per tensor */
-    char        *names;  /* 96 per tensor */
-    float      **tmp;    /* dequantized copies to free */
-    size_t       n_tmp;
+    const ilm_model    *m;
+    ilm__st_out        *t;
+    const ilm__weight **w;      /* per tensor: the weight to produce, or NULL */
+    bool               *qk;     /* per tensor: a q or k weight */
+    size_t              n;
+    int64_t            *shapes; /* 2 per tensor */
+    char               *names;  /* 96 per tensor */
+    float              *buf;    /* the tensor being produced */
+    size_t              buf_cap;
+    ilm__backend       *be;     /* for the merge's GEMM */
 } saver;
 
-/* Adds a tensor; weights stored in another type than f32/f16/bf16 (GGUF
- * quantizations) are written as f32. */
-static ilm_status add(saver *s, const char *name, uint32_t type, const void *data, int64_t rows,
-                      int64_t cols, int n_dims)
+static bool is_fp(uint32_t type)
+{
+    return type == ILM__DTYPE_F32 || type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16;
+}
+
+static void add(saver *s, const char *name, uint32_t type, const void *data, const int64_t *shape,
+                int n_dims, const ilm__weight *w, bool qk)
 {
     size_t i = s->n++;
     snprintf(s->names + 96 * i, 96, "%s", name);
-    s->shapes[2 * i] = n_dims == 2 ? rows : cols;
-    s->shapes[2 * i + 1] = cols;
-    if (type != ILM__DTYPE_F32 && type != ILM__DTYPE_F16 && type != ILM__DTYPE_BF16) {
-        float *f = ilm__malloc((size_t)(rows * cols) * sizeof *f);
-        ILM__RETURN_IF(!f, ILM_ERR_NOMEM, "model: out of memory saving '%s'", name);
-        s->tmp[s->n_tmp++] = f;
-        uint32_t block, bytes;
-        ilm__dtype_info(type, &block, &bytes);
-        size_t row_bytes = (size_t)(cols / block) * bytes;
-        for (int64_t r = 0; r < rows; r++)
-            ILM__FORWARD(ilm__dequantize(type, (const uint8_t *)data + (size_t)r * row_bytes,
-                                        f + r * cols, cols));
-        type = ILM__DTYPE_F32;
-        data = f;
-    }
+    memcpy(s->shapes + 2 * i, shape, 2 * sizeof *shape);
+    s->w[i] = w;
+    s->qk[i] = qk;
     s->t[i] = (ilm__st_out){ s->names + 96 * i, type, n_dims, s->shapes + 2 * i, data };
+}
+
+static void add_w(saver *s, const char *name, const ilm__weight *w, bool qk)
+{
+    const int64_t shape[2] = { w->rows, w->cols };
+    const bool permute = qk && s->m->arch.rope_interleaved;
+    if (is_fp(w->type) && !w->lora_r && !permute) add(s, name, w->type, w->data, shape, 2, NULL, false);
+    else add(s, name, ILM__DTYPE_F32, NULL, shape, 2, w, qk);
+}
+
+static void add_norm(saver *s, const char *name, const float *v, int64_t n)
+{
+    const int64_t shape[2] = { n, 0 };
+    add(s, name, ILM__DTYPE_F32, v, shape, 1, NULL, false);
+}
+
+static ilm_status produce(void *ctx, size_t i, const void **data)
+{
+    saver *s = ctx;
+    const ilm__weight *w = s->w[i];
+    const size_t n = (size_t)(w->rows * w->cols);
+    if (n > s->buf_cap) {
+        ilm__free(s->buf);
+        s->buf_cap = 0;
+        ILM__RETURN_IF(!(s->buf = ilm__malloc(n * sizeof *s->buf)), ILM_ERR_NOMEM,
+                       "model: out of memory saving '%s'", s->t[i].name);
+        s->buf_cap = n;
+    }
+    ILM__FORWARD(ilm__dequantize(w->type, w->data, s->buf, (int64_t)n));
+    if (w->lora_r) /* W += (s B) A, in the stored row order */
+        ILM__FORWARD(s->be->iface.gemm_f32(s->be, false, false, (int)w->rows, (int)w->cols,
+                                           (int)w->lora_r, 1.0f, w->lora_b, (int)w->lora_r,
+                                           w->lora_a, (int)w->cols, 1.0f, s->buf, (int)w->cols));
+    if (s->qk[i] && s->m->arch.rope_interleaved)
+        ILM__FORWARD(ilm__rope_permute_rows(s->m->arch.head_dim, w->rows, w->cols, s->buf, true));
+    *data = s->buf;
     return ILM_OK;
 }
 
-static ilm_status add_w(saver *s, const char *name, const ilm__weight *w)
+static void collect(saver *s)
 {
-    return add(s, name, w->type, w->data, w->rows, w->cols, 2);
-}
-
-static ilm_status add_norm(saver *s, const char *name, const float *v, int64_t n)
-{
-    return add(s, name, ILM__DTYPE_F32, v, 1, n, 1);
-}
-
-static ilm_status collect(const ilm_model *m, saver *s)
-{
+    const ilm_model *m = s->m;
     const ilm__arch *a = &m->arch;
     const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
-    ILM__FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd));
+    add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd, false);
     for (int64_t l = 0; l < a->n_layers; l++) {
         const uint8_t *y = (const uint8_t *)&m->layers[l];
         for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
@@ -147,13 +174,15 @@ static ilm_status collect(const ilm_model *m, saver *s)
             char n[96];
             if (!fmt) continue;
             snprintf(n, sizeof n, fmt, (long long)l);
-            ILM__FORWARD(lt->norm ? add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size)
-                                 : add_w(s, n, (const ilm__weight *)(y + lt->field)));
+            if (lt->norm)
+                add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size);
+            else
+                add_w(s, n, (const ilm__weight *)(y + lt->field),
+                      lt->field == offsetof(ilm__layer, wq) || lt->field == offsetof(ilm__layer, wk));
         }
     }
-    ILM__FORWARD(add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size));
-    if (!a->tie_embeddings) ILM__FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output));
-    return ILM_OK;
+    add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size);
+    if (!a->tie_embeddings) add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output, false);
 }
 
 ilm_status ilm_model_save(const ilm_model *m, const char *dir)
@@ -161,29 +190,32 @@ ilm_status ilm_model_save(const ilm_model *m, const char *dir)
     ILM__RETURN_IF(!m || !dir, ILM_ERR_INVALID_ARG, "ilm_model_save: NULL argument");
     ILM__RETURN_IF(mkdir(dir, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
                    "cannot create directory '%s': %s", dir, strerror(errno));
-    /* GGUF LLaMA files carry Q/K rows permuted for adjacent-pair RoPE; the
-     * HF layout would need them permuted back, which is not done yet. */
-    ILM__RETURN_IF(m->arch.rope_interleaved, ILM_ERR_UNSUPPORTED,
-                   "model: saving a GGUF model as safetensors (Q/K row order) is not supported");
     size_t cap = (size_t)m->arch.n_layers * ilm__n_layer_tensors + 4;
-    saver s = { 0 };
+    saver s = { .m = m };
     s.t = ilm__calloc(cap, sizeof *s.t);
+    s.w = ilm__calloc(cap, sizeof *s.w);
+    s.qk = ilm__calloc(cap, sizeof *s.qk);
     s.shapes = ilm__calloc(cap * 2, sizeof *s.shapes);
     s.names = ilm__calloc(cap, 96);
-    s.tmp = ilm__calloc(cap, sizeof *s.tmp);
-    ilm_status st = !s.t || !s.shapes || !s.names || !s.tmp
-                        ? ilm__error(ILM_ERR_NOMEM, "model: out of memory") : collect(m, &s);
+    ilm_status st = !s.t || !s.w || !s.qk || !s.shapes || !s.names
+                        ? ilm__error(ILM_ERR_NOMEM, "model: out of memory") : ILM_OK;
+    if (st == ILM_OK && m->adapter) st = ilm__backend_cpu_create(m->threads, -1, &s.be);
+    if (st == ILM_OK) collect(&s);
     char path[4096], *cfg = NULL;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     static const char *const meta[] = { "format", "pt", NULL };
-    if (st == ILM_OK) st = ilm__st_write(path, s.t, s.n, meta);
-    if (st == ILM_OK) st = ilm__arch_to_hf_config(&m->arch, &cfg);
+    if (st == ILM_OK) st = ilm__st_write_stream(path, s.t, s.n, meta, produce, &s);
+    ilm__arch hf = m->arch;
+    hf.rope_interleaved = false; /* produce() put q/k rows back in HF order */
+    if (st == ILM_OK) st = ilm__arch_to_hf_config(&hf, &cfg);
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (st == ILM_OK) st = ilm__atomic_write_buf(path, cfg, strlen(cfg));
     ilm__free(cfg);
-    for (size_t i = 0; i < s.n_tmp; i++) ilm__free(s.tmp[i]);
-    ilm__free(s.tmp);
+    ilm__backend_free(s.be);
+    ilm__free(s.buf);
     ilm__free(s.t);
+    ilm__free(s.w);
+    ilm__free(s.qk);
     ilm__free(s.shapes);
     ilm__free(s.names);
     return st;

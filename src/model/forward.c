@@ -2,6 +2,7 @@
  * is split after the matmul) over a session's KV cache, on the backend op
  * table.  Activations are fp32; weights stay in their stored type. */
 #include "model/internal.h"
+#include "tensor/dtype.h"
 
 #include <string.h>
 
@@ -46,10 +47,17 @@ static float *scratch(ilm__kv *kv, size_t n)
     return kv->scratch;
 }
 
+/* y = x W^T, plus (x A^T) (s B)^T when an adapter is applied; `tmp` holds
+ * T * (lora_r + rows) floats. */
 static ilm_status linear(const ilm__backend *be, const ilm__weight *w, const float *x, int64_t T,
-                         float *y)
+                         float *y, float *tmp)
 {
-    return be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y);
+    ILM__FORWARD(be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y));
+    if (!w->lora_r) return ILM_OK;
+    float *xa = tmp, *d = tmp + T * w->lora_r;
+    ILM__FORWARD(be->iface.linear(be, ILM__DTYPE_F32, w->lora_a, w->lora_r, w->cols, x, T, xa));
+    ILM__FORWARD(be->iface.linear(be, ILM__DTYPE_F32, w->lora_b, w->rows, w->lora_r, xa, T, d));
+    return be->iface.add(be, y, d, T * w->rows);
 }
 
 ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
@@ -65,17 +73,23 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
 
     /* Scratch: x, h [T,C]; q, att [T,H*D]; k, v [T,KVD]; g, u [T,F] (the
      * fused qkv of InternLM2 borrows g+u); cos, sin [S, D/2]; rotated keys
-     * for dynamic NTK [S, KVD]. */
+     * for dynamic NTK [S, KVD]; an adapter's x A^T and its product [T, r +
+     * widest output]. */
     const bool dynamic = kv->k_raw != NULL;
     const int64_t fused = a->kind == ILM__ARCH_INTERNLM2 ? T * (H + 2 * KV) * D : 0;
     const int64_t gu = 2 * T * F > fused ? 2 * T * F : fused;
-    size_t need = (size_t)(2 * T * C + 2 * T * H * D + 2 * T * KVD + gu + S * D + (dynamic ? S * KVD : 0));
+    int64_t widest = (H + 2 * KV) * D > F ? (H + 2 * KV) * D : F;
+    if (C > widest) widest = C;
+    const int64_t lora = m->lora_r ? T * (m->lora_r + widest) : 0;
+    size_t need = (size_t)(2 * T * C + 2 * T * H * D + 2 * T * KVD + gu + S * D +
+                           (dynamic ? S * KVD : 0) + lora);
     float *buf = scratch(kv, need);
     ILM__RETURN_IF(!buf, ILM_ERR_NOMEM, "model: out of memory for activations of %lld tokens",
                    (long long)T);
     float *x = buf, *h = x + T * C, *q = h + T * C, *att = q + T * H * D, *k = att + T * H * D,
           *v = k + T * KVD, *g = v + T * KVD, *u = g + T * F, *cos_t = g + gu,
-          *sin_t = cos_t + S * D / 2, *k_rot = sin_t + S * D / 2;
+          *sin_t = cos_t + S * D / 2, *k_rot = sin_t + S * D / 2,
+          *tmp = k_rot + (dynamic ? S * KVD : 0);
 
     const ilm__weight *e = &m->tok_embd;
     ILM__FORWARD(be->iface.embedding(be, e->type, e->data, e->rows, e->cols, ids, T, x));
@@ -97,12 +111,12 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
         float *kc = kv->k + l * kv->capacity * KVD, *vc = kv->v + l * kv->capacity * KVD;
         ILM__FORWARD(be->iface.rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
         if (a->kind == ILM__ARCH_INTERNLM2) {
-            ILM__FORWARD(linear(be, &ly->wqkv, h, T, g));
+            ILM__FORWARD(linear(be, &ly->wqkv, h, T, g, tmp));
             ILM__FORWARD(be->iface.qkv_split(be, g, T, H, KV, D, q, k, v));
         } else {
-            ILM__FORWARD(linear(be, &ly->wq, h, T, q));
-            ILM__FORWARD(linear(be, &ly->wk, h, T, k));
-            ILM__FORWARD(linear(be, &ly->wv, h, T, v));
+            ILM__FORWARD(linear(be, &ly->wq, h, T, q, tmp));
+            ILM__FORWARD(linear(be, &ly->wk, h, T, k, tmp));
+            ILM__FORWARD(linear(be, &ly->wv, h, T, v, tmp));
         }
         if (dynamic) ILM__FORWARD(be->iface.kv_append(be, kv->k_raw + l * kv->capacity * KVD, p0, k, T, KVD));
         ILM__FORWARD(be->iface.rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
@@ -115,13 +129,13 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
             ILM__FORWARD(be->iface.kv_append(be, kc, 0, k_rot, S, KVD));
         }
         ILM__FORWARD(be->iface.attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
-        ILM__FORWARD(linear(be, &ly->wo, att, T, h));
+        ILM__FORWARD(linear(be, &ly->wo, att, T, h, tmp));
         ILM__FORWARD(be->iface.add(be, x, h, T * C));
         ILM__FORWARD(be->iface.rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
-        ILM__FORWARD(linear(be, &ly->w_gate, h, T, g));
-        ILM__FORWARD(linear(be, &ly->w_up, h, T, u));
+        ILM__FORWARD(linear(be, &ly->w_gate, h, T, g, tmp));
+        ILM__FORWARD(linear(be, &ly->w_up, h, T, u, tmp));
         ILM__FORWARD(be->iface.swiglu(be, g, u, g, T * F));
-        ILM__FORWARD(linear(be, &ly->w_down, g, T, h));
+        ILM__FORWARD(linear(be, &ly->w_down, g, T, h, tmp));
         ILM__FORWARD(be->iface.add(be, x, h, T * C));
     }
     kv->n = S;
@@ -129,5 +143,5 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     const float *last = all_logits ? x : x + (T - 1) * C;
     int64_t rows = all_logits ? T : 1;
     ILM__FORWARD(be->iface.rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
-    return linear(be, &m->output, h, rows, logits);
+    return linear(be, &m->output, h, rows, logits, tmp);
 }

@@ -6,6 +6,10 @@
  *              GGUF file), the weight table, memory report, info
  *   rope.c     RoPE frequencies (theta, linear / dynamic-NTK / LLaMA-3)
  *   forward.c  the forward pass over a KV cache
+ *   create.c   random models (ilm_model_create) and ilm_model_save
+ *   params.c   the flat parameter layout training shares (params.h)
+ *   lora.c     LoRA adapters: options, layout, PEFT files, applying one
+ *              at load (lora.h)
  *
  * Weights stay where the file put them (mmap'd) in their own type; only
  * small tensors the forward pass reads as fp32 (norm weights) and weights
@@ -21,11 +25,15 @@
 struct ilm__safetensors;
 struct ilm__gguf;
 
-/* A weight matrix W[rows, cols] in ggml type `type`, rows contiguous. */
+/* A weight matrix W[rows, cols] in ggml type `type`, rows contiguous.
+ * With a LoRA adapter applied at load (lora_r > 0) the linear computes
+ * y = x W^T + (x A^T) B'^T, A [lora_r, cols], B' = s B [rows, lora_r]. */
 typedef struct ilm__weight {
-    uint32_t    type;
-    int64_t     rows, cols;
-    const void *data;
+    uint32_t     type;
+    int64_t      rows, cols;
+    const void  *data;
+    int64_t      lora_r;
+    const float *lora_a, *lora_b;
 } ilm__weight;
 
 typedef struct ilm__layer {
@@ -56,6 +64,11 @@ struct ilm_model {
     size_t                   n_owned;
     uint64_t                 mapped_bytes, owned_bytes;
     ilm_tokenizer           *tok;      /* NULL when the files have none */
+    /* The LoRA adapter applied at load (the load config's "adapter"):
+     * its A and scaled B values, and its directory; NULL when none. */
+    float                   *lora_slab;
+    char                    *adapter;
+    int64_t                  lora_r;
     char                    *chat_template; /* "internlm2", "chatml", "llama2", "llama3" */
 };
 
@@ -88,6 +101,12 @@ void ilm__rope_tables(const ilm_model *m, const int32_t *pos, int64_t T, int64_t
 ilm_status ilm__rope_init(ilm_model *m);
 /* The base dynamic NTK uses for a sequence of n_ctx tokens. */
 double ilm__rope_dynamic_base(const ilm__arch *a, int64_t n_ctx);
+
+/* GGUF stores LLaMA's q and k rows permuted for adjacent-pair RoPE: within
+ * each head of D rows, Hugging Face row half * D/2 + i is GGUF row
+ * 2 i + half.  Reorders the rows [rows, width] of x in place, to the
+ * Hugging Face order (to_hf) or to GGUF's. */
+ilm_status ilm__rope_permute_rows(int64_t D, int64_t rows, int64_t width, float *x, bool to_hf);
 
 /* The KV cache of one session: for each layer, keys and values at every
  * position, [S, KV*D] each, fp32.  Keys are stored rotated. */

@@ -9,6 +9,7 @@
  * reads.
  */
 #include "model/internal.h"
+#include "model/lora.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "tensor/tensor.h"
@@ -78,7 +79,7 @@ static ilm_status matrix(ilm_model *m, const char *path, const char *name, int64
     ILM__RETURN_IF(!ilm__dtype_info(f.type, &block, &bytes) || cols % block != 0,
                    ILM_ERR_FORMAT, "%s: tensor '%s' has type %s, unusable for a %lld-wide row",
                    path, name, ilm__dtype_name(f.type), (long long)cols);
-    *w = (ilm__weight){ f.type, rows, cols, f.data };
+    *w = (ilm__weight){ .type = f.type, .rows = rows, .cols = cols, .data = f.data };
     m->mapped_bytes += f.n_bytes;
     return ILM_OK;
 }
@@ -240,14 +241,21 @@ ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
     ILM__RETURN_IF(!path, ILM_ERR_INVALID_ARG, "ilm_model_load: path is NULL");
     cJSON *root = NULL;
     int64_t threads = 0;
+    const char *adapter_cfg = NULL;
     ILM__FORWARD(ilm__json_parse(config, "model config", &root));
-    const ilm__jfield fields[] = { { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS } };
-    ilm_status st = ilm__json_fields(root, "", fields, 1);
+    const ilm__jfield fields[] = { { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
+                                   { "adapter", ILM__J_STRING, &adapter_cfg, false, 0, 0 } };
+    ilm_status st = ilm__json_fields(root, "", fields, 2);
+    char *adapter = st == ILM_OK && adapter_cfg ? ilm__strdup(adapter_cfg) : NULL;
     cJSON_Delete(root);
     ILM__FORWARD(st);
+    ILM__RETURN_IF(adapter_cfg && !adapter, ILM_ERR_NOMEM, "model: out of memory");
 
     ilm_model *m = ilm__calloc(1, sizeof *m);
-    ILM__RETURN_IF(!m, ILM_ERR_NOMEM, "model: out of memory");
+    if (!m) {
+        ilm__free(adapter);
+        return ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+    }
     m->threads = (int)threads;
     struct stat sb;
     if (stat(path, &sb) != 0) st = ilm__error(ILM_ERR_IO, "cannot open '%s'", path);
@@ -260,6 +268,8 @@ ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
             st = ilm__error(ILM_ERR_UNSUPPORTED, "%s: LLaMA-3 RoPE scaling in a GGUF file", path);
     }
     if (st == ILM_OK) st = ilm__rope_init(m);
+    if (st == ILM_OK && adapter) st = ilm__lora_attach(m, adapter);
+    ilm__free(adapter);
     if (st != ILM_OK) {
         ilm_model_free(m);
         return st;
@@ -276,6 +286,8 @@ void ilm_model_free(ilm_model *m)
     ilm__free(m->layers);
     ilm__free(m->inv_freq);
     ilm__free(m->chat_template);
+    ilm__free(m->lora_slab);
+    ilm__free(m->adapter);
     ilm_tokenizer_free(m->tok);
     if (m->st) ilm__st_close(m->st);
     if (m->gguf) ilm__gguf_close(m->gguf);
@@ -311,6 +323,10 @@ ilm_status ilm_model_info(const ilm_model *m, char **json)
     cJSON_AddNumberToObject(j, "owned_bytes", (double)m->owned_bytes);
     cJSON_AddStringToObject(j, "chat_template", m->chat_template);
     cJSON_AddBoolToObject(j, "tokenizer", m->tok != NULL);
+    if (m->adapter) {
+        cJSON_AddStringToObject(j, "adapter", m->adapter);
+        cJSON_AddNumberToObject(j, "adapter_r", (double)m->lora_r);
+    }
     ilm_status st = ilm__json_print(j, json);
     cJSON_Delete(j);
     return st;

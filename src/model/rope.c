@@ -10,6 +10,7 @@
 #include "model/internal.h"
 
 #include <math.h>
+#include <string.h>
 
 double ilm__rope_dynamic_base(const ilm__arch *a, int64_t n_ctx)
 {
@@ -71,4 +72,21 @@ void ilm__rope_tables(const ilm_model *m, const int32_t *pos, int64_t T, int64_t
             cos_t[t * half + i] = (float)cos(angle) * m->rope_attn_factor;
             sin_t[t * half + i] = (float)sin(angle) * m->rope_attn_factor;
         }
+}
+
+ilm_status ilm__rope_permute_rows(int64_t D, int64_t rows, int64_t width, float *x, bool to_hf)
+{
+    float *tmp = ilm__malloc((size_t)(D * width) * sizeof *tmp);
+    ILM__RETURN_IF(!tmp, ILM_ERR_NOMEM, "model: out of memory");
+    for (float *head = x; head < x + rows * width; head += D * width) {
+        memcpy(tmp, head, (size_t)(D * width) * sizeof *tmp);
+        for (int64_t half = 0; half < 2; half++)
+            for (int64_t k = 0; k < D / 2; k++) {
+                const int64_t hf = half * (D / 2) + k, gg = 2 * k + half;
+                memcpy(head + (to_hf ? hf : gg) * width, tmp + (to_hf ? gg : hf) * width,
+                       (size_t)width * sizeof *tmp);
+            }
+    }
+    ilm__free(tmp);
+    return ILM_OK;
 }

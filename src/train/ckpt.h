@@ -9,7 +9,7 @@
  *                                        the directory back); for LoRA
  *                                        runs adapter_config.json and
  *                                        adapter_model.safetensors instead
- *                                        (PEFT's files, lora.h)
+ *                                        (PEFT's files, model/lora.h)
  *       optimizer.safetensors            AdamW moments: F32 tensors
  *                                        "<name>.exp_avg" and
  *                                        "<name>.exp_avg_sq" in the shapes
@@ -38,7 +38,7 @@
 #define ILM_TRAIN_CKPT_H
 
 #include "core/internal.h"
-#include "train/params.h"
+#include "model/params.h"
 
 /* Writes the weights into checkpoint directory `dir` (ctx: the caller's). */
 typedef ilm_status (*ilm__ckpt_save_fn)(const char *dir, const void *ctx);

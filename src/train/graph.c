@@ -1,8 +1,9 @@
 /*
- * src/train/ -- training: the parameter layout (params.c), the training
- * graph (this file; see graph.h for the graph, its storage and its
- * numerics), and later the optimizer, LR schedule, Hybrid ZeRO, the
- * trainer and checkpoints.
+ * src/train/ -- training: the training graph (this file; see graph.h for
+ * the graph, its storage and its numerics), the optimizer and LR schedule
+ * (optim.c), checkpoints (ckpt.c) and the trainer (trainer.c); Hybrid ZeRO
+ * later.  The parameter layout and LoRA adapters are the model's
+ * (model/params.h, model/lora.h).
  */
 #include "train/graph.h"
 #include "tensor/tensor.h"
@@ -137,7 +138,7 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
 
     float *p = slot(g, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight");
     ILM__FORWARD(copy_weight(&m->tok_embd, p));
-    v->tok_embd = (ilm__weight){ ILM__DTYPE_F32, V, C, p };
+    v->tok_embd = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = V, .cols = C, .data = p };
     p = slot(g, "model.norm.weight");
     memcpy(p, m->out_norm, (size_t)C * sizeof *p);
     v->out_norm = p;
@@ -146,7 +147,7 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
     } else {
         p = slot(g, i2 ? "output.weight" : "lm_head.weight");
         ILM__FORWARD(copy_weight(&m->output, p));
-        v->output = (ilm__weight){ ILM__DTYPE_F32, V, C, p };
+        v->output = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = V, .cols = C, .data = p };
     }
     for (int64_t l = 0; l < a->n_layers; l++) {
         const uint8_t *src = (const uint8_t *)&m->layers[l];
@@ -165,7 +166,8 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
             } else {
                 const ilm__weight *w = (const ilm__weight *)(src + lt->field);
                 ILM__FORWARD(copy_weight(w, p));
-                *(ilm__weight *)(dst + lt->field) = (ilm__weight){ ILM__DTYPE_F32, w->rows, w->cols, p };
+                *(ilm__weight *)(dst + lt->field) = (ilm__weight){
+                    .type = ILM__DTYPE_F32, .rows = w->rows, .cols = w->cols, .data = p };
             }
         }
     }
@@ -239,6 +241,12 @@ ilm_status ilm__graph_create(const ilm_model *m, const ilm__graph_opts *opts, il
     ILM__RETURN_IF(a->n_heads % a->n_kv_heads != 0 || a->head_dim % 2 != 0, ILM_ERR_UNSUPPORTED,
                    "graph: %d heads over %d kv heads of dim %d", a->n_heads, a->n_kv_heads,
                    a->head_dim);
+    /* The graph reads base weights only: an adapter applied at load would
+     * be silently dropped. */
+    ILM__RETURN_IF(m->adapter, ILM_ERR_UNSUPPORTED,
+                   "graph: the model has the adapter '%s' applied; train from the base model "
+                   "(or from its merge, ilm_model_save)",
+                   m->adapter);
     ilm__graph *g = ilm__calloc(1, sizeof *g);
     ILM__RETURN_IF(!g, ILM_ERR_NOMEM, "graph: out of memory");
     g->a = *a;

@@ -3,7 +3,7 @@
  * LLaMA / InternLM2 model over packed batches, on the backend op table.
  *
  * Storage.  Parameters live in ONE flat fp32 slab laid out by
- * ilm__params_layout (params.h), gradients in a second slab of the same
+ * ilm__params_layout (model/params.h), gradients in a second slab of the same
  * layout, so the optimizer, the sharding layer and checkpoints see plain
  * element ranges.  The graph copies (dequantizing) every weight of the
  * model it is created from and does not keep that model.  It also builds,
@@ -55,15 +55,15 @@
 #define ILM_TRAIN_GRAPH_H
 
 #include "model/internal.h"
-#include "train/lora.h"
-#include "train/params.h"
+#include "model/lora.h"
+#include "model/params.h"
 
 typedef struct ilm__graph ilm__graph;
 
 typedef struct ilm__graph_opts {
     bool recompute; /* keep only layer inputs; recompute layers in backward */
     int  threads;   /* the graph's backend instance's threads; 0: the default */
-    /* LoRA (lora.h): only adapters train; NULL: every parameter does. */
+    /* LoRA (model/lora.h): only adapters train; NULL: every parameter does. */
     const ilm__lora_opts *lora;
 } ilm__graph_opts;
 

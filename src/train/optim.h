@@ -1,6 +1,6 @@
 /*
  * src/train/optim.h -- AdamW, the learning-rate schedule and gradient-norm
- * clipping, on the flat fp32 slabs of train/params.h.
+ * clipping, on the flat fp32 slabs of model/params.h.
  *
  * Every function works on an element range [begin, end) of the slabs and
  * never on a whole slab: a sharding layer (Hybrid ZeRO) owns ranges, and a
@@ -25,7 +25,7 @@
 #define ILM_TRAIN_OPTIM_H
 
 #include "backend/backend.h"
-#include "train/params.h"
+#include "model/params.h"
 
 typedef enum ilm__lr_schedule {
     ILM__LR_COSINE,   /* "cosine" (the default) */

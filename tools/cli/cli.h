@@ -41,6 +41,10 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
 /* Clears the progress line (when stderr is a terminal). */
 void cli_progress_done(void);
 
+/* ilm_model_load with the PEFT LoRA adapter directory `adapter` (NULL:
+ * none) applied, as --adapter gives it. */
+ilm_status cli_model_load(const char *path, const char *adapter, ilm_model **m);
+
 /* One line of a plot: n points (x[i], y[i]). */
 typedef struct cli_series {
     const char   *name;
@@ -64,5 +68,6 @@ int cmd_chat(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const char eval_help[] =
     "(predictions/, results/, summary/) and resumes from it.\n"
     "\n"
     "  --model PATH          HF model directory or .gguf file\n"
+    "  --adapter DIR         a PEFT LoRA adapter applied at load (not merged)\n"
     "  --tasks A,B           task names, looked up as <config-dir>/<name>.json\n"
     "  --task-config FILE    a task config file (may be given more than once)\n"
     "  --config-dir DIR      (configs/eval)\n"
@@ -101,7 +102,8 @@ static void print_table(const char *results)
 
 /* The model's name for the output: the file or directory name, without
  * a .gguf suffix. */
-static void model_name(const char *path, char *out, size_t n)
+/* The last path component of `path`, without ".gguf"; "model" if none. */
+static void base_name(const char *path, char *out, size_t n)
 {
     size_t len = strlen(path);
     while (len > 1 && path[len - 1] == '/') len--;
@@ -111,6 +113,18 @@ static void model_name(const char *path, char *out, size_t n)
     if (k > 5 && strncmp(path + len - 5, ".gguf", 5) == 0) k -= 5;
     snprintf(out, n, "%.*s", (int)k, path + b);
     if (!out[0] || out[0] == '.') snprintf(out, n, "model");
+}
+
+/* The model's name in reports (and in --out, which resumes by it): the
+ * model file's, with the adapter's after a '+'. */
+static void model_name(const char *path, const char *adapter, char *out, size_t n)
+{
+    base_name(path, out, n);
+    if (!adapter) return;
+    char a[128];
+    base_name(adapter, a, sizeof a);
+    size_t used = strlen(out);
+    snprintf(out + used, n - used, "+%s", a);
 }
 
 static bool whole_number(const char *v, long min, long *out)
@@ -124,7 +138,7 @@ static bool whole_number(const char *v, long min, long *out)
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model = NULL, *tasks = NULL, *out = NULL, *name = NULL;
+    const char *model = NULL, *adapter = NULL, *tasks = NULL, *out = NULL, *name = NULL;
     cJSON *cfg = cJSON_CreateObject(), *list = cJSON_CreateArray();
     bool json = false;
     int rc = CLI_OK;
@@ -149,7 +163,7 @@ int cmd_eval(int argc, char **argv)
             cJSON_AddFalseToObject(cfg, "resume");
             continue;
         }
-        bool known = !strcmp(o, "--model") || !strcmp(o, "--tasks") ||
+        bool known = !strcmp(o, "--model") || !strcmp(o, "--adapter") || !strcmp(o, "--tasks") ||
                      !strcmp(o, "--task-config") || !strcmp(o, "--config-dir") ||
                      !strcmp(o, "--data-root") || !strcmp(o, "--limit") || !strcmp(o, "--shots") ||
                      !strcmp(o, "--out") || !strcmp(o, "--model-name") || !strcmp(o, "--context") ||
@@ -165,6 +179,8 @@ int cmd_eval(int argc, char **argv)
         i++;
         if (!strcmp(o, "--model"))
             model = v;
+        else if (!strcmp(o, "--adapter"))
+            adapter = v;
         else if (!strcmp(o, "--tasks"))
             tasks = v;
         else if (!strcmp(o, "--task-config"))
@@ -212,7 +228,7 @@ int cmd_eval(int argc, char **argv)
     if (name)
         snprintf(mname, sizeof mname, "%s", name);
     else
-        model_name(model, mname, sizeof mname);
+        model_name(model, adapter, mname, sizeof mname);
     cJSON_AddStringToObject(cfg, "model_name", mname);
     if (out) cJSON_AddStringToObject(cfg, "out", out);
     char *cfg_text = cJSON_PrintUnformatted(cfg), *list_text = cJSON_PrintUnformatted(list);
@@ -222,7 +238,7 @@ int cmd_eval(int argc, char **argv)
     ilm_evaluator *e = NULL;
     char *results = NULL;
     progress_state ps = { "", 0, 0 };
-    ilm_status st = ilm_model_load(model, NULL, &m);
+    ilm_status st = cli_model_load(model, adapter, &m);
     if (st == ILM_OK) st = ilm_evaluator_create(m, cfg_text, &e);
     if (st == ILM_OK) st = ilm_evaluator_run(e, list_text, progress, &ps, &results);
     cli_progress_done();

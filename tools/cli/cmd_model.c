@@ -6,10 +6,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Options shared by the model commands. */
 typedef struct model_args {
-    const char *model, *prompt, *text, *ids, *file, *system;
+    const char *model, *adapter, *prompt, *text, *ids, *file, *system;
     cJSON      *gen;     /* generation config being built */
     long        context; /* 0: not given (the session's default) */
     long        ctx_len, chunks;
@@ -39,6 +40,7 @@ static int parse_args(const char *cmd, const char *help, const char *allowed, in
         if (!v) return cli_usage_error(cmd, "%s needs a value", o);
         i++;
         if (strcmp(o, "--model") == 0) a->model = v;
+        else if (strcmp(o, "--adapter") == 0) a->adapter = v;
         else if (strcmp(o, "--prompt") == 0) a->prompt = v;
         else if (strcmp(o, "--text") == 0) a->text = v;
         else if (strcmp(o, "--ids") == 0) a->ids = v;
@@ -71,7 +73,7 @@ static int parse_args(const char *cmd, const char *help, const char *allowed, in
 
 static int load(const model_args *a, ilm_model **m, ilm_session **s)
 {
-    ilm_status st = ilm_model_load(a->model, NULL, m);
+    ilm_status st = cli_model_load(a->model, a->adapter, m);
     char cfg[64] = "";
     if (a->context > 0) snprintf(cfg, sizeof cfg, "{\"context\": %ld}", a->context);
     if (st == ILM_OK) st = ilm_session_create(*m, cfg, s);
@@ -98,6 +100,7 @@ static const char generate_help[] =
     "chat template) and streams the result.\n"
     "\n"
     "  --model PATH          HF model directory or .gguf file\n"
+    "  --adapter DIR         a PEFT LoRA adapter applied at load (not merged)\n"
     "  --max-tokens N        (256)   --temperature T (0.8; 0 = greedy)\n"
     "  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)\n"
     "  --repetition-penalty R (1.0)  --seed S (0)  --context N\n"
@@ -110,7 +113,7 @@ int cmd_generate(int argc, char **argv)
     model_args a;
     bool helped;
     int rc = parse_args("generate", generate_help,
-                        " --model --prompt --max-tokens --temperature --top-k --top-p --min-p "
+                        " --model --adapter --prompt --max-tokens --temperature --top-k --top-p --min-p "
                         "--repetition-penalty --repeat-last-n --seed --context --chat --special ",
                         argc, argv, &a, &helped);
     if (rc == CLI_OK && !helped && !a.prompt) rc = cli_usage_error("generate", "--prompt is required");
@@ -148,7 +151,7 @@ int cmd_generate(int argc, char **argv)
 }
 
 static const char chat_help[] =
-    "usage: internlm chat --model PATH [--system TEXT] [generation options]\n"
+    "usage: internlm chat --model PATH [--adapter DIR] [--system TEXT] [generation options]\n"
     "\n"
     "An interactive, multi-turn conversation in the model's chat template,\n"
     "streamed as it is generated.  Type a message and Enter; an empty line or\n"
@@ -167,7 +170,7 @@ int cmd_chat(int argc, char **argv)
     model_args a;
     bool helped;
     int rc = parse_args("chat", chat_help,
-                        " --model --system --max-tokens --temperature --top-k --top-p --min-p "
+                        " --model --adapter --system --max-tokens --temperature --top-k --top-p --min-p "
                         "--repetition-penalty --repeat-last-n --seed --context ",
                         argc, argv, &a, &helped);
     ilm_model *m = NULL;
@@ -244,7 +247,7 @@ static bool tokenizer_adds_bos(const ilm_tokenizer *tok)
 }
 
 static const char score_help[] =
-    "usage: internlm score --model PATH (--text TEXT | --ids \"1 2 3\") [--json]\n"
+    "usage: internlm score --model PATH [--adapter DIR] (--text TEXT | --ids \"1 2 3\") [--json]\n"
     "\n"
     "Per-token log-probabilities of the sequence under the model: token i is\n"
     "scored given the tokens before it (the first has no score), and their sum.\n"
@@ -286,7 +289,7 @@ int cmd_score(int argc, char **argv)
 {
     model_args a;
     bool helped;
-    int rc = parse_args("score", score_help, " --model --text --ids --json --context ", argc, argv,
+    int rc = parse_args("score", score_help, " --model --adapter --text --ids --json --context ", argc, argv,
                         &a, &helped);
     if (rc == CLI_OK && !helped && !a.text == !a.ids)
         rc = cli_usage_error("score", "give exactly one of --text and --ids");
@@ -324,7 +327,7 @@ int cmd_score(int argc, char **argv)
 }
 
 static const char perplexity_help[] =
-    "usage: internlm perplexity --model PATH --file F [--ctx N] [--chunks K]\n"
+    "usage: internlm perplexity --model PATH [--adapter DIR] --file F [--ctx N] [--chunks K]\n"
     "\n"
     "Perplexity of the text in F the way llama.cpp's llama-perplexity computes it:\n"
     "the whole text is tokenized once, cut into chunks of N tokens (default 512),\n"
@@ -335,7 +338,7 @@ int cmd_perplexity(int argc, char **argv)
 {
     model_args a;
     bool helped;
-    int rc = parse_args("perplexity", perplexity_help, " --model --file --ctx --chunks --json ",
+    int rc = parse_args("perplexity", perplexity_help, " --model --adapter --file --ctx --chunks --json ",
                         argc, argv, &a, &helped);
     cJSON_Delete(a.gen);
     if (rc == CLI_OK && !helped && !a.file) rc = cli_usage_error("perplexity", "--file is required");
@@ -402,4 +405,74 @@ int cmd_perplexity(int argc, char **argv)
     ilm_model_free(m);
     if (rc != CLI_OK) return rc;
     return st == ILM_OK ? CLI_OK : cli_fail(st);
+}
+
+static const char merge_help[] =
+    "usage: internlm merge --model BASE --adapter DIR --out DIR\n"
+    "\n"
+    "Merges a PEFT LoRA adapter into its base (W + s B A) and writes a Hugging Face\n"
+    "directory (config.json, model.safetensors; the base's tokenizer files when it\n"
+    "is a directory) that transformers and this library load.  Merged weights are\n"
+    "fp32, as are the GGUF quantizations of a .gguf base (q/k rows put back in\n"
+    "Hugging Face order); other weights keep their type.  Tensors are written one\n"
+    "at a time.\n";
+
+/* The base directory's tokenizer and generation files, copied as they are. */
+static ilm_status copy_side_files(const char *from, const char *to)
+{
+    static const char *const names[] = { "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                         "special_tokens_map.json", "generation_config.json",
+                                         "vocab.json", "merges.txt", NULL };
+    for (const char *const *n = names; *n; n++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s", from, *n);
+        snprintf(dst, sizeof dst, "%s/%s", to, *n);
+        FILE *f = fopen(src, "rb");
+        if (!f) continue;
+        size_t len = 0;
+        char *data = cli_read_all(f, &len);
+        fclose(f);
+        FILE *g = data ? fopen(dst, "wb") : NULL;
+        bool ok = g && fwrite(data, 1, len, g) == len;
+        if (g && fclose(g) != 0) ok = false;
+        free(data);
+        if (!ok) {
+            fprintf(stderr, "internlm merge: cannot copy %s to %s: %s\n", src, dst, strerror(errno));
+            return ILM_ERR_IO;
+        }
+    }
+    return ILM_OK;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+    const char *model = NULL, *adapter = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(o)) {
+            fputs(merge_help, stdout);
+            return CLI_OK;
+        }
+        const char **slot = !strcmp(o, "--model") ? &model : !strcmp(o, "--adapter") ? &adapter
+                            : !strcmp(o, "--out") ? &out : NULL;
+        if (!slot) return cli_usage_error("merge", "unknown option '%s'", o);
+        if (!v) return cli_usage_error("merge", "%s needs a value", o);
+        *slot = v;
+        i++;
+    }
+    if (!model || !adapter || !out)
+        return cli_usage_error("merge", "--model, --adapter and --out are required");
+    ilm_model *m = NULL;
+    ilm_status st = cli_model_load(model, adapter, &m);
+    if (st == ILM_OK) st = ilm_model_save(m, out);
+    ilm_model_free(m);
+    if (st != ILM_OK) return cli_fail(st);
+    struct stat sb;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) && copy_side_files(model, out) != ILM_OK)
+        return CLI_ERROR;
+    if (!S_ISDIR(sb.st_mode))
+        fprintf(stderr, "internlm merge: %s is a GGUF file: its tokenizer is not written to %s\n",
+                model, out);
+    printf("merged %s + %s -> %s\n", model, adapter, out);
+    return CLI_OK;
 }

@@ -1,6 +1,8 @@
 /* The `internlm` command: dispatch to subcommands and shared helpers. */
 #include "cli.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -68,6 +70,18 @@ int32_t *cli_parse_ids(const char *s, size_t *n)
         s = end;
     }
     return v;
+}
+
+ilm_status cli_model_load(const char *path, const char *adapter, ilm_model **m)
+{
+    if (!adapter) return ilm_model_load(path, NULL, m);
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "adapter", adapter);
+    char *text = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    ilm_status st = ilm_model_load(path, text, m);
+    cJSON_free(text);
+    return st;
 }
 
 bool cli_is_help(const char *arg)
@@ -160,6 +174,7 @@ static const cli_command commands[] = {
     { "eval", cmd_eval, "score a model on benchmarks (task configs)" },
     { "generate", cmd_generate, "continue a prompt with a model" },
     { "info", cmd_info, "build features, threads and devices" },
+    { "merge", cmd_merge, "merge a LoRA adapter into its base model (HF directory)" },
     { "perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's way)" },
     { "pretrain", cmd_pretrain, "train a model from scratch or continue pretraining" },
     { "score", cmd_score, "per-token log-probabilities of a sequence" },

@@ -1,5 +1,5 @@
 /*
- * src/train/lora.h -- LoRA adapters (Hu et al. 2021) as PEFT lays them out.
+ * src/model/lora.h -- LoRA adapters (Hu et al. 2021) as PEFT lays them out.
  *
  * A targeted linear y = x W^T of a frozen base gains two trainable
  * matrices, A [r, in] and B [out, r]:
@@ -7,7 +7,7 @@
  * PEFT's initialisation: A Kaiming-uniform with a = sqrt(5) (uniform in
  * +-1/sqrt(in)), B zero, so training starts from the base model exactly.
  *
- * The adapter parameters form their own flat layout (params.h), in layer
+ * The adapter parameters form their own flat layout (model/params.h), in layer
  * order and, inside a layer, in ilm__layer_tensors order, A before B.  The
  * names are PEFT's file keys, "base_model.model.<module>.lora_A.weight"
  * (<module> the base tensor's Hugging Face name without ".weight"), so the
@@ -18,10 +18,10 @@
  * "wo", "w1", "w2", "w3") or "all-linear" (every linear of the layers,
  * never the output head).
  */
-#ifndef ILM_TRAIN_LORA_H
-#define ILM_TRAIN_LORA_H
+#ifndef ILM_MODEL_LORA_H
+#define ILM_MODEL_LORA_H
 
-#include "train/params.h"
+#include "model/params.h"
 
 #include <cjson/cJSON.h>
 
@@ -77,4 +77,10 @@ ilm_status ilm__lora_read(const char *dir, const ilm__arch *a, ilm__lora_opts *o
 ilm_status ilm__lora_write(const char *dir, const ilm__arch *a, const ilm__lora_opts *o,
                            const ilm__params *ps, const float *slab, const char *base_name);
 
-#endif /* ILM_TRAIN_LORA_H */
+/* Applies the PEFT adapter in `dir` to model m for inference without
+ * merging (the load config's "adapter"): every adapted weight of m gains
+ * A and s B (ilm__weight), which m owns from then on.  Errors as
+ * ilm__lora_read; m is unchanged on failure. */
+ilm_status ilm__lora_attach(ilm_model *m, const char *dir);
+
+#endif /* ILM_MODEL_LORA_H */

@@ -1,5 +1,5 @@
 /*
- * src/train/params.h -- the flat parameter layout that the training graph,
+ * src/model/params.h -- the flat parameter layout that the training graph,
  * the optimizer and checkpoints share.
  *
  * Parameters, gradients and optimizer moments live in flat fp32 slabs with
@@ -7,8 +7,8 @@
  * slab.  A sharding layer (Hybrid ZeRO, later) owns element ranges of these
  * slabs, so nothing here may assume one process holds a whole slab's state.
  */
-#ifndef ILM_TRAIN_PARAMS_H
-#define ILM_TRAIN_PARAMS_H
+#ifndef ILM_MODEL_PARAMS_H
+#define ILM_MODEL_PARAMS_H
 
 #include "formats/arch.h"
 
@@ -39,4 +39,4 @@ void              ilm__params_free(ilm__params *ps);
 /* The tensor named `name`, or NULL. */
 const ilm__param *ilm__params_find(const ilm__params *ps, const char *name);
 
-#endif /* ILM_TRAIN_PARAMS_H */
+#endif /* ILM_MODEL_PARAMS_H */

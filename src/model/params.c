@@ -1,5 +1,5 @@
 /* The flat parameter layout (params.h). */
-#include "train/params.h"
+#include "model/params.h"
 #include "model/internal.h"
 
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* LoRA options, adapter layout and initialisation (lora.h). */
-#include "train/lora.h"
+#include "model/lora.h"
 #include "formats/safetensors.h"
 #include "model/internal.h"
 #include "tensor/tensor.h"
@@ -258,11 +258,10 @@ static bool parse_key(const ilm__arch *a, const char *name, size_t *i_out, int64
     return false;
 }
 
-/* GGUF stores LLaMA's q and k rows permuted for adjacent-pair RoPE: within
- * each head of D rows, Hugging Face row half * D/2 + i is GGUF row
- * 2 i + half.  An adapter trained over a GGUF base has B's rows in GGUF's
- * order; PEFT's files are for the Hugging Face model, so B of q_proj and
- * k_proj is permuted on the way out (to_hf) and back on the way in. */
+/* An adapter trained over a GGUF base has B's rows in GGUF's q/k order
+ * (ilm__rope_permute_rows); PEFT's files are for the Hugging Face model,
+ * so B of q_proj and k_proj is permuted on the way out and back on the
+ * way in. */
 static bool needs_permute(const ilm__arch *a, const ilm__param *p)
 {
     size_t i;
@@ -271,26 +270,6 @@ static bool needs_permute(const ilm__arch *a, const ilm__param *p)
     if (!a->rope_interleaved || !parse_key(a, p->name, &i, &l, &ab) || ab != 'B') return false;
     const size_t field = ilm__layer_tensors[i].field;
     return field == offsetof(ilm__layer, wq) || field == offsetof(ilm__layer, wk);
-}
-
-static ilm_status permute_b(const ilm__arch *a, const ilm__param *p, const float *src, float *dst,
-                            bool to_hf)
-{
-    const int64_t D = a->head_dim, r = p->shape[1], heads = p->shape[0] / D;
-    float *tmp = ilm__malloc((size_t)(D * r) * sizeof *tmp);
-    ILM__RETURN_IF(!tmp, ILM_ERR_NOMEM, "lora: out of memory");
-    for (int64_t h = 0; h < heads; h++) {
-        memcpy(tmp, src + h * D * r, (size_t)(D * r) * sizeof *tmp);
-        float *head = dst + h * D * r;
-        for (int64_t half = 0; half < 2; half++)
-            for (int64_t k = 0; k < D / 2; k++) {
-                const int64_t hf = half * (D / 2) + k, gg = 2 * k + half;
-                memcpy(head + (to_hf ? hf : gg) * r, tmp + (to_hf ? gg : hf) * r,
-                       (size_t)r * sizeof *tmp);
-            }
-    }
-    ilm__free(tmp);
-    return ILM_OK;
 }
 
 ilm_status ilm__lora_read(const char *dir, const ilm__arch *a, ilm__lora_opts *o,
@@ -344,7 +323,8 @@ ilm_status ilm__lora_read(const char *dir, const ilm__arch *a, ilm__lora_opts *o
         else
             s = ilm__dequantize(t->type, t->data, *slab + p->offset, (int64_t)p->numel);
         if (s == ILM_OK && needs_permute(a, p))
-            s = permute_b(a, p, *slab + p->offset, *slab + p->offset, false);
+            s = ilm__rope_permute_rows(a->head_dim, p->shape[0], p->shape[1], *slab + p->offset,
+                                       false);
     }
     ilm__st_close(st);
     if (s != ILM_OK) {
@@ -370,7 +350,8 @@ ilm_status ilm__lora_write(const char *dir, const ilm__arch *a, const ilm__lora_
         const float *data = slab + p->offset;
         if (needs_permute(a, p)) {
             perm[k] = ilm__malloc(p->numel * sizeof *perm[k]);
-            st = perm[k] ? permute_b(a, p, data, perm[k], true)
+            if (perm[k]) memcpy(perm[k], data, p->numel * sizeof *perm[k]);
+            st = perm[k] ? ilm__rope_permute_rows(a->head_dim, p->shape[0], p->shape[1], perm[k], true)
                          : ilm__error(ILM_ERR_NOMEM, "lora: out of memory");
             data = perm[k];
         }
@@ -410,4 +391,40 @@ ilm_status ilm__lora_write(const char *dir, const ilm__arch *a, const ilm__lora_
     st = ilm__atomic_write_buf(path, text, strlen(text));
     cJSON_free(text);
     return st;
+}
+
+ilm_status ilm__lora_attach(ilm_model *m, const char *dir)
+{
+    ilm__lora_opts o;
+    ilm__params ps;
+    float *slab;
+    ILM__FORWARD(ilm__lora_read(dir, &m->arch, &o, &ps, &slab));
+    char *name = ilm__strdup(dir);
+    if (!name) {
+        ilm__free(slab);
+        ilm__params_free(&ps);
+        return ilm__error(ILM_ERR_NOMEM, "lora: out of memory");
+    }
+    /* The layout's order: layers, their tensors, A before B. */
+    const float s = ilm__lora_scale(&o);
+    char module[ILM__PARAM_NAME];
+    size_t k = 0;
+    for (int64_t l = 0; l < m->arch.n_layers; l++)
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+            if (!(o.targets >> i & 1) || !ilm__lora_module(&m->arch, i, l, module, sizeof module))
+                continue;
+            const ilm__param *pa = &ps.p[k++], *pb = &ps.p[k++];
+            float *b = slab + pb->offset;
+            for (size_t j = 0; j < pb->numel; j++) b[j] *= s;
+            ilm__weight *w = (ilm__weight *)((uint8_t *)&m->layers[l] + ilm__layer_tensors[i].field);
+            w->lora_r = o.r;
+            w->lora_a = slab + pa->offset;
+            w->lora_b = b;
+        }
+    m->lora_slab = slab;
+    m->lora_r = o.r;
+    m->adapter = name;
+    m->owned_bytes += ps.total * sizeof *slab;
+    ilm__params_free(&ps);
+    return ILM_OK;
 }
