@@ -15,6 +15,8 @@
  * wrong gradient (a sign, a missing term, a transposed index) gives errors
  * of order 1. */
 #include "tests.h"
+#include "quant/nf4.h"
+#include "tensor/tensor.h"
 #include "internlm.h"
 #include "backend/backend.h"
 #include "formats/safetensors.h"
@@ -1333,6 +1335,111 @@ START_TEST(lora_adapter_over_gguf_saves_merged_hf_model)
 }
 END_TEST
 
+/* QLoRA: the random LLaMA's linears quantized to NF4 (double quantization)
+ * or FP4 in place.  Saved, the model is its dequantized fp32 weights; a
+ * session and a LoRA graph over the 4-bit model equal those over that fp32
+ * model (logits, loss, every adapter gradient), and the 4-bit model is
+ * smaller. */
+START_TEST(qlora_over_4bit_base_equals_its_dequantized_copy)
+{
+    ilm_model *q = NULL, *deq = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &q), ILM_OK);
+    const uint64_t before = ilm_model_memory(q);
+    ilm__q4_opts qo = { .kind = _i ? ILM__Q4_FP4 : ILM__Q4_NF4, .blocksize = 64, .nested = !_i };
+    ck_assert_int_eq(ilm__model_quantize_q4(q, &qo), ILM_OK);
+    ck_assert_int_eq(q->layers[0].w_up.type, _i ? ILM__DTYPE_FP4 : ILM__DTYPE_NF4);
+    ck_assert_int_eq(q->tok_embd.type, ILM__DTYPE_F32); /* embedding and head stay */
+    ck_assert_uint_lt(ilm_model_memory(q), before);
+    char *tmp = test_tmpdir();
+    ck_assert_int_eq(ilm_model_save(q, tmp), ILM_OK);
+    ck_assert_int_eq(ilm_model_load(tmp, NULL, &deq), ILM_OK);
+    /* The dequantized values are bitsandbytes' (nf4 suite), and not the
+     * original weights. */
+    ilm_model *orig = NULL;
+    ck_assert_int_eq(ilm_model_load(TFIX "grad_gqa_untied", NULL, &orig), ILM_OK);
+    const float *w0 = orig->layers[1].w_down.data, *w1 = deq->layers[1].w_down.data;
+    ck_assert(memcmp(w0, w1, 64 * sizeof *w0) != 0);
+    enum { T = 9 };
+    const int32_t ids[T] = { 56, 51, 3, 4, 70, 12, 90, 33, 8 };
+    const size_t V = (size_t)q->arch.vocab_size;
+    float *lq = session_logits(q, ids, T), *ld = session_logits(deq, ids, T);
+    double e = max_abs_diff(lq, ld, T * V);
+    ck_assert_msg(e <= 1e-5, "logits over the 4-bit base differ from its dequantized copy by %g", e);
+
+    batch bt = read_batch("gqa_untied");
+    ilm__lora_opts opts;
+    ilm__graph *gq = lora_graph(q, TFIX "lora_all", true, &opts);
+    ilm__graph *gd = lora_graph(deq, TFIX "lora_all", false, &opts);
+    double sq, sd;
+    int64_t n;
+    step(gq, &bt, 1.0f / (float)bt.n_targets, &sq, &n);
+    step(gd, &bt, 1.0f / (float)bt.n_targets, &sd, &n);
+    ck_assert_msg(fabs(sq - sd) <= 1e-6 * fabs(sd), "loss %.9g vs %.9g", sq, sd);
+    const ilm__params *ps = ilm__graph_params(gq);
+    double eg = rel_err(ilm__graph_grad_slab(gq), ilm__graph_grad_slab(gd), ps->total);
+    ck_assert_msg(eg <= 1e-5, "adapter gradients over 4 bits vs the dequantized copy: %g", eg);
+    printf("qlora %s: loss %.7f, logits (%.1e) and adapter gradients (%.1e) equal the dequantized "
+           "model's; %llu -> %llu bytes\n",
+           _i ? "fp4" : "nf4 dq", sq / n, e, eg, (unsigned long long)before,
+           (unsigned long long)ilm_model_memory(q));
+    ilm__graph_free(gq);
+    ilm__graph_free(gd);
+    free_batch(&bt);
+    free(lq);
+    free(ld);
+    ilm_model_free(orig);
+    ilm_model_free(deq);
+    ilm_model_free(q);
+    test_rmtree(tmp);
+    free(tmp);
+}
+END_TEST
+
+/* A model made directly in 4 bits (ilm__model_create with q4: what a 7B
+ * QLoRA measurement needs) equals one made in fp32 and quantized: the same
+ * codes and scales in every linear, the embedding and head the fp32 values
+ * rounded to bf16. */
+START_TEST(qlora_model_created_in_4bit_equals_created_then_quantized)
+{
+    static const char cfg[] =
+        "{\"architectures\": [\"InternLM2ForCausalLM\"], \"model_type\": \"internlm2\", "
+        "\"vocab_size\": 300, \"hidden_size\": 64, \"intermediate_size\": 96, "
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+        "\"max_position_embeddings\": 128, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+        "\"tie_word_embeddings\": false, \"bias\": false}";
+    const ilm__q4_opts qo = { .kind = ILM__Q4_NF4, .blocksize = 64, .nested = true };
+    ilm_model *a = NULL, *b = NULL;
+    ck_assert_msg(ilm__model_create(cfg, 11, &qo, &a) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_model_create(cfg, 11, &b), ILM_OK);
+    const uint64_t fp32 = ilm_model_memory(b);
+    ck_assert_int_eq(ilm__model_quantize_q4(b, &qo), ILM_OK);
+    ck_assert_uint_eq(a->n_q4, b->n_q4);
+    ck_assert_uint_eq(a->n_q4, 2 * 5); /* wqkv, wo, w1, w2, w3 */
+    for (size_t i = 0; i < a->n_q4; i++) {
+        const ilm__q4 *x = a->q4[i], *y = b->q4[i];
+        ck_assert_int_eq(x->n, y->n);
+        ck_assert(memcmp(x->packed, y->packed, (size_t)(x->n + 1) / 2) == 0);
+        ck_assert(memcmp(x->qabsmax, y->qabsmax, (size_t)x->n_blocks) == 0);
+        ck_assert(memcmp(x->nested_absmax, y->nested_absmax, (size_t)x->n_nested * 4) == 0);
+        ck_assert(x->offset == y->offset);
+    }
+    ck_assert_int_eq(a->tok_embd.type, ILM__DTYPE_BF16);
+    ck_assert_int_eq(a->output.type, ILM__DTYPE_BF16);
+    const uint16_t *e = a->tok_embd.data;
+    const float *f = b->tok_embd.data;
+    for (int64_t i = 0; i < 300 * 64; i++) ck_assert_uint_eq(e[i], ilm__f32_to_bf16(f[i]));
+    /* It runs, and holds a fraction of the fp32 model. */
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(a, NULL, &s), ILM_OK);
+    const int32_t ids[3] = { 1, 2, 3 };
+    ck_assert_int_eq(ilm_session_eval(s, ids, 3, NULL), ILM_OK);
+    ilm_session_free(s);
+    ck_assert_uint_lt(ilm_model_memory(a), fp32 / 3);
+    ilm_model_free(a);
+    ilm_model_free(b);
+}
+END_TEST
+
 /* Targets, the PEFT reader and writer: a round trip keeps every bit; bad
  * options and hostile adapters are errors naming the key or tensor. */
 START_TEST(lora_options_and_peft_files)
@@ -1514,6 +1621,8 @@ Suite *suite_grad(void)
     tcase_add_loop_test(lo, lora_adapter_at_load_and_merged_equal_peft, 0, 2);
     tcase_add_test(lo, lora_adapter_at_load_rejects_misfits);
     tcase_add_test(lo, lora_adapter_over_gguf_saves_merged_hf_model);
+    tcase_add_loop_test(lo, qlora_over_4bit_base_equals_its_dequantized_copy, 0, 2);
+    tcase_add_test(lo, qlora_model_created_in_4bit_equals_created_then_quantized);
     suite_add_tcase(s, lo);
     return s;
 }

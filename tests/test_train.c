@@ -190,9 +190,11 @@ START_TEST(train_lora_resume_is_bit_identical)
     size_t base_n;
     char *base_bytes = test_slurp(path, &base_n);
     /* train_config's model_config is replaced by the base model. */
+    /* _i 1: QLoRA, the base quantized to NF4 (double quantization) at load. */
     snprintf(extra, sizeof extra,
              "\"checkpoint_interval\": 3, \"model\": \"%s\", "
-             "\"lora\": {\"r\": 4, \"alpha\": 8, \"dropout\": 0.1}", base);
+             "\"%s\": {\"r\": 4, \"alpha\": 8, \"dropout\": 0.1%s}", base,
+             _i ? "qlora" : "lora", _i ? ", \"quant_type\": \"nf4\", \"blocksize\": 64" : "");
     char *cfg = train_config(dir, "a", 6, extra);
     char *mc = strstr(cfg, "\"model_config\": {");
     char *end = strstr(mc, "}, ") + 3;
@@ -203,6 +205,7 @@ START_TEST(train_lora_resume_is_bit_identical)
     ck_assert_int_eq(ilm_trainer_info(t, &info), ILM_OK);
     /* per layer r (in + out) over q 32x32, k and v 16x32, o 32x32, gate, up 64x32, down 32x64 */
     ck_assert_msg(strstr(info, "\"parameters\":4096,"), "%s", info);
+    ck_assert_msg(strstr(info, _i ? "\"base_type\":\"nf4\"" : "\"base_type\":\"f32\""), "%s", info);
     ilm_free(info);
     ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
     ilm_trainer_free(t);
@@ -437,6 +440,21 @@ START_TEST(train_config_errors)
     ck_assert_int_eq(ilm_trainer_create(cfg, &t), ILM_ERR_CONFIG);
     ck_assert_ptr_nonnull(strstr(ilm_last_error(), "mask"));
     ck_assert_ptr_null(t);
+    /* QLoRA settings bitsandbytes does not have; lora and qlora at once. */
+    static const char *const bad_q[][2] = {
+        { "\"qlora\": {\"quant_type\": \"int4\"}", "quant_type" },
+        { "\"qlora\": {\"blocksize\": 100}", "blocksize" },
+        { "\"qlora\": {\"double_quant\": 1}", "double_quant" },
+        { "\"qlora\": {\"rank\": 4}", "rank" },
+        { "\"qlora\": {}, \"lora\": {}", "not both" },
+    };
+    for (size_t i = 0; i < sizeof bad_q / sizeof *bad_q; i++) {
+        snprintf(cfg, sizeof cfg, "{\"data\": \"%s/corpus\", \"steps\": 2, \"model\": \"%s\", %s}",
+                 dir, mdir, bad_q[i][0]);
+        ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_ERR_CONFIG, "%s", bad_q[i][0]);
+        ck_assert_msg(strstr(ilm_last_error(), bad_q[i][1]), "%s: %s", bad_q[i][0], ilm_last_error());
+        ck_assert_ptr_null(t);
+    }
 out:
     test_rmtree(dir);
     free(dir);
@@ -828,7 +846,7 @@ Suite *suite_train(void)
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, train_resume_is_bit_identical);
-    tcase_add_test(tc, train_lora_resume_is_bit_identical);
+    tcase_add_loop_test(tc, train_lora_resume_is_bit_identical, 0, 2);
     tcase_add_test(tc, train_kill_9_then_resume);
     tcase_add_test(tc, train_cli_plot_and_nan_guard);
     tcase_add_test(tc, train_config_errors);

@@ -4,6 +4,7 @@
  * that transformers and ilm_model_load read back. */
 #include "model/internal.h"
 #include "formats/safetensors.h"
+#include "quant/nf4.h"
 #include "tensor/tensor.h"
 
 #include <errno.h>
@@ -12,43 +13,76 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* One owned fp32 tensor of n values; normal(0, std) from Philox stream
- * `stream` of `seed`, or all `fill` when std is 0. */
-static float *init_tensor(ilm_model *m, size_t n, uint64_t seed, uint64_t stream, float std,
-                          float fill)
+/* n values normal(0, std) from Philox stream `stream` of `seed`, or all
+ * `fill` when std is 0. */
+static void fill_values(float *p, size_t n, uint64_t seed, uint64_t stream, float std, float fill)
 {
-    float **list = ilm__realloc(m->owned, (m->n_owned + 1) * sizeof *list);
-    if (!list) return NULL;
-    m->owned = list;
-    float *p = ilm__malloc(n * sizeof *p);
-    if (!p) return NULL;
-    m->owned[m->n_owned++] = p;
-    m->owned_bytes += n * sizeof *p;
     ilm__rng r;
     ilm__rng_init(&r, seed, stream);
     for (size_t i = 0; i < n; i++) p[i] = std > 0 ? std * ilm__rng_normal(&r) : fill;
-    return p;
 }
 
-static ilm_status init_weight(ilm_model *m, ilm__weight *w, int64_t rows, int64_t cols,
-                              uint64_t seed, uint64_t *stream, float std)
+/* How weights are made: fp32 (q4 NULL), or 4-bit linears and bf16
+ * embedding and head, through one reused fp32 buffer. */
+typedef struct maker {
+    ilm_model          *m;
+    uint64_t            seed, stream;
+    const ilm__q4_opts *q4;
+    float              *tmp;
+    size_t              cap;
+} maker;
+
+static float *scratch(maker *k, size_t n)
 {
-    float *p = init_tensor(m, (size_t)(rows * cols), seed, (*stream)++, std, 0);
-    ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
+    if (n > k->cap) {
+        ilm__free(k->tmp);
+        k->cap = 0;
+        if (!(k->tmp = ilm__malloc(n * sizeof *k->tmp))) return NULL;
+        k->cap = n;
+    }
+    return k->tmp;
+}
+
+/* A weight drawing from the next stream; `linear` marks a layer's linear
+ * (made in 4 bits with q4; the embedding and head are made in bf16). */
+static ilm_status make_weight(maker *k, ilm__weight *w, int64_t rows, int64_t cols, bool linear)
+{
+    const size_t n = (size_t)(rows * cols);
+    const float std = 0.02f; /* transformers' initializer_range default */
+    const uint64_t stream = k->stream++;
+    *w = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = rows, .cols = cols };
+    if (!k->q4) {
+        float *p = ilm__model_own(k->m, n * sizeof *p);
+        ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
+                       (long long)rows, (long long)cols);
+        fill_values(p, n, k->seed, stream, std, 0);
+        w->data = p;
+        return ILM_OK;
+    }
+    float *v = scratch(k, n);
+    ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
                    (long long)rows, (long long)cols);
-    *w = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = rows, .cols = cols, .data = p };
+    fill_values(v, n, k->seed, stream, std, 0);
+    if (linear) return ilm__weight_quantize_q4(k->m, w, v, k->q4);
+    uint16_t *h = ilm__model_own(k->m, n * sizeof *h);
+    ILM__RETURN_IF(!h, ILM_ERR_NOMEM, "model: out of memory for a [%lld, %lld] weight",
+                   (long long)rows, (long long)cols);
+    for (size_t i = 0; i < n; i++) h[i] = ilm__f32_to_bf16(v[i]);
+    *w = (ilm__weight){ .type = ILM__DTYPE_BF16, .rows = rows, .cols = cols, .data = h };
     return ILM_OK;
 }
 
-static ilm_status init_norm(ilm_model *m, const float **out, int64_t n)
+static ilm_status make_norm(ilm_model *m, const float **out, int64_t n)
 {
-    float *p = init_tensor(m, (size_t)n, 0, 0, 0, 1.0f);
+    float *p = ilm__model_own(m, (size_t)n * sizeof *p);
     ILM__RETURN_IF(!p, ILM_ERR_NOMEM, "model: out of memory");
+    fill_values(p, (size_t)n, 0, 0, 0, 1.0f);
     *out = p;
     return ILM_OK;
 }
 
-ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
+ilm_status ilm__model_create(const char *config, uint64_t seed, const ilm__q4_opts *q4,
+                             ilm_model **out)
 {
     ILM__RETURN_IF(!out || !config, ILM_ERR_INVALID_ARG, "ilm_model_create: NULL argument");
     *out = NULL;
@@ -58,25 +92,25 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
     const ilm__arch *a = &m->arch;
     /* Every weight draws from its own Philox stream, numbered in a fixed
      * order, so the model depends on the seed alone (not on threads). */
-    uint64_t stream = 1;
-    const float std = 0.02f; /* transformers' initializer_range default */
+    maker k = { .m = m, .seed = seed, .stream = 1, .q4 = q4 };
     if (st == ILM_OK && !(m->layers = ilm__calloc((size_t)a->n_layers, sizeof *m->layers)))
         st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
     const int64_t C = a->hidden_size;
-    if (st == ILM_OK) st = init_weight(m, &m->tok_embd, a->vocab_size, C, seed, &stream, std);
-    if (st == ILM_OK) st = init_norm(m, &m->out_norm, C);
+    if (st == ILM_OK) st = make_weight(&k, &m->tok_embd, a->vocab_size, C, false);
+    if (st == ILM_OK) st = make_norm(m, &m->out_norm, C);
     if (st == ILM_OK && a->tie_embeddings) m->output = m->tok_embd;
-    else if (st == ILM_OK) st = init_weight(m, &m->output, a->vocab_size, C, seed, &stream, std);
+    else if (st == ILM_OK) st = make_weight(&k, &m->output, a->vocab_size, C, false);
     for (int64_t l = 0; st == ILM_OK && l < a->n_layers; l++) {
         uint8_t *y = (uint8_t *)&m->layers[l];
         for (size_t i = 0; st == ILM_OK && i < ilm__n_layer_tensors; i++) {
             const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
             if (!ilm__layer_name(a, lt)) continue;
-            st = lt->norm ? init_norm(m, (const float **)(y + lt->field), C)
-                          : init_weight(m, (ilm__weight *)(y + lt->field), ilm__layer_size(a, lt->rows),
-                                        ilm__layer_size(a, lt->cols), seed, &stream, std);
+            st = lt->norm ? make_norm(m, (const float **)(y + lt->field), C)
+                          : make_weight(&k, (ilm__weight *)(y + lt->field), ilm__layer_size(a, lt->rows),
+                                        ilm__layer_size(a, lt->cols), true);
         }
     }
+    ilm__free(k.tmp);
     if (st == ILM_OK) m->chat_template = ilm__strdup(a->kind == ILM__ARCH_INTERNLM2 ? "internlm2" : "chatml");
     if (st == ILM_OK && !m->chat_template) st = ilm__error(ILM_ERR_NOMEM, "model: out of memory");
     if (st == ILM_OK) st = ilm__rope_init(m);
@@ -86,6 +120,11 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
     }
     *out = m;
     return ILM_OK;
+}
+
+ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
+{
+    return ilm__model_create(config, seed, NULL, out);
 }
 
 /* ---- saving ------------------------------------------------------------ */
@@ -149,7 +188,7 @@ static ilm_status produce(void *ctx, size_t i, const void **data)
                        "model: out of memory saving '%s'", s->t[i].name);
         s->buf_cap = n;
     }
-    ILM__FORWARD(ilm__dequantize(w->type, w->data, s->buf, (int64_t)n));
+    ILM__FORWARD(ilm__weight_rows(w, 0, w->rows, s->buf, s->m->threads));
     if (w->lora_r) /* W += (s B) A, in the stored row order */
         ILM__FORWARD(s->be->iface.gemm_f32(s->be, false, false, (int)w->rows, (int)w->cols,
                                            (int)w->lora_r, 1.0f, w->lora_b, (int)w->lora_r,

@@ -47,12 +47,29 @@ static float *scratch(ilm__kv *kv, size_t n)
     return kv->scratch;
 }
 
+/* Floats of the panel a 4-bit weight is dequantized into, some rows at a
+ * time (4 MB). */
+#define PANEL_FLOATS ((int64_t)1 << 20)
+
 /* y = x W^T, plus (x A^T) (s B)^T when an adapter is applied; `tmp` holds
- * T * (lora_r + rows) floats. */
-static ilm_status linear(const ilm__backend *be, const ilm__weight *w, const float *x, int64_t T,
-                         float *y, float *tmp)
+ * T * (lora_r + rows) floats, then (a model with 4-bit weights) a panel. */
+static ilm_status linear(const ilm__backend *be, const ilm_model *m, const ilm__weight *w,
+                         const float *x, int64_t T, float *y, float *tmp)
 {
-    ILM__FORWARD(be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y));
+    if (ilm__weight_is_q4(w)) {
+        /* Rows of W as fp32, a panel at a time, into their columns of y. */
+        float *panel = tmp + (m->lora_r ? T * (m->lora_r + w->rows) : 0);
+        const int64_t P = PANEL_FLOATS / w->cols;
+        for (int64_t n0 = 0; n0 < w->rows; n0 += P) {
+            const int64_t rows = w->rows - n0 < P ? w->rows - n0 : P;
+            ILM__FORWARD(ilm__weight_rows(w, n0, rows, panel, m->threads));
+            ILM__FORWARD(be->iface.gemm_f32(be, false, true, (int)T, (int)rows, (int)w->cols, 1.0f,
+                                            x, (int)w->cols, panel, (int)w->cols, 0.0f, y + n0,
+                                            (int)w->rows));
+        }
+    } else {
+        ILM__FORWARD(be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y));
+    }
     if (!w->lora_r) return ILM_OK;
     float *xa = tmp, *d = tmp + T * w->lora_r;
     ILM__FORWARD(be->iface.linear(be, ILM__DTYPE_F32, w->lora_a, w->lora_r, w->cols, x, T, xa));
@@ -80,7 +97,7 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     const int64_t gu = 2 * T * F > fused ? 2 * T * F : fused;
     int64_t widest = (H + 2 * KV) * D > F ? (H + 2 * KV) * D : F;
     if (C > widest) widest = C;
-    const int64_t lora = m->lora_r ? T * (m->lora_r + widest) : 0;
+    const int64_t lora = (m->lora_r ? T * (m->lora_r + widest) : 0) + (m->n_q4 ? PANEL_FLOATS : 0);
     size_t need = (size_t)(2 * T * C + 2 * T * H * D + 2 * T * KVD + gu + S * D +
                            (dynamic ? S * KVD : 0) + lora);
     float *buf = scratch(kv, need);
@@ -111,12 +128,12 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
         float *kc = kv->k + l * kv->capacity * KVD, *vc = kv->v + l * kv->capacity * KVD;
         ILM__FORWARD(be->iface.rmsnorm(be, x, ly->attn_norm, h, T, C, a->rms_eps));
         if (a->kind == ILM__ARCH_INTERNLM2) {
-            ILM__FORWARD(linear(be, &ly->wqkv, h, T, g, tmp));
+            ILM__FORWARD(linear(be, m, &ly->wqkv, h, T, g, tmp));
             ILM__FORWARD(be->iface.qkv_split(be, g, T, H, KV, D, q, k, v));
         } else {
-            ILM__FORWARD(linear(be, &ly->wq, h, T, q, tmp));
-            ILM__FORWARD(linear(be, &ly->wk, h, T, k, tmp));
-            ILM__FORWARD(linear(be, &ly->wv, h, T, v, tmp));
+            ILM__FORWARD(linear(be, m, &ly->wq, h, T, q, tmp));
+            ILM__FORWARD(linear(be, m, &ly->wk, h, T, k, tmp));
+            ILM__FORWARD(linear(be, m, &ly->wv, h, T, v, tmp));
         }
         if (dynamic) ILM__FORWARD(be->iface.kv_append(be, kv->k_raw + l * kv->capacity * KVD, p0, k, T, KVD));
         ILM__FORWARD(be->iface.rope(be, q, T, H, D, cos_new, sin_new, a->rope_interleaved));
@@ -129,13 +146,13 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
             ILM__FORWARD(be->iface.kv_append(be, kc, 0, k_rot, S, KVD));
         }
         ILM__FORWARD(be->iface.attention(be, q, kc, vc, att, T, p0, H, KV, D, KVD));
-        ILM__FORWARD(linear(be, &ly->wo, att, T, h, tmp));
+        ILM__FORWARD(linear(be, m, &ly->wo, att, T, h, tmp));
         ILM__FORWARD(be->iface.add(be, x, h, T * C));
         ILM__FORWARD(be->iface.rmsnorm(be, x, ly->ffn_norm, h, T, C, a->rms_eps));
-        ILM__FORWARD(linear(be, &ly->w_gate, h, T, g, tmp));
-        ILM__FORWARD(linear(be, &ly->w_up, h, T, u, tmp));
+        ILM__FORWARD(linear(be, m, &ly->w_gate, h, T, g, tmp));
+        ILM__FORWARD(linear(be, m, &ly->w_up, h, T, u, tmp));
         ILM__FORWARD(be->iface.swiglu(be, g, u, g, T * F));
-        ILM__FORWARD(linear(be, &ly->w_down, g, T, h, tmp));
+        ILM__FORWARD(linear(be, m, &ly->w_down, g, T, h, tmp));
         ILM__FORWARD(be->iface.add(be, x, h, T * C));
     }
     kv->n = S;
@@ -143,5 +160,5 @@ ilm_status ilm__forward(const ilm__backend *be, const ilm_model *m, ilm__kv *kv,
     const float *last = all_logits ? x : x + (T - 1) * C;
     int64_t rows = all_logits ? T : 1;
     ILM__FORWARD(be->iface.rmsnorm(be, last, m->out_norm, h, rows, C, a->rms_eps));
-    return linear(be, &m->output, h, rows, logits, tmp);
+    return linear(be, m, &m->output, h, rows, logits, tmp);
 }

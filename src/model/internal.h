@@ -8,6 +8,7 @@
  *   forward.c  the forward pass over a KV cache
  *   create.c   random models (ilm_model_create) and ilm_model_save
  *   params.c   the flat parameter layout training shares (params.h)
+ *   weight.c   weights as fp32 rows; NF4 / FP4 quantization of the linears
  *   lora.c     LoRA adapters: options, layout, PEFT files, applying one
  *              at load (lora.h)
  *
@@ -25,7 +26,9 @@
 struct ilm__safetensors;
 struct ilm__gguf;
 
-/* A weight matrix W[rows, cols] in ggml type `type`, rows contiguous.
+/* A weight matrix W[rows, cols] in ggml type `type`, rows contiguous; for
+ * ILM__DTYPE_NF4 / FP4, `data` is a const ilm__q4 * (quant/nf4.h: the codes
+ * and their block scales).
  * With a LoRA adapter applied at load (lora_r > 0) the linear computes
  * y = x W^T + (x A^T) B'^T, A [lora_r, cols], B' = s B [rows, lora_r]. */
 typedef struct ilm__weight {
@@ -60,7 +63,7 @@ struct ilm_model {
     /* Storage: the files, and copies the model owns. */
     struct ilm__safetensors *st;
     struct ilm__gguf        *gguf;
-    float                  **owned; /* buffers to free */
+    void                   **owned; /* buffers to free (ilm__model_own) */
     size_t                   n_owned;
     uint64_t                 mapped_bytes, owned_bytes;
     ilm_tokenizer           *tok;      /* NULL when the files have none */
@@ -70,6 +73,9 @@ struct ilm_model {
     char                    *adapter;
     int64_t                  lora_r;
     char                    *chat_template; /* "internlm2", "chatml", "llama2", "llama3" */
+    /* 4-bit linears made by ilm__model_quantize_q4 (their ilm__q4s). */
+    struct ilm__q4         **q4;
+    size_t                   n_q4;
 };
 
 /* The per-layer tensors and their names in each file layout (model.c).
@@ -101,6 +107,33 @@ void ilm__rope_tables(const ilm_model *m, const int32_t *pos, int64_t T, int64_t
 ilm_status ilm__rope_init(ilm_model *m);
 /* The base dynamic NTK uses for a sequence of n_ctx tokens. */
 double ilm__rope_dynamic_base(const ilm__arch *a, int64_t n_ctx);
+
+/* A buffer of `bytes` the model owns and frees (counted in owned_bytes);
+ * NULL when out of memory. */
+void *ilm__model_own(ilm_model *m, size_t bytes);
+
+/* Whether w is a bitsandbytes 4-bit weight (its data an ilm__q4). */
+bool ilm__weight_is_q4(const ilm__weight *w);
+/* Rows [r0, r0 + n) of w as fp32 into out[n * cols], for any stored type;
+ * `threads` <= 0: the process default. */
+ilm_status ilm__weight_rows(const ilm__weight *w, int64_t r0, int64_t n, float *out, int threads);
+/* Quantizes every linear of the layers (not the embedding or the output
+ * head, as bitsandbytes' QLoRA leaves them) to 4 bits with `o`
+ * (quant/nf4.h), in place: the model owns the result, and an fp32 weight it
+ * owned is freed as soon as it is quantized.  A model with an adapter
+ * applied is refused. */
+struct ilm__q4_opts;
+ilm_status ilm__model_quantize_q4(ilm_model *m, const struct ilm__q4_opts *o);
+/* Makes *w a 4-bit weight of m holding `values` [w->rows, w->cols]
+ * quantized with `o`, and releases what w held. */
+ilm_status ilm__weight_quantize_q4(ilm_model *m, ilm__weight *w, const float *values,
+                                   const struct ilm__q4_opts *o);
+/* ilm_model_create, and with q4 set the linears made directly in 4 bits
+ * (each generated in fp32 alone, quantized, dropped) and the embedding and
+ * head in bf16, as a QLoRA base holds them: a 7B model never exists in
+ * fp32. */
+ilm_status ilm__model_create(const char *config, uint64_t seed, const struct ilm__q4_opts *q4,
+                             ilm_model **out);
 
 /* GGUF stores LLaMA's q and k rows permuted for adjacent-pair RoPE: within
  * each head of D rows, Hugging Face row half * D/2 + i is GGUF row

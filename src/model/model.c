@@ -10,6 +10,7 @@
  */
 #include "model/internal.h"
 #include "model/lora.h"
+#include "quant/nf4.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "tensor/tensor.h"
@@ -21,15 +22,15 @@
 
 /* ---- owned buffers ----------------------------------------------------- */
 
-static float *own(ilm_model *m, size_t n)
+void *ilm__model_own(ilm_model *m, size_t bytes)
 {
-    float **list = ilm__realloc(m->owned, (m->n_owned + 1) * sizeof *list);
+    void **list = ilm__realloc(m->owned, (m->n_owned + 1) * sizeof *list);
     if (!list) return NULL;
     m->owned = list;
-    float *p = ilm__malloc(n * sizeof *p);
+    void *p = ilm__malloc(bytes ? bytes : 1);
     if (p) {
         m->owned[m->n_owned++] = p;
-        m->owned_bytes += n * sizeof *p;
+        m->owned_bytes += bytes;
     }
     return p;
 }
@@ -93,7 +94,7 @@ static ilm_status vector(ilm_model *m, const char *path, const char *name, int64
     ILM__RETURN_IF(f.rows * f.cols != n || (f.n_dims == 2 && f.rows != 1), ILM_ERR_FORMAT,
                    "%s: tensor '%s' has %lld elements but the architecture needs %lld", path, name,
                    (long long)(f.rows * f.cols), (long long)n);
-    float *v = own(m, (size_t)n);
+    float *v = ilm__model_own(m, (size_t)n * sizeof *v);
     ILM__RETURN_IF(!v, ILM_ERR_NOMEM, "model: out of memory");
     ILM__FORWARD(ilm__dequantize(f.type, f.data, v, n));
     *out = v;
@@ -288,6 +289,11 @@ void ilm_model_free(ilm_model *m)
     ilm__free(m->chat_template);
     ilm__free(m->lora_slab);
     ilm__free(m->adapter);
+    for (size_t i = 0; i < m->n_q4; i++) {
+        ilm__q4_free(m->q4[i]);
+        ilm__free(m->q4[i]);
+    }
+    ilm__free(m->q4);
     ilm_tokenizer_free(m->tok);
     if (m->st) ilm__st_close(m->st);
     if (m->gguf) ilm__gguf_close(m->gguf);

@@ -106,19 +106,6 @@ static float *slot(ilm__graph *g, const char *name)
     return p ? g->params + p->offset : NULL;
 }
 
-/* Copies (dequantizing) a [rows, cols] weight into dst. */
-static ilm_status copy_weight(const ilm__weight *w, float *dst)
-{
-    uint32_t block, bytes;
-    ILM__RETURN_IF(!ilm__dtype_info(w->type, &block, &bytes), ILM_ERR_INTERNAL,
-                   "graph: weight type %u", w->type);
-    size_t row_bytes = (size_t)(w->cols / block) * bytes;
-    for (int64_t r = 0; r < w->rows; r++)
-        ILM__FORWARD(ilm__dequantize(w->type, (const uint8_t *)w->data + (size_t)r * row_bytes,
-                                    dst + r * w->cols, w->cols));
-    return ILM_OK;
-}
-
 /* Fills the parameter slab from m and points the view's weights into it. */
 static ilm_status build(ilm__graph *g, const ilm_model *m)
 {
@@ -137,7 +124,7 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
     v->owned_bytes = g->ps.total * sizeof(float);
 
     float *p = slot(g, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight");
-    ILM__FORWARD(copy_weight(&m->tok_embd, p));
+    ILM__FORWARD(ilm__weight_rows(&m->tok_embd, 0, m->tok_embd.rows, p, g->threads));
     v->tok_embd = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = V, .cols = C, .data = p };
     p = slot(g, "model.norm.weight");
     memcpy(p, m->out_norm, (size_t)C * sizeof *p);
@@ -146,7 +133,7 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
         v->output = v->tok_embd;
     } else {
         p = slot(g, i2 ? "output.weight" : "lm_head.weight");
-        ILM__FORWARD(copy_weight(&m->output, p));
+        ILM__FORWARD(ilm__weight_rows(&m->output, 0, m->output.rows, p, g->threads));
         v->output = (ilm__weight){ .type = ILM__DTYPE_F32, .rows = V, .cols = C, .data = p };
     }
     for (int64_t l = 0; l < a->n_layers; l++) {
@@ -165,7 +152,7 @@ static ilm_status build(ilm__graph *g, const ilm_model *m)
                 *(const float **)(dst + lt->field) = p;
             } else {
                 const ilm__weight *w = (const ilm__weight *)(src + lt->field);
-                ILM__FORWARD(copy_weight(w, p));
+                ILM__FORWARD(ilm__weight_rows(w, 0, w->rows, p, g->threads));
                 *(ilm__weight *)(dst + lt->field) = (ilm__weight){
                     .type = ILM__DTYPE_F32, .rows = w->rows, .cols = w->cols, .data = p };
             }
@@ -486,20 +473,6 @@ static lin lin_at(ilm__graph *g, int64_t l, size_t field)
 /* Rows of a panel of a weight `cols` wide. */
 static int64_t panel_rows(int64_t cols) { return PANEL_FLOATS / cols; }
 
-/* Rows [r0, r0 + rows) of a frozen base weight as fp32 into g->panel. */
-static void dequantize_rows(const ilm__graph *g, const ilm__weight *w, int64_t r0, int64_t rows)
-{
-    uint32_t block = 1, bytes = 4;
-    (void)ilm__dtype_info(w->type, &block, &bytes); /* checked at creation */
-    const size_t row_bytes = (size_t)(w->cols / block) * bytes;
-    const uint8_t *src = (const uint8_t *)w->data + (size_t)r0 * row_bytes;
-    float *panel = g->panel;
-    const int64_t cols = w->cols;
-#pragma omp parallel for num_threads(g->threads) if (rows * cols > 65536)
-    for (int64_t r = 0; r < rows; r++)
-        (void)ilm__dequantize(w->type, src + (size_t)r * row_bytes, panel + r * cols, cols);
-}
-
 /* Y[N,out] = X[N,in] W^T + beta Y for any stored W. */
 static ilm_status base_fwd(const ilm__graph *g, const ilm__weight *w, const float *X, int64_t N,
                            float *Y, float beta)
@@ -509,7 +482,7 @@ static ilm_status base_fwd(const ilm__graph *g, const ilm__weight *w, const floa
     const int64_t P = panel_rows(in);
     for (int64_t n0 = 0; n0 < out; n0 += P) {
         const int64_t rows = out - n0 < P ? out - n0 : P;
-        dequantize_rows(g, w, n0, rows);
+        ILM__FORWARD(ilm__weight_rows(w, n0, rows, g->panel, g->threads));
         ILM__FORWARD(g->be->iface.gemm_f32(g->be, false, true, (int)N, (int)rows, (int)in, 1.0f, X,
                                            (int)in, g->panel, (int)in, beta, Y + n0, (int)out));
     }
@@ -526,7 +499,7 @@ static ilm_status base_dx(const ilm__graph *g, const ilm__weight *w, const float
     const int64_t P = panel_rows(in);
     for (int64_t n0 = 0; n0 < out; n0 += P) {
         const int64_t rows = out - n0 < P ? out - n0 : P;
-        dequantize_rows(g, w, n0, rows);
+        ILM__FORWARD(ilm__weight_rows(w, n0, rows, g->panel, g->threads));
         ILM__FORWARD(g->be->iface.gemm_f32(g->be, false, false, (int)N, (int)in, (int)rows, 1.0f,
                                            dY + n0, (int)out, g->panel, (int)in,
                                            n0 == 0 ? beta : 1.0f, dX, (int)in));

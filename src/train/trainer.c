@@ -18,6 +18,7 @@
  */
 #include "train/ckpt.h"
 #include "train/graph.h"
+#include "quant/nf4.h"
 #include "train/optim.h"
 #include "corpus/internal.h"
 
@@ -43,6 +44,8 @@ struct ilm_trainer {
     cJSON          *lora_cfg;  /* the "lora" section, parsed once the model is known */
     bool            lora;
     ilm__lora_opts  lora_opts;
+    bool            qlora;     /* "qlora": the base quantized to 4 bits at load */
+    ilm__q4_opts    q4_opts;
     /* state */
     ilm_model      *base;      /* LoRA: the frozen base the graph reads */
     ilm__graph     *g;
@@ -68,10 +71,45 @@ static ilm_status dup_str(const char *s, char **out)
     return ILM_OK;
 }
 
+/* Takes the 4-bit keys out of a "qlora" section (the rest is "lora"'s):
+ * "quant_type" ("nf4" or "fp4"), "blocksize" (64), "double_quant" (true) --
+ * bitsandbytes' QLoRA settings. */
+static ilm_status parse_q4(cJSON *section, ilm__q4_opts *o)
+{
+    const char *type = "nf4";
+    int64_t blocksize = 64;
+    bool nested = true;
+    cJSON *q = cJSON_CreateObject();
+    ILM__RETURN_IF(!q, ILM_ERR_NOMEM, "trainer: out of memory");
+    static const char *const keys[] = { "quant_type", "blocksize", "double_quant" };
+    for (size_t i = 0; i < 3; i++) {
+        cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(section, keys[i]);
+        if (v) cJSON_AddItemToObject(q, keys[i], v);
+    }
+    const ilm__jfield f[] = {
+        { "quant_type", ILM__J_STRING, &type, false, 0, 0 },
+        { "blocksize", ILM__J_INT, &blocksize, false, 32, 4096 },
+        { "double_quant", ILM__J_BOOL, &nested, false, 0, 0 },
+    };
+    ilm_status st = ilm__json_fields(q, "qlora", f, 3);
+    if (st == ILM_OK && strcmp(type, "nf4") && strcmp(type, "fp4"))
+        st = ilm__error(ILM_ERR_CONFIG, "config: 'qlora.quant_type' is '%s', not \"nf4\" or \"fp4\"",
+                        type);
+    if (st == ILM_OK && !ilm__q4_blocksize_ok(blocksize))
+        st = ilm__error(ILM_ERR_CONFIG,
+                        "config: 'qlora.blocksize' is %lld, not one of bitsandbytes' 32, 64, ..., 4096",
+                        (long long)blocksize);
+    if (st == ILM_OK)
+        *o = (ilm__q4_opts){ .kind = strcmp(type, "fp4") ? ILM__Q4_NF4 : ILM__Q4_FP4,
+                             .blocksize = blocksize, .nested = nested };
+    cJSON_Delete(q);
+    return st;
+}
+
 static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
 {
     const char *model = NULL, *data = NULL, *eval = NULL, *ckpt = NULL, *log = NULL, *mode = NULL;
-    const cJSON *mcfg = NULL, *optim = NULL, *lora = NULL;
+    const cJSON *mcfg = NULL, *optim = NULL, *lora = NULL, *qlora = NULL;
     int64_t seed = 0, threads = 0;
     t->B = 8, t->T = 256, t->accum = 1, t->eval_batches = 4, t->keep = 3;
     t->resume = true;
@@ -97,6 +135,7 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
         { "log", ILM__J_STRING, &log, false, 0, 0 },
         { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
         { "lora", ILM__J_SECTION, &lora, false, 0, 0 },
+        { "qlora", ILM__J_SECTION, &qlora, false, 0, 0 },
     };
     ILM__FORWARD(ilm__json_fields(root, "", f, sizeof f / sizeof *f));
     ILM__RETURN_IF(!model == !mcfg, ILM_ERR_CONFIG,
@@ -108,12 +147,19 @@ static ilm_status parse(ilm_trainer *t, const cJSON *root, char **model_config)
     ILM__RETURN_IF(t->sft && !model, ILM_ERR_CONFIG, "config: SFT needs 'model' (the model to fine-tune)");
     t->seed = (uint64_t)seed;
     t->threads = (int)threads;
-    if (lora && !cJSON_IsFalse(lora)) {
-        ILM__RETURN_IF(!model, ILM_ERR_CONFIG,
+    if (lora && cJSON_IsFalse(lora)) lora = NULL;
+    if (qlora && cJSON_IsFalse(qlora)) qlora = NULL;
+    ILM__RETURN_IF(lora && qlora, ILM_ERR_CONFIG, "config: give 'lora' or 'qlora', not both");
+    if (lora || qlora) {
+        /* QLoRA over 'model_config' trains over a random base made
+         * directly in 4 bits: for memory measurements of large shapes. */
+        ILM__RETURN_IF(!model && !qlora, ILM_ERR_CONFIG,
                        "config: 'lora' needs 'model' (the base model the adapter trains on)");
         t->lora = true;
-        t->lora_cfg = cJSON_Duplicate(lora, true);
+        t->qlora = qlora != NULL;
+        t->lora_cfg = cJSON_Duplicate(qlora ? qlora : lora, true);
         ILM__RETURN_IF(!t->lora_cfg, ILM_ERR_NOMEM, "trainer: out of memory");
+        if (qlora) ILM__FORWARD(parse_q4(t->lora_cfg, &t->q4_opts));
     }
     /* The schedule's horizon is the run unless the config says otherwise. */
     ILM__FORWARD(ilm__optim_opts_parse(optim, "optimizer", &t->opt));
@@ -196,7 +242,7 @@ static ilm_status start_model(ilm_trainer *t, const char *model_config, char **c
     if (*ckpt_path) t->resumed_from = step;
     if (*ckpt_path && !t->lora) return ilm_model_load(*ckpt_path, NULL, out);
     if (t->model_path) return ilm_model_load(t->model_path, NULL, out);
-    return ilm_model_create(model_config, t->seed, out);
+    return ilm__model_create(model_config, t->seed, t->qlora ? &t->q4_opts : NULL, out);
 }
 
 /* A whole number in [0, max] at `key` of a checkpoint's trainer state. */
@@ -428,10 +474,11 @@ ilm_status ilm_trainer_create(const char *config, ilm_trainer **out)
     if (s == ILM_OK) s = ilm_corpus_open(t->data_dir, &t->data);
     if (s == ILM_OK && t->eval_dir) s = ilm_corpus_open(t->eval_dir, &t->eval);
     if (s == ILM_OK) s = start_model(t, mcfg, &ckpt, &m);
+    if (s == ILM_OK && t->qlora) s = ilm__model_quantize_q4(m, &t->q4_opts);
     if (s == ILM_OK && t->lora) {
         ilm__lora_opts_default(&t->lora_opts);
         t->lora_opts.seed = t->seed;
-        s = ilm__lora_opts_parse(t->lora_cfg, "lora", &m->arch, &t->lora_opts);
+        s = ilm__lora_opts_parse(t->lora_cfg, t->qlora ? "qlora" : "lora", &m->arch, &t->lora_opts);
     }
     if (s == ILM_OK) {
         const ilm__graph_opts go = { t->recompute, t->threads, t->lora ? &t->lora_opts : NULL };
@@ -692,6 +739,11 @@ ilm_status ilm_trainer_info(const ilm_trainer *t, char **json)
     cJSON *o = cJSON_CreateObject(), *mem = o ? cJSON_AddObjectToObject(o, "memory") : NULL;
     ILM__RETURN_IF(!mem, (cJSON_Delete(o), ILM_ERR_NOMEM), "trainer: out of memory");
     cJSON_AddNumberToObject(o, "parameters", (double)params);
+    cJSON_AddStringToObject(o, "method", t->qlora ? "qlora" : t->lora ? "lora" : "full");
+    if (t->base) {
+        cJSON_AddStringToObject(o, "base_type", ilm__dtype_name(t->base->layers[0].w_up.type));
+        cJSON_AddNumberToObject(mem, "base", (double)ilm_model_memory(t->base));
+    }
     cJSON_AddNumberToObject(o, "step", (double)t->step);
     cJSON_AddNumberToObject(o, "steps", (double)t->steps);
     cJSON_AddNumberToObject(o, "resumed_from", (double)t->resumed_from);
