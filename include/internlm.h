@@ -731,10 +731,24 @@ ILM_API void ilm_trainer_free(ilm_trainer *t);
 
 /*! ilm_trainer_info() : JSON (ilm_free): "parameters", "step", "steps",
  *  "resumed_from" (-1 for a fresh start), "batch", "seqlen", "grad_accum",
- *  "tokens_per_step", "threads" and "memory" {"parameters", "gradients",
- *  "optimizer", "activations", "batches"} in bytes.
+ *  "tokens_per_step", "threads", "method" ("full", "lora", "qlora"),
+ *  "base_type" (LoRA: the base's stored type) and "memory" {"base" (LoRA),
+ *  "parameters", "gradients", "optimizer", "activations", "batches"} in
+ *  bytes.
  *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_trainer_info(const ilm_trainer *t, char **json);
+
+/*! ilm_trainer_plan() :
+ *  The memory a run of `config` (ilm_trainer_create's) will take, without
+ *  making it: a model named is only mapped, a model_config only parsed.
+ *  JSON (ilm_free): "method" ("full", "lora", "qlora"),
+ *  "trainable_parameters", and "memory" in bytes: "base" (the frozen base
+ *  of a LoRA / QLoRA run, 0 for full training) with "base_by_type",
+ *  "parameters", "gradients", "optimizer", "activations" (as configured),
+ *  "activations_recompute", "activations_no_recompute", "batches",
+ *  "total", and "kv_cache_per_token" (a session over the model).
+ *  @return ILM_OK, ILM_ERR_CONFIG, the loaders' errors. */
+ILM_API ilm_status ilm_trainer_plan(const char *config, char **json);
 
 /*! ilm_trainer_step() :
  *  One optimizer step over grad_accum micro-batches, then the evaluation

@@ -33,7 +33,8 @@ START_TEST(cli_help_everywhere)
                                    "tokenize --help", "detokenize --help", "tokenizer --help",
                                    "tokenizer train --help", "generate --help", "chat --help",
                                    "score --help", "perplexity --help",
-                                   "bench generate --help", "bench train --help", "merge --help" };
+                                   "bench generate --help", "bench train --help", "merge --help",
+                                   "plan --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -317,6 +318,18 @@ START_TEST(cli_adapter_and_merge)
     snprintf(cmd, sizeof cmd, "merge --model %s --out %s", base, dir);
     ck_assert_int_eq(cli(cmd, &out), 2);
     free(out);
+    /* The memory plan of a QLoRA config over that base, as a table. */
+    char *cfg = test_join(tmp, "qlora.json");
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "{\"model\": \"%s\", \"data\": \"unused\", \"steps\": 1, \"batch\": 2, "
+               "\"seqlen\": 16, \"qlora\": {\"r\": 4}}", base);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "plan --config %s", cfg);
+    ck_assert_msg(cli(cmd, &out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "qlora: ") && strstr(out, "nf4") && strstr(out, "without recompute"),
+                  "%s", out);
+    free(out);
+    free(cfg);
     test_rmtree(tmp);
     free(dir);
     free(tmp);

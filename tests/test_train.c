@@ -106,6 +106,33 @@ static void same_bytes(const char *a, const char *b)
     free(y);
 }
 
+/* ilm_trainer_plan of cfg, without a trainer, agrees with the info of the
+ * trainer t made from it. */
+static void plan_matches_info(const char *cfg, const ilm_trainer *t)
+{
+    char *plan = NULL, *info = NULL;
+    ck_assert_msg(ilm_trainer_plan(cfg, &plan) == ILM_OK, "%s", ilm_last_error());
+    ck_assert_int_eq(ilm_trainer_info(t, &info), ILM_OK);
+    cJSON *p = cJSON_Parse(plan), *i = cJSON_Parse(info);
+    ck_assert_str_eq(cJSON_GetObjectItem(p, "method")->valuestring,
+                     cJSON_GetObjectItem(i, "method")->valuestring);
+    ck_assert_double_eq(cJSON_GetObjectItem(p, "trainable_parameters")->valuedouble,
+                        cJSON_GetObjectItem(i, "parameters")->valuedouble);
+    const cJSON *pm = cJSON_GetObjectItem(p, "memory"), *im = cJSON_GetObjectItem(i, "memory");
+    static const char *const keys[] = { "parameters", "gradients", "optimizer", "activations",
+                                        "batches" };
+    for (size_t k = 0; k < 5; k++)
+        ck_assert_msg(cJSON_GetObjectItem(pm, keys[k])->valuedouble ==
+                          cJSON_GetObjectItem(im, keys[k])->valuedouble,
+                      "%s: plan %s, trainer %s", keys[k], plan, info);
+    const cJSON *base = cJSON_GetObjectItem(im, "base");
+    ck_assert_double_eq(cJSON_GetObjectItem(pm, "base")->valuedouble, base ? base->valuedouble : 0);
+    cJSON_Delete(p);
+    cJSON_Delete(i);
+    ilm_free(plan);
+    ilm_free(info);
+}
+
 /* Losses, norms and weights of runs that stop and resume are those of the
  * run that did not stop, bit for bit. */
 START_TEST(train_resume_is_bit_identical)
@@ -116,6 +143,7 @@ START_TEST(train_resume_is_bit_identical)
     char *cfg = train_config(dir, "a", 6, "\"checkpoint_interval\": 3");
     ilm_trainer *t;
     ck_assert_msg(ilm_trainer_create(cfg, &t) == ILM_OK, "%s", ilm_last_error());
+    plan_matches_info(cfg, t);
     ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
     ck_assert_int_eq(ilm_trainer_steps_done(t), 6);
     ilm_trainer_free(t);
@@ -207,6 +235,7 @@ START_TEST(train_lora_resume_is_bit_identical)
     ck_assert_msg(strstr(info, "\"parameters\":4096,"), "%s", info);
     ck_assert_msg(strstr(info, _i ? "\"base_type\":\"nf4\"" : "\"base_type\":\"f32\""), "%s", info);
     ilm_free(info);
+    plan_matches_info(cfg, t);
     ck_assert_int_eq(ilm_trainer_run(t, NULL, NULL), ILM_OK);
     ilm_trainer_free(t);
     char *cfg_b = strdup(cfg);

@@ -32,7 +32,7 @@ cat > "$W/qlora.json" <<JSON
  "qlora": {"r": 64, "alpha": 16, "dropout": 0.1, "quant_type": "nf4", "blocksize": 64,
            "double_quant": true},
  "data": "$W/corpus", "steps": 1, "batch": 1, "seqlen": 512, "recompute": true,
- "optimizer": {"lr": 2e-4}, "log": "$W/metrics.jsonl"}
+ "optimizer": {"lr": 2e-4, "schedule": "constant"}, "log": "$W/metrics.jsonl"}
 JSON
 /usr/bin/time -v "$CLI" pretrain --config "$W/qlora.json" > "$W/run.log" 2>&1 || {
     cat "$W/run.log" >&2

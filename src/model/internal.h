@@ -114,6 +114,8 @@ void *ilm__model_own(ilm_model *m, size_t bytes);
 
 /* Whether w is a bitsandbytes 4-bit weight (its data an ilm__q4). */
 bool ilm__weight_is_q4(const ilm__weight *w);
+/* The bytes w's storage takes (a 4-bit weight: its codes and scales). */
+uint64_t ilm__weight_bytes(const ilm__weight *w);
 /* Rows [r0, r0 + n) of w as fp32 into out[n * cols], for any stored type;
  * `threads` <= 0: the process default. */
 ilm_status ilm__weight_rows(const ilm__weight *w, int64_t r0, int64_t n, float *out, int threads);

@@ -39,14 +39,9 @@ ilm_status ilm__weight_rows(const ilm__weight *w, int64_t r0, int64_t n, float *
                   : ILM_OK;
 }
 
-/* The stored bytes of w (a 4-bit weight: its codes and block scales). */
-static uint64_t weight_bytes(const ilm__weight *w)
+uint64_t ilm__weight_bytes(const ilm__weight *w)
 {
-    if (ilm__weight_is_q4(w)) {
-        const ilm__q4 *q = w->data;
-        return (uint64_t)(q->n + 1) / 2 +
-               (uint64_t)q->n_blocks * (q->nested ? 1 : 4) + (uint64_t)q->n_nested * 4;
-    }
+    if (ilm__weight_is_q4(w)) return ilm__q4_size(w->data);
     uint32_t block = 1, bytes = 4;
     (void)ilm__dtype_info(w->type, &block, &bytes);
     return (uint64_t)w->rows * (uint64_t)(w->cols / block) * bytes;
@@ -56,7 +51,7 @@ static uint64_t weight_bytes(const ilm__weight *w)
  * longer counts. */
 static void release(ilm_model *m, const ilm__weight *w)
 {
-    const uint64_t bytes = weight_bytes(w);
+    const uint64_t bytes = ilm__weight_bytes(w);
     for (size_t i = 0; i < m->n_owned; i++)
         if (m->owned[i] == w->data) {
             ilm__free(m->owned[i]);
@@ -87,7 +82,7 @@ ilm_status ilm__weight_quantize_q4(ilm_model *m, ilm__weight *w, const float *va
     if (w->data) release(m, w);
     *w = (ilm__weight){ .type = q->kind == ILM__Q4_FP4 ? ILM__DTYPE_FP4 : ILM__DTYPE_NF4,
                         .rows = w->rows, .cols = w->cols, .data = q };
-    m->owned_bytes += weight_bytes(w);
+    m->owned_bytes += ilm__weight_bytes(w);
     return ILM_OK;
 }
 

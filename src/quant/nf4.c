@@ -447,3 +447,16 @@ ilm_status ilm__q4_dequantize_row(const ilm__q4 *q, int64_t r, float *out)
                    cols ? (long long)(q->n / cols) : 0LL);
     return ilm__q4_dequantize(q, r * cols, cols, out);
 }
+
+uint64_t ilm__q4_bytes(int64_t n, const ilm__q4_opts *o)
+{
+    const int64_t bs = o->blocksize ? o->blocksize : 64, blocks = (n + bs - 1) / bs;
+    const int64_t nested = o->nested ? (blocks + ILM__Q4_NESTED_BLOCKSIZE - 1) / ILM__Q4_NESTED_BLOCKSIZE : 0;
+    return (uint64_t)(n + 1) / 2 + (uint64_t)blocks * (o->nested ? 1 : 4) + (uint64_t)nested * 4;
+}
+
+uint64_t ilm__q4_size(const ilm__q4 *q)
+{
+    return (uint64_t)(q->n + 1) / 2 + (uint64_t)q->n_blocks * (q->nested ? 1 : 4) +
+           (uint64_t)q->n_nested * 4;
+}

@@ -82,6 +82,13 @@ ilm_status ilm__q4_quantize(const float *x, int32_t n_dims, const int64_t *shape
                             const ilm__q4_opts *opts, ilm__q4 *out);
 void       ilm__q4_free(ilm__q4 *q);
 
+/* The bytes a tensor of n elements takes quantized with `o`: the packed
+ * codes, the absmax (8-bit codes when nested, else fp32) and the nested
+ * fp32 absmax (the 16- and 256-entry maps are not counted). */
+uint64_t ilm__q4_bytes(int64_t n, const ilm__q4_opts *o);
+/* The same for a quantized tensor. */
+uint64_t ilm__q4_size(const ilm__q4 *q);
+
 /* The scale of block b (b < n_blocks): its absmax, dequantized when nested
  * exactly as bitsandbytes does (code * nested absmax, then + offset). */
 float ilm__q4_block_scale(const ilm__q4 *q, int64_t b);

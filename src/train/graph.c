@@ -168,6 +168,9 @@ static const lora_ab *adapter(const ilm__graph *g, int64_t l, size_t i)
     return ab && ab->A ? ab : NULL;
 }
 
+/* Words of dropout bits per token for an adapter whose input is `in` wide. */
+static size_t mask_words(int64_t in) { return (size_t)(in + 63) / 64; }
+
 static ilm_status check_base(const ilm__weight *w, const char *what, int64_t l)
 {
     uint32_t block, bytes;
@@ -210,7 +213,7 @@ static ilm_status build_lora(ilm__graph *g, const ilm_model *m, const ilm__lora_
             ab->A = g->params + g->ps.p[k].offset;
             ab->B = g->params + g->ps.p[k + 1].offset;
             ab->mask_off = g->mask_words;
-            g->mask_words += (size_t)(ilm__layer_size(a, lt->cols) + 63) / 64;
+            g->mask_words += mask_words(ilm__layer_size(a, lt->cols));
             k += 2;
         }
     ILM__FORWARD(check_base(&m->output, "output", -1));
@@ -317,11 +320,12 @@ void ilm__graph_zero_grad(ilm__graph *g)
 
 /* ---- scratch ------------------------------------------------------------- */
 
-/* Lays the scratch out from `base` (NULL: only counts) and returns its
- * length in floats. */
-static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
+/* Lays g's scratch out from `base` (NULL: only counts, and g may be NULL)
+ * for arch a with adapters of rank r (0: none) and returns its length in
+ * floats. */
+static size_t layout(ilm__graph *g, const ilm__arch *a, int64_t r, int64_t N, bool recompute,
+                     float *base)
 {
-    const ilm__arch *a = &g->a;
     const int64_t C = a->hidden_size, F = a->intermediate_size, H = a->n_heads,
                   KV = a->n_kv_heads, D = a->head_dim, L = a->n_layers, V = a->vocab_size;
     const int64_t HD = H * D, KVD = KV * D;
@@ -346,12 +350,11 @@ static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
     TAKE(g->cos, N * D / 2);
     TAKE(g->sin, N * D / 2);
     TAKE(g->logits, rows * V);
-    const int64_t r = g->base ? g->lora.r : 0;
     int64_t in_max = C > F ? C : F;
     if (HD > in_max) in_max = HD;
     TAKE(g->u, N * r);
     TAKE(g->du, N * r);
-    TAKE(g->xd, g->base ? N * in_max : 0);
+    TAKE(g->xd, r ? N * in_max : 0);
     const int64_t sets = recompute ? 1 : L;
     for (int64_t l = 0; l < sets; l++) {
         TAKE(g->acts[l].q, N * HD);
@@ -371,13 +374,32 @@ static size_t layout(ilm__graph *g, int64_t N, bool recompute, float *base)
     return off;
 }
 
+static uint64_t activation_bytes(const ilm__arch *a, int64_t r, size_t words, bool recompute,
+                                 int64_t B, int64_t T)
+{
+    if (B <= 0 || T <= 0) return 0;
+    return (uint64_t)layout(NULL, a, r, B * T, recompute, NULL) * sizeof(float) +
+           (uint64_t)(B * T + 1) * sizeof(int32_t) + (uint64_t)(B * T) * words * sizeof(uint64_t);
+}
+
 uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T)
 {
-    if (!g || B <= 0 || T <= 0) return 0;
-    const uint64_t masks = g->base && g->lora.dropout > 0
-                               ? (uint64_t)(B * T) * g->mask_words * sizeof(uint64_t) : 0;
-    return (uint64_t)layout((ilm__graph *)g, B * T, g->recompute, NULL) * sizeof(float) +
-           (uint64_t)(B * T + 1) * sizeof(int32_t) + masks;
+    if (!g) return 0;
+    const bool lora = g->base != NULL;
+    return activation_bytes(&g->a, lora ? g->lora.r : 0,
+                            lora && g->lora.dropout > 0 ? g->mask_words : 0, g->recompute, B, T);
+}
+
+uint64_t ilm__graph_plan_activation_bytes(const ilm__arch *a, const ilm__lora_opts *lora,
+                                          bool recompute, int64_t B, int64_t T)
+{
+    size_t words = 0;
+    char module[ILM__PARAM_NAME];
+    for (int64_t l = 0; lora && lora->dropout > 0 && l < a->n_layers; l++)
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++)
+            if ((lora->targets >> i & 1) && ilm__lora_module(a, i, l, module, sizeof module))
+                words += mask_words(ilm__layer_size(a, ilm__layer_tensors[i].cols));
+    return activation_bytes(a, lora ? lora->r : 0, words, recompute, B, T);
 }
 
 static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
@@ -385,7 +407,8 @@ static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
     if (g->scratch && g->B == B && g->T == T && g->scratch_recompute == g->recompute) return ILM_OK;
     free_scratch(g);
     const int64_t N = B * T;
-    size_t n = layout(g, N, g->recompute, NULL);
+    const int64_t r = g->base ? g->lora.r : 0;
+    size_t n = layout(g, &g->a, r, N, g->recompute, NULL);
     g->scratch = ilm__malloc(n * sizeof *g->scratch);
     g->cu = ilm__malloc((size_t)(N + 1) * sizeof *g->cu);
     g->acts = ilm__calloc((size_t)g->a.n_layers, sizeof *g->acts);
@@ -396,7 +419,7 @@ static ilm_status ensure_scratch(ilm__graph *g, int64_t B, int64_t T)
         return ilm__error(ILM_ERR_NOMEM, "graph: cannot allocate %zu MB of activations for %lld x %lld",
                           n * sizeof(float) >> 20, (long long)B, (long long)T);
     }
-    layout(g, N, g->recompute, g->scratch);
+    layout(g, &g->a, r, N, g->recompute, g->scratch);
     g->B = B;
     g->T = T;
     g->scratch_recompute = g->recompute;

@@ -101,6 +101,10 @@ void ilm__graph_set_dropout_key(ilm__graph *g, uint64_t key);
 /* Bytes of activation scratch a batch of B x T needs with the current
  * recompute setting (the scratch forward_backward allocates). */
 uint64_t ilm__graph_activation_bytes(const ilm__graph *g, int64_t B, int64_t T);
+/* The same for a graph not made: arch a, adapters `lora` (NULL: full
+ * training), recompute on or off. */
+uint64_t ilm__graph_plan_activation_bytes(const ilm__arch *a, const ilm__lora_opts *lora,
+                                          bool recompute, int64_t B, int64_t T);
 
 /* Time by op.  With timing on, every op of forward_backward and forward
  * adds its wall time to its row (ops run one after another, each on all

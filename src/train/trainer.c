@@ -761,3 +761,125 @@ ilm_status ilm_trainer_info(const ilm_trainer *t, char **json)
     cJSON_Delete(o);
     return s;
 }
+
+/* ---- the memory plan ----------------------------------------------------- */
+
+/* Adds `bytes` under the type's name in `by` (the base's bytes by type). */
+static void add_bytes(cJSON *by, uint32_t type, double bytes)
+{
+    const char *name = ilm__dtype_name(type);
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(by, name);
+    if (v) cJSON_SetNumberValue(v, v->valuedouble + bytes);
+    else cJSON_AddNumberToObject(by, name, bytes);
+}
+
+/* One weight of the base as the run will hold it: a layer's linear under
+ * QLoRA in 4 bits, otherwise as stored (w; NULL for a model not made yet:
+ * fp32, or bf16 for the embedding and head of a 4-bit base). */
+static double plan_weight(const ilm_trainer *t, cJSON *by, const ilm__weight *w, int64_t rows,
+                          int64_t cols, bool linear)
+{
+    uint32_t type = t->qlora && !linear ? ILM__DTYPE_BF16 : ILM__DTYPE_F32;
+    double bytes;
+    if (t->qlora && linear) {
+        type = t->q4_opts.kind == ILM__Q4_FP4 ? ILM__DTYPE_FP4 : ILM__DTYPE_NF4;
+        bytes = (double)ilm__q4_bytes(rows * cols, &t->q4_opts);
+    } else if (w) {
+        type = w->type;
+        bytes = (double)ilm__weight_bytes(w);
+    } else {
+        bytes = (double)(rows * cols) * (type == ILM__DTYPE_BF16 ? 2 : 4);
+    }
+    add_bytes(by, type, bytes);
+    return bytes;
+}
+
+/* The base's weights by type (norms fp32), for LoRA / QLoRA runs. */
+static double plan_base(const ilm_trainer *t, const ilm__arch *a, const ilm_model *m, cJSON *by)
+{
+    const int64_t V = a->vocab_size, C = a->hidden_size;
+    double total = plan_weight(t, by, m ? &m->tok_embd : NULL, V, C, false);
+    if (!a->tie_embeddings) total += plan_weight(t, by, m ? &m->output : NULL, V, C, false);
+    double norms = (double)C * 4 * (double)(2 * a->n_layers + 1);
+    add_bytes(by, ILM__DTYPE_F32, norms);
+    total += norms;
+    for (int64_t l = 0; l < a->n_layers; l++)
+        for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
+            const ilm__layer_tensor *lt = &ilm__layer_tensors[i];
+            if (lt->norm || !ilm__layer_name(a, lt)) continue;
+            const ilm__weight *w =
+                m ? (const ilm__weight *)((const uint8_t *)&m->layers[l] + lt->field) : NULL;
+            total += plan_weight(t, by, w, ilm__layer_size(a, lt->rows), ilm__layer_size(a, lt->cols),
+                                 true);
+        }
+    return total;
+}
+
+static ilm_status plan(ilm_trainer *t, const char *mcfg, cJSON *o)
+{
+    ilm_model *m = NULL;
+    ilm__arch a;
+    /* A model named is mapped, not read: its header and types are enough. */
+    if (t->model_path) ILM__FORWARD(ilm_model_load(t->model_path, NULL, &m));
+    ilm_status s = m ? ILM_OK : ilm__arch_from_hf_config(mcfg, strlen(mcfg), "model_config", &a);
+    if (m) a = m->arch;
+    if (s == ILM_OK && t->lora) {
+        ilm__lora_opts_default(&t->lora_opts);
+        t->lora_opts.seed = t->seed;
+        s = ilm__lora_opts_parse(t->lora_cfg, t->qlora ? "qlora" : "lora", &a, &t->lora_opts);
+    }
+    ilm__params ps = { 0 };
+    if (s == ILM_OK) s = t->lora ? ilm__lora_layout(&a, &t->lora_opts, &ps) : ilm__params_layout(&a, &ps);
+    if (s != ILM_OK) {
+        ilm_model_free(m);
+        return s;
+    }
+    uint64_t params = 0;
+    for (size_t i = 0; i < ps.n; i++) params += ps.p[i].numel;
+    const double slab = (double)ps.total * sizeof(float);
+    ilm__params_free(&ps);
+    const ilm__lora_opts *lo = t->lora ? &t->lora_opts : NULL;
+    const double act_on = (double)ilm__graph_plan_activation_bytes(&a, lo, true, t->B, t->T),
+                 act_off = (double)ilm__graph_plan_activation_bytes(&a, lo, false, t->B, t->T),
+                 batches = (double)(t->accum * (5 * t->B * t->T + 2 * t->B)) * 4.0;
+    cJSON_AddStringToObject(o, "method", t->qlora ? "qlora" : t->lora ? "lora" : "full");
+    cJSON_AddNumberToObject(o, "trainable_parameters", (double)params);
+    cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+    /* Full training copies the model into the fp32 parameter slab and
+     * frees it; LoRA keeps the base beside the adapter. */
+    double base = 0;
+    if (t->lora) base = plan_base(t, &a, m, cJSON_AddObjectToObject(mem, "base_by_type"));
+    cJSON_AddNumberToObject(mem, "base", base);
+    cJSON_AddNumberToObject(mem, "parameters", slab);
+    cJSON_AddNumberToObject(mem, "gradients", slab);
+    cJSON_AddNumberToObject(mem, "optimizer", 2 * slab);
+    cJSON_AddNumberToObject(mem, "activations", t->recompute ? act_on : act_off);
+    cJSON_AddNumberToObject(mem, "activations_recompute", act_on);
+    cJSON_AddNumberToObject(mem, "activations_no_recompute", act_off);
+    cJSON_AddNumberToObject(mem, "batches", batches);
+    cJSON_AddNumberToObject(mem, "total", base + 4 * slab + (t->recompute ? act_on : act_off) + batches);
+    /* What a session over the trained model needs per token of context. */
+    cJSON_AddNumberToObject(mem, "kv_cache_per_token",
+                            2.0 * a.n_layers * a.n_kv_heads * a.head_dim * sizeof(float));
+    ilm_model_free(m);
+    return cJSON_IsObject(mem) ? ILM_OK : ilm__error(ILM_ERR_NOMEM, "trainer: out of memory");
+}
+
+ilm_status ilm_trainer_plan(const char *config, char **json)
+{
+    ILM__RETURN_IF(!json, ILM_ERR_INVALID_ARG, "ilm_trainer_plan: json is NULL");
+    *json = NULL;
+    cJSON *root = NULL;
+    ILM__FORWARD(ilm__json_parse(config, "config", &root));
+    ilm_trainer *t = ilm__calloc(1, sizeof *t);
+    cJSON *o = cJSON_CreateObject();
+    char *mcfg = NULL;
+    ilm_status s = t && o ? parse(t, root, &mcfg) : ilm__error(ILM_ERR_NOMEM, "trainer: out of memory");
+    cJSON_Delete(root);
+    if (s == ILM_OK) s = plan(t, mcfg, o);
+    if (s == ILM_OK) s = ilm__json_print(o, json);
+    cJSON_Delete(o);
+    ilm__free(mcfg);
+    ilm_trainer_free(t);
+    return s;
+}

@@ -221,3 +221,65 @@ static int train(const char *cmd, const char *mode, int argc, char **argv)
 int cmd_pretrain(int argc, char **argv) { return train("pretrain", "pretrain", argc, argv); }
 
 int cmd_sft(int argc, char **argv) { return train("sft", "sft", argc, argv); }
+
+static const char plan_help[] =
+    "usage: internlm plan --config FILE [--json]\n"
+    "\n"
+    "The memory a training run of FILE (an `internlm pretrain` / `sft` config:\n"
+    "full training, \"lora\" or \"qlora\") will take, without running it: the\n"
+    "frozen base by weight type, the trainable parameters, their gradients and\n"
+    "AdamW state, the activations with and without recompute, the batches, and\n"
+    "the KV cache a session over the model needs per token.\n";
+
+int cmd_plan(int argc, char **argv)
+{
+    const char *config = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            fputs(plan_help, stdout);
+            return CLI_OK;
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) config = argv[++i];
+        else if (!strcmp(argv[i], "--json")) json = true;
+        else return cli_usage_error("plan", "unknown or incomplete option '%s'", argv[i]);
+    }
+    if (!config) return cli_usage_error("plan", "--config FILE is required");
+    FILE *f = fopen(config, "rb");
+    if (!f) {
+        fprintf(stderr, "internlm plan: cannot open '%s': %s\n", config, strerror(errno));
+        return CLI_ERROR;
+    }
+    size_t len;
+    char *text = cli_read_all(f, &len);
+    fclose(f);
+    char *out = NULL;
+    ilm_status st = text ? ilm_trainer_plan(text, &out) : ILM_ERR_NOMEM;
+    free(text);
+    if (st != ILM_OK) return cli_fail(st);
+    cJSON *o = cJSON_Parse(out);
+    if (json || !o) {
+        printf("%s\n", out);
+    } else {
+        const cJSON *mem = cJSON_GetObjectItem(o, "memory"), *by = cJSON_GetObjectItem(mem, "base_by_type");
+        const double MB = 1 << 20;
+        printf("%s: %.2fM trainable parameters\n", cJSON_GetObjectItem(o, "method")->valuestring,
+               num(o, "trainable_parameters") / 1e6);
+        printf("  %-28s %10.1f MB\n", "base (frozen)", num(mem, "base") / MB);
+        for (const cJSON *b = by ? by->child : NULL; b; b = b->next)
+            printf("    %-26s %10.1f MB\n", b->string, b->valuedouble / MB);
+        static const char *const rows[][2] = {
+            { "parameters", "parameters" },   { "gradients", "gradients" },
+            { "optimizer", "optimizer (AdamW m, v)" }, { "activations", "activations" },
+            { "batches", "batches" },
+        };
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+            printf("  %-28s %10.1f MB\n", rows[i][1], num(mem, rows[i][0]) / MB);
+        printf("    %-26s %10.1f MB\n", "with recompute", num(mem, "activations_recompute") / MB);
+        printf("    %-26s %10.1f MB\n", "without recompute", num(mem, "activations_no_recompute") / MB);
+        printf("  %-28s %10.1f MB\n", "total", num(mem, "total") / MB);
+        printf("  %-28s %10.1f KB\n", "KV cache per token (infer)", num(mem, "kv_cache_per_token") / 1024);
+    }
+    cJSON_Delete(o);
+    ilm_free(out);
+    return CLI_OK;
+}

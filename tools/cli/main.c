@@ -176,6 +176,7 @@ static const cli_command commands[] = {
     { "info", cmd_info, "build features, threads and devices" },
     { "merge", cmd_merge, "merge a LoRA adapter into its base model (HF directory)" },
     { "perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's way)" },
+    { "plan", cmd_plan, "memory a training config will take, without running it" },
     { "pretrain", cmd_pretrain, "train a model from scratch or continue pretraining" },
     { "score", cmd_score, "per-token log-probabilities of a sequence" },
     { "sft", cmd_sft, "supervised fine-tuning on chat shards" },
