@@ -508,12 +508,19 @@ ILM_API const ilm_tokenizer *ilm_corpus_tokenizer(const ilm_corpus *c);
  *  on this model; 0 or absent: ilm_get_num_threads() at each call),
  *  "adapter" (a PEFT LoRA adapter directory, adapter_config.json +
  *  adapter_model.safetensors, applied to every session without merging:
- *  ilm_model_save then writes the merged weights).
+ *  ilm_model_save then writes the merged weights), "quantize"
+ *  ({"quant_type": "nf4" | "fp4", "blocksize": 64, "double_quant": true}:
+ *  the layers' linears quantized to bitsandbytes' 4-bit format at load,
+ *  before the adapter; ilm_model_save then writes bitsandbytes' layout).
+ *  A directory saved by transformers + bitsandbytes in 4 bits (its
+ *  config.json's quantization_config) loads as it is.
  *  @return ILM_OK; ILM_ERR_IO; ILM_ERR_FORMAT naming the file and tensor
  *          (missing tensor, shape contradicting config.json, bad header,
  *          an adapter tensor that fits no linear layer of the model);
- *          ILM_ERR_UNSUPPORTED for an architecture this library does not
- *          run.  Free with ilm_model_free. */
+ *          ILM_ERR_CONFIG for a quantization_config this library does
+ *          not read (naming the key); ILM_ERR_UNSUPPORTED for an
+ *          architecture this library does not run.  Free with
+ *          ilm_model_free. */
 ILM_API ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out);
 /*! ilm_model_free() : NULL is accepted; every session over the model must
  *  be freed first.  @return nothing. */

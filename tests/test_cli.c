@@ -34,7 +34,7 @@ START_TEST(cli_help_everywhere)
                                    "tokenizer train --help", "generate --help", "chat --help",
                                    "score --help", "perplexity --help",
                                    "bench generate --help", "bench train --help", "merge --help",
-                                   "plan --help" };
+                                   "plan --help", "quantize --help" };
     for (size_t i = 0; i < sizeof helps / sizeof *helps; i++) {
         char *out = NULL;
         ck_assert_msg(cli(helps[i], &out) == 0, "'%s' failed: %s", helps[i], out);
@@ -330,6 +330,32 @@ START_TEST(cli_adapter_and_merge)
                   "%s", out);
     free(out);
     free(cfg);
+    /* quantize writes a 4-bit directory that scores as --quantize does at
+     * load; formats it does not write are usage errors. */
+    const char *fp32 = "tests/fixtures/nf4/hf_llama64_fp32";
+    char *q4 = test_join(tmp, "nf4");
+    double q[2];
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) {
+            snprintf(cmd, sizeof cmd, "quantize --model %s --format nf4 --out %s", fp32, q4);
+            ck_assert_msg(cli(cmd, &out) == 0, "%s", out);
+            free(out);
+            snprintf(cmd, sizeof cmd, "score --model %s --ids '1 5 9 13' --json", q4);
+        } else {
+            snprintf(cmd, sizeof cmd, "score --model %s --quantize nf4 --ids '1 5 9 13' --json", fp32);
+        }
+        ck_assert_msg(cli(cmd, &out) == 0, "%s", out);
+        cJSON *j = cJSON_Parse(out);
+        ck_assert_msg(j != NULL, "%s", out);
+        q[k] = cJSON_GetObjectItem(j, "sum_logprob")->valuedouble;
+        cJSON_Delete(j);
+        free(out);
+    }
+    ck_assert_msg(q[0] == q[1], "saved %.17g, quantized at load %.17g", q[0], q[1]);
+    snprintf(cmd, sizeof cmd, "quantize --model %s --format q4_0 --out %s", fp32, q4);
+    ck_assert_int_eq(cli(cmd, &out), 2);
+    free(out);
+    free(q4);
     test_rmtree(tmp);
     free(dir);
     free(tmp);

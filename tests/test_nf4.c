@@ -6,6 +6,8 @@
 #include "tests.h"
 #include "quant/nf4.h"
 #include "tensor/tensor.h"
+#include "model/internal.h"
+#include "internlm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -556,6 +558,117 @@ START_TEST(transformers_model_loads_and_dequantizes)
 }
 END_TEST
 
+/* The bitsandbytes-4bit directory transformers saved loads as a model:
+ * its logits are transformers + bitsandbytes' on the CPU.  Quantizing the
+ * fp32 model it was made from and saving it writes the same tensors, byte
+ * for byte, and a quantization_config (what `internlm quantize --format
+ * nf4` does); that directory loads again. */
+START_TEST(bnb_model_directories_load_and_are_written_as_bitsandbytes_writes_them)
+{
+    cJSON *j = fixture();
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(j, "hf_llama64_logits");
+    const cJSON *jids = cJSON_GetObjectItemCaseSensitive(ref, "ids"),
+                *jl = cJSON_GetObjectItemCaseSensitive(ref, "logits");
+    ilm_model *m = NULL;
+    ck_assert_msg(ilm_model_load(FIX "hf_llama64", NULL, &m) == ILM_OK, "%s", ilm_last_error());
+    char *info = NULL;
+    ck_assert_int_eq(ilm_model_info(m, &info), ILM_OK);
+    ck_assert_msg(strstr(info, "\"weight_type\":\"nf4\""), "%s", info);
+    ilm_free(info);
+    const int n = cJSON_GetArraySize(jids), V = cJSON_GetArraySize(jl) / n;
+    int32_t ids[16];
+    for (int i = 0; i < n; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    ilm_session *s = NULL;
+    ck_assert_int_eq(ilm_session_create(m, NULL, &s), ILM_OK);
+    float *got = malloc((size_t)(n * V) * sizeof *got);
+    ck_assert_int_eq(ilm_session_eval_all(s, ids, (size_t)n, got), ILM_OK);
+    double worst = 0, peak = 0;
+    for (int i = 0; i < n * V; i++) {
+        double want = cJSON_GetArrayItem(jl, i)->valuedouble;
+        worst = fmax(worst, fabs(got[i] - want));
+        peak = fmax(peak, fabs(want));
+    }
+    ck_assert_msg(worst <= 1e-5 * fmax(peak, 1), "logits differ from bitsandbytes' by %g", worst);
+    printf("bnb-4bit llama: logits equal transformers + bitsandbytes' within %.1e (peak %.3f)\n",
+           worst, peak);
+    ilm_session_free(s);
+    free(got);
+    ilm_model_free(m);
+
+    /* Quantized here from the fp32 model, saved: bitsandbytes' bytes. */
+    ck_assert_int_eq(ilm_model_load(FIX "hf_llama64_fp32", NULL, &m), ILM_OK);
+    const ilm__q4_opts qo = { .kind = ILM__Q4_NF4, .blocksize = 64, .nested = true };
+    ck_assert_int_eq(ilm__model_quantize_q4(m, &qo), ILM_OK);
+    char *dir = test_tmpdir();
+    ck_assert_msg(ilm_model_save(m, dir) == ILM_OK, "%s", ilm_last_error());
+    ilm_model_free(m);
+    ilm__safetensors *a = NULL, *b = NULL;
+    ck_assert_int_eq(ilm__st_open(FIX "hf_llama64", &a), ILM_OK);
+    ck_assert_int_eq(ilm__st_open(dir, &b), ILM_OK);
+    ck_assert_uint_eq(ilm__st_count(a), ilm__st_count(b));
+    for (size_t i = 0; i < ilm__st_count(a); i++) {
+        const ilm__st_tensor *x = ilm__st_get(a, i), *y = ilm__st_find(b, x->name);
+        ck_assert_msg(y != NULL, "'%s' is not written", x->name);
+        ck_assert_msg(!strcmp(x->dtype, y->dtype) && x->n_dims == y->n_dims && x->n_bytes == y->n_bytes &&
+                          !memcmp(x->shape, y->shape, (size_t)x->n_dims * sizeof *x->shape),
+                      "'%s': %s %d dims %llu bytes vs %s %d dims %llu bytes", x->name, x->dtype,
+                      x->n_dims, (unsigned long long)x->n_bytes, y->dtype, y->n_dims,
+                      (unsigned long long)y->n_bytes);
+        ck_assert_msg(!memcmp(x->data, y->data, x->n_bytes), "'%s': other bytes", x->name);
+    }
+    ilm__st_close(a);
+    ilm__st_close(b);
+    char *cfg = test_join(dir, "config.json");
+    cJSON *c = test_read_json(cfg);
+    const cJSON *qc = cJSON_GetObjectItemCaseSensitive(c, "quantization_config");
+    ck_assert_str_eq(cJSON_GetObjectItem(qc, "quant_method")->valuestring, "bitsandbytes");
+    ck_assert_str_eq(cJSON_GetObjectItem(qc, "bnb_4bit_quant_type")->valuestring, "nf4");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(qc, "bnb_4bit_use_double_quant")));
+    ck_assert_int_eq(ilm_model_load(dir, NULL, &m), ILM_OK);
+    ilm_model_free(m);
+    /* quantization_configs this library does not read, named. */
+    static const char *const bad[][2] = {
+        { "{\"quant_method\": \"gptq\", \"bits\": 4}", "gptq" },
+        { "{\"quant_method\": \"bitsandbytes\", \"load_in_8bit\": true}", "8-bit" },
+        { "{\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": true, \"bnb_4bit_quant_storage\": "
+          "\"bfloat16\"}", "quant_storage" },
+        { "{\"quant_method\": \"bitsandbytes\", \"load_in_4bit\": true, \"bnb_4bit_quant_type\": "
+          "\"int4\"}", "quant_type" },
+        { "[1]", "quant_method" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cJSON_ReplaceItemInObject(c, "quantization_config", cJSON_Parse(bad[i][0]));
+        char *text = cJSON_Print(c);
+        test_write_bytes(cfg, text, strlen(text));
+        free(text);
+        ck_assert_int_eq(ilm_model_load(dir, NULL, &m), ILM_ERR_CONFIG);
+        ck_assert_msg(strstr(ilm_last_error(), bad[i][1]), "%s: %s", bad[i][0], ilm_last_error());
+        ck_assert_ptr_null(m);
+    }
+    /* A config whose shapes the 4-bit tensors contradict. */
+    cJSON_ReplaceItemInObject(c, "quantization_config", cJSON_Parse("null"));
+    cJSON_ReplaceItemInObject(c, "intermediate_size", cJSON_CreateNumber(96));
+    char *text = cJSON_Print(c);
+    test_write_bytes(cfg, text, strlen(text));
+    free(text);
+    ck_assert_int_eq(ilm_model_load(dir, NULL, &m), ILM_ERR_FORMAT);
+    ck_assert_msg(strstr(ilm_last_error(), "4-bit tensor 'model.layers.0.mlp.gate_proj.weight'"), "%s",
+                  ilm_last_error());
+    /* Load options bitsandbytes does not have. */
+    ck_assert_int_eq(ilm_model_load(FIX "hf_llama64_fp32", "{\"quantize\": {\"blocksize\": 100}}", &m),
+                     ILM_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(ilm_last_error(), "quantize.blocksize"));
+    ck_assert_int_eq(ilm_model_load(FIX "hf_llama64_fp32", "{\"quantize\": {\"quant_type\": \"q4\"}}", &m),
+                     ILM_ERR_CONFIG);
+    ck_assert_ptr_null(m);
+    cJSON_Delete(c);
+    free(cfg);
+    test_rmtree(dir);
+    free(dir);
+    cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(round_trip_through_hf_keys)
 {
     char *dir = test_tmpdir();
@@ -779,6 +892,7 @@ Suite *suite_nf4(void)
     tcase_add_test(h, linear4bit_files_load_and_match_ours);
     tcase_add_test(h, transformers_model_loads_and_dequantizes);
     tcase_add_test(h, round_trip_through_hf_keys);
+    tcase_add_test(h, bnb_model_directories_load_and_are_written_as_bitsandbytes_writes_them);
     tcase_add_loop_test(h, bad_files_are_format_errors, 0,
                         (int)(sizeof spoils / sizeof spoils[0]));
     suite_add_tcase(s, h);

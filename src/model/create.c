@@ -130,11 +130,17 @@ ilm_status ilm_model_create(const char *config, uint64_t seed, ilm_model **out)
 /* ---- saving ------------------------------------------------------------ */
 
 /* Tensors go out as stored when the file can hold them (f32, f16, bf16
- * without change); the rest are produced one at a time as the file is
+ * without change; 4-bit weights as bitsandbytes' keys, with a
+ * quantization_config); the rest are produced one at a time as the file is
  * written, in fp32: GGUF quantizations dequantized, GGUF's q/k rows put
- * back in Hugging Face order, an applied adapter merged (W + s B A). */
+ * back in Hugging Face order, an applied adapter merged (W + s B A) -- into
+ * the dequantized values of a 4-bit base, so a model with an adapter is
+ * written in fp32 throughout. */
 typedef struct saver {
     const ilm_model    *m;
+    bool                q4;     /* 4-bit weights go out in bitsandbytes' layout */
+    ilm__q4_hf         *hf;     /* per 4-bit weight: its keys */
+    size_t              n_hf;
     ilm__st_out        *t;
     const ilm__weight **w;      /* per tensor: the weight to produce, or NULL */
     bool               *qk;     /* per tensor: a q or k weight */
@@ -145,6 +151,11 @@ typedef struct saver {
     size_t              buf_cap;
     ilm__backend       *be;     /* for the merge's GEMM */
 } saver;
+
+static int elem_bytes(uint32_t type)
+{
+    return type == ILM__DTYPE_F32 ? 4 : type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16 ? 2 : 1;
+}
 
 static bool is_fp(uint32_t type)
 {
@@ -162,12 +173,24 @@ static void add(saver *s, const char *name, uint32_t type, const void *data, con
     s->t[i] = (ilm__st_out){ s->names + 96 * i, type, n_dims, s->shapes + 2 * i, data };
 }
 
-static void add_w(saver *s, const char *name, const ilm__weight *w, bool qk)
+static ilm_status add_w(saver *s, const char *name, const ilm__weight *w, bool qk)
 {
     const int64_t shape[2] = { w->rows, w->cols };
     const bool permute = qk && s->m->arch.rope_interleaved;
-    if (is_fp(w->type) && !w->lora_r && !permute) add(s, name, w->type, w->data, shape, 2, NULL, false);
-    else add(s, name, ILM__DTYPE_F32, NULL, shape, 2, w, qk);
+    if (s->q4 && ilm__weight_is_q4(w)) {
+        ilm__q4_hf *h = &s->hf[s->n_hf];
+        ILM__FORWARD(ilm__q4_hf_tensors(w->data, name, h));
+        s->n_hf++;
+        for (size_t j = 0; j < h->n; j++) {
+            const int64_t sh[2] = { h->t[j].shape[0], h->t[j].n_dims > 1 ? h->t[j].shape[1] : 0 };
+            add(s, h->t[j].name, h->t[j].type, h->t[j].data, sh, h->t[j].n_dims, NULL, false);
+        }
+    } else if (is_fp(w->type) && !w->lora_r && !permute) {
+        add(s, name, w->type, w->data, shape, 2, NULL, false);
+    } else {
+        add(s, name, ILM__DTYPE_F32, NULL, shape, 2, w, qk);
+    }
+    return ILM_OK;
 }
 
 static void add_norm(saver *s, const char *name, const float *v, int64_t n)
@@ -199,12 +222,13 @@ static ilm_status produce(void *ctx, size_t i, const void **data)
     return ILM_OK;
 }
 
-static void collect(saver *s)
+static ilm_status collect(saver *s)
 {
     const ilm_model *m = s->m;
     const ilm__arch *a = &m->arch;
     const bool i2 = a->kind == ILM__ARCH_INTERNLM2;
-    add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight", &m->tok_embd, false);
+    ILM__FORWARD(add_w(s, i2 ? "model.tok_embeddings.weight" : "model.embed_tokens.weight",
+                       &m->tok_embd, false));
     for (int64_t l = 0; l < a->n_layers; l++) {
         const uint8_t *y = (const uint8_t *)&m->layers[l];
         for (size_t i = 0; i < ilm__n_layer_tensors; i++) {
@@ -216,12 +240,58 @@ static void collect(saver *s)
             if (lt->norm)
                 add_norm(s, n, *(const float *const *)(y + lt->field), a->hidden_size);
             else
-                add_w(s, n, (const ilm__weight *)(y + lt->field),
-                      lt->field == offsetof(ilm__layer, wq) || lt->field == offsetof(ilm__layer, wk));
+                ILM__FORWARD(add_w(s, n, (const ilm__weight *)(y + lt->field),
+                                   lt->field == offsetof(ilm__layer, wq) ||
+                                       lt->field == offsetof(ilm__layer, wk)));
         }
     }
     add_norm(s, "model.norm.weight", m->out_norm, a->hidden_size);
-    if (!a->tie_embeddings) add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output, false);
+    if (!a->tie_embeddings)
+        ILM__FORWARD(add_w(s, i2 ? "output.weight" : "lm_head.weight", &m->output, false));
+    /* Wider elements first, so every tensor stays aligned to its element
+     * size behind the 4-bit weights' bytes (a stable insertion sort). */
+    for (size_t i = 1; i < s->n; i++)
+        for (size_t j = i; j > 0 && elem_bytes(s->t[j].type) > elem_bytes(s->t[j - 1].type); j--) {
+            ilm__st_out t = s->t[j];
+            s->t[j] = s->t[j - 1];
+            s->t[j - 1] = t;
+            const ilm__weight *w = s->w[j];
+            s->w[j] = s->w[j - 1];
+            s->w[j - 1] = w;
+            bool qk = s->qk[j];
+            s->qk[j] = s->qk[j - 1];
+            s->qk[j - 1] = qk;
+        }
+    return ILM_OK;
+}
+
+/* config.json: the architecture, and bitsandbytes' quantization_config
+ * when 4-bit weights are written as they are. */
+static ilm_status config_json(const saver *s, char **out)
+{
+    ilm__arch hf = s->m->arch;
+    hf.rope_interleaved = false; /* produce() put q/k rows back in HF order */
+    ILM__FORWARD(ilm__arch_to_hf_config(&hf, out));
+    if (!s->q4) return ILM_OK;
+    const ilm__q4 *q = s->m->q4[0];
+    cJSON *j = cJSON_Parse(*out), *qc = cJSON_CreateObject();
+    ilm__free(*out);
+    *out = NULL;
+    if (j && qc) {
+        cJSON_AddStringToObject(qc, "quant_method", "bitsandbytes");
+        cJSON_AddBoolToObject(qc, "load_in_4bit", true);
+        cJSON_AddBoolToObject(qc, "load_in_8bit", false);
+        cJSON_AddStringToObject(qc, "bnb_4bit_quant_type", q->kind == ILM__Q4_FP4 ? "fp4" : "nf4");
+        cJSON_AddBoolToObject(qc, "bnb_4bit_use_double_quant", q->nested);
+        cJSON_AddStringToObject(qc, "bnb_4bit_compute_dtype", "float32");
+        cJSON_AddStringToObject(qc, "bnb_4bit_quant_storage", "uint8");
+        cJSON_AddItemToObject(j, "quantization_config", qc);
+        qc = NULL;
+    }
+    ilm_status st = j ? ilm__json_print(j, out) : ilm__error(ILM_ERR_NOMEM, "model: out of memory");
+    cJSON_Delete(qc);
+    cJSON_Delete(j);
+    return st;
 }
 
 ilm_status ilm_model_save(const ilm_model *m, const char *dir)
@@ -229,28 +299,30 @@ ilm_status ilm_model_save(const ilm_model *m, const char *dir)
     ILM__RETURN_IF(!m || !dir, ILM_ERR_INVALID_ARG, "ilm_model_save: NULL argument");
     ILM__RETURN_IF(mkdir(dir, 0777) != 0 && errno != EEXIST, ILM_ERR_IO,
                    "cannot create directory '%s': %s", dir, strerror(errno));
-    size_t cap = (size_t)m->arch.n_layers * ilm__n_layer_tensors + 4;
-    saver s = { .m = m };
+    /* A 4-bit weight takes up to 6 tensors. */
+    size_t cap = ((size_t)m->arch.n_layers * ilm__n_layer_tensors + 4) * 6;
+    saver s = { .m = m, .q4 = m->n_q4 > 0 && !m->adapter };
+    s.hf = s.q4 ? ilm__calloc(m->n_q4, sizeof *s.hf) : NULL;
     s.t = ilm__calloc(cap, sizeof *s.t);
     s.w = ilm__calloc(cap, sizeof *s.w);
     s.qk = ilm__calloc(cap, sizeof *s.qk);
     s.shapes = ilm__calloc(cap * 2, sizeof *s.shapes);
     s.names = ilm__calloc(cap, 96);
-    ilm_status st = !s.t || !s.w || !s.qk || !s.shapes || !s.names
+    ilm_status st = !s.t || !s.w || !s.qk || !s.shapes || !s.names || (s.q4 && !s.hf)
                         ? ilm__error(ILM_ERR_NOMEM, "model: out of memory") : ILM_OK;
     if (st == ILM_OK && m->adapter) st = ilm__backend_cpu_create(m->threads, -1, &s.be);
-    if (st == ILM_OK) collect(&s);
+    if (st == ILM_OK) st = collect(&s);
     char path[4096], *cfg = NULL;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     static const char *const meta[] = { "format", "pt", NULL };
     if (st == ILM_OK) st = ilm__st_write_stream(path, s.t, s.n, meta, produce, &s);
-    ilm__arch hf = m->arch;
-    hf.rope_interleaved = false; /* produce() put q/k rows back in HF order */
-    if (st == ILM_OK) st = ilm__arch_to_hf_config(&hf, &cfg);
+    if (st == ILM_OK) st = config_json(&s, &cfg);
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (st == ILM_OK) st = ilm__atomic_write_buf(path, cfg, strlen(cfg));
     ilm__free(cfg);
     ilm__backend_free(s.be);
+    for (size_t i = 0; i < s.n_hf; i++) ilm__q4_hf_free(&s.hf[i]);
+    ilm__free(s.hf);
     ilm__free(s.buf);
     ilm__free(s.t);
     ilm__free(s.w);

@@ -122,8 +122,10 @@ ilm_status ilm__weight_rows(const ilm__weight *w, int64_t r0, int64_t n, float *
 /* Quantizes every linear of the layers (not the embedding or the output
  * head, as bitsandbytes' QLoRA leaves them) to 4 bits with `o`
  * (quant/nf4.h), in place: the model owns the result, and an fp32 weight it
- * owned is freed as soon as it is quantized.  A model with an adapter
- * applied is refused. */
+ * owned is freed as soon as it is quantized.  A model from GGUF gets its
+ * q/k rows in Hugging Face order (and rotate-half RoPE), as bitsandbytes
+ * would quantize the Hugging Face weights.  A model with an adapter
+ * applied is refused; after another failure the model is unusable. */
 struct ilm__q4_opts;
 ilm_status ilm__model_quantize_q4(ilm_model *m, const struct ilm__q4_opts *o);
 /* Makes *w a 4-bit weight of m holding `values` [w->rows, w->cols]

@@ -67,10 +67,40 @@ static ilm_status find(const ilm_model *m, const char *path, const char *name, f
     return ILM_OK;
 }
 
+/* A bitsandbytes 4-bit weight `name` of exactly [rows, cols] (its codes
+ * stay in the mapping). */
+static ilm_status matrix_q4(ilm_model *m, const char *path, const char *name, int64_t rows,
+                            int64_t cols, ilm__weight *w)
+{
+    ilm__q4 **list = ilm__realloc(m->q4, (m->n_q4 + 1) * sizeof *list);
+    ILM__RETURN_IF(!list, ILM_ERR_NOMEM, "model: out of memory");
+    m->q4 = list;
+    ilm__q4 *q = ilm__calloc(1, sizeof *q);
+    ILM__RETURN_IF(!q, ILM_ERR_NOMEM, "model: out of memory");
+    ilm_status st = ilm__q4_hf_read(m->st, name, q);
+    if (st == ILM_OK && (q->n_dims != 2 || q->shape[0] != rows || q->shape[1] != cols))
+        st = ilm__error(ILM_ERR_FORMAT,
+                        "%s: 4-bit tensor '%s' is %dD [%lld, %lld] but the architecture needs "
+                        "[%lld, %lld]",
+                        path, name, (int)q->n_dims, (long long)q->shape[0],
+                        (long long)(q->n_dims > 1 ? q->shape[1] : 0), (long long)rows, (long long)cols);
+    if (st != ILM_OK) {
+        ilm__q4_free(q);
+        ilm__free(q);
+        return st;
+    }
+    m->q4[m->n_q4++] = q;
+    *w = (ilm__weight){ .type = q->kind == ILM__Q4_FP4 ? ILM__DTYPE_FP4 : ILM__DTYPE_NF4,
+                        .rows = rows, .cols = cols, .data = q };
+    m->mapped_bytes += ilm__weight_bytes(w);
+    return ILM_OK;
+}
+
 /* A weight matrix of exactly [rows, cols]. */
 static ilm_status matrix(ilm_model *m, const char *path, const char *name, int64_t rows,
                          int64_t cols, ilm__weight *w)
 {
+    if (m->st && ilm__q4_hf_present(m->st, name)) return matrix_q4(m, path, name, rows, cols, w);
     found f;
     ILM__FORWARD(find(m, path, name, &f));
     ILM__RETURN_IF(f.n_dims != 2 || f.rows != rows || f.cols != cols, ILM_ERR_FORMAT,
@@ -197,6 +227,46 @@ static const char *pick_template(const ilm_model *m, const char *jinja)
 
 /* ---- loading ----------------------------------------------------------- */
 
+/* config.json's quantization_config: none, or bitsandbytes 4-bit (NF4 or
+ * FP4, uint8 storage), whose weights matrix_q4 reads. */
+static ilm_status check_quantization(const char *text, size_t len, const char *path)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    ilm_status st = ILM_OK;
+    if (q && !cJSON_IsNull(q)) {
+        const cJSON *method = cJSON_GetObjectItemCaseSensitive(q, "quant_method"),
+                    *in4 = cJSON_GetObjectItemCaseSensitive(q, "load_in_4bit"),
+                    *in8 = cJSON_GetObjectItemCaseSensitive(q, "load_in_8bit"),
+                    *type = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_type"),
+                    *storage = cJSON_GetObjectItemCaseSensitive(q, "bnb_4bit_quant_storage");
+        if (!cJSON_IsObject(q) || !cJSON_IsString(method))
+            st = ilm__error(ILM_ERR_CONFIG, "%s: 'quantization_config' has no 'quant_method'", path);
+        else if (strcmp(method->valuestring, "bitsandbytes") != 0)
+            st = ilm__error(ILM_ERR_CONFIG,
+                            "%s: 'quantization_config.quant_method' is '%s'; this library reads "
+                            "bitsandbytes 4-bit models",
+                            path, method->valuestring);
+        else if (cJSON_IsTrue(in8) || !cJSON_IsTrue(in4))
+            st = ilm__error(ILM_ERR_CONFIG,
+                            "%s: 'quantization_config': bitsandbytes 8-bit (LLM.int8) is not "
+                            "supported, only load_in_4bit",
+                            path);
+        else if (type && (!cJSON_IsString(type) || (strcmp(type->valuestring, "nf4") &&
+                                                     strcmp(type->valuestring, "fp4"))))
+            st = ilm__error(ILM_ERR_CONFIG,
+                            "%s: 'quantization_config.bnb_4bit_quant_type' must be \"nf4\" or "
+                            "\"fp4\"",
+                            path);
+        else if (storage && (!cJSON_IsString(storage) || strcmp(storage->valuestring, "uint8")))
+            st = ilm__error(ILM_ERR_CONFIG,
+                            "%s: 'quantization_config.bnb_4bit_quant_storage' must be \"uint8\"",
+                            path);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
 static ilm_status load_hf(ilm_model *m, const char *dir)
 {
     char path[4096];
@@ -204,6 +274,7 @@ static ilm_status load_hf(ilm_model *m, const char *dir)
     ilm__mmap cfg;
     ILM__FORWARD(ilm__mmap_open(path, &cfg));
     ilm_status st = ilm__arch_from_hf_config((const char *)cfg.data, cfg.size, path, &m->arch);
+    if (st == ILM_OK) st = check_quantization((const char *)cfg.data, cfg.size, path);
     ilm__mmap_close(&cfg);
     ILM__FORWARD(st);
     ILM__FORWARD(ilm__st_open(dir, &m->st));
@@ -243,10 +314,15 @@ ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
     cJSON *root = NULL;
     int64_t threads = 0;
     const char *adapter_cfg = NULL;
+    const cJSON *quantize = NULL;
     ILM__FORWARD(ilm__json_parse(config, "model config", &root));
     const ilm__jfield fields[] = { { "threads", ILM__J_INT, &threads, false, 0, ILM__MAX_THREADS },
-                                   { "adapter", ILM__J_STRING, &adapter_cfg, false, 0, 0 } };
-    ilm_status st = ilm__json_fields(root, "", fields, 2);
+                                   { "adapter", ILM__J_STRING, &adapter_cfg, false, 0, 0 },
+                                   { "quantize", ILM__J_OBJECT, &quantize, false, 0, 0 } };
+    ilm_status st = ilm__json_fields(root, "", fields, 3);
+    ilm__q4_opts q4;
+    const bool quant = quantize != NULL; /* the tree goes before the options are used */
+    if (st == ILM_OK && quant) st = ilm__q4_opts_parse(quantize, "quantize", &q4);
     char *adapter = st == ILM_OK && adapter_cfg ? ilm__strdup(adapter_cfg) : NULL;
     cJSON_Delete(root);
     ILM__FORWARD(st);
@@ -269,6 +345,7 @@ ilm_status ilm_model_load(const char *path, const char *config, ilm_model **out)
             st = ilm__error(ILM_ERR_UNSUPPORTED, "%s: LLaMA-3 RoPE scaling in a GGUF file", path);
     }
     if (st == ILM_OK) st = ilm__rope_init(m);
+    if (st == ILM_OK && quant) st = ilm__model_quantize_q4(m, &q4);
     if (st == ILM_OK && adapter) st = ilm__lora_attach(m, adapter);
     ilm__free(adapter);
     if (st != ILM_OK) {

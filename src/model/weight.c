@@ -111,8 +111,15 @@ ilm_status ilm__model_quantize_q4(ilm_model *m, const ilm__q4_opts *o)
                 }
             }
             st = ilm__weight_rows(w, 0, w->rows, tmp, m->threads);
+            /* GGUF's q/k rows go back to Hugging Face's order before they
+             * are cut into blocks, so the 4-bit model is the one
+             * bitsandbytes would make from the Hugging Face weights. */
+            const bool qk = lt->field == offsetof(ilm__layer, wq) || lt->field == offsetof(ilm__layer, wk);
+            if (st == ILM_OK && qk && a->rope_interleaved)
+                st = ilm__rope_permute_rows(a->head_dim, w->rows, w->cols, tmp, true);
             if (st == ILM_OK) st = ilm__weight_quantize_q4(m, w, tmp, o);
         }
     ilm__free(tmp);
+    if (st == ILM_OK) m->arch.rope_interleaved = false; /* every q and k row is in HF order now */
     return st;
 }

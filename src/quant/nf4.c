@@ -460,3 +460,24 @@ uint64_t ilm__q4_size(const ilm__q4 *q)
     return (uint64_t)(q->n + 1) / 2 + (uint64_t)q->n_blocks * (q->nested ? 1 : 4) +
            (uint64_t)q->n_nested * 4;
 }
+
+ilm_status ilm__q4_opts_parse(const cJSON *section, const char *where, ilm__q4_opts *o)
+{
+    const char *type = "nf4";
+    int64_t blocksize = 64;
+    bool nested = true;
+    const ilm__jfield f[] = {
+        { "quant_type", ILM__J_STRING, &type, false, 0, 0 },
+        { "blocksize", ILM__J_INT, &blocksize, false, 32, 4096 },
+        { "double_quant", ILM__J_BOOL, &nested, false, 0, 0 },
+    };
+    ILM__FORWARD(ilm__json_fields(section, where, f, 3));
+    ILM__RETURN_IF(strcmp(type, "nf4") && strcmp(type, "fp4"), ILM_ERR_CONFIG,
+                   "config: '%s.quant_type' is '%s', not \"nf4\" or \"fp4\"", where, type);
+    ILM__RETURN_IF(!ilm__q4_blocksize_ok(blocksize), ILM_ERR_CONFIG,
+                   "config: '%s.blocksize' is %lld, not one of bitsandbytes' 32, 64, ..., 4096",
+                   where, (long long)blocksize);
+    *o = (ilm__q4_opts){ .kind = strcmp(type, "fp4") ? ILM__Q4_NF4 : ILM__Q4_FP4,
+                         .blocksize = blocksize, .nested = nested };
+    return ILM_OK;
+}

@@ -68,6 +68,12 @@ typedef struct ilm__q4_opts {
     int torch_threads;
 } ilm__q4_opts;
 
+/* Options from a JSON object {"quant_type": "nf4" | "fp4", "blocksize":
+ * 64, "double_quant": true} (bitsandbytes' QLoRA settings by default);
+ * `where` names it in messages.  ILM_ERR_CONFIG for anything else. */
+struct cJSON;
+ilm_status ilm__q4_opts_parse(const struct cJSON *section, const char *where, ilm__q4_opts *o);
+
 /* bitsandbytes' blocksizes: 32, 64, 128, ..., 4096. */
 bool ilm__q4_blocksize_ok(int64_t blocksize);
 

@@ -71,14 +71,10 @@ static ilm_status dup_str(const char *s, char **out)
     return ILM_OK;
 }
 
-/* Takes the 4-bit keys out of a "qlora" section (the rest is "lora"'s):
- * "quant_type" ("nf4" or "fp4"), "blocksize" (64), "double_quant" (true) --
- * bitsandbytes' QLoRA settings. */
+/* Takes the 4-bit keys out of a "qlora" section (the rest is "lora"'s)
+ * and parses them (ilm__q4_opts_parse). */
 static ilm_status parse_q4(cJSON *section, ilm__q4_opts *o)
 {
-    const char *type = "nf4";
-    int64_t blocksize = 64;
-    bool nested = true;
     cJSON *q = cJSON_CreateObject();
     ILM__RETURN_IF(!q, ILM_ERR_NOMEM, "trainer: out of memory");
     static const char *const keys[] = { "quant_type", "blocksize", "double_quant" };
@@ -86,22 +82,7 @@ static ilm_status parse_q4(cJSON *section, ilm__q4_opts *o)
         cJSON *v = cJSON_DetachItemFromObjectCaseSensitive(section, keys[i]);
         if (v) cJSON_AddItemToObject(q, keys[i], v);
     }
-    const ilm__jfield f[] = {
-        { "quant_type", ILM__J_STRING, &type, false, 0, 0 },
-        { "blocksize", ILM__J_INT, &blocksize, false, 32, 4096 },
-        { "double_quant", ILM__J_BOOL, &nested, false, 0, 0 },
-    };
-    ilm_status st = ilm__json_fields(q, "qlora", f, 3);
-    if (st == ILM_OK && strcmp(type, "nf4") && strcmp(type, "fp4"))
-        st = ilm__error(ILM_ERR_CONFIG, "config: 'qlora.quant_type' is '%s', not \"nf4\" or \"fp4\"",
-                        type);
-    if (st == ILM_OK && !ilm__q4_blocksize_ok(blocksize))
-        st = ilm__error(ILM_ERR_CONFIG,
-                        "config: 'qlora.blocksize' is %lld, not one of bitsandbytes' 32, 64, ..., 4096",
-                        (long long)blocksize);
-    if (st == ILM_OK)
-        *o = (ilm__q4_opts){ .kind = strcmp(type, "fp4") ? ILM__Q4_NF4 : ILM__Q4_FP4,
-                             .blocksize = blocksize, .nested = nested };
+    ilm_status st = ilm__q4_opts_parse(q, "qlora", o);
     cJSON_Delete(q);
     return st;
 }

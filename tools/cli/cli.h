@@ -42,8 +42,10 @@ int cli_progress(void *user, const char *stage, uint64_t done, uint64_t total);
 void cli_progress_done(void);
 
 /* ilm_model_load with the PEFT LoRA adapter directory `adapter` (NULL:
- * none) applied, as --adapter gives it. */
-ilm_status cli_model_load(const char *path, const char *adapter, ilm_model **m);
+ * none) applied, as --adapter gives it, over the linears quantized to
+ * `quantize` ("nf4", "fp4"; NULL: as stored), as --quantize gives it. */
+ilm_status cli_model_load(const char *path, const char *adapter, const char *quantize,
+                          ilm_model **m);
 
 /* One line of a plot: n points (x[i], y[i]). */
 typedef struct cli_series {
@@ -70,5 +72,6 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

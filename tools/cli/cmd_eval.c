@@ -17,6 +17,7 @@ static const char eval_help[] =
     "\n"
     "  --model PATH          HF model directory or .gguf file\n"
     "  --adapter DIR         a PEFT LoRA adapter applied at load (not merged)\n"
+    "  --quantize nf4|fp4    the linears quantized to 4 bits at load (a QLoRA base)\n"
     "  --tasks A,B           task names, looked up as <config-dir>/<name>.json\n"
     "  --task-config FILE    a task config file (may be given more than once)\n"
     "  --config-dir DIR      (configs/eval)\n"
@@ -138,7 +139,7 @@ static bool whole_number(const char *v, long min, long *out)
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *model = NULL, *adapter = NULL, *tasks = NULL, *out = NULL, *name = NULL;
+    const char *model = NULL, *adapter = NULL, *quantize = NULL, *tasks = NULL, *out = NULL, *name = NULL;
     cJSON *cfg = cJSON_CreateObject(), *list = cJSON_CreateArray();
     bool json = false;
     int rc = CLI_OK;
@@ -163,7 +164,8 @@ int cmd_eval(int argc, char **argv)
             cJSON_AddFalseToObject(cfg, "resume");
             continue;
         }
-        bool known = !strcmp(o, "--model") || !strcmp(o, "--adapter") || !strcmp(o, "--tasks") ||
+        bool known = !strcmp(o, "--model") || !strcmp(o, "--adapter") || !strcmp(o, "--quantize") ||
+                     !strcmp(o, "--tasks") ||
                      !strcmp(o, "--task-config") || !strcmp(o, "--config-dir") ||
                      !strcmp(o, "--data-root") || !strcmp(o, "--limit") || !strcmp(o, "--shots") ||
                      !strcmp(o, "--out") || !strcmp(o, "--model-name") || !strcmp(o, "--context") ||
@@ -181,6 +183,8 @@ int cmd_eval(int argc, char **argv)
             model = v;
         else if (!strcmp(o, "--adapter"))
             adapter = v;
+        else if (!strcmp(o, "--quantize"))
+            quantize = v;
         else if (!strcmp(o, "--tasks"))
             tasks = v;
         else if (!strcmp(o, "--task-config"))
@@ -238,7 +242,7 @@ int cmd_eval(int argc, char **argv)
     ilm_evaluator *e = NULL;
     char *results = NULL;
     progress_state ps = { "", 0, 0 };
-    ilm_status st = cli_model_load(model, adapter, &m);
+    ilm_status st = cli_model_load(model, adapter, quantize, &m);
     if (st == ILM_OK) st = ilm_evaluator_create(m, cfg_text, &e);
     if (st == ILM_OK) st = ilm_evaluator_run(e, list_text, progress, &ps, &results);
     cli_progress_done();

@@ -10,7 +10,7 @@
 
 /* Options shared by the model commands. */
 typedef struct model_args {
-    const char *model, *adapter, *prompt, *text, *ids, *file, *system;
+    const char *model, *adapter, *quantize, *prompt, *text, *ids, *file, *system;
     cJSON      *gen;     /* generation config being built */
     long        context; /* 0: not given (the session's default) */
     long        ctx_len, chunks;
@@ -41,6 +41,7 @@ static int parse_args(const char *cmd, const char *help, const char *allowed, in
         i++;
         if (strcmp(o, "--model") == 0) a->model = v;
         else if (strcmp(o, "--adapter") == 0) a->adapter = v;
+        else if (strcmp(o, "--quantize") == 0) a->quantize = v;
         else if (strcmp(o, "--prompt") == 0) a->prompt = v;
         else if (strcmp(o, "--text") == 0) a->text = v;
         else if (strcmp(o, "--ids") == 0) a->ids = v;
@@ -73,7 +74,7 @@ static int parse_args(const char *cmd, const char *help, const char *allowed, in
 
 static int load(const model_args *a, ilm_model **m, ilm_session **s)
 {
-    ilm_status st = cli_model_load(a->model, a->adapter, m);
+    ilm_status st = cli_model_load(a->model, a->adapter, a->quantize, m);
     char cfg[64] = "";
     if (a->context > 0) snprintf(cfg, sizeof cfg, "{\"context\": %ld}", a->context);
     if (st == ILM_OK) st = ilm_session_create(*m, cfg, s);
@@ -101,6 +102,7 @@ static const char generate_help[] =
     "\n"
     "  --model PATH          HF model directory or .gguf file\n"
     "  --adapter DIR         a PEFT LoRA adapter applied at load (not merged)\n"
+    "  --quantize nf4|fp4    the linears quantized to 4 bits at load (a QLoRA base)\n"
     "  --max-tokens N        (256)   --temperature T (0.8; 0 = greedy)\n"
     "  --top-k K (40)  --top-p P (0.95)  --min-p P (0.05)\n"
     "  --repetition-penalty R (1.0)  --seed S (0)  --context N\n"
@@ -113,7 +115,7 @@ int cmd_generate(int argc, char **argv)
     model_args a;
     bool helped;
     int rc = parse_args("generate", generate_help,
-                        " --model --adapter --prompt --max-tokens --temperature --top-k --top-p --min-p "
+                        " --model --adapter --quantize --prompt --max-tokens --temperature --top-k --top-p --min-p "
                         "--repetition-penalty --repeat-last-n --seed --context --chat --special ",
                         argc, argv, &a, &helped);
     if (rc == CLI_OK && !helped && !a.prompt) rc = cli_usage_error("generate", "--prompt is required");
@@ -170,7 +172,7 @@ int cmd_chat(int argc, char **argv)
     model_args a;
     bool helped;
     int rc = parse_args("chat", chat_help,
-                        " --model --adapter --system --max-tokens --temperature --top-k --top-p --min-p "
+                        " --model --adapter --quantize --system --max-tokens --temperature --top-k --top-p --min-p "
                         "--repetition-penalty --repeat-last-n --seed --context ",
                         argc, argv, &a, &helped);
     ilm_model *m = NULL;
@@ -289,7 +291,7 @@ int cmd_score(int argc, char **argv)
 {
     model_args a;
     bool helped;
-    int rc = parse_args("score", score_help, " --model --adapter --text --ids --json --context ", argc, argv,
+    int rc = parse_args("score", score_help, " --model --adapter --quantize --text --ids --json --context ", argc, argv,
                         &a, &helped);
     if (rc == CLI_OK && !helped && !a.text == !a.ids)
         rc = cli_usage_error("score", "give exactly one of --text and --ids");
@@ -338,7 +340,7 @@ int cmd_perplexity(int argc, char **argv)
 {
     model_args a;
     bool helped;
-    int rc = parse_args("perplexity", perplexity_help, " --model --adapter --file --ctx --chunks --json ",
+    int rc = parse_args("perplexity", perplexity_help, " --model --adapter --quantize --file --ctx --chunks --json ",
                         argc, argv, &a, &helped);
     cJSON_Delete(a.gen);
     if (rc == CLI_OK && !helped && !a.file) rc = cli_usage_error("perplexity", "--file is required");
@@ -463,7 +465,7 @@ int cmd_merge(int argc, char **argv)
     if (!model || !adapter || !out)
         return cli_usage_error("merge", "--model, --adapter and --out are required");
     ilm_model *m = NULL;
-    ilm_status st = cli_model_load(model, adapter, &m);
+    ilm_status st = cli_model_load(model, adapter, NULL, &m);
     if (st == ILM_OK) st = ilm_model_save(m, out);
     ilm_model_free(m);
     if (st != ILM_OK) return cli_fail(st);
@@ -474,5 +476,69 @@ int cmd_merge(int argc, char **argv)
         fprintf(stderr, "internlm merge: %s is a GGUF file: its tokenizer is not written to %s\n",
                 model, out);
     printf("merged %s + %s -> %s\n", model, adapter, out);
+    return CLI_OK;
+}
+
+static const char quantize_help[] =
+    "usage: internlm quantize --model IN --format nf4|fp4 --out DIR [--blocksize N]\n"
+    "                         [--no-double-quant]\n"
+    "\n"
+    "Quantizes every linear of the layers to bitsandbytes' 4-bit format (NF4 or\n"
+    "FP4, blocks of N elements, default 64, with double quantization unless\n"
+    "--no-double-quant) and writes a Hugging Face directory in bitsandbytes'\n"
+    "layout with its quantization_config: transformers + bitsandbytes load it, as\n"
+    "does this library.  The codes equal bitsandbytes' own.  The embedding, norms\n"
+    "and head keep their type (GGUF quantizations become fp32); a GGUF model's\n"
+    "q/k rows are put in Hugging Face order first.  One linear is in fp32 at a\n"
+    "time.  The base directory's tokenizer files are copied.\n";
+
+int cmd_quantize(int argc, char **argv)
+{
+    const char *model = NULL, *format = NULL, *out = NULL, *blocksize = NULL;
+    bool nested = true;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(o)) {
+            fputs(quantize_help, stdout);
+            return CLI_OK;
+        }
+        if (!strcmp(o, "--no-double-quant")) {
+            nested = false;
+            continue;
+        }
+        const char **slot = !strcmp(o, "--model") ? &model : !strcmp(o, "--format") ? &format
+                            : !strcmp(o, "--out") ? &out : !strcmp(o, "--blocksize") ? &blocksize
+                            : NULL;
+        if (!slot) return cli_usage_error("quantize", "unknown option '%s'", o);
+        if (!v) return cli_usage_error("quantize", "%s needs a value", o);
+        *slot = v;
+        i++;
+    }
+    if (!model || !format || !out)
+        return cli_usage_error("quantize", "--model, --format and --out are required");
+    if (strcmp(format, "nf4") && strcmp(format, "fp4"))
+        return cli_usage_error("quantize", "--format is '%s'; this version writes nf4 and fp4 "
+                               "(GGUF q8_0 / q4_0 / q4_1 are not written yet)", format);
+    char *end = NULL;
+    long bs = blocksize ? strtol(blocksize, &end, 10) : 64;
+    if (blocksize && (*end || bs <= 0))
+        return cli_usage_error("quantize", "--blocksize wants a whole number, got '%s'", blocksize);
+    cJSON *cfg = cJSON_CreateObject(), *q = cJSON_AddObjectToObject(cfg, "quantize");
+    cJSON_AddStringToObject(q, "quant_type", format);
+    cJSON_AddNumberToObject(q, "blocksize", (double)bs);
+    cJSON_AddBoolToObject(q, "double_quant", nested);
+    char *text = cJSON_PrintUnformatted(cfg);
+    cJSON_Delete(cfg);
+    ilm_model *m = NULL;
+    ilm_status st = ilm_model_load(model, text, &m);
+    cJSON_free(text);
+    if (st == ILM_OK) st = ilm_model_save(m, out);
+    ilm_model_free(m);
+    if (st != ILM_OK) return cli_fail(st);
+    struct stat sb;
+    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) && copy_side_files(model, out) != ILM_OK)
+        return CLI_ERROR;
+    printf("quantized %s -> %s (%s, blocksize %ld%s)\n", model, out, format, bs,
+           nested ? ", double quantization" : "");
     return CLI_OK;
 }

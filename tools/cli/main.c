@@ -72,11 +72,14 @@ int32_t *cli_parse_ids(const char *s, size_t *n)
     return v;
 }
 
-ilm_status cli_model_load(const char *path, const char *adapter, ilm_model **m)
+ilm_status cli_model_load(const char *path, const char *adapter, const char *quantize,
+                          ilm_model **m)
 {
-    if (!adapter) return ilm_model_load(path, NULL, m);
+    if (!adapter && !quantize) return ilm_model_load(path, NULL, m);
     cJSON *cfg = cJSON_CreateObject();
-    cJSON_AddStringToObject(cfg, "adapter", adapter);
+    if (adapter) cJSON_AddStringToObject(cfg, "adapter", adapter);
+    if (quantize)
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(cfg, "quantize"), "quant_type", quantize);
     char *text = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
     ilm_status st = ilm_model_load(path, text, m);
@@ -178,6 +181,7 @@ static const cli_command commands[] = {
     { "perplexity", cmd_perplexity, "perplexity of a text file (llama-perplexity's way)" },
     { "plan", cmd_plan, "memory a training config will take, without running it" },
     { "pretrain", cmd_pretrain, "train a model from scratch or continue pretraining" },
+    { "quantize", cmd_quantize, "a model's linears to bitsandbytes' NF4 / FP4 (HF directory)" },
     { "score", cmd_score, "per-token log-probabilities of a sequence" },
     { "sft", cmd_sft, "supervised fine-tuning on chat shards" },
     { "tokenize", cmd_tokenize, "text to token ids" },

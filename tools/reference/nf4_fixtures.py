@@ -42,6 +42,12 @@ Writes under tests/fixtures/nf4/:
                         with save_pretrained: config.json, model.safetensors;
                         hf_llama.json has per quantized weight the FNV-1a 64
                         hash of bitsandbytes' dequantized float32 values.
+  hf_llama64/           the same recipe at hidden 64 (rows as long as a block,
+                        where bitsandbytes' C++ kernel dequantizes correctly),
+                        hf_llama64_fp32/ the model before quantization, and
+                        "hf_llama64_logits" in nf4.json: the logits of a few ids
+                        through the quantized model (transformers + bitsandbytes
+                        on the CPU, eager attention, float32 compute).
 """
 import json
 import os
@@ -298,26 +304,32 @@ def linear_fixture(path, seed, qt, nested, dtype):
             "nested": nested, "dequant_fnv": fnv1a64(deq.tobytes())}
 
 
-def hf_llama_fixture(d):
+def hf_llama_fixture(d, hidden=32, inter=48, keep_fp32=None):
     from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
     torch.manual_seed(7)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter, num_hidden_layers=1,
                       num_attention_heads=4, num_key_value_heads=2, vocab_size=32,
                       max_position_embeddings=64, tie_word_embeddings=True)
     m = LlamaForCausalLM(cfg)
-    tmp = tempfile.mkdtemp()
+    tmp = keep_fp32 or tempfile.mkdtemp()
+    if os.path.isdir(tmp):
+        shutil.rmtree(tmp)
     m.save_pretrained(tmp)
+    for extra in os.listdir(tmp):
+        if extra not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(tmp, extra))
     qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                             bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
     q = LlamaForCausalLM.from_pretrained(tmp, quantization_config=qc, device_map="cpu",
-                                         dtype=torch.float32)
+                                         dtype=torch.float32, attn_implementation="eager")
     if os.path.isdir(d):
         shutil.rmtree(d)
     q.save_pretrained(d)
     for extra in os.listdir(d):
         if extra not in ("config.json", "model.safetensors"):
             os.remove(os.path.join(d, extra))
-    shutil.rmtree(tmp)
+    if not keep_fp32:
+        shutil.rmtree(tmp)
     out = {}
     for name, mod in q.named_modules():
         if isinstance(mod, bnb.nn.Linear4bit):
@@ -328,7 +340,18 @@ def hf_llama_fixture(d):
                                      "dequant_fnv": fnv1a64(ref.numpy().tobytes()),
                                      "native_agrees": bool(torch.equal(ref.view(torch.int32),
                                                                        native.view(torch.int32)))}
-    return out
+    if not keep_fp32:
+        return out
+    # The logits of bitsandbytes' general CPU path (dequantize_4bit, then the
+    # matmul in the compute dtype), not its AVX512-BF16 repacking.
+    assert all(v["native_agrees"] for v in out.values())
+    for mod in q.modules():
+        if isinstance(mod, bnb.nn.Linear4bit):
+            mod.support_avx512bf16_for_cpu = False
+    ids = [1, 5, 9, 13, 2, 30, 7, 7, 0, 21]
+    with torch.no_grad():
+        logits = q(torch.tensor([ids])).logits[0].float().numpy()
+    return {"ids": ids, "logits": [float(v) for v in logits.reshape(-1)]}
 
 
 def main():
@@ -382,6 +405,8 @@ def main():
     }
     j["linear"] = lin
     j["hf_llama"] = hf_llama_fixture(os.path.join(OUT, "hf_llama"))
+    j["hf_llama64_logits"] = hf_llama_fixture(os.path.join(OUT, "hf_llama64"), 64, 128,
+                                              os.path.join(OUT, "hf_llama64_fp32"))
     with open(os.path.join(OUT, "nf4.json"), "w") as fh:
         json.dump(j, fh, separators=(",", ":"))
         fh.write("\n")
