@@ -192,7 +192,8 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_ABS     := $(CURDIR)/$(FUZZ_BUILD)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS   ?=
-FUZZ_ALL     := gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt eval
+FUZZ_ALL     := gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt eval \
+                adapter
 FUZZ         ?= $(FUZZ_ALL)
 # Pointer-overflow and nonnull reports are recoverable so that tests/fuzz/ubsan.supp can
 # silence the known ones; halt_on_error stops the run at any other.
@@ -216,6 +217,7 @@ FUZZ_MAXLEN_configs := 4096
 FUZZ_MAXLEN_corpus := 65536
 FUZZ_MAXLEN_ckpt := 98304
 FUZZ_MAXLEN_eval := 8192
+FUZZ_MAXLEN_adapter := 32768
 FUZZ_DICT_hf_config := -dict=$(CURDIR)/tests/fuzz/json.dict
 FUZZ_DICT_tokenizer_json := -dict=$(CURDIR)/tests/fuzz/json.dict
 FUZZ_DICT_chat := -dict=$(CURDIR)/tests/fuzz/json.dict
@@ -223,6 +225,7 @@ FUZZ_DICT_configs := -dict=$(CURDIR)/tests/fuzz/json.dict
 FUZZ_DICT_corpus := -dict=$(CURDIR)/tests/fuzz/json.dict
 FUZZ_DICT_ckpt := -dict=$(CURDIR)/tests/fuzz/json.dict
 FUZZ_DICT_eval := -dict=$(CURDIR)/tests/fuzz/json.dict
+FUZZ_DICT_adapter := -dict=$(CURDIR)/tests/fuzz/json.dict
 # Leaks are findings too; the harness-level limits live in tests/fuzz/fuzz.c.
 FUZZ_ENV := ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/tests/fuzz/ubsan.supp \

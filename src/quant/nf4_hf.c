@@ -288,7 +288,7 @@ ilm_status ilm__q4_hf_read(const ilm__safetensors *st, const char *name, ilm__q4
                    "(or __fp4)", name);
 
     cJSON *root = NULL;
-    qs_fields f;
+    qs_fields f = { 0 }; /* read below even when parse_state fails early */
     ilm_status s = parse_state(key, tq, &root, &f);
     const cJSON *shape = f.shape;
     int64_t n = 1, dims[ILM__Q4_MAX_DIMS];

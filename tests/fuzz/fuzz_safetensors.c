@@ -1,8 +1,9 @@
 /* A Hugging Face model directory: config.json, model.safetensors or
  * model.safetensors.index.json with its shards, tokenizer files; the input
  * is packed (fuzz.h), a plain input is model.safetensors alone.  Seeds:
- * tiny LLaMA and InternLM2 models saved by the library, the same split in
- * two shards with an index, and the safetensors fixtures. */
+ * tiny LLaMA and InternLM2 models saved by the library, the LLaMA in
+ * bitsandbytes' NF4 layout (with its quantization_config), the same split
+ * in two shards with an index, and the safetensors fixtures. */
 #include "fuzz.h"
 
 #include <stdio.h>
@@ -23,7 +24,16 @@ static void seeds(void)
         snprintf(out, sizeof out, "%s/%s.pack", fuzz_seed_dir(), k ? "internlm2" : "llama");
         if (fuzz_pack_dir(dir, out) != 0) fuzz_fail("pack", out);
     }
+    /* The LLaMA quantized to NF4 at load and saved: bitsandbytes' keys. */
     fuzz_join(dir, fuzz_dir(), "llama");
+    fuzz_join(path, fuzz_dir(), "llama_nf4");
+    ilm_model *q = NULL;
+    if (ilm_model_load(dir, "{\"quantize\": {\"quant_type\": \"nf4\"}}", &q) != ILM_OK ||
+        ilm_model_save(q, path) != ILM_OK)
+        fuzz_fail("nf4 model", ilm_last_error());
+    ilm_model_free(q);
+    snprintf(out, sizeof out, "%s/llama_nf4.pack", fuzz_seed_dir());
+    if (fuzz_pack_dir(path, out) != 0) fuzz_fail("pack", out);
     fuzz_join(path, dir, "model.safetensors");
     size_t n = 0;
     uint8_t *st = fuzz_slurp(path, &n);

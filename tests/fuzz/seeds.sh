@@ -9,7 +9,7 @@ B=$1
 S=$B/seeds
 F=tests/fixtures
 rm -rf "$S"
-for h in gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt eval; do
+for h in gguf safetensors hf_config spm tokenizer_json tokenize chat configs corpus ckpt eval adapter; do
     mkdir -p "$S/$h"
 done
 
@@ -32,6 +32,11 @@ pack "$S/safetensors/st_sharded.pack" config.json $F/model/gqa_tied/config.json 
     model-00001-of-00002.safetensors $F/formats/st_sharded/model-00001-of-00002.safetensors \
     model-00002-of-00002.safetensors $F/formats/st_sharded/model-00002-of-00002.safetensors
 ILM_FUZZ_SEEDS="$S/safetensors" "$B/fuzz_safetensors"
+
+for n in all qv_rs; do
+    pack "$S/adapter/lora_$n.pack" adapter_config.json $F/train/lora_$n/adapter_config.json \
+        adapter_model.safetensors $F/train/lora_$n/adapter_model.safetensors
+done
 
 cp $F/formats/config_*.json "$S/hf_config/"
 for d in $F/model/*/; do
