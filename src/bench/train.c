@@ -90,7 +90,7 @@ static ilm_status step(ilm__graph *g, const ilm__optim_opts *o, const bench_batc
 
 static ilm_status report(const char *model_config, const ilm__graph *g, int64_t B, int64_t T,
                          int64_t docs, int64_t steps, int64_t warmup, int64_t threads,
-                         bool recompute, double seconds, double best, double opt_s,
+                         bool recompute, int64_t lora_r, double seconds, double best, double opt_s,
                          double loss0, double loss1, char **result)
 {
     cJSON *j = cJSON_CreateObject(), *ops = cJSON_CreateObject(), *mc = cJSON_Parse(model_config);
@@ -114,6 +114,7 @@ static ilm_status report(const char *model_config, const ilm__graph *g, int64_t 
     cJSON_AddNumberToObject(j, "warmup", (double)warmup);
     cJSON_AddNumberToObject(j, "threads", (double)threads);
     cJSON_AddBoolToObject(j, "recompute", recompute);
+    cJSON_AddNumberToObject(j, "lora_r", (double)lora_r);
     cJSON_AddNumberToObject(j, "tokens_per_s", (double)(B * T * steps) / seconds);
     cJSON_AddNumberToObject(j, "best_tokens_per_s", (double)(B * T) / best);
     cJSON_AddNumberToObject(j, "step_seconds", seconds * per);
@@ -132,7 +133,7 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
 {
     ILM__RETURN_IF(!result, ILM_ERR_INVALID_ARG, "ilm_bench_train: result is NULL");
     *result = NULL;
-    int64_t B = 8, T = 256, steps = 5, warmup = 2, docs = 1, threads = ilm__num_threads();
+    int64_t B = 8, T = 256, steps = 5, warmup = 2, docs = 1, threads = ilm__num_threads(), lora_r = 0;
     bool recompute = false;
     const cJSON *mcfg = NULL;
     cJSON *root = NULL;
@@ -146,6 +147,7 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
         { "warmup", ILM__J_INT, &warmup, false, 0, 1000000 },
         { "threads", ILM__J_INT, &threads, false, 1, 4096 },
         { "recompute", ILM__J_BOOL, &recompute, false, 0, 0 },
+        { "lora_r", ILM__J_INT, &lora_r, false, 0, 4096 },
     };
     ilm_status st = ilm__json_fields(root, "", f, sizeof f / sizeof *f);
     if (st == ILM_OK && docs > T)
@@ -160,10 +162,18 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
     bench_batch b = { 0 };
     float *mom = NULL, *var = NULL;
     if (st == ILM_OK) st = ilm_model_create(mc, 1234, &m);
+    /* LoRA: rank lora_r, alpha 2r, dropout 0.05 on every linear of the
+     * layers (tools/bench_lora.py gives peft the same), the base frozen. */
+    ilm__lora_opts lo;
+    ilm__lora_opts_default(&lo);
+    lo.r = lora_r;
+    lo.alpha = 2.0 * (double)lora_r;
+    lo.dropout = 0.05;
     if (st == ILM_OK) {
-        const ilm__graph_opts go = { recompute, (int)threads, NULL };
+        const ilm__graph_opts go = { recompute, (int)threads, lora_r ? &lo : NULL };
         st = ilm__graph_create(m, &go, &g);
     }
+    if (st == ILM_OK && lora_r) ilm__lora_init(ilm__graph_params(g), &lo, ilm__graph_param_slab(g));
     if (st == ILM_OK) st = make_batch(&b, B, T, docs, m->arch.vocab_size);
     if (st == ILM_OK) {
         const size_t n = ilm__graph_params(g)->total;
@@ -182,6 +192,7 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
             break;
         }
         if (i == warmup) ilm__graph_set_timing(g, true);
+        ilm__graph_set_dropout_key(g, (uint64_t)i); /* new masks each step, as the trainer draws */
         double loss = NAN, os = 0, t0 = ilm__now();
         st = step(g, &o, &b, B, T, i + 1, mom, var, &loss, &os);
         const double dt = ilm__now() - t0;
@@ -193,7 +204,7 @@ ilm_status ilm_bench_train(const char *config, ilm_progress_fn progress, void *u
         if (dt < best) best = dt;
     }
     if (st == ILM_OK)
-        st = report(mc, g, B, T, docs, steps, warmup, threads, recompute, seconds, best, opt_s,
+        st = report(mc, g, B, T, docs, steps, warmup, threads, recompute, lora_r, seconds, best, opt_s,
                     loss0, loss1, result);
     ilm__free(mom);
     ilm__free(var);

@@ -546,6 +546,9 @@ static void dropout_apply(const ilm__graph *g, const lin *L, const float *src, i
     const float keep = 65536.0f / (float)(65536 - thr);
     const bool gen = g->drop_gen;
     const uint64_t seed = g->lora.seed ^ (g->drop_key * 0x9e3779b97f4a7c15ull);
+    float scale[256][8];
+    for (int b = 0; b < 256; b++)
+        for (int k = 0; k < 8; k++) scale[b][k] = b >> k & 1 ? keep : 0.0f;
 #pragma omp parallel for num_threads(g->threads) schedule(static)
     for (int64_t t = 0; t < N; t++) {
         uint64_t *row = bits + (size_t)t * (size_t)W;
@@ -559,9 +562,20 @@ static void dropout_apply(const ilm__graph *g, const lin *L, const float *src, i
                 if (j + 1 < in && (u >> 16) >= thr) row[(j + 1) >> 6] |= 1ull << ((j + 1) & 63);
             }
         }
+        /* Eight elements per mask byte, through a table of their scales
+         * (0 or keep): a fixed-width multiply the compiler vectorizes. */
         const float *x = src + t * in;
         float *y = dst + t * in;
-        for (int64_t j = 0; j < in; j++) {
+        const uint8_t *mb = (const uint8_t *)row; /* little-endian: element j is bit j */
+        int64_t j = 0;
+        for (; j + 8 <= in; j += 8) {
+            const float *f = scale[mb[j >> 3]];
+            if (accumulate)
+                for (int k = 0; k < 8; k++) y[j + k] += x[j + k] * f[k];
+            else
+                for (int k = 0; k < 8; k++) y[j + k] = x[j + k] * f[k];
+        }
+        for (; j < in; j++) {
             const float v = row[j >> 6] >> (j & 63) & 1 ? x[j] * keep : 0.0f;
             y[j] = accumulate ? y[j] + v : v;
         }

@@ -331,6 +331,8 @@ static const char train_help[] =
     "  --warmup N        untimed steps first (2)\n"
     "  --threads N       threads (default: all cores)\n"
     "  --recompute 0|1   recompute activations in backward (0)\n"
+    "  --lora-r R        train a LoRA adapter of rank R (alpha 2R, dropout 0.05,\n"
+    "                    every linear) on the frozen model instead (0: all weights)\n"
     "  --json            print the result as JSON\n";
 
 static void print_train_table(const cJSON *r)
@@ -360,7 +362,7 @@ static const bench_opt train_opts[] = {
     { "--model-config", "model_config", 'f' }, { "--batch", "batch", 'i' },
     { "--seqlen", "seqlen", 'i' }, { "--docs-per-row", "docs_per_row", 'i' },
     { "--steps", "steps", 'i' }, { "--warmup", "warmup", 'i' }, { "--threads", "threads", 'i' },
-    { "--recompute", "recompute", 'b' }, { NULL, NULL, 0 },
+    { "--recompute", "recompute", 'b' }, { "--lora-r", "lora_r", 'i' }, { NULL, NULL, 0 },
 };
 
 static int bench_train(int argc, char **argv)
