@@ -546,6 +546,20 @@ ILM_API ilm_status ilm_model_create(const char *config_json, uint64_t seed, ilm_
  *          (their Q/K rows are permuted for adjacent-pair RoPE). */
 ILM_API ilm_status ilm_model_save(const ilm_model *m, const char *dir);
 
+/*! ilm_model_quantize() :
+ *  Writes the model at `in` (anything ilm_model_load reads) in another
+ *  type.  @config : JSON: "format" (required): "nf4" or "fp4" -- every
+ *  linear of the layers in bitsandbytes' 4-bit format ("blocksize" 64,
+ *  "double_quant" true), `out` a Hugging Face directory with its
+ *  quantization_config that transformers + bitsandbytes load; or "q8_0",
+ *  "q4_0", "q4_1" -- `in` a GGUF file whose matrices are requantized as
+ *  ggml's reference quantizers do (its metadata and tokenizer carried
+ *  over), `out` a GGUF file llama.cpp loads.  "threads" as for
+ *  ilm_model_load.  Tensors are converted one at a time.
+ *  @return ILM_OK; ILM_ERR_CONFIG; ILM_ERR_UNSUPPORTED for GGUF output from
+ *          a Hugging Face directory; the loaders' and writers' errors. */
+ILM_API ilm_status ilm_model_quantize(const char *in, const char *out, const char *config);
+
 /*! ilm_model_info() : the architecture and memory as JSON (ilm_free).
  *  @return ILM_OK, ILM_ERR_INVALID_ARG, ILM_ERR_NOMEM. */
 ILM_API ilm_status ilm_model_info(const ilm_model *m, char **json);

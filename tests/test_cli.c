@@ -352,8 +352,13 @@ START_TEST(cli_adapter_and_merge)
         free(out);
     }
     ck_assert_msg(q[0] == q[1], "saved %.17g, quantized at load %.17g", q[0], q[1]);
-    snprintf(cmd, sizeof cmd, "quantize --model %s --format q4_0 --out %s", fp32, q4);
+    snprintf(cmd, sizeof cmd, "quantize --model %s --format q5_k --out %s", fp32, q4);
     ck_assert_int_eq(cli(cmd, &out), 2);
+    free(out);
+    /* GGUF output needs a GGUF input (its tokenizer in GGUF's form). */
+    snprintf(cmd, sizeof cmd, "quantize --model %s --format q4_0 --out %s/x.gguf", fp32, tmp);
+    ck_assert_int_eq(cli(cmd, &out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "ILM_ERR_UNSUPPORTED"));
     free(out);
     free(q4);
     test_rmtree(tmp);

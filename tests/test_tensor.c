@@ -131,6 +131,43 @@ START_TEST(dequantize_matches_gguf_quants)
 }
 END_TEST
 
+/* Quantizing to Q8_0, Q4_0 and Q4_1 writes gguf.quants.quantize's bytes
+ * (tools/reference/quantize_fixtures.py): zero, constant and tie blocks
+ * included; other types are refused. */
+START_TEST(quantize_matches_gguf_quants)
+{
+    cJSON *ref = test_read_json("tests/fixtures/tensor/quantize.json");
+    const cJSON *e;
+    int seen = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ref, "cases"))
+    {
+        const char *name = cJSON_GetObjectItem(e, "type")->valuestring;
+        const uint32_t type = !strcmp(name, "q8_0") ? ILM__DTYPE_Q8_0
+                              : !strcmp(name, "q4_0") ? ILM__DTYPE_Q4_0 : ILM__DTYPE_Q4_1;
+        size_t nin, nq;
+        uint8_t *in = unhex(cJSON_GetObjectItem(e, "input")->valuestring, &nin);
+        uint8_t *want = unhex(cJSON_GetObjectItem(e, "blocks")->valuestring, &nq);
+        const int64_t n = (int64_t)cJSON_GetObjectItem(e, "n")->valuedouble;
+        ck_assert_uint_eq(nin, (size_t)n * 4);
+        uint8_t *got = malloc(nq);
+        ck_assert_int_eq(ilm__quantize(type, (const float *)in, got, n), ILM_OK);
+        for (size_t i = 0; i < nq; i++)
+            ck_assert_msg(got[i] == want[i], "%s: byte %zu (block %zu) is %02x, gguf's %02x", name, i,
+                          i / (nq / (size_t)(n / 32)), got[i], want[i]);
+        free(in);
+        free(want);
+        free(got);
+        seen++;
+    }
+    ck_assert_int_eq(seen, 3);
+    float x[32] = { 0 };
+    uint8_t out[64];
+    ck_assert_int_eq(ilm__quantize(ILM__DTYPE_Q4_K, x, out, 256), ILM_ERR_UNSUPPORTED);
+    ck_assert_int_eq(ilm__quantize(ILM__DTYPE_Q8_0, x, out, 31), ILM_ERR_INVALID_ARG);
+    cJSON_Delete(ref);
+}
+END_TEST
+
 START_TEST(smollm2_every_tensor_dequantizes_like_gguf_py)
 {
     const char *path = test_pydeps_file(TEST_SMOLLM2);
@@ -482,6 +519,7 @@ Suite *suite_tensor(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, half_conversions_match_numpy_and_torch);
     tcase_add_test(t, dequantize_matches_gguf_quants);
+    tcase_add_test(t, quantize_matches_gguf_quants);
     tcase_add_test(t, smollm2_every_tensor_dequantizes_like_gguf_py);
     suite_add_tcase(s, t);
     TCase *l = tcase_create("linear");

@@ -13,6 +13,7 @@
  */
 #include "tensor/tensor.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- conversions -------------------------------------------------------- */
@@ -289,4 +290,101 @@ ilm_status ilm__dequantize(uint32_t type, const void *src, float *dst, int64_t n
         for (int64_t i = 0; i < n / block; i++) fn(p + (size_t)i * bytes, dst + i * block);
         return ILM_OK;
     }
+}
+
+/* ---- reference quantization (the block formats the GGUF writer emits) ----- */
+
+static void wr_f16(uint8_t *p, float v)
+{
+    const uint16_t h = ilm__f32_to_f16(v);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* Half away from zero as gguf.quants' np_roundf computes it (ggml's
+ * roundf): every step exact, no v + 0.5 that could round up. */
+static float round_away(float v)
+{
+    const float a = fabsf(v), fl = floorf(a), b = fl + floorf(2.0f * (a - fl));
+    return v < 0 ? -b : v > 0 ? b : 0.0f;
+}
+
+static void q_q8_0(const float *x, uint8_t *b)
+{
+    float amax = 0;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    wr_f16(b, d);
+    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)(int8_t)round_away(x[j] * id);
+}
+
+/* Codes 0..15 of v = trunc(x * id + bias), as gguf.quants computes them. */
+static uint8_t q4_code(float v)
+{
+    v = truncf(v);
+    return v >= 15.0f ? 15 : v <= 0.0f ? 0 : (uint8_t)v;
+}
+
+static void q_q4_0(const float *x, uint8_t *b)
+{
+    float amax = 0, max = 0; /* the value of largest magnitude, the first one */
+    for (int j = 0; j < 32; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    const float d = max / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    wr_f16(b, d);
+    for (int j = 0; j < 16; j++)
+        b[2 + j] = (uint8_t)(q4_code(x[j] * id + 8.5f) | q4_code(x[j + 16] * id + 8.5f) << 4);
+}
+
+static void q_q4_1(const float *x, uint8_t *b)
+{
+    float min = x[0], max = x[0];
+    for (int j = 1; j < 32; j++) {
+        min = fminf(min, x[j]);
+        max = fmaxf(max, x[j]);
+    }
+    const float d = (max - min) / 15.0f, id = d != 0 ? 1.0f / d : 0.0f;
+    wr_f16(b, d);
+    wr_f16(b + 2, min);
+    for (int j = 0; j < 16; j++)
+        b[4 + j] = (uint8_t)(q4_code((x[j] - min) * id + 0.5f) |
+                             q4_code((x[j + 16] - min) * id + 0.5f) << 4);
+}
+
+ilm_status ilm__quantize(uint32_t type, const float *src, void *dst, int64_t n)
+{
+    void (*fn)(const float *, uint8_t *) = type == ILM__DTYPE_Q8_0   ? q_q8_0
+                                           : type == ILM__DTYPE_Q4_0 ? q_q4_0
+                                           : type == ILM__DTYPE_Q4_1 ? q_q4_1
+                                                                     : NULL;
+    uint8_t *p = dst;
+    switch (type) {
+    case ILM__DTYPE_F32:
+        if (n) memcpy(dst, src, (size_t)n * 4);
+        return ILM_OK;
+    case ILM__DTYPE_F16:
+        for (int64_t i = 0; i < n; i++) wr_f16(p + 2 * i, src[i]);
+        return ILM_OK;
+    case ILM__DTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            const uint16_t h = ilm__f32_to_bf16(src[i]);
+            p[2 * i] = (uint8_t)h;
+            p[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+        return ILM_OK;
+    default:
+        break;
+    }
+    ILM__RETURN_IF(!fn, ILM_ERR_UNSUPPORTED, "quantize: type %s (%u) is not written",
+                   ilm__dtype_name(type), type);
+    ILM__RETURN_IF(n < 0 || n % 32 != 0, ILM_ERR_INVALID_ARG,
+                   "quantize: %lld elements is not a multiple of the %s block of 32", (long long)n,
+                   ilm__dtype_name(type));
+    uint32_t block, bytes;
+    ilm__dtype_info(type, &block, &bytes);
+    for (int64_t i = 0; i < n / 32; i++) fn(src + i * 32, p + (size_t)i * bytes);
+    return ILM_OK;
 }

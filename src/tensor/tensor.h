@@ -34,4 +34,11 @@ uint16_t ilm__f32_to_bf16(float f);
  * type's block size (ILM_ERR_INVALID_ARG otherwise). */
 ilm_status ilm__dequantize(uint32_t type, const void *src, float *dst, int64_t n);
 
+/* Quantizes n float32 values into dst in `type`: F32, F16, BF16, and the
+ * block formats Q8_0, Q4_0 and Q4_1 as ggml's reference quantizers do them
+ * (gguf.quants.quantize's bytes: scales as float16, roundf / trunc in
+ * float32).  ILM_ERR_UNSUPPORTED for other types, ILM_ERR_INVALID_ARG for
+ * n not a multiple of the block. */
+ilm_status ilm__quantize(uint32_t type, const float *src, void *dst, int64_t n);
+
 #endif /* ILM_TENSOR_TENSOR_H */

@@ -480,17 +480,21 @@ int cmd_merge(int argc, char **argv)
 }
 
 static const char quantize_help[] =
-    "usage: internlm quantize --model IN --format nf4|fp4 --out DIR [--blocksize N]\n"
+    "usage: internlm quantize --model IN --format F --out OUT [--blocksize N]\n"
     "                         [--no-double-quant]\n"
     "\n"
-    "Quantizes every linear of the layers to bitsandbytes' 4-bit format (NF4 or\n"
-    "FP4, blocks of N elements, default 64, with double quantization unless\n"
-    "--no-double-quant) and writes a Hugging Face directory in bitsandbytes'\n"
-    "layout with its quantization_config: transformers + bitsandbytes load it, as\n"
-    "does this library.  The codes equal bitsandbytes' own.  The embedding, norms\n"
-    "and head keep their type (GGUF quantizations become fp32); a GGUF model's\n"
-    "q/k rows are put in Hugging Face order first.  One linear is in fp32 at a\n"
-    "time.  The base directory's tokenizer files are copied.\n";
+    "  nf4, fp4          every linear of the layers in bitsandbytes' 4-bit format\n"
+    "                    (blocks of N elements, default 64, double quantization\n"
+    "                    unless --no-double-quant): OUT is a Hugging Face\n"
+    "                    directory with its quantization_config that transformers\n"
+    "                    + bitsandbytes load, as does this library; the codes are\n"
+    "                    bitsandbytes' own.  IN is any model this library loads;\n"
+    "                    its tokenizer files are copied when IN is a directory.\n"
+    "  q8_0, q4_0, q4_1  IN a GGUF file, OUT a GGUF file llama.cpp loads: every\n"
+    "                    matrix requantized as ggml's reference quantizers do, the\n"
+    "                    metadata and tokenizer carried over.\n"
+    "\n"
+    "One tensor is converted at a time.\n";
 
 int cmd_quantize(int argc, char **argv)
 {
@@ -516,29 +520,34 @@ int cmd_quantize(int argc, char **argv)
     }
     if (!model || !format || !out)
         return cli_usage_error("quantize", "--model, --format and --out are required");
-    if (strcmp(format, "nf4") && strcmp(format, "fp4"))
-        return cli_usage_error("quantize", "--format is '%s'; this version writes nf4 and fp4 "
-                               "(GGUF q8_0 / q4_0 / q4_1 are not written yet)", format);
+    const bool q4 = !strcmp(format, "nf4") || !strcmp(format, "fp4");
+    if (!q4 && strcmp(format, "q8_0") && strcmp(format, "q4_0") && strcmp(format, "q4_1"))
+        return cli_usage_error("quantize", "--format is '%s', not nf4, fp4, q8_0, q4_0 or q4_1",
+                               format);
+    if (!q4 && (blocksize || !nested))
+        return cli_usage_error("quantize", "--blocksize and --no-double-quant are for nf4 and fp4");
     char *end = NULL;
     long bs = blocksize ? strtol(blocksize, &end, 10) : 64;
     if (blocksize && (*end || bs <= 0))
         return cli_usage_error("quantize", "--blocksize wants a whole number, got '%s'", blocksize);
-    cJSON *cfg = cJSON_CreateObject(), *q = cJSON_AddObjectToObject(cfg, "quantize");
-    cJSON_AddStringToObject(q, "quant_type", format);
-    cJSON_AddNumberToObject(q, "blocksize", (double)bs);
-    cJSON_AddBoolToObject(q, "double_quant", nested);
+    cJSON *cfg = cJSON_CreateObject();
+    cJSON_AddStringToObject(cfg, "format", format);
+    if (q4) {
+        cJSON_AddNumberToObject(cfg, "blocksize", (double)bs);
+        cJSON_AddBoolToObject(cfg, "double_quant", nested);
+    }
     char *text = cJSON_PrintUnformatted(cfg);
     cJSON_Delete(cfg);
-    ilm_model *m = NULL;
-    ilm_status st = ilm_model_load(model, text, &m);
+    ilm_status st = ilm_model_quantize(model, out, text);
     cJSON_free(text);
-    if (st == ILM_OK) st = ilm_model_save(m, out);
-    ilm_model_free(m);
     if (st != ILM_OK) return cli_fail(st);
     struct stat sb;
-    if (stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) && copy_side_files(model, out) != ILM_OK)
+    if (q4 && stat(model, &sb) == 0 && S_ISDIR(sb.st_mode) && copy_side_files(model, out) != ILM_OK)
         return CLI_ERROR;
-    printf("quantized %s -> %s (%s, blocksize %ld%s)\n", model, out, format, bs,
-           nested ? ", double quantization" : "");
+    if (q4)
+        printf("quantized %s -> %s (%s, blocksize %ld%s)\n", model, out, format, bs,
+               nested ? ", double quantization" : "");
+    else
+        printf("quantized %s -> %s (%s)\n", model, out, format);
     return CLI_OK;
 }
