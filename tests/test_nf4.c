@@ -654,6 +654,25 @@ START_TEST(bnb_model_directories_load_and_are_written_as_bitsandbytes_writes_the
     ck_assert_int_eq(ilm_model_load(dir, NULL, &m), ILM_ERR_FORMAT);
     ck_assert_msg(strstr(ilm_last_error(), "4-bit tensor 'model.layers.0.mlp.gate_proj.weight'"), "%s",
                   ilm_last_error());
+    /* A 4-bit embedding (bitsandbytes never makes one) is refused by name. */
+    ck_assert_int_eq(ilm_model_load(FIX "hf_llama64_fp32", "{\"quantize\": {}}", &m), ILM_OK);
+    {
+        const int64_t ne = m->tok_embd.rows * m->tok_embd.cols;
+        float *e = malloc((size_t)ne * sizeof *e);
+        memcpy(e, m->tok_embd.data, (size_t)ne * sizeof *e);
+        ck_assert_int_eq(ilm__weight_quantize_q4(m, &m->tok_embd, e, &qo), ILM_OK);
+        m->output = m->tok_embd; /* tied */
+        free(e);
+    }
+    char *dir2 = test_tmpdir();
+    ck_assert_int_eq(ilm_model_save(m, dir2), ILM_OK);
+    ilm_model_free(m);
+    m = NULL;
+    ck_assert_int_eq(ilm_model_load(dir2, NULL, &m), ILM_ERR_FORMAT);
+    ck_assert_msg(strstr(ilm_last_error(), "'model.embed_tokens.weight' is 4-bit"), "%s", ilm_last_error());
+    ck_assert_ptr_null(m);
+    test_rmtree(dir2);
+    free(dir2);
     /* Load options bitsandbytes does not have. */
     ck_assert_int_eq(ilm_model_load(FIX "hf_llama64_fp32", "{\"quantize\": {\"blocksize\": 100}}", &m),
                      ILM_ERR_CONFIG);

@@ -52,13 +52,13 @@ static float *scratch(ilm__kv *kv, size_t n)
 #define PANEL_FLOATS ((int64_t)1 << 20)
 
 /* y = x W^T, plus (x A^T) (s B)^T when an adapter is applied; `tmp` holds
- * T * (lora_r + rows) floats, then (a model with 4-bit weights) a panel. */
+ * a panel (a model with 4-bit weights), then T * (lora_r + rows) floats. */
 static ilm_status linear(const ilm__backend *be, const ilm_model *m, const ilm__weight *w,
                          const float *x, int64_t T, float *y, float *tmp)
 {
     if (ilm__weight_is_q4(w)) {
         /* Rows of W as fp32, a panel at a time, into their columns of y. */
-        float *panel = tmp + (m->lora_r ? T * (m->lora_r + w->rows) : 0);
+        float *panel = tmp;
         const int64_t P = PANEL_FLOATS / w->cols;
         for (int64_t n0 = 0; n0 < w->rows; n0 += P) {
             const int64_t rows = w->rows - n0 < P ? w->rows - n0 : P;
@@ -71,7 +71,7 @@ static ilm_status linear(const ilm__backend *be, const ilm_model *m, const ilm__
         ILM__FORWARD(be->iface.linear(be, w->type, w->data, w->rows, w->cols, x, T, y));
     }
     if (!w->lora_r) return ILM_OK;
-    float *xa = tmp, *d = tmp + T * w->lora_r;
+    float *xa = tmp + (m->n_q4 ? PANEL_FLOATS : 0), *d = xa + T * w->lora_r;
     ILM__FORWARD(be->iface.linear(be, ILM__DTYPE_F32, w->lora_a, w->lora_r, w->cols, x, T, xa));
     ILM__FORWARD(be->iface.linear(be, ILM__DTYPE_F32, w->lora_b, w->rows, w->lora_r, xa, T, d));
     return be->iface.add(be, y, d, T * w->rows);

@@ -96,11 +96,17 @@ static ilm_status matrix_q4(ilm_model *m, const char *path, const char *name, in
     return ILM_OK;
 }
 
-/* A weight matrix of exactly [rows, cols]. */
+/* A weight matrix of exactly [rows, cols]; a layer's linear (`linear`) may
+ * be a bitsandbytes 4-bit weight, the embedding and head may not (as
+ * bitsandbytes leaves them). */
 static ilm_status matrix(ilm_model *m, const char *path, const char *name, int64_t rows,
-                         int64_t cols, ilm__weight *w)
+                         int64_t cols, ilm__weight *w, bool linear)
 {
-    if (m->st && ilm__q4_hf_present(m->st, name)) return matrix_q4(m, path, name, rows, cols, w);
+    if (m->st && ilm__q4_hf_present(m->st, name)) {
+        ILM__RETURN_IF(!linear, ILM_ERR_FORMAT,
+                       "%s: tensor '%s' is 4-bit; only the layers' linears may be", path, name);
+        return matrix_q4(m, path, name, rows, cols, w);
+    }
     found f;
     ILM__FORWARD(find(m, path, name, &f));
     ILM__RETURN_IF(f.n_dims != 2 || f.rows != rows || f.cols != cols, ILM_ERR_FORMAT,
@@ -181,7 +187,7 @@ static ilm_status load_layer(ilm_model *m, const char *path, int64_t l)
             ILM__FORWARD(vector(m, path, name, a->hidden_size, (const float **)(y + lt->field)));
         else
             ILM__FORWARD(matrix(m, path, name, ilm__layer_size(a, lt->rows),
-                               ilm__layer_size(a, lt->cols), (ilm__weight *)(y + lt->field)));
+                               ilm__layer_size(a, lt->cols), (ilm__weight *)(y + lt->field), true));
     }
     return ILM_OK;
 }
@@ -195,13 +201,13 @@ static ilm_status load_weights(ilm_model *m, const char *path)
     const bool gguf = m->gguf != NULL, i2 = a->kind == ILM__ARCH_INTERNLM2;
     ILM__FORWARD(matrix(m, path, gguf ? "token_embd.weight" : i2 ? "model.tok_embeddings.weight"
                                                                 : "model.embed_tokens.weight",
-                       V, C, &m->tok_embd));
+                       V, C, &m->tok_embd, false));
     ILM__FORWARD(vector(m, path, gguf ? "output_norm.weight" : "model.norm.weight", C, &m->out_norm));
     if (a->tie_embeddings) {
         m->output = m->tok_embd;
     } else {
         ILM__FORWARD(matrix(m, path, gguf ? "output.weight" : i2 ? "output.weight" : "lm_head.weight",
-                           V, C, &m->output));
+                           V, C, &m->output, false));
     }
     for (int64_t l = 0; l < a->n_layers; l++)
         ILM__FORWARD(load_layer(m, path, l));
