@@ -117,14 +117,17 @@ static void base_name(const char *path, char *out, size_t n)
 }
 
 /* The model's name in reports (and in --out, which resumes by it): the
- * model file's, with the adapter's after a '+'. */
-static void model_name(const char *path, const char *adapter, char *out, size_t n)
+ * model file's, then "+<quantize>" and the adapter's after a '+'. */
+static void model_name(const char *path, const char *quantize, const char *adapter, char *out,
+                       size_t n)
 {
     base_name(path, out, n);
+    size_t used = strlen(out);
+    if (quantize) snprintf(out + used, n - used, "+%s", quantize);
     if (!adapter) return;
     char a[128];
     base_name(adapter, a, sizeof a);
-    size_t used = strlen(out);
+    used = strlen(out);
     snprintf(out + used, n - used, "+%s", a);
 }
 
@@ -232,7 +235,7 @@ int cmd_eval(int argc, char **argv)
     if (name)
         snprintf(mname, sizeof mname, "%s", name);
     else
-        model_name(model, adapter, mname, sizeof mname);
+        model_name(model, quantize, adapter, mname, sizeof mname);
     cJSON_AddStringToObject(cfg, "model_name", mname);
     if (out) cJSON_AddStringToObject(cfg, "out", out);
     char *cfg_text = cJSON_PrintUnformatted(cfg), *list_text = cJSON_PrintUnformatted(list);
