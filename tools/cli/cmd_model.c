@@ -459,8 +459,7 @@ int cmd_merge(int argc, char **argv)
                             : !strcmp(o, "--out") ? &out : NULL;
         if (!slot) return cli_usage_error("merge", "unknown option '%s'", o);
         if (!v) return cli_usage_error("merge", "%s needs a value", o);
-        *slot = v;
-        i++;
+        *slot = argv[++i];
     }
     if (!model || !adapter || !out)
         return cli_usage_error("merge", "--model, --adapter and --out are required");
@@ -515,8 +514,7 @@ int cmd_quantize(int argc, char **argv)
                             : NULL;
         if (!slot) return cli_usage_error("quantize", "unknown option '%s'", o);
         if (!v) return cli_usage_error("quantize", "%s needs a value", o);
-        *slot = v;
-        i++;
+        *slot = argv[++i];
     }
     if (!model || !format || !out)
         return cli_usage_error("quantize", "--model, --format and --out are required");
