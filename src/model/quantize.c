@@ -6,6 +6,7 @@
 #include "formats/gguf_write.h"
 #include "quant/nf4.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -53,6 +54,9 @@ ilm_status ilm_model_quantize(const char *in, const char *out, const char *confi
             st = ilm__error(ILM_ERR_CONFIG, "quantize: 'blocksize' and 'double_quant' are 4-bit "
                             "settings, not %s's", format);
     }
+    /* `format` points into the tree: keep a copy for the messages below. */
+    char name[16] = "";
+    if (st == ILM_OK) snprintf(name, sizeof name, "%s", format);
     cJSON_Delete(q);
     cJSON_Delete(root);
     ILM__FORWARD(st);
@@ -69,7 +73,7 @@ ilm_status ilm_model_quantize(const char *in, const char *out, const char *confi
                         "quantize: writing %s GGUF from a Hugging Face directory needs its "
                         "tokenizer in GGUF's form, not written yet (llama.cpp's "
                         "convert_hf_to_gguf.py makes a GGUF file this can requantize)",
-                        format);
+                        name);
     } else {
         st = ilm__gguf_requantize(m->gguf, out, gguf_formats[g].type, gguf_formats[g].ftype);
     }
