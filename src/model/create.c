@@ -142,8 +142,10 @@ typedef struct saver {
     ilm__q4_hf         *hf;     /* per 4-bit weight: its keys */
     size_t              n_hf;
     ilm__st_out        *t;
-    const ilm__weight **w;      /* per tensor: the weight to produce, or NULL */
-    bool               *qk;     /* per tensor: a q or k weight */
+    struct produced {
+        const ilm__weight *w;   /* the weight to produce, or NULL: written as stored */
+        bool               qk;  /* a q or k weight */
+    } *p;                       /* per tensor */
     size_t              n;
     int64_t            *shapes; /* 2 per tensor */
     char               *names;  /* 96 per tensor */
@@ -152,9 +154,12 @@ typedef struct saver {
     ilm__backend       *be;     /* for the merge's GEMM */
 } saver;
 
-static int elem_bytes(uint32_t type)
+/* Bytes per element of the types the file holds (f32, f16, bf16, u8). */
+static uint32_t elem_bytes(uint32_t type)
 {
-    return type == ILM__DTYPE_F32 ? 4 : type == ILM__DTYPE_F16 || type == ILM__DTYPE_BF16 ? 2 : 1;
+    uint32_t block = 1, bytes = 1;
+    (void)ilm__dtype_info(type, &block, &bytes);
+    return bytes / block;
 }
 
 static bool is_fp(uint32_t type)
@@ -168,8 +173,7 @@ static void add(saver *s, const char *name, uint32_t type, const void *data, con
     size_t i = s->n++;
     snprintf(s->names + 96 * i, 96, "%s", name);
     memcpy(s->shapes + 2 * i, shape, 2 * sizeof *shape);
-    s->w[i] = w;
-    s->qk[i] = qk;
+    s->p[i] = (struct produced){ w, qk };
     s->t[i] = (ilm__st_out){ s->names + 96 * i, type, n_dims, s->shapes + 2 * i, data };
 }
 
@@ -202,7 +206,7 @@ static void add_norm(saver *s, const char *name, const float *v, int64_t n)
 static ilm_status produce(void *ctx, size_t i, const void **data)
 {
     saver *s = ctx;
-    const ilm__weight *w = s->w[i];
+    const ilm__weight *w = s->p[i].w;
     const size_t n = (size_t)(w->rows * w->cols);
     if (n > s->buf_cap) {
         ilm__free(s->buf);
@@ -216,7 +220,7 @@ static ilm_status produce(void *ctx, size_t i, const void **data)
         ILM__FORWARD(s->be->iface.gemm_f32(s->be, false, false, (int)w->rows, (int)w->cols,
                                            (int)w->lora_r, 1.0f, w->lora_b, (int)w->lora_r,
                                            w->lora_a, (int)w->cols, 1.0f, s->buf, (int)w->cols));
-    if (s->qk[i] && s->m->arch.rope_interleaved)
+    if (s->p[i].qk && s->m->arch.rope_interleaved)
         ILM__FORWARD(ilm__rope_permute_rows(s->m->arch.head_dim, w->rows, w->cols, s->buf, true));
     *data = s->buf;
     return ILM_OK;
@@ -255,12 +259,9 @@ static ilm_status collect(saver *s)
             ilm__st_out t = s->t[j];
             s->t[j] = s->t[j - 1];
             s->t[j - 1] = t;
-            const ilm__weight *w = s->w[j];
-            s->w[j] = s->w[j - 1];
-            s->w[j - 1] = w;
-            bool qk = s->qk[j];
-            s->qk[j] = s->qk[j - 1];
-            s->qk[j - 1] = qk;
+            struct produced p = s->p[j];
+            s->p[j] = s->p[j - 1];
+            s->p[j - 1] = p;
         }
     return ILM_OK;
 }
@@ -304,11 +305,10 @@ ilm_status ilm_model_save(const ilm_model *m, const char *dir)
     saver s = { .m = m, .q4 = m->n_q4 > 0 && !m->adapter };
     s.hf = s.q4 ? ilm__calloc(m->n_q4, sizeof *s.hf) : NULL;
     s.t = ilm__calloc(cap, sizeof *s.t);
-    s.w = ilm__calloc(cap, sizeof *s.w);
-    s.qk = ilm__calloc(cap, sizeof *s.qk);
+    s.p = ilm__calloc(cap, sizeof *s.p);
     s.shapes = ilm__calloc(cap * 2, sizeof *s.shapes);
     s.names = ilm__calloc(cap, 96);
-    ilm_status st = !s.t || !s.w || !s.qk || !s.shapes || !s.names || (s.q4 && !s.hf)
+    ilm_status st = !s.t || !s.p || !s.shapes || !s.names || (s.q4 && !s.hf)
                         ? ilm__error(ILM_ERR_NOMEM, "model: out of memory") : ILM_OK;
     if (st == ILM_OK && m->adapter) st = ilm__backend_cpu_create(m->threads, -1, &s.be);
     if (st == ILM_OK) st = collect(&s);
@@ -325,8 +325,7 @@ ilm_status ilm_model_save(const ilm_model *m, const char *dir)
     ilm__free(s.hf);
     ilm__free(s.buf);
     ilm__free(s.t);
-    ilm__free(s.w);
-    ilm__free(s.qk);
+    ilm__free(s.p);
     ilm__free(s.shapes);
     ilm__free(s.names);
     return st;
